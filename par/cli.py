@@ -1,0 +1,76 @@
+"""What every script in `scripts/` shares: clean exits and a quiet TensorFlow import.
+
+Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it gives:
+- a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1;
+- SIGTERM unwinds like Ctrl-C, so `finally` blocks remove temporary files, and the exit status
+  is 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as shells report it.
+"""
+
+import contextlib
+import os
+import signal
+import sys
+
+from absl import app
+
+from par.errors import ParError  # Re-exported for scripts.
+
+
+class _Terminated(BaseException):
+  """Raised in the main thread when SIGTERM arrives."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise _Terminated()
+
+
+def run(main):
+  """Runs an absl `main(argv)` with the exits described in the module docstring."""
+
+  def guarded_main(argv):
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+      return main(argv)
+    except ParError as e:
+      sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+      print("interrupted", file=sys.stderr)
+      sys.exit(128 + signal.SIGINT)
+    except _Terminated:
+      print("terminated", file=sys.stderr)
+      sys.exit(128 + signal.SIGTERM)
+
+  app.run(guarded_main)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+  """Hides what native code writes to file descriptor 2 inside the block.
+
+  TensorFlow 2.21 prints several notices from C++ at import and at device set-up (oneDNN,
+  missing CUDA drivers) before absl logging is initialised, so `TF_CPP_MIN_LOG_LEVEL` cannot
+  silence them. Set PAR_VERBOSE_TF=1 to see them.
+  """
+  if os.environ.get("PAR_VERBOSE_TF") == "1":
+    yield
+    return
+  sys.stderr.flush()
+  saved = os.dup(2)
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
+def import_tensorflow():
+  """Imports TensorFlow and initialises its devices with the start-up notices hidden."""
+  with quiet_native_stderr():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.list_physical_devices()
+  return tf

@@ -1,0 +1,152 @@
+"""Building a dataset directory from text: the body of scripts/build_data.py.
+
+text files -> tokenizer (trained on train, or given) -> token streams -> records -> directory.
+
+Everything that can be wrong with the input is found before anything is written. The
+directory is then assembled in a hidden temporary sibling and renamed into place at the end,
+so an interrupted build never leaves something that looks complete; a build that raises
+(Ctrl-C and SIGTERM included) removes its temporary directory, and one killed outright
+leaves it for the next build to remove.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from absl import logging
+
+from par import corpus
+from par import records
+from par import tokenizer
+from par.errors import ParError
+
+
+def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False,
+                  reuse_existing=False):
+  """Builds a dataset directory (layout in `par.records`).
+
+  Args:
+    input_path: a directory of split files (see `corpus.SPLIT_FILE_NAMES`) or one text file,
+      which becomes the train split.
+    output_dir: the dataset directory to create.
+    config: `par.config.DataConfig`.
+    sp_model: path of an existing SentencePiece model to use instead of training one.
+    overwrite: replace an existing output_dir.
+    reuse_existing: if output_dir was built from the same files and settings, keep it.
+
+  Returns:
+    (meta, built): the `records.DatasetMeta`, and False if an existing dataset was reused.
+  """
+  config.validate()
+  start = time.perf_counter()
+  files = corpus.find_split_files(input_path)
+  output_dir = Path(output_dir)
+  model = _read_model(sp_model) if sp_model else None
+  if model is not None:
+    config = dataclasses.replace(config, vocab_size=tokenizer.load(model).get_piece_size())
+  if output_dir.exists():
+    if reuse_existing and _is_built_from(output_dir, files, config, model):
+      logging.info("%s is up to date with its inputs and settings; reusing it", output_dir)
+      return records.load_meta(output_dir), False
+    if not overwrite:
+      raise ParError(f"{output_dir} already exists; pass --overwrite to replace it")
+    if not (output_dir / records.META_FILE).is_file():
+      raise ParError(f"{output_dir} exists and is not a built dataset; not replacing it")
+
+  texts = {split: corpus.read_split(path) for split, path in files.items()}
+  if model is None:
+    model = tokenizer.train(texts["train"].lines, config)
+    logging.info("trained a %d-piece %s tokenizer in %.1f s", config.vocab_size,
+                 config.model_type, time.perf_counter() - start)
+
+  sp = tokenizer.Tokenizer(model)
+  streams = {}
+  for split, text in texts.items():
+    streams[split] = sp.tokenize(text.lines)
+    needed = config.batch_size * config.seq_len + 1
+    if len(streams[split]) < needed:
+      raise ParError(
+          f"the {split} split ({text.path}) has {len(streams[split])} tokens; batch_size "
+          f"{config.batch_size} x seq_len {config.seq_len} needs at least {needed}")
+
+  meta = _write(output_dir, config, sp, texts, streams)
+  logging.info("built %s in %.1f s: %s", output_dir, time.perf_counter() - start, ", ".join(
+      f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()))
+  return meta, True
+
+
+def _read_model(path):
+  try:
+    return Path(path).read_bytes()
+  except OSError as e:
+    raise ParError(f"cannot read the tokenizer model {path}: {e.strerror}") from None
+
+
+def _is_built_from(output_dir, files, config, model):
+  """Whether output_dir holds a dataset built from these files, settings and tokenizer."""
+  try:
+    meta = records.load_meta(output_dir)
+  except ParError:
+    return False
+  if meta.config != config or set(meta.splits) != set(files):
+    return False
+  if model is not None and tokenizer.sha256(model) != meta.tokenizer_sha256:
+    return False
+  return all(meta.splits[split].source_sha256 == corpus.file_sha256(path)
+             for split, path in files.items())
+
+
+def _write(output_dir, config, sp, texts, streams):
+  """Writes the dataset into a temporary sibling, then renames it to output_dir."""
+  output_dir.parent.mkdir(parents=True, exist_ok=True)
+  _remove_abandoned_partials(output_dir)
+  work = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-",
+                               dir=output_dir.parent))
+  try:
+    built = work / "dataset"  # mkdtemp's own mode is 0700; this one follows the umask.
+    built.mkdir()
+    (built / records.TOKENIZER_FILE).write_bytes(sp.model_proto)
+    (built / records.VOCAB_FILE).write_text(tokenizer.vocab_text(sp.model_proto),
+                                            encoding="utf-8")
+    splits = {}
+    for split, stream in streams.items():
+      windows, dropped, padding = records.context_batch(
+          stream, config.batch_size, config.seq_len, config.remainder)
+      shards = records.write_split(windows, built, split, config.shards)
+      text = texts[split]
+      splits[split] = records.SplitMeta(
+          source=str(Path(text.path).resolve()), source_sha256=text.sha256,
+          lines=len(text.lines), words=text.words, tokens=len(stream), records=len(windows),
+          targets=len(stream) - 1 - dropped, dropped_tokens=dropped, padding=padding,
+          shards=shards)
+    meta = records.DatasetMeta(
+        format_version=records.FORMAT_VERSION, vocab_size=config.vocab_size,
+        batch_size=config.batch_size, seq_len=config.seq_len,
+        eos_id=sp.processor.eos_id(), pad_id=records.PAD_ID,
+        tokenizer_sha256=tokenizer.sha256(sp.model_proto), config=config, splits=splits)
+    (built / records.META_FILE).write_text(meta.to_json())
+    if output_dir.exists():  # --overwrite, checked by the caller.
+      old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+      os.rename(output_dir, old)
+      os.rename(built, output_dir)
+      shutil.rmtree(old)
+    else:
+      os.rename(built, output_dir)
+    return meta
+  finally:
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_abandoned_partials(output_dir):
+  """Removes temporary directories left by builds of output_dir that were killed."""
+  for partial in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
+    try:
+      pid = int(partial.name.rsplit(".partial-", 1)[1].split("-")[0])
+      os.kill(pid, 0)  # Raises if no such process: the build that made it is gone.
+    except ProcessLookupError:
+      shutil.rmtree(partial, ignore_errors=True)
+    except (ValueError, IndexError, PermissionError):
+      pass

@@ -1,0 +1,53 @@
+"""Helpers for tests: synthetic corpora and running the project's scripts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def counting_lines(num_lines, start=0):
+  """Lines of consecutive numbers ("w17 w18 w19"), 0 to 12 words each, some empty.
+
+  Any window of the resulting token stream says where in the text it comes from, so tests
+  can check that records reproduce the stream exactly.
+  """
+  lines, k = [], start
+  for i in range(num_lines):
+    count = (i * 7) % 13
+    lines.append(" ".join(f"w{j}" for j in range(k, k + count)))
+    k += count
+  return lines
+
+
+def write_corpus(directory, split_lines, names=None):
+  """Writes {split: lines} as directory/{name}; returns the directory."""
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  for split, lines in split_lines.items():
+    name = (names or {}).get(split, f"{split}.txt")
+    (directory / name).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+  return directory
+
+
+def run_script(*args, env=None, timeout=300, **kwargs):
+  """Runs a project script or command from the repository root; returns CompletedProcess."""
+  full_env = dict(os.environ, **(env or {}))
+  command = list(args)
+  if command[0].endswith(".py"):
+    command = [sys.executable] + command
+  return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True,
+                        timeout=timeout, **kwargs)
+
+
+def error_line(result):
+  """The single `error: ...` line a failed script printed last; fails on a traceback."""
+  assert result.returncode != 0, result.stdout + result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  lines = result.stderr.strip().splitlines()
+  errors = [line for line in lines if line.startswith("error: ")]
+  assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+  return errors[0]

@@ -1,0 +1,217 @@
+"""build_dataset and scripts/build_data.py end to end, on text whose tokens can be traced."""
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, counting_lines, error_line, run_script, write_corpus
+from par import records
+from par import tokenizer
+from par.config import DataConfig
+from par.dataset import build_dataset
+from par.errors import ParError
+
+CONFIG = DataConfig(vocab_size=60, batch_size=3, seq_len=7)
+
+
+def read_split(data_dir, split):
+  pairs = list(records.load_dataset(data_dir, split).as_numpy_iterator())
+  return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def stream_from_records(inputs, targets):
+  """Undoes context batching: lane by lane, the first input then every target."""
+  lanes = [np.concatenate([inputs[0, b, :1], targets[:, b].reshape(-1)])
+           for b in range(inputs.shape[1])]
+  stream = np.concatenate([lanes[0]] + [lane[1:] for lane in lanes[1:]])
+  return stream[stream != records.PAD_ID]
+
+
+def test_records_reproduce_each_split_stream_exactly(tmp_path, counting_corpus):
+  meta, built = build_dataset(counting_corpus, tmp_path / "ds", CONFIG)
+  assert built
+  model = (tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes()
+  processor = tokenizer.load(model)
+  for split in ("train", "valid", "test"):
+    lines = (counting_corpus / f"{split}.txt").read_text().splitlines()
+    expected = tokenizer.Tokenizer(model).tokenize(lines)
+    got = stream_from_records(*read_split(tmp_path / "ds", split))
+    np.testing.assert_array_equal(got, expected)
+    # And the ids are the text: decoding line by line gives the file back.
+    ends = np.nonzero(got == tokenizer.EOS_ID)[0]
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    assert [processor.decode(got[a:b].tolist()) for a, b in zip(starts, ends)] == lines
+
+
+def test_meta_counts(tmp_path, counting_corpus):
+  meta, _ = build_dataset(counting_corpus, tmp_path / "ds", CONFIG)
+  assert (meta.vocab_size, meta.batch_size, meta.seq_len) == (60, 3, 7)
+  assert meta.eos_id == tokenizer.EOS_ID and meta.pad_id == records.PAD_ID
+  model = tmp_path / "ds" / records.TOKENIZER_FILE
+  assert meta.tokenizer_sha256 == tokenizer.sha256(model.read_bytes())
+  for split, info in meta.splits.items():
+    lines = (counting_corpus / f"{split}.txt").read_text().splitlines()
+    assert info.lines == len(lines)
+    assert info.words == sum(len(line.split()) + 1 for line in lines)
+    n = len(tokenizer.Tokenizer(model.read_bytes()).tokenize(lines))
+    assert info.tokens == n and info.targets == n - 1 and info.dropped_tokens == 0
+    assert info.records == -(-(n - 1) // (3 * 7))
+    assert info.padding == info.records * 3 * 7 - (n - 1)
+  assert meta == records.load_meta(tmp_path / "ds")
+
+
+def test_drop_remainder_loses_fewer_than_one_record_of_tokens(tmp_path, counting_corpus):
+  config = dataclasses.replace(CONFIG, remainder="drop", shards=4)
+  meta, _ = build_dataset(counting_corpus, tmp_path / "ds", config)
+  for info in meta.splits.values():
+    assert info.padding == 0 and 0 <= info.dropped_tokens < 3 * 7
+    assert info.targets == info.records * 3 * 7 == info.tokens - 1 - info.dropped_tokens
+
+
+def test_sharded_build_reads_back_equal_to_one_shard(tmp_path, counting_corpus):
+  build_dataset(counting_corpus, tmp_path / "one", CONFIG)
+  meta, _ = build_dataset(counting_corpus, tmp_path / "many",
+                          dataclasses.replace(CONFIG, shards=5))
+  assert all(len(info.shards) == 5 for info in meta.splits.values())
+  for split in meta.splits:
+    one, many = read_split(tmp_path / "one", split), read_split(tmp_path / "many", split)
+    np.testing.assert_array_equal(one[0], many[0])
+    np.testing.assert_array_equal(one[1], many[1])
+
+
+def test_given_tokenizer_is_used_as_is(tmp_path, counting_corpus):
+  first, _ = build_dataset(counting_corpus, tmp_path / "a", CONFIG)
+  model = tmp_path / "a" / records.TOKENIZER_FILE
+  second, _ = build_dataset(counting_corpus, tmp_path / "b",
+                            dataclasses.replace(CONFIG, vocab_size=12000), sp_model=model)
+  assert second.tokenizer_sha256 == first.tokenizer_sha256 and second.vocab_size == 60
+  np.testing.assert_array_equal(read_split(tmp_path / "a", "valid")[1],
+                                read_split(tmp_path / "b", "valid")[1])
+
+
+def test_single_file_input_is_the_train_split(tmp_path):
+  path = tmp_path / "corpus.txt"
+  path.write_text("".join(line + "\n" for line in counting_lines(300)))
+  meta, _ = build_dataset(path, tmp_path / "ds", CONFIG)
+  assert list(meta.splits) == ["train"]
+
+
+def test_existing_output_is_refused_reused_or_overwritten(tmp_path, counting_corpus):
+  out = tmp_path / "ds"
+  build_dataset(counting_corpus, out, CONFIG)
+  stamp = (out / records.META_FILE).stat().st_mtime_ns
+  with pytest.raises(ParError, match="already exists; pass --overwrite"):
+    build_dataset(counting_corpus, out, CONFIG)
+  _, built = build_dataset(counting_corpus, out, CONFIG, reuse_existing=True)
+  assert not built and (out / records.META_FILE).stat().st_mtime_ns == stamp
+  other = dataclasses.replace(CONFIG, seq_len=5)
+  with pytest.raises(ParError, match="already exists"):  # Different settings: not reused.
+    build_dataset(counting_corpus, out, other, reuse_existing=True)
+  meta, built = build_dataset(counting_corpus, out, other, overwrite=True)
+  assert built and records.load_meta(out).seq_len == 5
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "text"]
+
+
+def test_overwrite_never_replaces_a_directory_that_is_not_a_dataset(tmp_path, counting_corpus):
+  (tmp_path / "precious").mkdir()
+  (tmp_path / "precious" / "notes.txt").write_text("mine")
+  with pytest.raises(ParError, match="not a built dataset; not replacing it"):
+    build_dataset(counting_corpus, tmp_path / "precious", CONFIG, overwrite=True)
+  assert (tmp_path / "precious" / "notes.txt").read_text() == "mine"
+
+
+def _bad_corpus(kind, tmp_path):
+  text = tmp_path / "text"
+  good = {"train": counting_lines(1500), "valid": counting_lines(400)}
+  if kind == "missing":
+    return text, "does not exist", CONFIG
+  if kind == "empty":
+    write_corpus(text, dict(good, valid=[]))
+    return text, "valid.txt is empty", CONFIG
+  if kind == "too small":
+    write_corpus(text, dict(good, valid=["w1 w2"]))
+    return text, r"the valid split .* has \d+ tokens; .* needs at least 22", CONFIG
+  if kind == "vocab":
+    write_corpus(text, good)
+    return text, r"vocab_size 5000 is more than .* at most \d+ pieces", dataclasses.replace(
+        CONFIG, vocab_size=5000)
+  if kind == "undecodable":
+    write_corpus(text, good)
+    with open(text / "valid.txt", "ab") as f:
+      f.write(b"caf\xe9\n")
+    return text, "invalid UTF-8 at line 401", CONFIG
+  raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "too small", "vocab", "undecodable"])
+def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, kind):
+  text, message, config = _bad_corpus(kind, tmp_path)
+  before = sorted(p.name for p in tmp_path.iterdir())
+  with pytest.raises(ParError, match=message):
+    build_dataset(text, tmp_path / "out" / "ds", config)
+  assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_script_reports_bad_input_in_one_line(tmp_path, counting_corpus):
+  (tmp_path / "ds").mkdir()
+  result = run_script("scripts/build_data.py", f"--input={counting_corpus}",
+                      f"--output_dir={tmp_path / 'ds'}")
+  assert result.returncode == 1
+  assert error_line(result) == f"error: {tmp_path / 'ds'} already exists; pass --overwrite " \
+                               "to replace it"
+
+
+# A given tokenizer and many small shards: a quick build whose writing phase still lasts.
+INTERRUPTED_CONFIG = DataConfig(batch_size=4, seq_len=8, shards=64)
+
+
+def _start_build(corpus_dir, out, model):
+  return subprocess.Popen(
+      [sys.executable, "scripts/build_data.py", f"--input={corpus_dir}", f"--output_dir={out}",
+       f"--sp_model={model}", "--batch_size=4", "--seq_len=8", "--shards=64"],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_partial(process, parent, timeout=120):
+  """Waits until the build has started writing its temporary directory."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    if any(p.name.startswith(".ds.partial-") for p in parent.iterdir()):
+      return True
+    time.sleep(0.002)
+  return False
+
+
+@pytest.fixture
+def big_corpus(tmp_path):
+  """A corpus whose build writes for a moment, and a tokenizer for it."""
+  model = tmp_path / "counting.model"
+  model.write_bytes(tokenizer.train(counting_lines(2000), CONFIG))
+  return write_corpus(tmp_path / "text", {"train": counting_lines(60_000)}), model
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_build_leaves_nothing_that_looks_complete(tmp_path, big_corpus, sig):
+  corpus_dir, model = big_corpus
+  out = tmp_path / "ds"
+  process = _start_build(corpus_dir, out, model)
+  if not _wait_for_partial(process, tmp_path):
+    process.kill()
+    pytest.fail(f"the build ended before writing: {process.communicate()[1][-2000:]}")
+  process.send_signal(sig)
+  _, stderr = process.communicate(timeout=120)
+  report = f"exit {process.returncode}; stderr:\n{stderr[-3000:]}"
+  assert process.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig), report
+  assert not out.exists(), report
+  partials = [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+  if sig != signal.SIGKILL:
+    assert partials == [], report
+  else:  # The next build removes what a killed one left.
+    build_dataset(corpus_dir, out, INTERRUPTED_CONFIG, sp_model=model)
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")] == []
+    assert records.load_meta(out).splits["train"].records > 0
