@@ -86,3 +86,90 @@ class DataConfig(_JsonMixin):
     _check(self.remainder in ("pad", "drop"),
            f"remainder must be pad or drop, got {self.remainder!r}")
     return self
+
+
+BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_JsonMixin):
+  """The PAR model: a Transformer-XL whose blocks are searched or fixed by a pattern.
+
+  The defaults are the base configuration of the original PAR project on WikiText-2.
+  """
+
+  # Pieces in the vocabulary; taken from the dataset's meta.json by the training script.
+  vocab_size: int = 12000
+  # Width of the residual stream.
+  d_model: int = 128
+  # Attention heads, and the width of each (0: d_model // n_heads).
+  n_heads: int = 4
+  d_head: int = 0
+  # Hidden width of the feed-forward blocks.
+  d_ffn: int = 1024
+  # Blocks in the network, each self-attention, feed-forward or identity.
+  n_blocks: int = 6
+  # Hidden states of earlier segments each attention block attends to (Transformer-XL).
+  mem_len: int = 16
+  # Relative distances beyond this share one position encoding; 0 turns clamping off.
+  clamp_len: int = 0
+  # Dropout on embeddings, block outputs and the last hidden state; and on attention weights.
+  dropout: float = 0.1
+  dropatt: float = 0.0
+  # Content and position biases u, v of relative attention: one pair per block (True) or one
+  # pair shared by all blocks (False, as in Transformer-XL).
+  untie_rel_bias: bool = False
+  # Adaptive softmax cluster boundaries, increasing, below vocab_size (which closes the last
+  # cluster). Empty: a plain softmax over the whole vocabulary.
+  cutoffs: tuple[int, ...] = (250, 2500)
+  # Width of tail cluster i's projection: d_model // proj_factor**(i+1), unless proj_dims
+  # gives one width per tail explicitly.
+  proj_factor: int = 4
+  proj_dims: tuple[int, ...] = ()
+  # A fixed architecture, one letter per block from "sfi" (e.g. "sfsfff"); empty: the SuperNet
+  # of stochastic blocks that the search trains.
+  architecture: str = ""
+  # How the SuperNet mixes its branches in training: "soft" (Gumbel-Softmax weights), "hard"
+  # (one-hot forward, straight-through gradients) or "single_path" (only the sampled branch
+  # is computed, GDAS-style).
+  sampling: str = "soft"
+  # How the SuperNet evaluates: "argmax" (the derived architecture) or "expected" (branches
+  # weighted by softmax of the logits). Never noisy.
+  eval_mode: str = "argmax"
+
+  @property
+  def head_width(self):
+    return self.d_head or self.d_model // self.n_heads
+
+  def validate(self):
+    for name in ("vocab_size", "d_model", "n_heads", "d_ffn", "n_blocks", "proj_factor"):
+      _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+    _check(self.d_head >= 0, f"d_head must be 0 or more, got {self.d_head}")
+    _check(self.d_head or self.d_model % self.n_heads == 0,
+           f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head")
+    _check(self.mem_len >= 0, f"mem_len must be 0 or more, got {self.mem_len}")
+    _check(self.clamp_len >= 0, f"clamp_len must be 0 (off) or more, got {self.clamp_len}")
+    for name in ("dropout", "dropatt"):
+      _check(0.0 <= getattr(self, name) < 1.0,
+             f"{name} must be in [0, 1), got {getattr(self, name)}")
+    bounds = (0,) + tuple(self.cutoffs) + (self.vocab_size,)
+    _check(all(a < b for a, b in zip(bounds, bounds[1:])),
+           f"cutoffs must increase strictly between 0 and vocab_size {self.vocab_size}, got "
+           f"{list(self.cutoffs)}")
+    _check(not self.proj_dims or len(self.proj_dims) == len(self.cutoffs),
+           f"proj_dims needs one width per tail cluster ({len(self.cutoffs)}), got "
+           f"{list(self.proj_dims)}")
+    _check(all(d >= 1 for d in self.proj_dims), f"proj_dims must be positive, got "
+           f"{list(self.proj_dims)}")
+    if self.architecture:
+      _check(set(self.architecture) <= set(BLOCK_KINDS),
+             f"architecture {self.architecture!r} may only use the letters s (attention), "
+             "f (feed-forward) and i (identity)")
+      _check(len(self.architecture) == self.n_blocks,
+             f"architecture {self.architecture!r} has {len(self.architecture)} blocks, but "
+             f"n_blocks is {self.n_blocks}")
+    _check(self.sampling in ("soft", "hard", "single_path"),
+           f"sampling must be soft, hard or single_path, got {self.sampling!r}")
+    _check(self.eval_mode in ("argmax", "expected"),
+           f"eval_mode must be argmax or expected, got {self.eval_mode!r}")
+    return self

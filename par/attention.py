@@ -1,0 +1,145 @@
+"""Relative multi-head attention with memory (Transformer-XL, Dai et al. 2019, section 3.3).
+
+Sizes: B batch, T segment length, M memory length, K = M + T keys, D d_model, N heads,
+H head width.
+
+A query at segment position i sits at position M + i of [memory ; segment]; key j is visible
+when j <= M + i (causal) and j >= M - memory_length (only memory that holds real states:
+the first segment of an epoch has none). The score of a visible pair is
+
+  ((q_i + u) . k_j  +  (q_i + v) . r_{M+i-j}) / sqrt(H)
+
+with u and v learned content and position biases and r_d = W_r · sinusoid(d). Shapes never
+depend on how much memory is valid, so a traced function serves every segment.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+_NEG_INF = -1e30  # Scores are float32 when masked, whatever the compute dtype.
+
+
+def relative_positions(num_keys, d_model, clamp_len=0):
+  """Sinusoid encodings of the distances K-1, K-2, ..., 0 (descending): float32 [K, D].
+
+  Distances above clamp_len (when > 0) share the encoding of clamp_len.
+  """
+  distance = tf.range(num_keys - 1, -1, -1, dtype=tf.float32)
+  if clamp_len > 0:
+    distance = tf.minimum(distance, float(clamp_len))
+  inverse_frequency = 1.0 / (10000.0 ** (tf.range(0, d_model, 2, dtype=tf.float32) / d_model))
+  angle = distance[:, None] * inverse_frequency[None, :]
+  return tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)[:, :d_model]
+
+
+def attention_mask(seg_len, mem_len, memory_length):
+  """Which keys each query may see: bool [T, K], True = visible.
+
+  Args:
+    seg_len: T (int or scalar tensor).
+    mem_len: M, the memory's fixed size (int or scalar tensor).
+    memory_length: how many of the M memory slots (the last ones) hold states.
+  """
+  query = tf.range(seg_len)[:, None]
+  key = tf.range(mem_len + seg_len)[None, :]
+  return (key <= mem_len + query) & (key >= mem_len - memory_length)
+
+
+def rel_shift(x):
+  """Aligns scores computed against descending distances with key positions.
+
+  x[..., i, c] is the score of query i against distance K-1-c. Returns y with
+  y[..., i, j] = x[..., i, j + T-1-i], the score against distance M+i-j, for every visible
+  (i, j); entries for j > M+i are meaningless and must be masked. The trick of Dai et al.:
+  pad one zero column on the left, fold the [T, K+1] matrix to [K+1, T], drop the first row,
+  unfold to [T, K].
+  """
+  shape = tf.shape(x)
+  seg_len, num_keys = shape[-2], shape[-1]
+  leading = shape[:-2]
+  paddings = [[0, 0]] * (len(x.shape) - 1) + [[1, 0]]
+  x = tf.pad(x, paddings)
+  x = tf.reshape(x, tf.concat([leading, [num_keys + 1, seg_len]], 0))
+  x = x[..., 1:, :]
+  return tf.reshape(x, tf.concat([leading, [seg_len, num_keys]], 0))
+
+
+@keras.saving.register_keras_serializable(package="par")
+class RelativeMultiHeadAttention(keras.layers.Layer):
+  """Multi-head attention over [memory ; segment] with relative positions.
+
+  Returns the attention output projected back to D, before residual and normalization.
+  u and v are this layer's own unless the caller passes shared ones.
+  """
+
+  def __init__(self, d_model, n_heads, d_head, dropatt=0.0, own_bias=True, **kwargs):
+    super().__init__(**kwargs)
+    self.d_model = d_model
+    self.n_heads = n_heads
+    self.d_head = d_head
+    self.dropatt = dropatt
+    self.own_bias = own_bias
+
+  def build(self, input_shape=None):
+    d, n, h = self.d_model, self.n_heads, self.d_head
+    init = keras.initializers.GlorotUniform()
+    self.w_q = self.add_weight(name="w_q", shape=[d, n, h], initializer=init)
+    self.w_k = self.add_weight(name="w_k", shape=[d, n, h], initializer=init)
+    self.w_v = self.add_weight(name="w_v", shape=[d, n, h], initializer=init)
+    self.w_r = self.add_weight(name="w_r", shape=[d, n, h], initializer=init)
+    self.w_o = self.add_weight(name="w_o", shape=[n, h, d], initializer=init)
+    if self.own_bias:
+      bias_init = keras.initializers.RandomNormal(stddev=0.02)
+      self.u = self.add_weight(name="u", shape=[n, h], initializer=bias_init)
+      self.v = self.add_weight(name="v", shape=[n, h], initializer=bias_init)
+    self.attention_dropout = keras.layers.Dropout(self.dropatt)
+    self.built = True
+
+  def call(self, segment, memory, positions, mask, u=None, v=None, training=False):
+    """Attention of the segment's queries over [memory ; segment].
+
+    Args:
+      segment: [B, T, D] inputs of this block.
+      memory: [B, M, D] earlier inputs of this block (M may be 0).
+      positions: [K, D] relative encodings from `relative_positions`.
+      mask: bool [T, K] from `attention_mask`.
+      u, v: [N, H] shared biases; None to use this layer's own.
+      training: apply attention dropout.
+
+    Returns:
+      [B, T, D].
+    """
+    if u is None:
+      if not self.own_bias:
+        raise ValueError("this attention layer has no biases of its own: pass u and v")
+      u, v = self.u, self.v
+    dtype = segment.dtype
+    keys_in = tf.concat([tf.cast(memory, dtype), segment], axis=1)  # [B, K, D]
+    q = tf.einsum("btd,dnh->btnh", segment, tf.cast(self.w_q, dtype))
+    k = tf.einsum("bkd,dnh->bknh", keys_in, tf.cast(self.w_k, dtype))
+    value = tf.einsum("bkd,dnh->bknh", keys_in, tf.cast(self.w_v, dtype))
+    r = tf.einsum("kd,dnh->knh", tf.cast(positions, dtype), tf.cast(self.w_r, dtype))
+    content = tf.einsum("btnh,bknh->bntk", q + tf.cast(u, dtype), k)  # [B, N, T, K]
+    position = rel_shift(tf.einsum("btnh,knh->bntk", q + tf.cast(v, dtype), r))
+    # Softmax in float32 whatever the compute dtype (mixed precision).
+    scores = tf.cast(content + position, tf.float32) * (1.0 / math.sqrt(self.d_head))
+    scores = tf.where(mask, scores, _NEG_INF)
+    weights = tf.cast(tf.nn.softmax(scores, axis=-1), dtype)
+    weights = self.attention_dropout(weights, training=training)
+    attended = tf.einsum("bntk,bknh->btnh", weights, value)
+    return tf.einsum("btnh,nhd->btd", attended, tf.cast(self.w_o, dtype))
+
+  def get_config(self):
+    return dict(super().get_config(), d_model=self.d_model, n_heads=self.n_heads,
+                d_head=self.d_head, dropatt=self.dropatt, own_bias=self.own_bias)
+
+
+def cache_memory(memory, segment):
+  """The next memory: the last M states of [memory ; segment], out of the gradient."""
+  mem_len = memory.shape[1]
+  if mem_len == 0:
+    return memory
+  joined = tf.concat([tf.cast(memory, segment.dtype), segment], axis=1)
+  return tf.stop_gradient(tf.cast(joined[:, -mem_len:], memory.dtype))

@@ -1,0 +1,206 @@
+"""The PAR model: a Transformer-XL whose blocks are searched (SuperNet) or fixed by a pattern.
+
+tokens [B, T] -> embedding · sqrt(D) -> dropout -> blocks -> dropout -> hidden [B, T, D]
+hidden -> adaptive softmax -> log-probabilities, or (summed NLL, token count) against targets
+
+Memory is explicit state: `Memory(states, length)` holds one [B, M, D] tensor per block that
+attends (every block of the SuperNet; the "s" blocks of a fixed pattern) and how many of the
+M slots hold real states. A fresh memory (`initial_memory`) is all zeros with length 0; after
+each segment the length grows by T up to M. Shapes never change, so one traced function
+serves the first segment and every later one. Evaluation may use a longer memory than
+training: M is read from the memory passed in.
+"""
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from par import architecture
+from par import attention
+from par import blocks
+from par.adaptive_softmax import AdaptiveSoftmax
+from par.config import ModelConfig
+
+
+class Memory(NamedTuple):
+  """Hidden states carried from one segment to the next."""
+
+  states: tuple  # [B, M, D] per attending block, in block order
+  length: tf.Tensor  # int32 scalar: how many of the last M slots are real states
+
+
+@keras.saving.register_keras_serializable(package="par")
+class ParModel(keras.Model):
+  """SuperNet (config.architecture empty) or fixed-pattern PAR model."""
+
+  def __init__(self, config, **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(config, dict):
+      config = ModelConfig.from_dict(config)
+    self.config = config.validate()
+
+  @property
+  def is_supernet(self):
+    return not self.config.architecture
+
+  @property
+  def pattern(self):
+    """The fixed pattern, or the SuperNet's derived one (argmax per block)."""
+    return self.config.architecture or self.derived_pattern()
+
+  def build(self, input_shape=None):
+    c = self.config
+    self.embedding = keras.layers.Embedding(
+        c.vocab_size, c.d_model, embeddings_initializer=keras.initializers.RandomNormal(
+            stddev=0.02), name="embedding")
+    self.embedding.build([None, None])
+    shared_bias = self.has_shared_bias
+    if shared_bias:
+      bias_init = keras.initializers.RandomNormal(stddev=0.02)
+      self.rel_bias_u = self.add_weight(name="rel_bias_u", shape=[c.n_heads, c.head_width],
+                                        initializer=bias_init)
+      self.rel_bias_v = self.add_weight(name="rel_bias_v", shape=[c.n_heads, c.head_width],
+                                        initializer=bias_init)
+    built_blocks = []
+    for k, kind in enumerate(c.architecture or "?" * c.n_blocks):
+      if kind == "?":
+        block = blocks.StochasticBlock(c.d_model, c.n_heads, c.head_width, c.d_ffn, c.dropout,
+                                       c.dropatt, not shared_bias, c.sampling, c.eval_mode,
+                                       name=f"block{k}")
+      elif kind == "s":
+        block = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout,
+                                      c.dropatt, not shared_bias, name=f"block{k}")
+      elif kind == "f":
+        block = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, name=f"block{k}")
+      else:
+        block = keras.layers.Identity(name=f"block{k}")
+      block.build([None, None, c.d_model])
+      built_blocks.append(block)
+    self.blocks = built_blocks
+    self.input_dropout = keras.layers.Dropout(c.dropout)
+    self.position_dropout = keras.layers.Dropout(c.dropout)
+    self.output_dropout = keras.layers.Dropout(c.dropout)
+    self.softmax = AdaptiveSoftmax(c.vocab_size, c.d_model, c.cutoffs, c.proj_factor,
+                                   c.proj_dims, name="softmax")
+    self.softmax.build()
+    self.built = True
+
+  @property
+  def has_shared_bias(self):
+    """Whether u and v are model weights shared by all attending blocks."""
+    return not self.config.untie_rel_bias and bool(self.attending_blocks)
+
+  @property
+  def attending_blocks(self):
+    """Indices of the blocks that attend, hence carry memory."""
+    kinds = self.config.architecture or "?" * self.config.n_blocks
+    return tuple(k for k, kind in enumerate(kinds) if kind in "s?")
+
+  def initial_memory(self, batch_size, mem_len=None):
+    """An empty memory: zeros [B, M, D] per attending block, length 0."""
+    mem_len = self.config.mem_len if mem_len is None else mem_len
+    dtype = keras.mixed_precision.global_policy().compute_dtype
+    states = tuple(tf.zeros([batch_size, mem_len, self.config.d_model], dtype)
+                   for _ in self.attending_blocks)
+    return Memory(states, tf.constant(0, tf.int32))
+
+  def call(self, tokens, memory=None, tau=1.0, seed=None, training=False):
+    """Hidden states and the next memory.
+
+    Args:
+      tokens: int [B, T].
+      memory: a `Memory`, or None for an empty one of config.mem_len.
+      tau: Gumbel-Softmax temperature of the SuperNet (training only).
+      seed: [2] int stateless seed of the SuperNet's Gumbel noise (training only); each block
+        folds in its index.
+      training: dropout, and architecture sampling in the SuperNet.
+
+    Returns:
+      (hidden [B, T, D] in the compute dtype, next `Memory`).
+    """
+    c = self.config
+    if memory is None:
+      memory = self.initial_memory(tf.shape(tokens)[0])
+    seg_len = tf.shape(tokens)[1]
+    mem_len = memory.states[0].shape[1] if memory.states else 0
+    x = self.embedding(tokens) * math.sqrt(c.d_model)
+    x = self.input_dropout(x, training=training)
+    positions = attention.relative_positions(mem_len + seg_len, c.d_model, c.clamp_len)
+    positions = self.position_dropout(tf.cast(positions, x.dtype), training=training)
+    mask = attention.attention_mask(seg_len, mem_len, memory.length)
+    u = v = None
+    if self.has_shared_bias:
+      u, v = self.rel_bias_u, self.rel_bias_v
+    states = iter(memory.states)
+    new_states = []
+    for k, block in enumerate(self.blocks):
+      if isinstance(block, blocks.StochasticBlock):
+        block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
+        x, state = block(x, next(states), positions, mask, u=u, v=v, tau=tau, seed=block_seed,
+                         training=training)
+        new_states.append(state)
+      elif isinstance(block, blocks.AttentionBlock):
+        x, state = block(x, next(states), positions, mask, u=u, v=v, training=training)
+        new_states.append(state)
+      elif isinstance(block, blocks.FeedForwardBlock):
+        x = block(x, training=training)
+    hidden = self.output_dropout(x, training=training)
+    length = tf.minimum(memory.length + seg_len, mem_len)
+    return hidden, Memory(tuple(new_states), length)
+
+  def nll(self, hidden, targets):
+    """(summed NLL float32, number of non-padding targets float32)."""
+    return self.softmax.nll(hidden, targets)
+
+  def log_probs(self, hidden):
+    """Exact log-probabilities float32 [..., V]."""
+    return self.softmax.log_probs(hidden)
+
+  # --- the architecture ---------------------------------------------------------------------
+
+  def architecture_variables(self):
+    """The SuperNet's architecture logits, one [3] variable per block (empty if fixed)."""
+    return [b.arch_logits for b in self.blocks if isinstance(b, blocks.StochasticBlock)]
+
+  def weight_variables(self):
+    """Every trainable variable that is not an architecture logit."""
+    arch = {id(v) for v in self.architecture_variables()}
+    return [v for v in self.trainable_variables if id(v) not in arch]
+
+  def architecture_probabilities(self):
+    """softmax(logits) per block: numpy float32 [n_blocks, 3], columns s, f, i."""
+    if not self.is_supernet:
+      return np.eye(len(blocks.BRANCHES), dtype=np.float32)[
+          [blocks.BRANCHES.index(kind) for kind in self.config.architecture]]
+    return np.stack([tf.nn.softmax(v).numpy() for v in self.architecture_variables()])
+
+  def derived_pattern(self):
+    """The most likely branch of every block, e.g. "sfsfii"."""
+    return architecture.derive_argmax(self.architecture_probabilities())
+
+  def to_fixed(self, pattern=None):
+    """A fixed model of `pattern` (default: the derived one) with this model's weights."""
+    pattern = pattern or self.pattern
+    fixed = ParModel(dataclasses.replace(self.config, architecture=pattern), name=self.name)
+    fixed.build()
+    fixed.embedding.set_weights(self.embedding.get_weights())
+    fixed.softmax.set_weights(self.softmax.get_weights())
+    if fixed.has_shared_bias:
+      fixed.rel_bias_u.assign(self.rel_bias_u)
+      fixed.rel_bias_v.assign(self.rel_bias_v)
+    for kind, source, target in zip(pattern, self.blocks, fixed.blocks):
+      if isinstance(source, blocks.StochasticBlock):
+        source = {"s": source.attention_block, "f": source.feed_forward_block}.get(kind)
+      elif self.config.architecture and source.__class__ is not target.__class__:
+        raise ValueError(f"cannot make a {pattern!r} model from a fixed "
+                         f"{self.config.architecture!r} one")
+      if source is not None:
+        target.set_weights(source.get_weights())
+    return fixed
+
+  def get_config(self):
+    return {"config": self.config.to_dict(), "name": self.name}
