@@ -2,8 +2,10 @@
 
 Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it gives:
 - a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1;
-- SIGTERM unwinds like Ctrl-C, so `finally` blocks remove temporary files, and the exit status
-  is 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as shells report it.
+- SIGTERM unwinds like Ctrl-C (as `par.errors.Interrupted`), so `finally` blocks remove
+  temporary files, and the exit status is 128 + the signal number (130 for Ctrl-C, 143 for
+  SIGTERM), as shells report it. Code that must finish something first (training saves a
+  checkpoint) installs its own handlers and raises `Interrupted` when it is done.
 """
 
 import contextlib
@@ -13,23 +15,20 @@ import sys
 
 from absl import app
 
+from par.errors import Interrupted
 from par.errors import ParError  # Re-exported for scripts.
 
 
-class _Terminated(BaseException):
-  """Raised in the main thread when SIGTERM arrives."""
-
-
-def _raise_terminated(signum, frame):
-  del signum, frame
-  raise _Terminated()
+def _raise_interrupted(signum, frame):
+  del frame
+  raise Interrupted(signum)
 
 
 def run(main):
   """Runs an absl `main(argv)` with the exits described in the module docstring."""
 
   def guarded_main(argv):
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
       return main(argv)
     except ParError as e:
@@ -37,9 +36,9 @@ def run(main):
     except KeyboardInterrupt:
       print("interrupted", file=sys.stderr)
       sys.exit(128 + signal.SIGINT)
-    except _Terminated:
-      print("terminated", file=sys.stderr)
-      sys.exit(128 + signal.SIGTERM)
+    except Interrupted as e:
+      print("interrupted" if e.signum == signal.SIGINT else "terminated", file=sys.stderr)
+      sys.exit(128 + e.signum)
 
   app.run(guarded_main)
 
@@ -69,7 +68,13 @@ def quiet_native_stderr():
 
 
 def import_tensorflow():
-  """Imports TensorFlow and initialises its devices with the start-up notices hidden."""
+  """Imports TensorFlow and initialises its devices with the start-up notices hidden.
+
+  Later C++ messages below WARNING (e.g. tf.data's buffer-size notes) are hidden too, unless
+  PAR_VERBOSE_TF=1 or TF_CPP_MIN_LOG_LEVEL is set.
+  """
+  if os.environ.get("PAR_VERBOSE_TF") != "1":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   with quiet_native_stderr():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.list_physical_devices()

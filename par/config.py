@@ -6,6 +6,7 @@ explanation; the library calls it before doing any work.
 
 import dataclasses
 import json
+import math
 import typing
 
 from par.errors import ParError
@@ -36,6 +37,8 @@ class _JsonMixin:
       # JSON has no tuples; fields declared as tuples come back as lists.
       if typing.get_origin(hints[name]) is tuple and isinstance(value, list):
         value = tuple(value)
+      elif dataclasses.is_dataclass(hints[name]) and isinstance(value, dict):
+        value = hints[name].from_dict(value)
       converted[name] = value
     return cls(**converted)
 
@@ -172,4 +175,82 @@ class ModelConfig(_JsonMixin):
            f"sampling must be soft, hard or single_path, got {self.sampling!r}")
     _check(self.eval_mode in ("argmax", "expected"),
            f"eval_mode must be argmax or expected, got {self.eval_mode!r}")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_JsonMixin):
+  """One training run: the model, the data, the optimisation and the bookkeeping."""
+
+  model: ModelConfig = ModelConfig()
+  # A dataset directory built by scripts/build_data.py.
+  data_dir: str = "data/wikitext2_bsz32_seqlen32"
+  # Length of the run: whole epochs over the train split, or train_steps if above 0.
+  epochs: int = 20
+  train_steps: int = 0
+  # Weights: linear warm-up to max_lr over warmup_steps, then cosine to 0 at the last step.
+  max_lr: float = 1e-4
+  warmup_steps: int = 4000
+  # "adam", or "adamw" with decoupled weight_decay (not applied to biases and norms).
+  optimizer: str = "adam"
+  weight_decay: float = 0.0
+  # Clip the weights' gradients to this global norm; 0 turns clipping off.
+  clip_norm: float = 0.0
+  # Gumbel-Softmax temperature from tau_start at the first step to tau_end at the last,
+  # geometrically ("exp") or linearly.
+  tau_start: float = 1.0
+  tau_end: float = 0.1
+  tau_schedule: str = "exp"
+  # Architecture logits: their own Adam (betas 0.5, 0.999, as in DARTS), constant learning
+  # rate, decoupled weight decay, frozen for the first arch_warmup_steps steps.
+  arch_lr: float = 3e-4
+  arch_weight_decay: float = 1e-3
+  arch_warmup_steps: int = 0
+  # Seeds weight initialisation, dropout and the Gumbel noise (which is a function of
+  # (seed, step), so a resumed run draws what an uninterrupted one would).
+  seed: int = 0
+  # Steps per call of the compiled training loop (the host syncs only between calls).
+  steps_per_loop: int = 50
+  # Evaluate on valid every eval_every steps (0: only at each epoch end), log every log_every
+  # steps, checkpoint every checkpoint_every steps keeping keep_checkpoints, draw the
+  # architecture every plot_every steps (0: never; the final plots are always drawn).
+  eval_every: int = 0
+  log_every: int = 100
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  plot_every: int = 1000
+  # Memory length for evaluation; 0: the model's mem_len. May exceed it.
+  eval_mem_len: int = 0
+  # Compile each training step with XLA.
+  jit_compile: bool = False
+
+  # Fields that may change when a run resumes: they change the bookkeeping, not the result.
+  RESUMABLE_CHANGES = ("steps_per_loop", "eval_every", "log_every", "checkpoint_every",
+                       "keep_checkpoints", "plot_every", "jit_compile")
+
+  def validate(self):
+    self.model.validate()
+    _check(self.epochs >= 1 or self.train_steps >= 1,
+           "give a positive number of epochs or train_steps")
+    _check(self.train_steps >= 0, f"train_steps must be 0 or more, got {self.train_steps}")
+    _check(math.isfinite(self.max_lr) and self.max_lr > 0,
+           f"max_lr must be positive and finite, got {self.max_lr}")
+    _check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
+    _check(self.optimizer in ("adam", "adamw"),
+           f"optimizer must be adam or adamw, got {self.optimizer!r}")
+    _check(self.weight_decay >= 0 and self.arch_weight_decay >= 0,
+           "weight decays must be 0 or more")
+    _check(self.weight_decay == 0 or self.optimizer == "adamw",
+           "weight_decay needs optimizer adamw (adam has no decoupled weight decay)")
+    _check(self.clip_norm >= 0, f"clip_norm must be 0 (off) or more, got {self.clip_norm}")
+    _check(self.tau_start > 0 and self.tau_end > 0,
+           f"temperatures must be positive, got {self.tau_start} -> {self.tau_end}")
+    _check(self.tau_schedule in ("exp", "linear"),
+           f"tau_schedule must be exp or linear, got {self.tau_schedule!r}")
+    _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
+    _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
+    for name in ("steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints"):
+      _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+    for name in ("eval_every", "plot_every", "eval_mem_len"):
+      _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
     return self

@@ -1,0 +1,80 @@
+"""Pictures of the architecture: a heatmap of block probabilities, and its animation.
+
+Rows are blocks (input at the top), columns the branch kinds (s attention, f feed-forward,
+i identity); each cell shows its probability, and the most likely kind of each block is
+outlined. Rendering uses matplotlib's Agg backend, so it works without a display.
+"""
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import animation  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from par.config import BLOCK_KINDS  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_LABELS = {"s": "attention", "f": "feed-forward", "i": "identity"}
+
+
+def _draw(axes, probabilities, title):
+  probabilities = np.asarray(probabilities)
+  axes.clear()
+  image = axes.imshow(probabilities, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+  axes.set_xticks(range(len(BLOCK_KINDS)), [_LABELS[k] for k in BLOCK_KINDS])
+  axes.set_yticks(range(len(probabilities)), [f"block {k}" for k in range(len(probabilities))])
+  axes.set_title(title)
+  best = probabilities.argmax(1)
+  for row, values in enumerate(probabilities):
+    for column, value in enumerate(values):
+      axes.text(column, row, f"{value:.2f}", ha="center", va="center",
+                color="black" if value > 0.6 else "white", fontsize=9)
+    axes.add_patch(plt.Rectangle((best[row] - 0.5, row - 0.5), 1, 1, fill=False,
+                                 edgecolor="red", linewidth=2))
+  return image
+
+
+def _figure(num_blocks):
+  return plt.figure(figsize=(4.8, 1.2 + 0.45 * num_blocks), dpi=100)
+
+
+def heatmap_png(probabilities, title=""):
+  """PNG bytes of the heatmap of probabilities [n_blocks, 3]."""
+  figure = _figure(len(probabilities))
+  try:
+    image = _draw(figure.add_subplot(1, 1, 1), probabilities, title)
+    figure.colorbar(image, fraction=0.05)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+  finally:
+    plt.close(figure)
+
+
+def animate(history, path, fps=4):
+  """Writes an animated GIF of the heatmap over training.
+
+  Args:
+    history: sequence of (step, probabilities [n_blocks, 3]).
+    path: the .gif to write.
+    fps: frames per second.
+  """
+  if not history:
+    raise ValueError("no architecture history to animate")
+  figure = _figure(len(history[0][1]))
+  try:
+    axes = figure.add_subplot(1, 1, 1)
+    _draw(axes, history[0][1], f"step {history[0][0]}")
+    figure.tight_layout()  # Once: every frame has the same layout.
+
+    def frame(index):
+      step, probabilities = history[index]
+      _draw(axes, probabilities, f"step {step}")
+
+    movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
+    movie.save(str(path), writer=animation.PillowWriter(fps=fps))
+  finally:
+    plt.close(figure)

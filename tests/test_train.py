@@ -1,0 +1,284 @@
+"""train_and_evaluate end to end on tiny configs: run directory, exact evaluation, NaN,
+resuming after SIGKILL and SIGINT, and the flagfiles."""
+
+import dataclasses
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import ROOT, counting_lines, error_line, run_script, write_corpus
+from par import records
+from par import train
+from par.config import DataConfig, ModelConfig, TrainConfig
+from par.dataset import build_dataset
+from par.errors import ParError
+from par.evaluate import Evaluator
+from par.model import ParModel
+
+MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
+                    dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A counting-text dataset: 60 pieces, 4 lanes x 8 tokens, train/valid/test."""
+  root = tmp_path_factory.mktemp("data")
+  write_corpus(root / "text", {"train": counting_lines(250),
+                               "valid": counting_lines(150, 100_000),
+                               "test": counting_lines(120, 200_000)})
+  build_dataset(root / "text", root / "ds", DataConfig(vocab_size=60, batch_size=4, seq_len=8))
+  return root / "ds"
+
+
+def tiny(data_dir, **changes):
+  model_changes = {k: changes.pop(k) for k in list(changes) if hasattr(MODEL, k)}
+  base = TrainConfig(model=dataclasses.replace(MODEL, **model_changes), data_dir=str(data_dir),
+                     train_steps=12, max_lr=3e-3, warmup_steps=3, steps_per_loop=4,
+                     log_every=4, checkpoint_every=8, plot_every=4, seed=3)
+  return dataclasses.replace(base, **changes)
+
+
+def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
+  meta = records.load_meta(data_dir)
+  per_epoch = meta.splits["train"].records
+  config = tiny(data_dir, train_steps=per_epoch + 6, sampling="hard", plot_every=20,
+                checkpoint_every=20)
+  results = train.train_and_evaluate(config, tmp_path)
+  names = {p.name for p in tmp_path.iterdir()}
+  assert {"config.json", "training.log", "train", "valid", "test", "checkpoints",
+          "architecture.json", "plots", "results.json", "export"} <= names
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert TrainConfig.from_dict(saved["config"]).model.vocab_size == 60
+  log = (tmp_path / "training.log").read_text()
+  assert "step 8/" in log and f"valid at step {per_epoch}:" in log  # epoch end evaluation
+  architecture = json.loads((tmp_path / "architecture.json").read_text())
+  probabilities = np.array(architecture["probabilities"])
+  np.testing.assert_allclose(probabilities.sum(1), 1.0, rtol=1e-5)
+  assert architecture["pattern"] == results["pattern"] and len(architecture["pattern"]) == 3
+  assert architecture["history"][0]["step"] == 0
+  assert architecture["history"][-1]["step"] == config.train_steps
+  plots = {p.name for p in (tmp_path / "plots").iterdir()}
+  assert {"architecture-0000000.png", "architecture-0000020.png", "architecture.gif"} <= plots
+  assert (tmp_path / "plots" / "architecture.gif").read_bytes()[:6] == b"GIF89a"
+  assert set(results) >= {"valid", "test", "steps", "pattern"}
+  assert json.loads((tmp_path / "results.json").read_text()) == results
+  kept = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("*.index"))
+  assert kept == sorted(set(range(20, per_epoch + 6, 20)) | {per_epoch + 6})[-3:]
+  tags = _summary_tags(tmp_path / "train")
+  assert {"loss", "learning_rate", "tau", "tokens_per_second", "token_perplexity",
+          "word_perplexity", "architecture/block0/s", "architecture"} <= tags
+  assert {"loss", "token_perplexity", "word_perplexity"} <= _summary_tags(tmp_path / "valid")
+  # The export is the trained model: it evaluates to the reported test perplexity.
+  exported = keras.saving.load_model(tmp_path / "export" / "model.keras")
+  result = Evaluator(exported, MODEL.mem_len)(records.load_dataset(data_dir, "test"), 4,
+                                              meta.splits["test"].words)
+  assert result.token_perplexity == pytest.approx(results["test"]["token_perplexity"], rel=1e-5)
+
+
+def _summary_tags(directory):
+  tags = set()
+  for path in directory.glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
+  config = tiny(data_dir, architecture="sfs", train_steps=40, plot_every=0)
+  results = train.train_and_evaluate(config, tmp_path)
+  assert results["pattern"] == "sfs"
+  # Better than the same model untrained, by a margin.
+  keras.utils.set_random_seed(config.seed)
+  untrained = ParModel(dataclasses.replace(config.model, vocab_size=60))
+  untrained.build()
+  meta = records.load_meta(data_dir)
+  before = Evaluator(untrained, MODEL.mem_len)(records.load_dataset(data_dir, "valid"), 4,
+                                               meta.splits["valid"].words)
+  assert results["valid"]["loss"] < before.loss - 0.1, (results["valid"]["loss"], before.loss)
+  architecture = json.loads((tmp_path / "architecture.json").read_text())
+  assert architecture["pattern"] == "sfs" and architecture["history"] == []
+
+
+def test_evaluation_equals_a_hand_computation(data_dir):
+  keras.utils.set_random_seed(5)
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60))
+  model.build()
+  meta = records.load_meta(data_dir)
+  result = Evaluator(model, mem_len=6)(records.load_dataset(data_dir, "valid"), 4,
+                                       meta.splits["valid"].words)
+  # By hand: every record eagerly, memory carried, every non-padding target's log-probability.
+  memory = model.initial_memory(4, 6)
+  nll, count = 0.0, 0
+  for inputs, targets in records.load_dataset(data_dir, "valid"):
+    hidden, memory = model(inputs, memory=memory)
+    log_probs = model.log_probs(hidden).numpy()
+    for b, t in zip(*np.nonzero(targets.numpy() >= 0)):
+      nll -= log_probs[b, t, targets[b, t]]
+      count += 1
+  lines = (data_dir.parent / "text" / "valid.txt").read_text().splitlines()
+  words = sum(len(line.split()) + 1 for line in lines)
+  assert count == result.tokens == meta.splits["valid"].tokens - 1
+  assert result.nll == pytest.approx(nll, rel=1e-5)
+  # In log space: exp() would amplify float32 rounding by the nats per word (~18 here).
+  assert math.log(result.token_perplexity) == pytest.approx(nll / count, rel=1e-5)
+  assert math.log(result.word_perplexity) == pytest.approx(nll / words, rel=1e-5)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
+  # A learning rate of 1e30 overflows the weights on the second step.
+  config = tiny(data_dir, max_lr=1e30, warmup_steps=1000, steps_per_loop=1, checkpoint_every=1,
+                log_every=1)
+  with pytest.raises(ParError, match=r"NaN or infinite at step 2; stopped without saving "
+                                     r"\(last checkpoint: .*ckpt-1\)"):
+    train.train_and_evaluate(config, tmp_path)
+  assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-1.index"]
+  assert not (tmp_path / "results.json").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
+  train.train_and_evaluate(tiny(data_dir, train_steps=4, plot_every=0), tmp_path)
+  with pytest.raises(ParError, match=r"other settings \(max_lr\)"):
+    train.train_and_evaluate(tiny(data_dir, train_steps=4, max_lr=1e-2), tmp_path)
+  # Bookkeeping may change: a finished run with another log interval just reports again.
+  results = train.train_and_evaluate(tiny(data_dir, train_steps=4, log_every=1, plot_every=0),
+                                     tmp_path)
+  assert results["steps"] == 4
+
+
+def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
+  frozen = train.train_and_evaluate(tiny(data_dir, arch_warmup_steps=100, plot_every=0),
+                                    tmp_path / "frozen")
+  moving = train.train_and_evaluate(tiny(data_dir, arch_lr=0.05, plot_every=0),
+                                    tmp_path / "moving")
+  del frozen, moving
+  probabilities = lambda run: np.array(json.loads((tmp_path / run / "architecture.json")
+                                                  .read_text())["probabilities"])
+  np.testing.assert_array_equal(probabilities("frozen"), np.full([3, 3], 1 / 3, np.float32)
+                                .round(6))
+  assert np.abs(probabilities("moving") - 1 / 3).max() > 1e-3
+
+
+# --- interrupted runs, through the script ------------------------------------------------------
+
+RESUME_FLAGS = ["--d_model=16", "--n_heads=2", "--d_ffn=24", "--n_blocks=3", "--mem_len=4",
+                "--cutoffs=20", "--train_steps=40", "--max_lr=3e-3", "--warmup_steps=3",
+                "--steps_per_loop=2", "--log_every=10", "--checkpoint_every=4",
+                "--plot_every=0", "--seed=3", "--sampling=single_path"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir):
+  model_dir = tmp_path_factory.mktemp("uninterrupted")
+  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+                      *RESUME_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return model_dir
+
+
+def _start(data_dir, model_dir):
+  return subprocess.Popen(
+      [sys.executable, "scripts/train.py", f"--data_dir={data_dir}",
+       f"--model_dir={model_dir}", *RESUME_FLAGS],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(process, model_dir, timeout=180):
+  """Waits until a checkpoint is complete: recorded in the manager's state file."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    if tf.train.latest_checkpoint(str(model_dir / "checkpoints")):
+      return
+    time.sleep(0.005)
+  process.kill()
+  pytest.fail(f"no checkpoint appeared: {process.communicate()[1][-3000:]}")
+
+
+def _assert_same_run(model_dir, reference):
+  got = json.loads((model_dir / "results.json").read_text())
+  expected = json.loads((reference / "results.json").read_text())
+  for split in ("valid", "test"):
+    assert got[split]["nll"] == pytest.approx(expected[split]["nll"], rel=1e-5)
+  assert got["pattern"] == expected["pattern"]
+  final = lambda d: tf.train.load_checkpoint(str(d / "checkpoints" / "ckpt-40"))
+  a, b = final(model_dir), final(reference)
+  for name, _ in tf.train.list_variables(str(reference / "checkpoints" / "ckpt-40")):
+    if name.startswith("model/"):
+      np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), rtol=1e-4, atol=1e-6)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, data_dir, uninterrupted):
+  process = _start(data_dir, tmp_path)
+  _wait_for_checkpoint(process, tmp_path)
+  process.send_signal(signal.SIGKILL)
+  process.communicate(timeout=60)
+  resumed_from = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).split("-")[-1])
+  assert resumed_from < 40, "the run finished before it could be killed"
+  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
+                      *RESUME_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{resumed_from}'}" in result.stderr
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_saves_exits_cleanly_and_resumes(tmp_path, data_dir, uninterrupted,
+                                                         sig):
+  process = _start(data_dir, tmp_path)
+  _wait_for_checkpoint(process, tmp_path)
+  process.send_signal(sig)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + sig, stderr[-3000:]
+  assert "Traceback" not in stderr
+  assert stderr.strip().splitlines()[-1] in ("interrupted", "terminated")
+  saved = max(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("*.index"))
+  assert f"ckpt-{saved}" in stderr  # It saved where it stopped.
+  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
+                      *RESUME_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+# --- the flagfiles -------------------------------------------------------------------------------
+
+
+def print_config(*flags):
+  result = run_script("scripts/train.py", *flags, "--print_config")
+  assert result.returncode == 0, result.stderr
+  return TrainConfig.from_json(result.stdout)
+
+
+def test_base_model_flags_are_the_original_projects_configuration():
+  config = print_config("--flagfile=configs/base_model.flags")
+  m = config.model
+  assert (m.d_model, m.n_heads, m.d_ffn, m.n_blocks, m.mem_len, m.dropout) == (
+      128, 4, 1024, 6, 16, 0.1)
+  assert (m.cutoffs, m.proj_factor, m.architecture) == ((250, 2500), 4, "")
+  assert (config.optimizer, config.max_lr, config.warmup_steps, config.epochs) == (
+      "adam", 1e-4, 4000, 20)
+  assert (config.tau_start, config.tau_end, config.train_steps) == (1.0, 0.1, 0)
+  assert config.data_dir == "data/wikitext2_bsz32_seqlen32"
+
+
+def test_tiny_flags_and_overrides():
+  config = print_config("--flagfile=configs/tiny.flags", "--cutoffs=none", "--n_blocks=5")
+  assert config.model.cutoffs == () and config.model.n_blocks == 5
+  assert config.train_steps == 200 and config.model.d_model == 32
+  config = print_config("--flagfile=configs/tiny.flags", "--cutoffs=none", "--cutoffs=100,900")
+  assert config.model.cutoffs == (100, 900)
+
+
+def test_bad_flags_are_one_error_line(tmp_path):
+  result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
+                      f"--model_dir={tmp_path}", "--architecture=sxs", "--n_blocks=3")
+  assert "only use the letters s (attention)" in error_line(result)
+  result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
+                      f"--model_dir={tmp_path}", f"--data_dir={tmp_path / 'none'}")
+  assert "is not a built dataset" in error_line(result)
