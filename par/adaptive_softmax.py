@@ -15,12 +15,7 @@ is a plain softmax. Logits are computed in the compute dtype and normalized in f
 import keras
 import tensorflow as tf
 
-
-def tail_widths(d_model, num_tails, proj_factor=4, proj_dims=()):
-  """Projection width of each tail: proj_dims, or d_model // proj_factor**(i+1), at least 1."""
-  if proj_dims:
-    return tuple(proj_dims)
-  return tuple(max(1, d_model // proj_factor ** (i + 1)) for i in range(num_tails))
+from par.cutoffs import tail_widths  # pylint: disable=unused-import (re-exported)
 
 
 @keras.saving.register_keras_serializable(package="par")

@@ -17,7 +17,7 @@ A pattern has one letter per block: "s" self-attention, "f" feed-forward, "i" id
 
 import dataclasses
 
-from par.adaptive_softmax import tail_widths
+from par.cutoffs import tail_widths
 from par.config import BLOCK_KINDS
 
 

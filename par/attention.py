@@ -18,6 +18,8 @@ import math
 import keras
 import tensorflow as tf
 
+from par.dropout import Dropout
+
 _NEG_INF = -1e30  # Scores are float32 when masked, whatever the compute dtype.
 
 
@@ -61,8 +63,12 @@ def rel_shift(x):
   leading = shape[:-2]
   paddings = [[0, 0]] * (len(x.shape) - 1) + [[1, 0]]
   x = tf.pad(x, paddings)
-  x = tf.reshape(x, tf.concat([leading, [num_keys + 1, seg_len]], 0))
-  x = x[..., 1:, :]
+  # Dropping the first row of the [K+1, T] fold = dropping the first T entries of the flat
+  # [(K+1)·T] vector; tf.slice's gradient is a pad, far cheaper on CPU than the strided
+  # slice gradient of x[..., 1:, :].
+  x = tf.reshape(x, tf.concat([leading, [(num_keys + 1) * seg_len]], 0))
+  rank = len(x.shape)
+  x = tf.slice(x, [0] * (rank - 1) + [seg_len], [-1] * rank)
   return tf.reshape(x, tf.concat([leading, [seg_len, num_keys]], 0))
 
 
@@ -94,7 +100,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
       bias_init = keras.initializers.RandomNormal(stddev=0.02)
       self.u = self.add_weight(name="u", shape=[n, h], initializer=bias_init)
       self.v = self.add_weight(name="v", shape=[n, h], initializer=bias_init)
-    self.attention_dropout = keras.layers.Dropout(self.dropatt)
+    self.attention_dropout = Dropout(self.dropatt)
     self.built = True
 
   def call(self, segment, memory, positions, mask, u=None, v=None, training=False):
@@ -116,20 +122,35 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         raise ValueError("this attention layer has no biases of its own: pass u and v")
       u, v = self.u, self.v
     dtype = segment.dtype
+    d, n, h = self.d_model, self.n_heads, self.d_head
+    batch, seg_len = tf.shape(segment)[0], tf.shape(segment)[1]
     keys_in = tf.concat([tf.cast(memory, dtype), segment], axis=1)  # [B, K, D]
-    q = tf.einsum("btd,dnh->btnh", segment, tf.cast(self.w_q, dtype))
-    k = tf.einsum("bkd,dnh->bknh", keys_in, tf.cast(self.w_k, dtype))
-    value = tf.einsum("bkd,dnh->bknh", keys_in, tf.cast(self.w_v, dtype))
-    r = tf.einsum("kd,dnh->knh", tf.cast(positions, dtype), tf.cast(self.w_r, dtype))
-    content = tf.einsum("btnh,bknh->bntk", q + tf.cast(u, dtype), k)  # [B, N, T, K]
-    position = rel_shift(tf.einsum("btnh,knh->bntk", q + tf.cast(v, dtype), r))
+    num_keys = tf.shape(keys_in)[1]
+    # Projections as plain 2-D matmuls (keys and values in one), heads split afterwards:
+    # on CPU this is about twice as fast as the equivalent einsums, backward pass included.
+    w_kv = tf.concat([tf.reshape(self.w_k, [d, n * h]), tf.reshape(self.w_v, [d, n * h])], 1)
+    q = tf.matmul(tf.reshape(segment, [-1, d]), tf.cast(tf.reshape(self.w_q, [d, n * h]), dtype))
+    kv = tf.matmul(tf.reshape(keys_in, [-1, d]), tf.cast(w_kv, dtype))
+    r = tf.matmul(tf.cast(positions, dtype), tf.cast(tf.reshape(self.w_r, [d, n * h]), dtype))
+    q = tf.transpose(tf.reshape(q, [batch, seg_len, n, h]), [0, 2, 1, 3])  # [B, N, T, H]
+    k, value = tf.unstack(tf.transpose(tf.reshape(kv, [batch, num_keys, 2, n, h]),
+                                       [2, 0, 3, 1, 4]))  # [B, N, K, H] each
+    r = tf.transpose(tf.reshape(r, [num_keys, n, h]), [1, 2, 0])  # [N, H, K]
+    content = tf.matmul(q + tf.cast(u, dtype)[:, None, :], k, transpose_b=True)  # [B, N, T, K]
+    # Position scores batched over heads: [N, B*T, H] x [N, H, K].
+    q_v = tf.reshape(tf.transpose(q + tf.cast(v, dtype)[:, None, :], [1, 0, 2, 3]), [n, -1, h])
+    position = tf.transpose(tf.reshape(tf.matmul(q_v, r), [n, batch, seg_len, num_keys]),
+                            [1, 0, 2, 3])
+    position = rel_shift(position)
     # Softmax in float32 whatever the compute dtype (mixed precision).
-    scores = tf.cast(content + position, tf.float32) * (1.0 / math.sqrt(self.d_head))
+    scores = tf.cast(content + position, tf.float32) * (1.0 / math.sqrt(h))
     scores = tf.where(mask, scores, _NEG_INF)
     weights = tf.cast(tf.nn.softmax(scores, axis=-1), dtype)
     weights = self.attention_dropout(weights, training=training)
-    attended = tf.einsum("bntk,bknh->btnh", weights, value)
-    return tf.einsum("btnh,nhd->btd", attended, tf.cast(self.w_o, dtype))
+    attended = tf.matmul(weights, value)  # [B, N, T, H]
+    attended = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [-1, n * h])
+    output = tf.matmul(attended, tf.cast(tf.reshape(self.w_o, [n * h, d]), dtype))
+    return tf.reshape(output, [batch, seg_len, d])
 
   def get_config(self):
     return dict(super().get_config(), d_model=self.d_model, n_heads=self.n_heads,

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from par import attention
+from par.dropout import Dropout
 from par.config import BLOCK_KINDS
 
 BRANCHES = tuple(BLOCK_KINDS)  # The order of the architecture logits: s, f, i.
@@ -85,7 +86,7 @@ class AttentionBlock(keras.layers.Layer):
     self.attention = attention.RelativeMultiHeadAttention(
         self.d_model, self.n_heads, self.d_head, self.dropatt, self.own_bias, name="attention")
     self.attention.build()
-    self.output_dropout = keras.layers.Dropout(self.dropout)
+    self.output_dropout = Dropout(self.dropout)
     self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
     self.norm.build([None, None, self.d_model])
     self.built = True
@@ -116,8 +117,8 @@ class FeedForwardBlock(keras.layers.Layer):
     self.inner.build([None, None, self.d_model])
     self.outer = keras.layers.Dense(self.d_model, name="outer")
     self.outer.build([None, None, self.d_ffn])
-    self.inner_dropout = keras.layers.Dropout(self.dropout)
-    self.output_dropout = keras.layers.Dropout(self.dropout)
+    self.inner_dropout = Dropout(self.dropout)
+    self.output_dropout = Dropout(self.dropout)
     self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
     self.norm.build([None, None, self.d_model])
     self.built = True

@@ -2,6 +2,7 @@
 
 Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it gives:
 - a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1;
+- output into a closed pipe (`| head`) ends quietly with status 141, as shells report it;
 - SIGTERM unwinds like Ctrl-C (as `par.errors.Interrupted`), so `finally` blocks remove
   temporary files, and the exit status is 128 + the signal number (130 for Ctrl-C, 143 for
   SIGTERM), as shells report it. Code that must finish something first (training saves a
@@ -33,6 +34,9 @@ def run(main):
       return main(argv)
     except ParError as e:
       sys.exit(f"error: {e}")
+    except BrokenPipeError:  # `script | head`: the reader has gone; so do we, quietly.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      sys.exit(128 + signal.SIGPIPE)
     except KeyboardInterrupt:
       print("interrupted", file=sys.stderr)
       sys.exit(128 + signal.SIGINT)
@@ -79,3 +83,20 @@ def import_tensorflow():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     tf.config.list_physical_devices()
   return tf
+
+
+def configure_threads(inter_op=-1, intra_op=-1):
+  """Sets TensorFlow's thread pools; call after `import_tensorflow`, before any op runs.
+
+  -1 is "auto": without a GPU, one thread per op (intra_op 1) and one op in flight per core
+  (inter_op = CPU count); with a GPU, TensorFlow's defaults. PAR models are made of many small
+  ops, which gain little from splitting across cores and lose to the synchronisation: on the
+  2-core reference machine auto trained the base SuperNet 1.10 and 1.17 times faster than
+  TensorFlow's defaults in two runs (docs/BENCHMARKS.md). 0 is TensorFlow's default.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if -1 in (inter_op, intra_op) and not tf.config.list_physical_devices("GPU"):
+    inter_op = (os.cpu_count() or 1) if inter_op == -1 else inter_op
+    intra_op = 1 if intra_op == -1 else intra_op
+  tf.config.threading.set_inter_op_parallelism_threads(max(inter_op, 0))
+  tf.config.threading.set_intra_op_parallelism_threads(max(intra_op, 0))

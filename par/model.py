@@ -22,6 +22,7 @@ import tensorflow as tf
 from par import architecture
 from par import attention
 from par import blocks
+from par.dropout import Dropout
 from par.adaptive_softmax import AdaptiveSoftmax
 from par.config import ModelConfig
 
@@ -81,9 +82,9 @@ class ParModel(keras.Model):
       block.build([None, None, c.d_model])
       built_blocks.append(block)
     self.blocks = built_blocks
-    self.input_dropout = keras.layers.Dropout(c.dropout)
-    self.position_dropout = keras.layers.Dropout(c.dropout)
-    self.output_dropout = keras.layers.Dropout(c.dropout)
+    self.input_dropout = Dropout(c.dropout)
+    self.position_dropout = Dropout(c.dropout)
+    self.output_dropout = Dropout(c.dropout)
     self.softmax = AdaptiveSoftmax(c.vocab_size, c.d_model, c.cutoffs, c.proj_factor,
                                    c.proj_dims, name="softmax")
     self.softmax.build()

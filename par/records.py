@@ -27,7 +27,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from par import corpus
 from par.config import DataConfig
@@ -144,11 +143,17 @@ def write_split(records, dataset_dir, split, shards):
   for k in range(shards):
     begin, end = k * total // shards, (k + 1) * total // shards
     name = shard_file_name(split, k, shards)
-    with tf.io.TFRecordWriter(str(dataset_dir / name)) as writer:
+    with _tf().io.TFRecordWriter(str(dataset_dir / name)) as writer:
       for record in records[begin:end]:
         writer.write(record.astype("<i4", copy=False).tobytes())
     written.append((name, end - begin))
   return tuple(written)
+
+
+def _tf():
+  """TensorFlow, imported on first use: reading counts (`target_counts`) does not need it."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf
 
 
 def record_bytes(batch_size, seq_len):
@@ -224,7 +229,34 @@ def load_dataset(data_dir, split, tokenizer_sha256=None):
   files = [str(Path(data_dir) / name) for name, _ in meta.splits[split].shards]
 
   def parse(serialized):
+    tf = _tf()  # Local to `parse`: AutoGraph refuses a closure over it.
     window = tf.reshape(tf.io.decode_raw(serialized, tf.int32, little_endian=True), shape)
     return tf.maximum(window[:, :-1], 0), window[:, 1:]
 
-  return tf.data.TFRecordDataset(files).map(parse)
+  return _tf().data.TFRecordDataset(files).map(parse)
+
+
+def target_counts(data_dir, split="train"):
+  """How often each token id is a target in a split: int64 [vocab_size], and the meta.
+
+  Reads the shards directly with numpy (each record is a fixed-size frame around the raw
+  window, see `check_dataset`), without TensorFlow.
+  """
+  meta = check_dataset(data_dir, split)
+  data = record_bytes(meta.batch_size, meta.seq_len)
+  counts = np.zeros(meta.vocab_size, np.int64)
+  for name, records in meta.splits[split].shards:
+    frames = np.fromfile(Path(data_dir) / name, np.uint8).reshape(
+        records, data + _TFRECORD_FRAMING_BYTES)
+    if np.any(frames[:, :8].copy().view("<u8") != data):
+      raise ParError(f"shard {Path(data_dir) / name} has a record of the wrong length: "
+                     "rebuild the dataset")
+    windows = frames[:, 12:12 + data].copy().view("<i4").reshape(
+        records, meta.batch_size, meta.seq_len + 1)
+    targets = windows[:, :, 1:].reshape(-1)
+    targets = targets[targets != PAD_ID]
+    if targets.size and (targets.min() < 0 or targets.max() >= meta.vocab_size):
+      raise ParError(f"shard {Path(data_dir) / name} holds ids outside [0, "
+                     f"{meta.vocab_size}): rebuild the dataset")
+    counts += np.bincount(targets, minlength=meta.vocab_size)
+  return counts, meta

@@ -1,6 +1,8 @@
 """Measures the targets the issues name; prints a markdown table for docs/BENCHMARKS.md.
 
   python scripts/benchmark.py --suite=data --text_dir=../shared/data/wt2-small
+  python scripts/benchmark.py --suite=train --text_dir=../shared/data/wt2-small
+  python scripts/benchmark.py --suite=cuts
 
 Suite `data` (the dataset build of par/dataset.py):
 - build: the whole `scripts/build_data.py` run, tokenizer training and TensorFlow's import
@@ -11,9 +13,30 @@ Suite `data` (the dataset build of par/dataset.py):
 - memory: peak RSS of a build whose train split is the text repeated 2, 8 and 32 times (with
   the tokenizer given, so that only the pipeline grows), and the increment per MiB of text.
 
+Suite `train` (scripts/train.py as users run it, each case a fresh process):
+- the base configuration (configs/base_model.flags) for --train_steps steps on a dataset
+  built from --text_dir (vocabulary --vocab_size), in sampling modes soft, hard and
+  single_path, soft with TensorFlow's default thread pools, the reference implementation's
+  config (d_ffn 512) in soft mode, and the pattern the soft run derived, trained as a fixed
+  model; train tokens/s (batch x seq_len per step, the first loop call, which traces, left
+  out) and the process's peak RSS;
+- evaluation tokens/s on the valid split of the soft run's SuperNet (eval_mode argmax and
+  expected) and of its derived fixed model (weights copied): after a tracing call, three
+  rounds alternating the three models, the best round of each;
+- a 2048 x 2048 float32 matmul in TensorFlow's default thread pools: the machine's rate, to
+  which training is compared by FLOP count (3 x forward FLOPs per token, par.architecture,
+  with the train split's tail shares); and a matmul of the base model's feed-forward shape,
+  [1024, 128] x [128, 1024], which bounds what the model's own matmuls can reach.
+
+Suite `cuts` (par/cutoffs.py): the exact solver on Zipfian counts (exponent 1, 10^8 tokens
+drawn) for N = 12,000 with K = 3 and N = 267,735 (WikiText-103's vocabulary) with K = 4 and
+auto, in both cost models, --repeats times; and the whole scripts/optimal_cuts.py process on
+a file of the 267,735 counts.
+
 Machines here are shared and noisy: compare figures from one run, not across runs.
 """
 
+import json
 import os
 import resource
 import statistics
@@ -27,12 +50,19 @@ from absl import flags
 
 from par import cli
 
-_SUITE = flags.DEFINE_enum("suite", "data", ["data"], "What to measure.")
+_SUITE = flags.DEFINE_enum("suite", "data",
+                           ["data", "train", "cuts", "eval_case", "matmul_case"],
+                           "What to measure (the *_case suites are the train suite's "
+                           "subprocesses).")
 _TEXT_DIR = flags.DEFINE_string(
     "text_dir", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wt2-small"),
     "Split files for the data suite.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 7000, "Vocabulary for the data suite.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Repetitions of each timing.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Repetitions of each timing (data and cuts "
+                                "suites).")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 150, "Steps per training case (train "
+                                    "suite); the first 50 (one loop call) are not timed.")
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "eval_case: the run directory to evaluate.")
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,13 +166,216 @@ def data_suite(work):
   return rows
 
 
+_TRAIN_CASES = (  # name, extra flags of scripts/train.py
+    ("soft", ["--sampling=soft"]),
+    ("soft, TensorFlow's default threads", ["--sampling=soft", "--inter_op_threads=0",
+                                            "--intra_op_threads=0"]),
+    ("hard", ["--sampling=hard"]),
+    ("single_path", ["--sampling=single_path"]),
+    ("soft, d_ffn 512 (reference config)", ["--sampling=soft", "--d_ffn=512"]),
+)
+
+
+def _run_case(command):
+  """Runs a command; returns (its last stdout line as JSON or None, peak RSS MiB)."""
+  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  _, status, usage = os.wait4(process.pid, 0)
+  stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
+  process.stdout.close()
+  process.stderr.close()
+  if os.waitstatus_to_exitcode(status) != 0:
+    raise cli.ParError(f"{' '.join(map(str, command))} failed: "
+                       f"{stderr.strip().splitlines()[-1]}")
+  lines = stdout.strip().splitlines()
+  try:
+    value = json.loads(lines[-1]) if lines else None
+  except ValueError:
+    value = None
+  return value, usage.ru_maxrss / 1024
+
+
+def _tail_shares(data_dir, cutoffs, vocab_size):
+  """Share of train targets in each tail cluster of the adaptive softmax."""
+  from par import records  # pylint: disable=g-import-not-at-top
+  counts, _ = records.target_counts(data_dir, "train")
+  bounds = list(cutoffs) + [vocab_size]
+  return [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def train_suite(work):
+  from par import train  # pylint: disable=g-import-not-at-top
+  from par.architecture import model_cost  # pylint: disable=g-import-not-at-top
+  from par.config import TrainConfig  # pylint: disable=g-import-not-at-top
+
+  data = work / "data"
+  _run_measured(_build_command(_TEXT_DIR.value, data))
+  steps = _TRAIN_STEPS.value
+  common = [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags",
+            f"--data_dir={data}", f"--train_steps={steps}", "--steps_per_loop=50",
+            f"--log_every={steps}", f"--checkpoint_every={steps}", "--plot_every=0"]
+  rows, runs = [], {}
+
+  matmul, _ = _run_case([sys.executable, "scripts/benchmark.py", "--suite=matmul_case"])
+  rate = matmul["square"]
+  rows.append(("2048² float32 matmul, TensorFlow default threads", f"{rate / 1e9:.1f} GFLOP/s"))
+  rows.append(("[1024, 128] x [128, 1024] matmul (the base FFN's shape), same threads",
+               f"{matmul['ffn_shaped'] / 1e9:.1f} GFLOP/s = {matmul['ffn_shaped'] / rate:.0%} "
+               "of the 2048² rate"))
+
+  for name, extra in _TRAIN_CASES:
+    run_dir = work / f"run{len(runs)}"
+    _, rss = _run_case(common + [f"--model_dir={run_dir}"] + extra)
+    runs[name] = (run_dir, rss)
+  soft_dir = runs["soft"][0]
+  pattern = json.loads((soft_dir / train.RESULTS_FILE).read_text())["pattern"]
+  name = f"fixed {pattern} (derived by the soft run)"
+  run_dir = work / f"run{len(runs)}"
+  _, rss = _run_case(common + [f"--model_dir={run_dir}", f"--architecture={pattern}"])
+  runs[name] = (run_dir, rss)
+
+  speeds = {}
+  for name, (run_dir, rss) in runs.items():
+    results = json.loads((run_dir / train.RESULTS_FILE).read_text())
+    config = TrainConfig.from_dict(json.loads((run_dir / train.CONFIG_FILE).read_text())["config"])
+    meta = json.loads((run_dir / train.CONFIG_FILE).read_text())["dataset"]
+    shares = _tail_shares(data, config.model.cutoffs, config.model.vocab_size)
+    pattern_of_cost = config.model.architecture or None
+    flops = model_cost(config.model, pattern_of_cost, meta["seq_len"],
+                       tail_shares=shares)["total"].flops
+    if config.model.sampling == "single_path" and not config.model.architecture:
+      flops = None  # Depends on the sampled branches.
+    speed = results["train_tokens_per_second"]
+    speeds[name] = speed
+    fraction = "" if flops is None else (
+        f", {3 * flops * speed / 1e9:.1f} GFLOP/s = {3 * flops * speed / rate:.0%} of matmul")
+    rows.append((f"train {name}", f"{speed:,.0f} tok/s{fraction}, peak RSS {rss:.0f} MiB"))
+  rows.append(("single_path / soft, same run", f"{speeds['single_path'] / speeds['soft']:.2f}"))
+  rows.append(("auto / TensorFlow's default threads (soft), same run",
+               f"{speeds['soft'] / speeds[_TRAIN_CASES[1][0]]:.2f}"))
+
+  evaluated, rss = _run_case([sys.executable, "scripts/benchmark.py", "--suite=eval_case",
+                              f"--run_dir={soft_dir}"])
+  for name, speed in evaluated.items():
+    rows.append((f"eval {name}", f"{speed:,.0f} tok/s"))
+  fixed = [v for k, v in evaluated.items() if k.startswith("fixed")][0]
+  rows.append(("eval fixed / SuperNet expected, same run",
+               f"{fixed / evaluated['SuperNet, eval_mode expected']:.2f}"))
+  rows.append(("eval fixed / SuperNet argmax, same run",
+               f"{fixed / evaluated['SuperNet, eval_mode argmax']:.2f}"))
+  return rows
+
+
+def _zipf_counts(n, tokens, seed=0):
+  """Token counts of a Zipfian (exponent 1) vocabulary of n ids, `tokens` tokens drawn."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  weights = 1.0 / np.arange(1, n + 1)
+  return np.random.default_rng(seed).multinomial(tokens, weights / weights.sum())
+
+
+def cuts_suite(work):
+  from par import cutoffs  # pylint: disable=g-import-not-at-top
+  rows = []
+  cases = [("N = 12,000, K = 3", 12_000, 3), ("N = 267,735, K = 4", 267_735, 4),
+           ("N = 267,735, auto K <= 6", 267_735, "auto")]
+  for name, n, clusters in cases:
+    counts = _zipf_counts(n, 100_000_000)
+    for model in (cutoffs.grave_cost(128, 4), cutoffs.simple_cost()):
+      times = []
+      for _ in range(_REPEATS.value):
+        start = time.perf_counter()
+        best, _ = cutoffs.solve(counts, model, clusters, max_clusters=6)
+        times.append(time.perf_counter() - start)
+      rows.append((f"solve, Zipfian {name}, {model.name} cost, s (median; max)",
+                   f"{_median(times):.3f} ({max(times):.3f}); {best.clusters} clusters, "
+                   f"cutoffs {list(best.cutoffs)}, speed-up {best.speedup:.1f}x"))
+  # The whole script, as a user runs it, on WikiText-103's vocabulary size.
+  values = work / "counts.txt"
+  values.write_text("\n".join(str(c) for c in _zipf_counts(267_735, 100_000_000)) + "\n")
+  walls = [_run_measured([sys.executable, "scripts/optimal_cuts.py", f"--filename={values}",
+                          "--clusters=4"])[0] for _ in range(_REPEATS.value)]
+  rows.append(("scripts/optimal_cuts.py --filename (267,735 counts) --clusters=4, wall s "
+               "(median; max)", f"{_median(walls):.2f} ({max(walls):.2f})"))
+  return rows
+
+
+def matmul_case():
+  """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def best_seconds(function, *args):
+    function(*args).numpy()  # traces
+    best = float("inf")
+    for _ in range(5):
+      start = time.perf_counter()
+      function(*args).numpy()
+      best = min(best, time.perf_counter() - start)
+    return best
+
+  def repeated_matmul(a, b, times):
+    """`times` products in one graph; adding the loop index keeps them from being merged."""
+    total = tf.zeros([a.shape[0], b.shape[1]])
+    for i in tf.range(times):
+      total += tf.matmul(a + tf.cast(i, tf.float32), b)
+    return total
+
+  rates = {}
+  for name, (m, k, n), times in (("square", (2048, 2048, 2048), 10),
+                                 ("ffn_shaped", (1024, 128, 1024), 100)):
+    seconds = best_seconds(tf.function(repeated_matmul), tf.random.normal([m, k]),
+                           tf.random.normal([k, n]), tf.constant(times))
+    rates[name] = times * 2 * m * k * n / seconds
+  print(json.dumps(rates))
+
+
+def eval_case(run_dir):
+  """Evaluation tokens/s of a run's SuperNet (argmax, expected) and its derived fixed model."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  from par import records, train  # pylint: disable=g-import-not-at-top
+  from par.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+  from par.model import ParModel  # pylint: disable=g-import-not-at-top
+
+  cli.configure_threads()
+  saved = json.loads((run_dir / train.CONFIG_FILE).read_text())["config"]
+  data_dir = saved["data_dir"]
+  meta = records.load_meta(data_dir)
+  supernet = keras.saving.load_model(run_dir / train.EXPORT_FILE)
+  expected = ParModel(dataclasses.replace(supernet.config, eval_mode="expected"))
+  expected.build()
+  expected.set_weights(supernet.get_weights())
+  fixed = supernet.to_fixed()
+  evaluators = {}
+  for name, model in (("SuperNet, eval_mode argmax", supernet),
+                      ("SuperNet, eval_mode expected", expected),
+                      (f"fixed {fixed.pattern}", fixed)):
+    evaluators[name] = Evaluator(model, model.config.mem_len)
+    evaluators[name](records.load_dataset(data_dir, "valid"), meta.batch_size)  # traces
+  # Rounds alternate the models, so that a noisy neighbour slows all of them alike; the
+  # best round of each is reported.
+  speeds = dict.fromkeys(evaluators, 0.0)
+  for _ in range(3):
+    for name, evaluator in evaluators.items():
+      start = time.perf_counter()
+      result = evaluator(records.load_dataset(data_dir, "valid"), meta.batch_size)
+      speeds[name] = max(speeds[name], result.tokens / (time.perf_counter() - start))
+  print(json.dumps(speeds))
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cli.import_tensorflow()
+  if _SUITE.value != "cuts":  # Which needs no TensorFlow.
+    cli.import_tensorflow()
+  if _SUITE.value == "matmul_case":
+    return matmul_case()
+  if _SUITE.value == "eval_case":
+    return eval_case(Path(_RUN_DIR.value))
   with tempfile.TemporaryDirectory() as work:
-    rows = data_suite(Path(work))
-  print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs, repeats {_REPEATS.value}\n")
+    suite = {"data": data_suite, "train": train_suite, "cuts": cuts_suite}[_SUITE.value]
+    rows = suite(Path(work))
+  repeats = (f", {_TRAIN_STEPS.value} steps per training case" if _SUITE.value == "train"
+             else f", repeats {_REPEATS.value}")
+  print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs{repeats}\n")
   print("| measure | value |\n|---|---|")
   for name, value in rows:
     print(f"| {name} | {value} |")

@@ -60,12 +60,18 @@ _HELP = {
     "keep_checkpoints": "Checkpoints to keep.",
     "plot_every": "Draw the architecture heatmap every N steps (0: only at the end).",
     "eval_mem_len": "Memory length in evaluation (0: --mem_len).",
-    "jit_compile": "Compile the training step with XLA.",
+    "jit_compile": "Compile the training step with XLA (for GPUs and TPUs; slow on CPUs).",
 }
 _CHOICES = {"sampling": ["soft", "hard", "single_path"], "eval_mode": ["argmax", "expected"],
             "optimizer": ["adam", "adamw"], "tau_schedule": ["exp", "linear"]}
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (created or resumed).")
+_INTER_OP_THREADS = flags.DEFINE_integer(
+    "inter_op_threads", -1, "Ops TensorFlow runs at once (-1: auto, the CPU count without a "
+    "GPU; 0: TensorFlow's default).")
+_INTRA_OP_THREADS = flags.DEFINE_integer(
+    "intra_op_threads", -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's "
+    "default).")
 _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the configuration the flags give, as JSON, and exit "
     "(the vocabulary size is the dataset's at training time).")
@@ -140,6 +146,7 @@ def main(argv):
   if not _MODEL_DIR.value:
     raise cli.ParError("--model_dir is required")
   cli.import_tensorflow()
+  cli.configure_threads(_INTER_OP_THREADS.value, _INTRA_OP_THREADS.value)
   from par import train  # pylint: disable=g-import-not-at-top (after the quiet import)
   results = train.train_and_evaluate(config, _MODEL_DIR.value)
   for split in ("valid", "test"):

@@ -282,3 +282,16 @@ def test_bad_flags_are_one_error_line(tmp_path):
   result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
                       f"--model_dir={tmp_path}", f"--data_dir={tmp_path / 'none'}")
   assert "is not a built dataset" in error_line(result)
+
+
+def test_thread_pools_auto_and_explicit():
+  # A fresh process: thread pools can only be set before TensorFlow's runtime starts.
+  code = ("import os; from par import cli; tf = cli.import_tensorflow(); "
+          "cli.configure_threads({}, {}); t = tf.config.threading; "
+          "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads(), "
+          "os.cpu_count())")
+  for args, expected in (((-1, -1), lambda cpus: (cpus, 1)), ((3, 0), lambda cpus: (3, 0))):
+    result = subprocess.run([sys.executable, "-c", code.format(*args)], capture_output=True,
+                            text=True, cwd=ROOT, check=True)
+    inter, intra, cpus = map(int, result.stdout.split())
+    assert (inter, intra) == expected(cpus)
