@@ -14,6 +14,8 @@ import math
 
 import tensorflow as tf
 
+from par import records
+
 
 @dataclasses.dataclass(frozen=True)
 class Result:
@@ -80,3 +82,26 @@ class Evaluator:
     """
     total, count = self._run(dataset, batch_size)
     return Result(float(total), int(count), int(words))
+
+
+def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=None):
+  """Evaluates `model` on a split of a built dataset; returns (`Result`, the dataset's meta).
+
+  Args:
+    model: a ParModel.
+    data_dir: the dataset directory.
+    split: e.g. "valid" or "test".
+    mem_len: memory length.
+    seq_len: segment length; 0 or the dataset's own reads the records as they are, any other
+      cuts each lane's text into segments of this length (`records.resegment`).
+    tokenizer_sha256: the tokenizer the model was trained with; a dataset built with
+      another is refused.
+  """
+  meta = records.check_dataset(data_dir, split, tokenizer_sha256)
+  if not seq_len or seq_len == meta.seq_len:
+    dataset = records.load_dataset(data_dir, split, tokenizer_sha256)
+  else:
+    windows, _ = records.read_split(data_dir, split, tokenizer_sha256)
+    dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
+  result = Evaluator(model, mem_len)(dataset, meta.batch_size, meta.splits[split].words)
+  return result, meta

@@ -236,27 +236,54 @@ def load_dataset(data_dir, split, tokenizer_sha256=None):
   return _tf().data.TFRecordDataset(files).map(parse)
 
 
-def target_counts(data_dir, split="train"):
-  """How often each token id is a target in a split: int64 [vocab_size], and the meta.
+def read_split(data_dir, split, tokenizer_sha256=None):
+  """The records of a split as one numpy int32 array [R, B, T+1], read without TensorFlow.
 
-  Reads the shards directly with numpy (each record is a fixed-size frame around the raw
-  window, see `check_dataset`), without TensorFlow.
+  Each TFRecord frame is a fixed-size header, the raw window and a CRC (see `check_dataset`,
+  which runs first); the length in every header is checked, the CRCs are not.
   """
-  meta = check_dataset(data_dir, split)
+  meta = check_dataset(data_dir, split, tokenizer_sha256)
   data = record_bytes(meta.batch_size, meta.seq_len)
-  counts = np.zeros(meta.vocab_size, np.int64)
+  parts = []
   for name, records in meta.splits[split].shards:
-    frames = np.fromfile(Path(data_dir) / name, np.uint8).reshape(
-        records, data + _TFRECORD_FRAMING_BYTES)
+    path = Path(data_dir) / name
+    frames = np.fromfile(path, np.uint8).reshape(records, data + _TFRECORD_FRAMING_BYTES)
     if np.any(frames[:, :8].copy().view("<u8") != data):
-      raise ParError(f"shard {Path(data_dir) / name} has a record of the wrong length: "
-                     "rebuild the dataset")
-    windows = frames[:, 12:12 + data].copy().view("<i4").reshape(
-        records, meta.batch_size, meta.seq_len + 1)
-    targets = windows[:, :, 1:].reshape(-1)
-    targets = targets[targets != PAD_ID]
-    if targets.size and (targets.min() < 0 or targets.max() >= meta.vocab_size):
-      raise ParError(f"shard {Path(data_dir) / name} holds ids outside [0, "
-                     f"{meta.vocab_size}): rebuild the dataset")
-    counts += np.bincount(targets, minlength=meta.vocab_size)
-  return counts, meta
+      raise ParError(f"shard {path} has a record of the wrong length: rebuild the dataset")
+    parts.append(frames[:, 12:12 + data].copy().view("<i4").astype(np.int32).reshape(
+        records, meta.batch_size, meta.seq_len + 1))
+  return np.concatenate(parts), meta
+
+
+def target_counts(data_dir, split="train"):
+  """How often each token id is a target in a split: int64 [vocab_size], and the meta."""
+  windows, meta = read_split(data_dir, split)
+  targets = windows[:, :, 1:].reshape(-1)
+  targets = targets[targets != PAD_ID]
+  if targets.size and (targets.min() < 0 or targets.max() >= meta.vocab_size):
+    raise ParError(f"{data_dir}'s {split} split holds ids outside [0, {meta.vocab_size}): "
+                   "rebuild the dataset")
+  return np.bincount(targets, minlength=meta.vocab_size).astype(np.int64), meta
+
+
+def resegment(windows, seq_len):
+  """Records [R, B, T+1] cut into segments of another length: (inputs, targets) [S, B, L].
+
+  Each lane's text stays continuous: segment s of lane b holds the lane's positions
+  [s·L, (s+1)·L). The last segment is padded (targets PAD_ID, inputs 0); padding inside the
+  records stays padding.
+  """
+  if seq_len < 1:
+    raise ParError(f"the segment length must be positive, got {seq_len}")
+  records, lanes, _ = windows.shape
+  inputs = np.maximum(windows[:, :, :-1], 0).transpose(1, 0, 2).reshape(lanes, -1)
+  targets = windows[:, :, 1:].transpose(1, 0, 2).reshape(lanes, -1)
+  segments = -(-inputs.shape[1] // seq_len)
+  pad = segments * seq_len - inputs.shape[1]
+  inputs = np.pad(inputs, [(0, 0), (0, pad)])
+  targets = np.pad(targets, [(0, 0), (0, pad)], constant_values=PAD_ID)
+
+  def cut(x):
+    return np.ascontiguousarray(x.reshape(lanes, segments, seq_len).transpose(1, 0, 2))
+
+  return cut(inputs), cut(targets)

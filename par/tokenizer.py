@@ -21,8 +21,6 @@ import re
 
 import numpy as np
 import sentencepiece as spm
-import tensorflow as tf
-import tensorflow_text as tf_text
 
 from par.errors import ParError
 
@@ -128,6 +126,9 @@ class Tokenizer:
   """
 
   def __init__(self, model_proto):
+    # TensorFlow only here: loading and checksumming a tokenizer (generation) need none.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
     self.processor = load(model_proto)  # A clear error for a bad model, before TensorFlow's.
     self.model_proto = model_proto
     self._op = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32,
@@ -152,6 +153,7 @@ class Tokenizer:
     Returns:
       1-D numpy int32 array.
     """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top (loaded by __init__)
     dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string))
                .batch(lines_per_batch)
                .map(self._tokenize_batch)

@@ -14,15 +14,7 @@ a `TrainState`: step, epoch, position in the epoch and the memory. Restoring it 
 `position` records of the epoch continues the run exactly where an uninterrupted one would
 be: the Gumbel noise is a function of (seed, step), the data order is fixed.
 
-Run directory (`model_dir`):
-  config.json        the resolved TrainConfig and the dataset it trains on
-  training.log       the log, also printed
-  train/, valid/, test/   TensorBoard events
-  checkpoints/       the last `keep_checkpoints` checkpoints
-  architecture.json  block probabilities, derived pattern and their history
-  plots/             architecture heatmaps and, at the end, architecture.gif
-  results.json       final valid and test metrics
-  export/model.keras the final model (Keras format, no pickle)
+The run directory's files are listed in par/runs.py.
 """
 
 import dataclasses
@@ -30,6 +22,7 @@ import json
 import logging as std_logging
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -45,6 +38,13 @@ from par import evaluate
 from par import plots
 from par import records
 from par import schedules
+from par.runs import ARCHITECTURE_FILE
+from par.runs import CHECKPOINT_DIR
+from par.runs import CONFIG_FILE
+from par.runs import EXPORT_FILE
+from par.runs import LOG_FILE
+from par.runs import RESULTS_FILE
+from par.runs import TOKENIZER_FILE
 from par.config import BLOCK_KINDS
 from par.config import TrainConfig
 from par.errors import Interrupted
@@ -52,12 +52,6 @@ from par.errors import ParError
 from par.model import Memory
 from par.model import ParModel
 
-CONFIG_FILE = "config.json"
-ARCHITECTURE_FILE = "architecture.json"
-RESULTS_FILE = "results.json"
-LOG_FILE = "training.log"
-CHECKPOINT_DIR = "checkpoints"
-EXPORT_FILE = Path("export") / "model.keras"
 _NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
 _GIF_FRAMES = 50
 
@@ -121,6 +115,11 @@ def _prepare_run_directory(model_dir, config, meta):
                      "the same flags, or choose another --model_dir")
   model_dir.mkdir(parents=True, exist_ok=True)
   _write_json(path, {"config": config.to_dict(), "dataset": dataset})
+  # The tokenizer travels with the run, so that generation needs no dataset.
+  source = Path(config.data_dir) / records.TOKENIZER_FILE
+  partial = model_dir / (TOKENIZER_FILE + ".partial")
+  shutil.copyfile(source, partial)
+  os.replace(partial, model_dir / TOKENIZER_FILE)
 
 
 def _only_our_info(record):

@@ -203,9 +203,8 @@ def _tail_shares(data_dir, cutoffs, vocab_size):
 
 
 def train_suite(work):
-  from par import train  # pylint: disable=g-import-not-at-top
+  from par import runs as run_files  # pylint: disable=g-import-not-at-top
   from par.architecture import model_cost  # pylint: disable=g-import-not-at-top
-  from par.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))
@@ -227,7 +226,7 @@ def train_suite(work):
     _, rss = _run_case(common + [f"--model_dir={run_dir}"] + extra)
     runs[name] = (run_dir, rss)
   soft_dir = runs["soft"][0]
-  pattern = json.loads((soft_dir / train.RESULTS_FILE).read_text())["pattern"]
+  pattern = json.loads((soft_dir / run_files.RESULTS_FILE).read_text())["pattern"]
   name = f"fixed {pattern} (derived by the soft run)"
   run_dir = work / f"run{len(runs)}"
   _, rss = _run_case(common + [f"--model_dir={run_dir}", f"--architecture={pattern}"])
@@ -235,9 +234,9 @@ def train_suite(work):
 
   speeds = {}
   for name, (run_dir, rss) in runs.items():
-    results = json.loads((run_dir / train.RESULTS_FILE).read_text())
-    config = TrainConfig.from_dict(json.loads((run_dir / train.CONFIG_FILE).read_text())["config"])
-    meta = json.loads((run_dir / train.CONFIG_FILE).read_text())["dataset"]
+    results = json.loads((run_dir / run_files.RESULTS_FILE).read_text())
+    run = run_files.read_run(run_dir)
+    config, meta = run.config, run.dataset
     shares = _tail_shares(data, config.model.cutoffs, config.model.vocab_size)
     pattern_of_cost = config.model.architecture or None
     flops = model_cost(config.model, pattern_of_cost, meta["seq_len"],
@@ -329,20 +328,15 @@ def matmul_case():
 
 def eval_case(run_dir):
   """Evaluation tokens/s of a run's SuperNet (argmax, expected) and its derived fixed model."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
-  from par import records, train  # pylint: disable=g-import-not-at-top
+  from par import records, runs  # pylint: disable=g-import-not-at-top
   from par.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
-  from par.model import ParModel  # pylint: disable=g-import-not-at-top
 
   cli.configure_threads()
-  saved = json.loads((run_dir / train.CONFIG_FILE).read_text())["config"]
-  data_dir = saved["data_dir"]
+  run = runs.read_run(run_dir)
+  data_dir = run.config.data_dir
   meta = records.load_meta(data_dir)
-  supernet = keras.saving.load_model(run_dir / train.EXPORT_FILE)
-  expected = ParModel(dataclasses.replace(supernet.config, eval_mode="expected"))
-  expected.build()
-  expected.set_weights(supernet.get_weights())
+  supernet, _ = runs.load_model(run, "export", eval_mode="argmax")
+  expected, _ = runs.load_model(run, "export", eval_mode="expected")
   fixed = supernet.to_fixed()
   evaluators = {}
   for name, model in (("SuperNet, eval_mode argmax", supernet),

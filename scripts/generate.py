@@ -1,0 +1,84 @@
+"""Generates text from a trained run: a prompt in, the prompt and its continuation out.
+
+  python scripts/generate.py --model_dir=runs/tiny --prompt="The game" --max_tokens=60
+  python scripts/generate.py --model_dir=runs/base_model --top_p=0.9 --seed=7
+
+Decodes incrementally (par/generate.py): one token at a time with the memory as the cache,
+so every token costs the same. The same run, prompt, flags and --seed give the same text.
+The tokenizer is the run's own copy (or its dataset's), checked against the run's checksum.
+"""
+
+from absl import flags
+
+from par import cli
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
+_PROMPT = flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
+_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 100, "Tokens to generate.")
+_TEMPERATURE = flags.DEFINE_float(
+    "temperature", 1.0, "Divides the log-probabilities; 0 is greedy decoding.")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most probable tokens (0: all).")
+_TOP_P = flags.DEFINE_float(
+    "top_p", 1.0, "Sample among the fewest most probable tokens holding this mass (1: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampling.")
+_MEM_LEN = flags.DEFINE_integer(
+    "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length).")
+_SOURCE = flags.DEFINE_enum(
+    "source", "checkpoint", ["checkpoint", "export"],
+    "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "A checkpoint prefix, e.g. runs/x/checkpoints/ckpt-200.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where to find the tokenizer if the run directory has no copy.")
+
+
+def _check_flags():
+  if _MAX_TOKENS.value < 1:
+    raise cli.ParError(f"--max_tokens must be positive, got {_MAX_TOKENS.value}")
+  if _TEMPERATURE.value < 0:
+    raise cli.ParError(f"--temperature cannot be negative, got {_TEMPERATURE.value}")
+  if _TOP_K.value < 0:
+    raise cli.ParError(f"--top_k cannot be negative, got {_TOP_K.value}")
+  if not 0 < _TOP_P.value <= 1:
+    raise cli.ParError(f"--top_p must be in (0, 1], got {_TOP_P.value}")
+  if _MEM_LEN.value < 0:
+    raise cli.ParError(f"--mem_len cannot be negative, got {_MEM_LEN.value}")
+  if _CHECKPOINT.value and _SOURCE.value != "checkpoint":
+    raise cli.ParError("--checkpoint goes with --source=checkpoint")
+
+
+def decode(processor, ids):
+  """Text of token ids: end-of-line tokens become newlines."""
+  lines, line = [], []
+  for token in ids:
+    if token == processor.eos_id():
+      lines.append(processor.decode(line))
+      line = []
+    else:
+      line.append(token)
+  return "\n".join(lines + [processor.decode(line)])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
+  _check_flags()
+  from par import runs  # pylint: disable=g-import-not-at-top
+  run = runs.read_run(_MODEL_DIR.value)
+  processor = runs.load_tokenizer(run, _DATA_DIR.value)  # Before TensorFlow's slow import.
+  cli.import_tensorflow()
+  cli.configure_threads()
+  from par import generate  # pylint: disable=g-import-not-at-top (after the quiet import)
+  model, _ = runs.load_model(run, _SOURCE.value, _CHECKPOINT.value)
+  # The text so far ends a line, as every line in training does; then the prompt's lines.
+  prompt = []
+  for k, line in enumerate(_PROMPT.value.split("\n")):
+    prompt += ([processor.eos_id()] if k else []) + processor.encode(line)
+  generator = generate.Generator(model, _MEM_LEN.value or run.eval_mem_len)
+  generated = generator.generate([processor.eos_id()] + prompt, _MAX_TOKENS.value,
+                                 _TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
+  print(decode(processor, prompt + generated))
+
+
+if __name__ == "__main__":
+  cli.run(main)

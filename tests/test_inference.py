@@ -1,0 +1,217 @@
+"""Using a trained run: evaluation on any split with other memory and segment lengths,
+incremental generation, and the scripts that do both."""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import counting_lines, error_line, run_script, write_corpus
+from par import evaluate
+from par import generate
+from par import records
+from par import runs
+from par import train
+from par.config import DataConfig, ModelConfig, TrainConfig
+from par.dataset import build_dataset
+from par.model import ParModel
+
+MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
+                    dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  root = tmp_path_factory.mktemp("inference")
+  write_corpus(root / "text", {"train": counting_lines(250),
+                               "valid": counting_lines(60, 100_000),
+                               "test": counting_lines(50, 200_000)})
+  build_dataset(root / "text", root / "ds", DataConfig(vocab_size=60, batch_size=4, seq_len=8))
+  build_dataset(root / "text", root / "other", DataConfig(vocab_size=50, batch_size=4,
+                                                          seq_len=8))
+  return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(data):
+  """A finished SuperNet search of 16 steps."""
+  config = TrainConfig(model=MODEL, data_dir=str(data / "ds"), train_steps=16, max_lr=3e-3,
+                       warmup_steps=3, steps_per_loop=8, log_every=8, checkpoint_every=8,
+                       plot_every=0, seed=5)
+  train.train_and_evaluate(config, data / "run")
+  return data / "run"
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+def test_resegment_keeps_every_lane_continuous(data):
+  windows, meta = records.read_split(data / "ds", "valid")
+  reference = [(x.numpy(), y.numpy()) for x, y in records.load_dataset(data / "ds", "valid")]
+  inputs, targets = records.resegment(windows, meta.seq_len)
+  np.testing.assert_array_equal(inputs, np.stack([x for x, _ in reference]))
+  np.testing.assert_array_equal(targets, np.stack([y for _, y in reference]))
+  for length in (3, 13, 1000):
+    cut_inputs, cut_targets = records.resegment(windows, length)
+    assert cut_inputs.shape[1:] == (meta.batch_size, length)
+    for lane in range(meta.batch_size):
+      lane_targets = cut_targets[:, lane].reshape(-1)
+      n = targets[:, lane].size
+      np.testing.assert_array_equal(lane_targets[:n], targets[:, lane].reshape(-1))
+      assert np.all(lane_targets[n:] == records.PAD_ID)
+      # Inputs are the targets shifted by one: the text continues across segments.
+      lane_inputs = cut_inputs[:, lane].reshape(-1)
+      valid = np.flatnonzero(lane_targets[:n - 1] >= 0)
+      np.testing.assert_array_equal(lane_inputs[valid + 1], lane_targets[valid])
+
+
+def test_segment_length_does_not_matter_with_memory_covering_the_lane(data):
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0,
+                                       eval_mode="expected"))
+  model.build()
+  windows, meta = records.read_split(data / "ds", "valid")
+  lane = windows.shape[0] * meta.seq_len
+  results = [evaluate.evaluate_split(model, data / "ds", "valid", lane, seq_len)[0]
+             for seq_len in (0, 5, 32)]
+  assert {r.tokens for r in results} == {meta.splits["valid"].targets}
+  for result in results[1:]:
+    assert result.nll == pytest.approx(results[0].nll, rel=1e-5)
+  short = evaluate.evaluate_split(model, data / "ds", "valid", 2, 5)[0]
+  assert short.nll != pytest.approx(results[0].nll, rel=1e-5)  # Memory does matter.
+
+
+def test_loaded_models_reproduce_the_runs_results(run_dir):
+  """Checkpoint and export, loaded without pickle, give the run's own final test metrics."""
+  run = runs.read_run(run_dir)
+  saved = json.loads((run_dir / runs.RESULTS_FILE).read_text())["test"]
+  for source in ("export", "checkpoint"):
+    model, origin = runs.load_model(run, source)
+    result, _ = evaluate.evaluate_split(model, run.config.data_dir, "test", run.eval_mem_len,
+                                        tokenizer_sha256=run.tokenizer_sha256)
+    assert origin.endswith("model.keras" if source == "export" else "ckpt-16")
+    assert (result.tokens, result.words) == (saved["tokens"], saved["words"])
+    assert result.token_perplexity == pytest.approx(saved["token_perplexity"], rel=1e-6)
+    assert result.word_perplexity == pytest.approx(saved["word_perplexity"], rel=1e-6)
+
+
+def test_evaluate_script(run_dir):
+  result = run_script("scripts/evaluate.py", f"--model_dir={run_dir}", "--eval_mem_len=30",
+                      "--seq_len=5", "--eval_mode=expected")
+  assert result.returncode == 0, result.stderr
+  printed = json.loads(result.stdout)
+  assert (printed["mem_len"], printed["seq_len"], printed["eval_mode"]) == (30, 5, "expected")
+  run = runs.read_run(run_dir)
+  model, _ = runs.load_model(run, "checkpoint", eval_mode="expected")
+  expected, _ = evaluate.evaluate_split(model, run.config.data_dir, "valid", 30, 5)
+  assert printed["split"] == "valid" and printed["tokens"] == expected.tokens
+  assert printed["token_perplexity"] == pytest.approx(expected.token_perplexity, rel=1e-6)
+  assert printed["word_perplexity"] == pytest.approx(expected.word_perplexity, rel=1e-6)
+
+
+def test_evaluate_refuses_bad_runs_and_datasets(run_dir, data):
+  result = run_script("scripts/evaluate.py", f"--model_dir={run_dir}",
+                      f"--data_dir={data / 'other'}")
+  assert "was built with another tokenizer" in error_line(result)
+  assert "is not a run directory" in error_line(
+      run_script("scripts/evaluate.py", f"--model_dir={data}"))
+  assert "has no nope split" in error_line(run_script(
+      "scripts/evaluate.py", f"--model_dir={run_dir}", "--split=nope"))
+
+
+# --- generation -------------------------------------------------------------------------------
+
+def reference_probabilities(log_probs, temperature, top_k, top_p):
+  """Sorting everything, the obvious way."""
+  p = np.exp(np.asarray(log_probs, float) / temperature)
+  p /= p.sum()
+  ranked = sorted(range(len(p)), key=lambda i: (-p[i], i))
+  if top_k:
+    ranked = ranked[:top_k]
+  q = p[ranked] / p[ranked].sum()
+  kept, mass = [], 0.0
+  for i, prob in zip(ranked, q):
+    if mass >= top_p:
+      break
+    kept.append(i)
+    mass += prob
+  out = np.zeros_like(p)
+  out[kept] = p[kept] / p[kept].sum()
+  return out
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [
+    (1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 5, 1.0), (1.0, 0, 0.6), (0.8, 7, 0.9), (1.0, 1, 1.0)])
+def test_sampling_probabilities_against_a_reference(temperature, top_k, top_p):
+  rng = np.random.default_rng(1)
+  log_probs = np.log(rng.dirichlet(np.ones(30) * 0.5))
+  probs = generate.sampling_probabilities(log_probs, temperature, top_k, top_p)
+  np.testing.assert_allclose(probs, reference_probabilities(log_probs, temperature, top_k,
+                                                            top_p), atol=1e-12)
+  assert probs.sum() == pytest.approx(1.0)
+  if top_k:
+    assert np.count_nonzero(probs) <= top_k
+  greedy = generate.sampling_probabilities(log_probs, 0.0)
+  assert greedy[np.argmax(log_probs)] == 1.0 and greedy.sum() == 1.0
+
+
+@pytest.mark.parametrize("changes", [dict(architecture="sfs"), dict(eval_mode="expected"),
+                                     dict(eval_mode="argmax")])
+def test_incremental_log_probabilities_equal_one_forward_pass(changes):
+  config = dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, mem_len=4, **changes)
+  model = ParModel(config)
+  model.build()
+  ids = np.random.default_rng(2).integers(0, 60, 23).tolist()
+  hidden, _ = model(tf.constant([ids]), memory=model.initial_memory(1, 0))
+  whole = model.log_probs(hidden)[0].numpy()
+  generator = generate.Generator(model, mem_len=30)  # Covers the whole text.
+  np.testing.assert_allclose(generator.score(ids), whole, atol=2e-5)
+  assert generator.step_traces == 1  # One trace for all 23 tokens: shapes never change.
+  # A prompt as one segment, then tokens one by one: the same numbers.
+  prompt, memory = generator.feed(ids[:9], generator.start())
+  rows = list(prompt)
+  for token in ids[9:]:
+    log_probs, memory = generator.feed([token], memory)
+    rows.extend(log_probs)
+  np.testing.assert_allclose(np.stack(rows), whole, atol=2e-5)
+
+
+def test_same_seed_same_text():
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, architecture="sfs"))
+  model.build()
+  generator = generate.Generator(model, mem_len=8)
+  first = generator.generate([1, 5, 7], 40, temperature=1.0, top_k=20, seed=3)
+  assert first == generator.generate([1, 5, 7], 40, temperature=1.0, top_k=20, seed=3)
+  assert first != generator.generate([1, 5, 7], 40, temperature=1.0, top_k=20, seed=4)
+  assert len(first) == 40 and all(0 <= t < 60 for t in first)
+  assert generator.step_traces == 1
+
+
+def test_generate_script(run_dir, data, tmp_path):
+  result = run_script("scripts/generate.py", f"--model_dir={run_dir}", "--prompt=w12 w13",
+                      "--max_tokens=30", "--seed=9", "--top_p=0.9", "--source=export")
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.startswith("w12 w13") and len(result.stdout) > len("w12 w13\n")
+
+  # Without its own copy of the tokenizer, a run uses its dataset's; a wrong copy is refused.
+  copy = tmp_path / "run"
+  shutil.copytree(run_dir, copy)
+  (copy / runs.TOKENIZER_FILE).unlink()
+  result = run_script("scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5",
+                      "--temperature=0")
+  assert result.returncode == 0, result.stderr
+  shutil.copy(data / "other" / records.TOKENIZER_FILE, copy / runs.TOKENIZER_FILE)
+  assert "is not the tokenizer" in error_line(
+      run_script("scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5"))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--max_tokens=0", "--max_tokens must be positive"),
+    ("--temperature=-1", "--temperature cannot be negative"),
+    ("--top_p=0", "--top_p must be in (0, 1]"),
+    ("--top_k=-2", "--top_k cannot be negative"),
+])
+def test_generate_bad_flags(tmp_path, flag, message):
+  assert message in error_line(
+      run_script("scripts/generate.py", f"--model_dir={tmp_path}", flag))
