@@ -47,6 +47,26 @@ def derive_argmax(probabilities):
   return "".join(BLOCK_KINDS[row.index(max(row))] for row in map(list, probabilities))
 
 
+def derive_ratio(n_blocks, ratio):
+  """PAR's rule: one attention block per `ratio` blocks, spread over the lower two-thirds.
+
+  Mandava et al. (2020) found that a searched network needs attention in about one block in
+  p and only in its lower two-thirds. The rule keeps A = max(1, round(n_blocks / ratio))
+  attention blocks, at the centres of A equal parts of the first ceil(2·n_blocks / 3)
+  blocks, and makes every other block feed-forward.
+
+  Args:
+    n_blocks: blocks in the network.
+    ratio: p > 0, blocks per attention block (e.g. 3 for 1 in 3).
+  """
+  if n_blocks < 1 or not ratio > 0:
+    raise ValueError(f"need n_blocks >= 1 and ratio > 0, got {n_blocks} and {ratio}")
+  attention = max(1, min(n_blocks, round(n_blocks / ratio)))
+  lower = max(attention, -(-2 * n_blocks // 3))
+  positions = {int((k + 0.5) * lower / attention) for k in range(attention)}
+  return "".join("s" if b in positions else "f" for b in range(n_blocks))
+
+
 def block_costs(config, seq_len, mem_len=None):
   """Cost of one block of each kind ("s", "f", "i") and of a SuperNet block ("?").
 

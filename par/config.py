@@ -206,6 +206,11 @@ class TrainConfig(_JsonMixin):
   arch_lr: float = 3e-4
   arch_weight_decay: float = 1e-3
   arch_warmup_steps: int = 0
+  # A resource term in the loss, resource_weight · (expected block cost), on the logits only:
+  # "none", "flops" (FLOPs per token of each block kind) or "latency" (forward time of each
+  # kind, measured when the run starts). See par/search.py.
+  resource: str = "none"
+  resource_weight: float = 0.0
   # Seeds weight initialisation, dropout and the Gumbel noise (which is a function of
   # (seed, step), so a resumed run draws what an uninterrupted one would).
   seed: int = 0
@@ -249,6 +254,14 @@ class TrainConfig(_JsonMixin):
            f"tau_schedule must be exp or linear, got {self.tau_schedule!r}")
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
+    _check(self.resource in ("none", "flops", "latency"),
+           f"resource must be none, flops or latency, got {self.resource!r}")
+    _check(math.isfinite(self.resource_weight) and self.resource_weight >= 0,
+           f"resource_weight must be 0 or more, got {self.resource_weight}")
+    _check((self.resource == "none") == (self.resource_weight == 0),
+           "give --resource and a positive --resource_weight together")
+    _check(self.resource == "none" or not self.model.architecture,
+           "a resource term steers a search; a fixed --architecture has nothing to steer")
     for name in ("steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints"):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     for name in ("eval_every", "plot_every", "eval_mem_len"):

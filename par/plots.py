@@ -40,16 +40,20 @@ def _figure(num_blocks):
   return plt.figure(figsize=(4.8, 1.2 + 0.45 * num_blocks), dpi=100)
 
 
+def _png(figure):
+  figure.tight_layout()
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png")
+  return buffer.getvalue()
+
+
 def heatmap_png(probabilities, title=""):
   """PNG bytes of the heatmap of probabilities [n_blocks, 3]."""
   figure = _figure(len(probabilities))
   try:
     image = _draw(figure.add_subplot(1, 1, 1), probabilities, title)
     figure.colorbar(image, fraction=0.05)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(figure)
   finally:
     plt.close(figure)
 
@@ -76,5 +80,38 @@ def animate(history, path, fps=4):
 
     movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
     movie.save(str(path), writer=animation.PillowWriter(fps=fps))
+  finally:
+    plt.close(figure)
+
+
+def trajectories_png(history):
+  """PNG bytes of each block's probabilities over training, one panel per block.
+
+  Args:
+    history: sequence of (step, probabilities [n_blocks, 3]), in step order.
+  """
+  if not history:
+    raise ValueError("no architecture history to plot")
+  steps = [step for step, _ in history]
+  values = np.asarray([probabilities for _, probabilities in history])  # [T, N, 3]
+  blocks = values.shape[1]
+  columns = min(blocks, 3)
+  rows = -(-blocks // columns)
+  figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.2 * rows), dpi=100,
+                              sharex=True, sharey=True, squeeze=False)
+  try:
+    for b, panel in enumerate(axes.flat):
+      if b >= blocks:
+        panel.axis("off")
+        continue
+      for k, kind in enumerate(BLOCK_KINDS):
+        panel.plot(steps, values[:, b, k], label=_LABELS[kind])
+      panel.set_title(f"block {b}", fontsize=9)
+      panel.set_ylim(0.0, 1.0)
+      panel.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    figure.supxlabel("step")
+    figure.supylabel("probability")
+    return _png(figure)
   finally:
     plt.close(figure)

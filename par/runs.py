@@ -5,8 +5,10 @@
   training.log       the log, also printed
   train/, valid/, test/   TensorBoard events
   checkpoints/       the last `keep_checkpoints` checkpoints
-  architecture.json  block probabilities, derived pattern and their history
-  plots/             architecture heatmaps and, at the end, architecture.gif
+  architecture.json  block probabilities, derived pattern, blocks identity dominates, history
+  resource.json      the block costs of the resource term, if the search has one
+  plots/             architecture heatmaps; at the end architecture.gif and probabilities.png
+                     (each block's probabilities over training)
   results.json       final valid and test metrics
   export/model.keras the final model (Keras format, no pickle)
 
@@ -25,6 +27,7 @@ from par.errors import ParError
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "spm.model"
 ARCHITECTURE_FILE = "architecture.json"
+RESOURCE_FILE = "resource.json"
 RESULTS_FILE = "results.json"
 LOG_FILE = "training.log"
 CHECKPOINT_DIR = "checkpoints"

@@ -38,11 +38,13 @@ from par import evaluate
 from par import plots
 from par import records
 from par import schedules
+from par import search
 from par.runs import ARCHITECTURE_FILE
 from par.runs import CHECKPOINT_DIR
 from par.runs import CONFIG_FILE
 from par.runs import EXPORT_FILE
 from par.runs import LOG_FILE
+from par.runs import RESOURCE_FILE
 from par.runs import RESULTS_FILE
 from par.runs import TOKENIZER_FILE
 from par.config import BLOCK_KINDS
@@ -229,8 +231,28 @@ def _make_optimizers(config, total_steps, weight_variables):
 
 def _architecture_record(model, history):
   probabilities = model.architecture_probabilities()
+  dominated, _ = search.collapse_report(probabilities)
   return {"columns": list(BLOCK_KINDS), "pattern": model.derived_pattern(),
-          "probabilities": probabilities.round(6).tolist(), "history": history}
+          "probabilities": probabilities.round(6).tolist(), "identity_dominates": dominated,
+          "history": history}
+
+
+def _resource_costs(config, model_dir, batch, seq_len):
+  """The resource term's block costs, kept in the run directory; None without the term."""
+  if config.resource == "none":
+    return None
+  path = model_dir / RESOURCE_FILE
+  if path.is_file():  # A resumed run keeps the costs it started with (latency is measured).
+    return json.loads(path.read_text())["costs"]
+  if config.resource == "flops":
+    costs, detail = search.flops_costs(config.model, seq_len), {}
+  else:
+    seconds = search.measure_latency(config.model, batch, seq_len)
+    costs, detail = search.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
+  logging.info("resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
+               config.resource, config.resource_weight, *costs)
+  _write_json(path, dict(detail, resource=config.resource, costs=costs))
+  return costs
 
 
 def _load_history(model_dir, step):
@@ -307,6 +329,7 @@ def train_and_evaluate(config, model_dir, strategy=None):
                    manager.latest_checkpoint, int(state.step), int(state.epoch),
                    int(state.position))
     history = _load_history(model_dir, int(state.step))
+    costs = _resource_costs(config, model_dir, batch, meta.seq_len) if arch_variables else None
 
     # --- the compiled steps -------------------------------------------------------------------
     def gradients(inputs, targets, memory, step):
@@ -319,6 +342,9 @@ def train_and_evaluate(config, model_dir, strategy=None):
         context = tf.distribute.get_replica_context()
         global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss = nll / tf.maximum(global_count, 1.0)
+        if costs is not None:  # Summed over replicas, like the gradients: divide by them.
+          loss += (config.resource_weight / context.num_replicas_in_sync *
+                   search.resource_penalty(arch_variables, costs))
       variables = weight_variables + arch_variables
       grads = tape.gradient(loss, variables)
       grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
@@ -515,6 +541,11 @@ def train_and_evaluate(config, model_dir, strategy=None):
       frames = history[::-(-len(history) // _GIF_FRAMES)]  # At most _GIF_FRAMES frames.
       plots.animate([(h["step"], np.array(h["probabilities"])) for h in frames],
                     model_dir / "plots" / "architecture.gif")
+      (model_dir / "plots" / "probabilities.png").write_bytes(plots.trajectories_png(
+          [(h["step"], np.array(h["probabilities"])) for h in history]))
+      _, collapse = search.collapse_report(model.architecture_probabilities())
+      if collapse:
+        logging.warning(collapse)
     else:
       _write_json(model_dir / ARCHITECTURE_FILE, _architecture_record(model, []))
     for writer in writers.values():

@@ -14,22 +14,19 @@ import json
 from absl import flags
 
 from par import cli
+from par import config_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer.")
-_SOURCE = flags.DEFINE_enum(
-    "source", "checkpoint", ["checkpoint", "export"],
-    "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.")
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A checkpoint prefix, e.g. runs/x/checkpoints/ckpt-200.")
 _EVAL_MEM_LEN = flags.DEFINE_integer(
     "eval_mem_len", 0, "Memory length (0: the run's --eval_mem_len, else its --mem_len).")
 _SEQ_LEN = flags.DEFINE_integer(
     "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous.")
 _EVAL_MODE = flags.DEFINE_enum(
     "eval_mode", None, ["argmax", "expected"], "SuperNet evaluation mode (default: the run's).")
+config_flags.define_run_source()
 
 
 def main(argv):
@@ -37,8 +34,7 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _EVAL_MEM_LEN.value < 0 or _SEQ_LEN.value < 0:
     raise cli.ParError("--eval_mem_len and --seq_len cannot be negative")
-  if _CHECKPOINT.value and _SOURCE.value != "checkpoint":
-    raise cli.ParError("--checkpoint goes with --source=checkpoint")
+  config_flags.run_source()  # Checks it before the slow part.
   from par import records, runs  # pylint: disable=g-import-not-at-top
   run = runs.read_run(_MODEL_DIR.value)
   data_dir = _DATA_DIR.value or run.config.data_dir
@@ -46,7 +42,7 @@ def main(argv):
   cli.import_tensorflow()
   cli.configure_threads()
   from par import evaluate  # pylint: disable=g-import-not-at-top (after the quiet import)
-  model, origin = runs.load_model(run, _SOURCE.value, _CHECKPOINT.value, _EVAL_MODE.value)
+  model, origin = runs.load_model(run, *config_flags.run_source(), _EVAL_MODE.value)
   mem_len = _EVAL_MEM_LEN.value or run.eval_mem_len
   result, meta = evaluate.evaluate_split(model, data_dir, _SPLIT.value, mem_len,
                                          _SEQ_LEN.value, run.tokenizer_sha256)

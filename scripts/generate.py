@@ -11,6 +11,7 @@ The tokenizer is the run's own copy (or its dataset's), checked against the run'
 from absl import flags
 
 from par import cli
+from par import config_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _PROMPT = flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
@@ -23,13 +24,9 @@ _TOP_P = flags.DEFINE_float(
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampling.")
 _MEM_LEN = flags.DEFINE_integer(
     "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length).")
-_SOURCE = flags.DEFINE_enum(
-    "source", "checkpoint", ["checkpoint", "export"],
-    "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.")
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "A checkpoint prefix, e.g. runs/x/checkpoints/ckpt-200.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Where to find the tokenizer if the run directory has no copy.")
+config_flags.define_run_source()
 
 
 def _check_flags():
@@ -43,8 +40,7 @@ def _check_flags():
     raise cli.ParError(f"--top_p must be in (0, 1], got {_TOP_P.value}")
   if _MEM_LEN.value < 0:
     raise cli.ParError(f"--mem_len cannot be negative, got {_MEM_LEN.value}")
-  if _CHECKPOINT.value and _SOURCE.value != "checkpoint":
-    raise cli.ParError("--checkpoint goes with --source=checkpoint")
+  config_flags.run_source()
 
 
 def decode(processor, ids):
@@ -69,7 +65,7 @@ def main(argv):
   cli.import_tensorflow()
   cli.configure_threads()
   from par import generate  # pylint: disable=g-import-not-at-top (after the quiet import)
-  model, _ = runs.load_model(run, _SOURCE.value, _CHECKPOINT.value)
+  model, _ = runs.load_model(run, *config_flags.run_source())
   # The text so far ends a line, as every line in training does; then the prompt's lines.
   prompt = []
   for k, line in enumerate(_PROMPT.value.split("\n")):

@@ -33,6 +33,23 @@ def write_corpus(directory, split_lines, names=None):
   return directory
 
 
+def counting_dataset(root, valid_lines=150, test_lines=120, vocab_size=60, name="ds"):
+  """A built dataset of counting text (4 lanes x 8 tokens) under root; returns its directory.
+
+  The text (train 250 lines, valid and test from other number ranges) is written once.
+  """
+  from par.config import DataConfig  # pylint: disable=g-import-not-at-top
+  from par.dataset import build_dataset  # pylint: disable=g-import-not-at-top
+  root = Path(root)
+  if not (root / "text").is_dir():
+    write_corpus(root / "text", {"train": counting_lines(250),
+                                 "valid": counting_lines(valid_lines, 100_000),
+                                 "test": counting_lines(test_lines, 200_000)})
+  build_dataset(root / "text", root / name, DataConfig(vocab_size=vocab_size, batch_size=4,
+                                                       seq_len=8))
+  return root / name
+
+
 def run_script(*args, env=None, timeout=300, **kwargs):
   """Runs a project script or command from the repository root; returns CompletedProcess."""
   full_env = dict(os.environ, **(env or {}))

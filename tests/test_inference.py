@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import counting_lines, error_line, run_script, write_corpus
+from helpers import counting_dataset, error_line, run_script
 from par import evaluate
 from par import generate
 from par import records
 from par import runs
 from par import train
-from par.config import DataConfig, ModelConfig, TrainConfig
-from par.dataset import build_dataset
+from par.config import ModelConfig, TrainConfig
 from par.model import ParModel
 
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
@@ -26,12 +25,8 @@ MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cuto
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
   root = tmp_path_factory.mktemp("inference")
-  write_corpus(root / "text", {"train": counting_lines(250),
-                               "valid": counting_lines(60, 100_000),
-                               "test": counting_lines(50, 200_000)})
-  build_dataset(root / "text", root / "ds", DataConfig(vocab_size=60, batch_size=4, seq_len=8))
-  build_dataset(root / "text", root / "other", DataConfig(vocab_size=50, batch_size=4,
-                                                          seq_len=8))
+  counting_dataset(root, valid_lines=60, test_lines=50)
+  counting_dataset(root, valid_lines=60, test_lines=50, vocab_size=50, name="other")
   return root
 
 

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import ROOT, counting_lines, error_line, run_script, write_corpus
+from helpers import ROOT, counting_dataset, error_line, run_script
 from par import records
 from par import train
-from par.config import DataConfig, ModelConfig, TrainConfig
-from par.dataset import build_dataset
+from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
 from par.evaluate import Evaluator
 from par.model import ParModel
@@ -30,12 +29,7 @@ MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cuto
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   """A counting-text dataset: 60 pieces, 4 lanes x 8 tokens, train/valid/test."""
-  root = tmp_path_factory.mktemp("data")
-  write_corpus(root / "text", {"train": counting_lines(250),
-                               "valid": counting_lines(150, 100_000),
-                               "test": counting_lines(120, 200_000)})
-  build_dataset(root / "text", root / "ds", DataConfig(vocab_size=60, batch_size=4, seq_len=8))
-  return root / "ds"
+  return counting_dataset(tmp_path_factory.mktemp("data"))
 
 
 def tiny(data_dir, **changes):
@@ -156,7 +150,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
 def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   frozen = train.train_and_evaluate(tiny(data_dir, arch_warmup_steps=100, plot_every=0),
                                     tmp_path / "frozen")
-  moving = train.train_and_evaluate(tiny(data_dir, arch_lr=0.05, plot_every=0),
+  moving = train.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0),
                                     tmp_path / "moving")
   del frozen, moving
   probabilities = lambda run: np.array(json.loads((tmp_path / run / "architecture.json")
@@ -164,6 +158,20 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   np.testing.assert_array_equal(probabilities("frozen"), np.full([3, 3], 1 / 3, np.float32)
                                 .round(6))
   assert np.abs(probabilities("moving") - 1 / 3).max() > 1e-3
+
+  # The same search with a heavy FLOPs term: identity, which costs nothing, takes over, and the
+  # collapse report says so.
+  train.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops",
+                                resource_weight=20.0), tmp_path / "cheap")
+  cheap = probabilities("cheap")
+  assert cheap[:, 2].mean() > probabilities("moving")[:, 2].mean() + 0.2
+  record = json.loads((tmp_path / "cheap" / "architecture.json").read_text())
+  assert record["identity_dominates"] == [0, 1, 2] and record["pattern"] == "iii"
+  costs = json.loads((tmp_path / "cheap" / "resource.json").read_text())["costs"]
+  assert costs[2] == 0 and max(costs[:2]) == 1
+  assert "search collapse: identity dominates 3 of 3 blocks" in (
+      tmp_path / "cheap" / "training.log").read_text()
+  assert (tmp_path / "cheap" / "plots" / "probabilities.png").stat().st_size > 1000
 
 
 # --- interrupted runs, through the script ------------------------------------------------------

@@ -1,0 +1,181 @@
+"""From search to a PAR model in one call: search, derive, retrain, compare with Transformer-XL.
+
+  work_dir/
+    search/            the SuperNet search (a run directory, par/runs.py)
+    argmax/, rule/     the derived patterns retrained from scratch (run directories)
+    baseline/          Transformer-XL's interleaving, "sf" repeated, retrained the same way
+    results.json       the comparison, one entry per model
+    results.md         the same as a markdown table
+    architecture.png   the searched architecture at the end; probabilities.png its history
+
+Derivations: `argmax` keeps each block's most likely kind; `rule` is PAR's rule
+(`architecture.derive_ratio`) with one attention block per `ratio` blocks, by default the
+ratio the argmax pattern has. Every retrained model gets the search's data, schedule and
+budget (epochs or steps), from scratch; patterns that coincide are trained once. Running the
+same call again skips finished runs and resumes unfinished ones.
+"""
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from absl import logging
+
+from par import architecture
+from par import evaluate
+from par import records
+from par import runs
+from par import train
+from par.config import TrainConfig
+from par.errors import ParError
+
+SEARCH = "search"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+def baseline_pattern(n_blocks):
+  """Transformer-XL's interleaving of attention and feed-forward, "sfsf…", n_blocks long."""
+  return ("sf" * n_blocks)[:n_blocks]
+
+
+def derive(probabilities, ratio=0.0):
+  """{"argmax": pattern, "rule": pattern} and the ratio the rule used.
+
+  Args:
+    probabilities: [n_blocks, 3] (columns s, f, i) at the end of the search.
+    ratio: blocks per attention block for the rule; 0 takes the argmax pattern's (at least
+      one attention block).
+  """
+  argmax = architecture.derive_argmax(probabilities)
+  n_blocks = len(argmax)
+  ratio = ratio or n_blocks / max(1, argmax.count("s"))
+  return {"argmax": argmax, "rule": architecture.derive_ratio(n_blocks, ratio)}, ratio
+
+
+def _finished(config, model_dir):
+  """The results of a finished run of `config` in model_dir, None if unfinished or absent."""
+  path = model_dir / runs.RESULTS_FILE
+  if not path.is_file():
+    return None
+  run = runs.read_run(model_dir)
+  mine = dataclasses.replace(config, model=dataclasses.replace(
+      config.model, vocab_size=run.config.model.vocab_size))
+  changed = [f.name for f in dataclasses.fields(TrainConfig)
+             if f.name not in TrainConfig.RESUMABLE_CHANGES
+             and getattr(mine, f.name) != getattr(run.config, f.name)]
+  if changed:
+    raise ParError(f"{model_dir} holds a run with other settings ({', '.join(changed)}); "
+                   "choose another work directory")
+  return json.loads(path.read_text())
+
+
+def _train(config, model_dir):
+  results = _finished(config, model_dir)
+  if results is not None:
+    logging.info("%s is finished: reusing its results", model_dir)
+    return results
+  return train.train_and_evaluate(config, model_dir)
+
+
+def _eval_speed(model_dir, split):
+  """Evaluation tokens/s of a run's export on a split: the second of two passes."""
+  run = runs.read_run(model_dir)
+  model, _ = runs.load_model(run, "export")
+  evaluator = evaluate.Evaluator(model, run.eval_mem_len)
+  meta = records.load_meta(run.config.data_dir)
+  evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)  # Traces.
+  start = time.perf_counter()
+  result = evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)
+  return result.tokens / (time.perf_counter() - start)
+
+
+def _row(name, pattern, config, model_dir, results, tail_shares, seq_len):
+  costs = architecture.model_cost(config.model, pattern, seq_len, tail_shares=tail_shares)
+  row = {"model": name, "pattern": pattern or "SuperNet", "run": str(model_dir),
+         "attention_blocks": (pattern or "").count("s") if pattern else None,
+         "params": costs["total"].params, "flops_per_token": costs["total"].flops,
+         "train_tokens_per_second": results.get("train_tokens_per_second"),
+         "eval_tokens_per_second": _eval_speed(model_dir, "valid")}
+  for split in ("valid", "test"):
+    if split in results:
+      row[split] = {k: results[split][k] for k in ("loss", "token_perplexity",
+                                                  "word_perplexity", "tokens", "words")}
+  return row
+
+
+def markdown(rows):
+  """The comparison as a markdown table."""
+  def ppl(row, split, key):
+    return f"{row[split][key]:.2f}" if split in row else "–"
+
+  def speed(value):
+    return f"{value:,.0f}" if value else "–"
+
+  lines = ["| model | pattern | attention blocks | parameters | FLOPs/token | train tok/s | "
+           "eval tok/s | valid ppl | valid word ppl | test ppl | test word ppl |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for row in rows:
+    blocks = "–" if row["attention_blocks"] is None else str(row["attention_blocks"])
+    lines.append(
+        f"| {row['model']} | `{row['pattern']}` | {blocks} | {row['params']:,} | "
+        f"{row['flops_per_token'] / 1e6:.2f} M | {speed(row['train_tokens_per_second'])} | "
+        f"{speed(row['eval_tokens_per_second'])} | {ppl(row, 'valid', 'token_perplexity')} | "
+        f"{ppl(row, 'valid', 'word_perplexity')} | {ppl(row, 'test', 'token_perplexity')} | "
+        f"{ppl(row, 'test', 'word_perplexity')} |")
+  return "\n".join(lines) + "\n"
+
+
+def run_pipeline(config, work_dir, ratio=0.0):
+  """Searches, derives, retrains and compares; returns the rows of the comparison.
+
+  Args:
+    config: the search's TrainConfig (no fixed architecture). Retrained models use it with
+      their pattern and without the resource term.
+    work_dir: the pipeline's directory (see the module docstring).
+    ratio: the rule's blocks per attention block; 0 takes the argmax pattern's.
+  """
+  if config.model.architecture:
+    raise ParError("the pipeline starts with a search: leave --architecture empty")
+  work_dir = Path(work_dir)
+  search_results = _train(config, work_dir / SEARCH)
+  record = json.loads((work_dir / SEARCH / runs.ARCHITECTURE_FILE).read_text())
+  patterns, ratio = derive(record["probabilities"], ratio)
+  patterns["baseline"] = baseline_pattern(config.model.n_blocks)
+  logging.info("derived: argmax %s, rule (1 attention block in %.2f) %s; baseline %s",
+               patterns["argmax"], ratio, patterns["rule"], patterns["baseline"])
+
+  meta = records.load_meta(config.data_dir)
+  resolved = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
+  counts, _ = records.target_counts(config.data_dir, "train")
+  bounds = (0,) + tuple(resolved.cutoffs) + (resolved.vocab_size,)
+  shares = [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[1:], bounds[2:])]
+
+  search_config = dataclasses.replace(config, model=resolved)
+  rows = [_row("search (SuperNet)", None, search_config, work_dir / SEARCH, search_results,
+               shares, meta.seq_len)]
+  trained = {}  # pattern -> names
+  for name in ("argmax", "rule", "baseline"):
+    trained.setdefault(patterns[name], []).append(name)
+  for pattern, names in trained.items():
+    fixed = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, architecture=pattern), resource="none", resource_weight=0.0)
+    results = _train(fixed, work_dir / names[0])
+    rows.append(_row(" = ".join(names), pattern,
+                     dataclasses.replace(fixed, model=dataclasses.replace(
+                         fixed.model, vocab_size=meta.vocab_size)),
+                     work_dir / names[0], results, shares, meta.seq_len))
+
+  summary = {"patterns": patterns, "ratio": ratio, "rows": rows,
+             "collapse": record.get("identity_dominates", [])}
+  (work_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+  (work_dir / RESULTS_MD).write_text(markdown(rows))
+  plots = work_dir / SEARCH / "plots"
+  heatmaps = sorted(plots.glob("architecture-*.png"))
+  if heatmaps:
+    shutil.copyfile(heatmaps[-1], work_dir / "architecture.png")
+  if (plots / "probabilities.png").is_file():
+    shutil.copyfile(plots / "probabilities.png", work_dir / "probabilities.png")
+  return rows
