@@ -60,7 +60,8 @@ def mixture_weights(logits, mode, tau=1.0, noise=None):
   if mode not in SAMPLING_MODES:
     raise ValueError(f"unknown mixture mode {mode!r}")
   perturbed = logits + (tf.zeros_like(logits) if noise is None else noise)
-  soft = tf.nn.softmax(perturbed / tau)
+  # Keras casts float call arguments to the compute dtype: tau may arrive in 16 bits.
+  soft = tf.nn.softmax(perturbed / tf.cast(tau, tf.float32))
   index = tf.argmax(perturbed, output_type=tf.int32)
   if mode == "soft":
     return soft, index

@@ -228,6 +228,9 @@ class TrainConfig(_JsonMixin):
   eval_mem_len: int = 0
   # Compile each training step with XLA.
   jit_compile: bool = False
+  # Keras dtype policy: "float32", or 16-bit compute with float32 variables, normalisations
+  # and loss: "mixed_float16" (with dynamic loss scaling) or "mixed_bfloat16".
+  mixed_precision: str = "float32"
 
   # Fields that may change when a run resumes: they change the bookkeeping, not the result.
   RESUMABLE_CHANGES = ("steps_per_loop", "eval_every", "log_every", "checkpoint_every",
@@ -254,6 +257,9 @@ class TrainConfig(_JsonMixin):
            f"tau_schedule must be exp or linear, got {self.tau_schedule!r}")
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
+    _check(self.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
+           "mixed_precision must be float32, mixed_float16 or mixed_bfloat16, got "
+           f"{self.mixed_precision!r}")
     _check(self.resource in ("none", "flops", "latency"),
            f"resource must be none, flops or latency, got {self.resource!r}")
     _check(math.isfinite(self.resource_weight) and self.resource_weight >= 0,

@@ -63,13 +63,18 @@ _HELP = {
     "plot_every": "Draw the architecture heatmap every N steps (0: only at the end).",
     "eval_mem_len": "Memory length in evaluation (0: --mem_len).",
     "jit_compile": "Compile the training step with XLA (for GPUs and TPUs; slow on CPUs).",
+    "mixed_precision": "Compute in 16 bits with float32 variables, softmax and loss: "
+                       "mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 (TPUs, "
+                       "recent GPUs and CPUs).",
 }
 _CHOICES = {"sampling": ["soft", "hard", "single_path"], "eval_mode": ["argmax", "expected"],
             "resource": ["none", "flops", "latency"],
-            "optimizer": ["adam", "adamw"], "tau_schedule": ["exp", "linear"]}
+            "optimizer": ["adam", "adamw"], "tau_schedule": ["exp", "linear"],
+            "mixed_precision": ["float32", "mixed_float16", "mixed_bfloat16"]}
 
 _THREADS = {}  # Set by define().
 _SOURCE = {}  # Set by define_run_source().
+_STRATEGY = {}  # Set by define_strategy().
 
 
 def _define(config_class, skip=()):
@@ -163,3 +168,31 @@ def run_source():
   if checkpoint and source != "checkpoint":
     raise cli.ParError("--checkpoint goes with --source=checkpoint")
   return source, checkpoint
+
+
+def define_strategy():
+  """--strategy, --tpu and --cpu_devices: where training runs (par/distribute.py)."""
+  _STRATEGY["strategy"] = flags.DEFINE_enum(
+      "strategy", "default", ["default", "one_device", "mirrored", "multi_worker", "tpu"],
+      "tf.distribute strategy: default (one device), one_device, mirrored (all local GPUs, "
+      "else the logical CPUs of --cpu_devices), multi_worker (the cluster in TF_CONFIG) or "
+      "tpu (--tpu).")
+  _STRATEGY["tpu"] = flags.DEFINE_string(
+      "tpu", "", "TPU address for --strategy=tpu, e.g. grpc://10.0.0.2:8470 ('': find the "
+      "Colab or Cloud TPU).")
+  _STRATEGY["cpu_devices"] = flags.DEFINE_integer(
+      "cpu_devices", 0, "Split the CPU into this many logical devices for "
+      "--strategy=mirrored (0: do not split), to run several replicas without accelerators.")
+
+
+def strategy():
+  """The strategy the flags ask for (after TensorFlow's import, before it runs anything)."""
+  name, tpu, cpus = (_STRATEGY[k].value for k in ("strategy", "tpu", "cpu_devices"))
+  if tpu and name != "tpu":
+    raise cli.ParError("--tpu goes with --strategy=tpu")
+  if cpus < 0 or (cpus and name != "mirrored"):
+    raise cli.ParError("--cpu_devices takes a positive count and goes with --strategy=mirrored")
+  from par import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
+  if cpus:
+    distribute.split_cpu(cpus)
+  return distribute.make_strategy(name, tpu)

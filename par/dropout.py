@@ -8,7 +8,8 @@ differs from `rate` by less than 2^-17 and the scale 1 / P(keep) uses the realis
 probability, so the output's expectation is the input exactly.
 
 The layer subclasses `keras.layers.Dropout`: same arguments, same seed generator (a variable
-that checkpoints save), so only the way the mask is drawn changes.
+that checkpoints save), so only the way the mask is drawn changes. Under a strategy with
+several replicas, each replica folds its id into the seed: their masks are independent.
 """
 
 import keras
@@ -46,7 +47,13 @@ class Dropout(keras.layers.Dropout):
       return inputs
     if self.noise_shape is not None:
       raise ValueError("par's Dropout does not support noise_shape")
-    seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+    seed = self.seed_generator.next()
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      # Mirrored seed generators agree across replicas: give each replica its own masks.
+      seed = tf.random.experimental.stateless_fold_in(
+          tf.cast(seed, tf.int64), tf.cast(context.replica_id_in_sync_group, tf.int64))
+    seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
     keep = keep_mask(tf.shape(inputs), self.rate, seed)
     scale = tf.cast(1.0 / keep_probability(self.rate), inputs.dtype)
     return tf.where(keep, inputs * scale, tf.zeros_like(inputs))

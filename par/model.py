@@ -104,8 +104,7 @@ class ParModel(keras.Model):
   def initial_memory(self, batch_size, mem_len=None):
     """An empty memory: zeros [B, M, D] per attending block, length 0."""
     mem_len = self.config.mem_len if mem_len is None else mem_len
-    dtype = keras.mixed_precision.global_policy().compute_dtype
-    states = tuple(tf.zeros([batch_size, mem_len, self.config.d_model], dtype)
+    states = tuple(tf.zeros([batch_size, mem_len, self.config.d_model], self.compute_dtype)
                    for _ in self.attending_blocks)
     return Memory(states, tf.constant(0, tf.int32))
 

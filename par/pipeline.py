@@ -72,12 +72,12 @@ def _finished(config, model_dir):
   return json.loads(path.read_text())
 
 
-def _train(config, model_dir):
+def _train(config, model_dir, strategy):
   results = _finished(config, model_dir)
   if results is not None:
     logging.info("%s is finished: reusing its results", model_dir)
     return results
-  return train.train_and_evaluate(config, model_dir)
+  return train.train_and_evaluate(config, model_dir, strategy)
 
 
 def _eval_speed(model_dir, split):
@@ -128,7 +128,7 @@ def markdown(rows):
   return "\n".join(lines) + "\n"
 
 
-def run_pipeline(config, work_dir, ratio=0.0):
+def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   """Searches, derives, retrains and compares; returns the rows of the comparison.
 
   Args:
@@ -136,11 +136,13 @@ def run_pipeline(config, work_dir, ratio=0.0):
       their pattern and without the resource term.
     work_dir: the pipeline's directory (see the module docstring).
     ratio: the rule's blocks per attention block; 0 takes the argmax pattern's.
+    strategy: the tf.distribute strategy of every training (evaluation speeds are measured
+      on one device); None for the default.
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
   work_dir = Path(work_dir)
-  search_results = _train(config, work_dir / SEARCH)
+  search_results = _train(config, work_dir / SEARCH, strategy)
   record = json.loads((work_dir / SEARCH / runs.ARCHITECTURE_FILE).read_text())
   patterns, ratio = derive(record["probabilities"], ratio)
   patterns["baseline"] = baseline_pattern(config.model.n_blocks)
@@ -162,7 +164,7 @@ def run_pipeline(config, work_dir, ratio=0.0):
   for pattern, names in trained.items():
     fixed = dataclasses.replace(config, model=dataclasses.replace(
         config.model, architecture=pattern), resource="none", resource_weight=0.0)
-    results = _train(fixed, work_dir / names[0])
+    results = _train(fixed, work_dir / names[0], strategy)
     rows.append(_row(" = ".join(names), pattern,
                      dataclasses.replace(fixed, model=dataclasses.replace(
                          fixed.model, vocab_size=meta.vocab_size)),

@@ -17,6 +17,7 @@ be: the Gumbel noise is a function of (seed, step), the data order is fixed.
 The run directory's files are listed in par/runs.py.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging as std_logging
@@ -34,8 +35,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from par import distribute
 from par import evaluate
 from par import plots
+from par import precision
 from par import records
 from par import schedules
 from par import search
@@ -98,8 +101,11 @@ def _dataset_summary(meta):
           "seq_len": meta.seq_len, "train_records": meta.splits["train"].records}
 
 
-def _prepare_run_directory(model_dir, config, meta):
-  """Creates model_dir or checks that it holds this very run; writes config.json."""
+def _prepare_run_directory(model_dir, config, meta, write=True):
+  """Creates model_dir or checks that it holds this very run; writes config.json.
+
+  With write=False (workers other than the chief) it only checks.
+  """
   path = model_dir / CONFIG_FILE
   dataset = _dataset_summary(meta)
   if path.is_file() and (model_dir / CHECKPOINT_DIR).is_dir():
@@ -115,6 +121,8 @@ def _prepare_run_directory(model_dir, config, meta):
       what = ", ".join(changed) if changed else "the dataset"
       raise ParError(f"{model_dir} holds a run with other settings ({what}); resume it with "
                      "the same flags, or choose another --model_dir")
+  if not write:
+    return
   model_dir.mkdir(parents=True, exist_ok=True)
   _write_json(path, {"config": config.to_dict(), "dataset": dataset})
   # The tokenizer travels with the run, so that generation needs no dataset.
@@ -191,11 +199,11 @@ class _StopSignals:
 class _Progress:
   """A one-line progress bar with ETA and tokens/s when stderr is a terminal."""
 
-  def __init__(self, total_steps, start_step):
+  def __init__(self, total_steps, start_step, enabled=True):
     self.total = total_steps
     self.start_step = start_step
     self.start = time.perf_counter()
-    self.enabled = sys.stderr.isatty()
+    self.enabled = enabled and sys.stderr.isatty()
 
   def update(self, step, tokens_per_second, loss):
     if not self.enabled:
@@ -213,6 +221,16 @@ class _Progress:
   def close(self):
     if self.enabled:
       sys.stderr.write("\n")
+
+
+def _dense(grad):
+  """An embedding's IndexedSlices gradient as the dense tensor it stands for.
+
+  It holds one row per token occurrence. Keras's Adam squares such rows one by one, so a token
+  seen twice adds g1² + g2² to the second moment instead of (g1 + g2)², and global norms count
+  the rows as given: both wrong. Summed into the dense gradient, both are exact.
+  """
+  return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
 def _make_optimizers(config, total_steps, weight_variables):
@@ -237,7 +255,15 @@ def _architecture_record(model, history):
           "history": history}
 
 
-def _resource_costs(config, model_dir, batch, seq_len):
+def _agree(strategy, values):
+  """The mean of `values` over the replicas, so that every worker uses the same numbers."""
+  if strategy.num_replicas_in_sync == 1:
+    return values
+  local = strategy.run(lambda: tf.constant(values, tf.float32))
+  return [float(v) for v in strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None)]
+
+
+def _resource_costs(config, model_dir, batch, seq_len, strategy, write):
   """The resource term's block costs, kept in the run directory; None without the term."""
   if config.resource == "none":
     return None
@@ -247,11 +273,12 @@ def _resource_costs(config, model_dir, batch, seq_len):
   if config.resource == "flops":
     costs, detail = search.flops_costs(config.model, seq_len), {}
   else:
-    seconds = search.measure_latency(config.model, batch, seq_len)
+    seconds = _agree(strategy, search.measure_latency(config.model, batch, seq_len))
     costs, detail = search.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
   logging.info("resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
                config.resource, config.resource_weight, *costs)
-  _write_json(path, dict(detail, resource=config.resource, costs=costs))
+  if write:
+    _write_json(path, dict(detail, resource=config.resource, costs=costs))
   return costs
 
 
@@ -269,7 +296,9 @@ def train_and_evaluate(config, model_dir, strategy=None):
   Args:
     config: `TrainConfig`.
     model_dir: the run directory (see the module docstring).
-    strategy: a `tf.distribute.Strategy`; the default strategy if None.
+    strategy: a `tf.distribute.Strategy` (see par/distribute.py); the default strategy if
+      None. Under several replicas each keeps its own lanes and memories; the loss is
+      normalised by the global count of predicted tokens.
 
   Returns:
     dict with "valid" and "test" metrics (those of `evaluate.Result.to_dict`), "steps",
@@ -279,6 +308,11 @@ def train_and_evaluate(config, model_dir, strategy=None):
     ParError: bad settings or data, a run directory of another run, or a non-finite loss.
     Interrupted: SIGINT or SIGTERM arrived; a checkpoint was saved first.
   """
+  with precision.policy(config.validate().mixed_precision):
+    return _train_and_evaluate(config, model_dir, strategy)
+
+
+def _train_and_evaluate(config, model_dir, strategy):
   # --- run directory and data ---------------------------------------------------------------
   model_dir = Path(model_dir)
   meta = records.load_meta(config.data_dir)
@@ -287,18 +321,21 @@ def train_and_evaluate(config, model_dir, strategy=None):
   config = _resolve_config(config, meta)
   steps_per_epoch = meta.splits["train"].records
   total_steps = config.train_steps or config.epochs * steps_per_epoch
-  _prepare_run_directory(model_dir, config, meta)
   strategy = strategy or tf.distribute.get_strategy()
   replicas = strategy.num_replicas_in_sync
   if meta.batch_size % replicas:
     raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
+  chief = distribute.is_chief(strategy)
+  _prepare_run_directory(model_dir, config, meta, write=chief)
   batch = meta.batch_size // replicas  # lanes per replica
   tokens_per_step = meta.batch_size * meta.seq_len
   eval_mem_len = config.eval_mem_len or config.model.mem_len
 
-  with _LogFile(model_dir / LOG_FILE), _StopSignals() as stop:
-    logging.info("run %s: %d steps (%d per epoch), %d replicas, %s", model_dir, total_steps,
-                 steps_per_epoch, replicas, "SuperNet search" if not config.model.architecture
+  log_file = _LogFile(model_dir / LOG_FILE) if chief else contextlib.nullcontext()
+  with log_file, _StopSignals() as stop:
+    logging.info("run %s: %d steps (%d per epoch), %d replicas, %s, %s", model_dir,
+                 total_steps, steps_per_epoch, replicas, config.mixed_precision,
+                 "SuperNet search" if not config.model.architecture
                  else f"fixed architecture {config.model.architecture}")
 
     # --- model, optimizers, checkpoint --------------------------------------------------------
@@ -313,70 +350,104 @@ def train_and_evaluate(config, model_dir, strategy=None):
       weights_optimizer.build(weight_variables)
       arch_optimizer.build(arch_variables)
       state = TrainState(model.initial_memory(meta.batch_size))
-    checkpoint = tf.train.Checkpoint(
-        model=[v.value for v in model.variables],
-        weights_optimizer=[v.value for v in weights_optimizer.variables],
-        arch_optimizer=[v.value for v in arch_optimizer.variables], state=state)
-    manager = tf.train.CheckpointManager(checkpoint, model_dir / CHECKPOINT_DIR,
-                                         max_to_keep=config.keep_checkpoints)
-    if manager.latest_checkpoint:
+      loss_scale = (precision.LossScale() if config.mixed_precision == "mixed_float16"
+                    else None)
+    parts = {"model": [v.value for v in model.variables],
+             "weights_optimizer": [v.value for v in weights_optimizer.variables],
+             "arch_optimizer": [v.value for v in arch_optimizer.variables], "state": state}
+    if loss_scale is not None:
+      parts["loss_scale"] = loss_scale
+    checkpoint = tf.train.Checkpoint(**parts)
+    # Every worker saves (saving synchronises them); only the chief's copy is kept.
+    own = CHECKPOINT_DIR if chief else f"{CHECKPOINT_DIR}-{distribute.worker_name(strategy)}"
+    manager = tf.train.CheckpointManager(checkpoint, model_dir / own,
+                                         max_to_keep=config.keep_checkpoints if chief else 1)
+    latest = tf.train.latest_checkpoint(model_dir / CHECKPOINT_DIR)
+    if latest:
       try:
-        checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+        checkpoint.restore(latest).assert_consumed()
       except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ParError(f"cannot resume from {manager.latest_checkpoint}: "
-                       f"{str(e).splitlines()[0]}") from None
-      logging.info("resumed from %s at step %d (epoch %d, record %d)",
-                   manager.latest_checkpoint, int(state.step), int(state.epoch),
-                   int(state.position))
-    history = _load_history(model_dir, int(state.step))
-    costs = _resource_costs(config, model_dir, batch, meta.seq_len) if arch_variables else None
+        raise ParError(f"cannot resume from {latest}: {str(e).splitlines()[0]}") from None
+      logging.info("resumed from %s at step %d (epoch %d, record %d)", latest,
+                   int(state.step.numpy()), int(state.epoch.numpy()), int(state.position.numpy()))
+    history = _load_history(model_dir, int(state.step.numpy()))
+    costs = (_resource_costs(config, model_dir, batch, meta.seq_len, strategy, chief)
+             if arch_variables else None)
 
     # --- the compiled steps -------------------------------------------------------------------
-    def gradients(inputs, targets, memory, step):
+    def gradients(inputs, targets, memory, step, global_count, scale):
+      """The replica's gradients of its share of the global loss (times `scale`)."""
       tau = schedules.temperature(step, config.tau_start, config.tau_end, total_steps,
                                   config.tau_schedule)
       seed = tf.stack([tf.constant(config.seed, tf.int64), step])
       with tf.GradientTape() as tape:
         hidden, memory = model(inputs, memory=memory, tau=tau, seed=seed, training=True)
         nll, count = model.nll(hidden, targets)
-        context = tf.distribute.get_replica_context()
-        global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
         loss = nll / tf.maximum(global_count, 1.0)
         if costs is not None:  # Summed over replicas, like the gradients: divide by them.
-          loss += (config.resource_weight / context.num_replicas_in_sync *
+          loss += (config.resource_weight / replicas *
                    search.resource_penalty(arch_variables, costs))
+        loss *= scale
       variables = weight_variables + arch_variables
       grads = tape.gradient(loss, variables)
       grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
       return grads, nll, count, memory
 
-    if config.jit_compile:
+    if config.jit_compile:  # The step's computation; collectives and updates stay outside.
       gradients = tf.function(gradients, jit_compile=True)
 
-    def train_step(inputs, targets, memory):
-      grads, nll, count, memory = gradients(inputs, targets, memory, state.step.read_value())
-      weight_grads = grads[:len(weight_variables)]
-      if config.clip_norm:
-        weight_grads, norm = tf.clip_by_global_norm(weight_grads, config.clip_norm)
-      else:
-        norm = tf.linalg.global_norm(weight_grads)
+    def apply(weight_grads, arch_grads):
       weights_optimizer.apply(weight_grads, weight_variables)
       if arch_variables:
-        arch_optimizer.apply(grads[len(weight_variables):], arch_variables)
-      return nll, count, norm, memory
+        arch_optimizer.apply(arch_grads, arch_variables)
+
+    def train_step(inputs, targets, memory):
+      context = tf.distribute.get_replica_context()
+      count = tf.reduce_sum(tf.cast(targets >= 0, tf.float32))  # as model.nll counts
+      global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+      scale = loss_scale.scale.read_value() if loss_scale is not None else tf.constant(1.0)
+      grads, nll, count, memory = gradients(inputs, targets, memory, state.step.read_value(),
+                                            global_count, scale)
+      if loss_scale is not None:
+        grads, finite = loss_scale.unscale(grads)
+      weight_grads = [_dense(g) for g in grads[:len(weight_variables)]]
+      arch_grads = grads[len(weight_variables):]
+      if config.clip_norm and replicas > 1:
+        # Clip the global batch's gradient, as one device would: reduce it here, clip it, and
+        # hand each replica's optimizer a 1/replicas share (the optimizers sum the shares).
+        weight_grads = context.all_reduce(tf.distribute.ReduceOp.SUM, weight_grads)
+        weight_grads, norm = tf.clip_by_global_norm(weight_grads, config.clip_norm)
+        weight_grads = [g / replicas for g in weight_grads]
+      elif config.clip_norm:
+        weight_grads, norm = tf.clip_by_global_norm(weight_grads, config.clip_norm)
+      else:  # With several replicas: each replica's norm (the loop averages them).
+        norm = tf.linalg.global_norm(weight_grads)
+      if loss_scale is None:
+        apply(weight_grads, arch_grads)
+        skipped = tf.constant(0.0)
+      else:
+        loss_scale.apply_if_finite(finite, apply, args=(weight_grads, arch_grads))
+        skipped = 1.0 - tf.cast(finite, tf.float32)
+        norm = tf.where(finite, norm, 0.0)
+      return nll, count, norm, memory, skipped
 
     @tf.function
     def train_loop(iterator, memory, num_steps):
       nll_total = tf.constant(0.0, tf.float64)
       count_total = tf.constant(0.0, tf.float64)
       norm_total = tf.constant(0.0, tf.float64)
+      skipped_total = tf.constant(0.0, tf.float64)
       finite = tf.constant(True)
+      # In the form the step returns it (a worker with one replica unwraps PerReplica values).
+      memory = strategy.run(lambda m: tf.nest.map_structure(tf.identity, m), args=(memory,))
       for _ in tf.range(num_steps):
         inputs, targets = next(iterator)
-        nll, count, norm, memory = strategy.run(train_step, args=(inputs, targets, memory))
+        nll, count, norm, memory, skipped = strategy.run(train_step,
+                                                         args=(inputs, targets, memory))
         nll = strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None)
         count = strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
         norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
+        skipped = strategy.reduce(tf.distribute.ReduceOp.MEAN, skipped, axis=None)  # all agree
         if not (tf.math.is_finite(nll) and tf.math.is_finite(norm)):
           finite = tf.constant(False)
           break
@@ -384,7 +455,8 @@ def train_and_evaluate(config, model_dir, strategy=None):
         nll_total += tf.cast(nll, tf.float64)
         count_total += tf.cast(count, tf.float64)
         norm_total += tf.cast(norm, tf.float64)
-      return memory, nll_total, count_total, norm_total, finite
+        skipped_total += tf.cast(skipped, tf.float64)
+      return memory, nll_total, count_total, norm_total, skipped_total, finite
 
     evaluator = evaluate.Evaluator(model, eval_mem_len, strategy)
 
@@ -392,22 +464,28 @@ def train_and_evaluate(config, model_dir, strategy=None):
 
     def run_eval(split, step):
       if split not in evaluated or evaluated[split][0] != step:
-        dataset = records.load_dataset(config.data_dir, split).prefetch(2)
-        result = evaluator(strategy.experimental_distribute_dataset(dataset), batch,
-                           meta.splits[split].words)
+        dataset = distribute.lanes(
+            strategy, lambda: records.load_dataset(config.data_dir, split).prefetch(2),
+            meta.batch_size)
+        result = evaluator(dataset, batch, meta.splits[split].words)
         log_eval(split, result, step)
         evaluated[split] = (step, result)
       return evaluated[split][1]
 
-    writers = {name: tf.summary.create_file_writer(str(model_dir / name))
+    writers = {name: (tf.summary.create_file_writer(str(model_dir / name)) if chief
+                      else tf.summary.create_noop_writer())
                for name in ("train", "valid", "test")}
-    train_data = records.load_dataset(config.data_dir, "train")
     train_words_per_token = meta.splits["train"].words / meta.splits["train"].tokens
 
     def save(memory):
-      state.save_memory(memory)
-      path = manager.save(checkpoint_number=int(state.step))
-      logging.info("saved %s", path)
+      """Checkpoints; `memory` (per replica) is kept unless None (at an epoch's start)."""
+      if memory is not None:
+        state.save_memory(distribute.gather_memory(strategy, memory))
+      path = manager.save(checkpoint_number=int(state.step.numpy()))
+      if chief:
+        logging.info("saved %s", path)
+      else:
+        shutil.rmtree(manager.directory, ignore_errors=True)
 
     def log_eval(split, result, step):
       logging.info("%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f "
@@ -419,7 +497,7 @@ def train_and_evaluate(config, model_dir, strategy=None):
         tf.summary.scalar("word_perplexity", result.word_perplexity)
 
     def record_architecture(step, draw):
-      if not model.is_supernet:
+      if not model.is_supernet or not chief:
         return
       probabilities = model.architecture_probabilities()
       if not history or history[-1]["step"] != step:
@@ -436,21 +514,24 @@ def train_and_evaluate(config, model_dir, strategy=None):
           (model_dir / "plots" / f"architecture-{step:07d}.png").write_bytes(png)
 
     # --- the loop -----------------------------------------------------------------------------
-    step = int(state.step)
-    epoch, position = int(state.epoch), int(state.position)
-    memory = state.memory() if position else None
+    step = int(state.step.numpy())
+    epoch, position = int(state.epoch.numpy()), int(state.position.numpy())
+    memory = distribute.scatter_memory(strategy, state.memory()) if position else None
     iterator = None
-    interval = {"nll": 0.0, "tokens": 0.0, "norm": 0.0, "steps": 0, "seconds": 0.0}
+    interval = {"nll": 0.0, "tokens": 0.0, "norm": 0.0, "skipped": 0.0, "steps": 0,
+                "seconds": 0.0}
     train_seconds, train_steps_timed, calls = 0.0, 0, 0
-    progress = _Progress(total_steps, step)
+    progress = _Progress(total_steps, step, enabled=chief)
     if step == 0:
       record_architecture(0, draw=bool(config.plot_every))
     while step < total_steps:
       if iterator is None:
-        dataset = train_data.skip(position).prefetch(2)
-        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        skip = position
+        iterator = iter(distribute.lanes(
+            strategy, lambda: records.load_dataset(config.data_dir, "train").skip(skip)
+            .prefetch(2), meta.batch_size))
         if memory is None:
-          memory = strategy.run(lambda: model.initial_memory(batch))
+          memory = distribute.initial_memory(strategy, model, meta.batch_size)
       boundaries = [total_steps, step + config.steps_per_loop,
                     step + steps_per_epoch - position]
       for every in (config.log_every, config.eval_every, config.checkpoint_every,
@@ -459,10 +540,10 @@ def train_and_evaluate(config, model_dir, strategy=None):
           boundaries.append((step // every + 1) * every)
       num_steps = min(boundaries) - step
       start = time.perf_counter()
-      memory, nll, tokens, norm, finite = train_loop(iterator, memory,
-                                                     tf.constant(num_steps))
+      memory, nll, tokens, norm, skipped, finite = train_loop(iterator, memory,
+                                                              tf.constant(num_steps))
       if not bool(finite):
-        failed = int(state.step)
+        failed = int(state.step.numpy())
         last = manager.latest_checkpoint or "none yet"
         raise ParError(f"the loss became NaN or infinite at step {failed + 1}; stopped without "
                        f"saving (last checkpoint: {last}). Lower --max_lr, lengthen "
@@ -471,7 +552,8 @@ def train_and_evaluate(config, model_dir, strategy=None):
       step += num_steps
       position += num_steps
       for key, value in (("nll", float(nll)), ("tokens", float(tokens)),
-                         ("norm", float(norm)), ("steps", num_steps), ("seconds", seconds)):
+                         ("norm", float(norm)), ("skipped", float(skipped)),
+                         ("steps", num_steps), ("seconds", seconds)):
         interval[key] += value
       if calls:  # The first call traces and compiles; it would understate the speed.
         train_seconds += seconds
@@ -490,10 +572,15 @@ def train_and_evaluate(config, model_dir, strategy=None):
                                           total_steps, config.tau_schedule))
         rate = float(schedules.learning_rate(step - 1, config.max_lr, config.warmup_steps,
                                              total_steps))
+        applied = interval["steps"] - interval["skipped"]
+        mean_norm = interval["norm"] / max(applied, 1)
         logging.info("step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | tau %.3f | "
                      "grad norm %.3f | %s | %.0f tok/s", step, total_steps, epoch, loss,
-                     math.exp(min(loss, 80.0)), rate, tau,
-                     interval["norm"] / interval["steps"], model.pattern, speed)
+                     math.exp(min(loss, 80.0)), rate, tau, mean_norm, model.pattern, speed)
+        if interval["skipped"]:
+          logging.info("loss scaling: %d of %d steps skipped (gradients overflowed float16), "
+                       "scale now %g", interval["skipped"], interval["steps"],
+                       float(loss_scale.scale.numpy()))
         with writers["train"].as_default(step=step):
           tf.summary.scalar("loss", loss)
           tf.summary.scalar("token_perplexity", math.exp(min(loss, 80.0)))
@@ -501,7 +588,9 @@ def train_and_evaluate(config, model_dir, strategy=None):
                             math.exp(min(loss / train_words_per_token, 80.0)))
           tf.summary.scalar("learning_rate", rate)
           tf.summary.scalar("tau", tau)
-          tf.summary.scalar("gradient_norm", interval["norm"] / interval["steps"])
+          tf.summary.scalar("gradient_norm", mean_norm)
+          if loss_scale is not None:
+            tf.summary.scalar("loss_scale", float(loss_scale.scale.numpy()))
           tf.summary.scalar("tokens_per_second", speed)
         progress.update(step, speed, loss)
         record_architecture(step, draw=bool(config.plot_every) and step % config.plot_every == 0)
@@ -512,10 +601,9 @@ def train_and_evaluate(config, model_dir, strategy=None):
       if (config.eval_every and step % config.eval_every == 0) or epoch_done:
         if "valid" in meta.splits:
           run_eval("valid", step)
-      if step % config.checkpoint_every == 0 or step == total_steps:
-        save(memory if memory is not None else state.memory())
-      elif stop.received is not None:
-        save(memory if memory is not None else state.memory())
+      if (step % config.checkpoint_every == 0 or step == total_steps
+          or stop.received is not None):
+        save(memory)
       if stop.received is not None:
         progress.close()
         raise Interrupted(stop.received)
@@ -530,7 +618,11 @@ def train_and_evaluate(config, model_dir, strategy=None):
         results[split] = run_eval(split, total_steps).to_dict()
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(
         f"-{total_steps}"):
-      save(state.memory())
+      save(None)
+    for writer in writers.values():
+      writer.flush()
+    if not chief:
+      return results
     _write_json(model_dir / RESULTS_FILE, results)
     export = model_dir / EXPORT_FILE
     export.parent.mkdir(exist_ok=True)
@@ -548,7 +640,5 @@ def train_and_evaluate(config, model_dir, strategy=None):
         logging.warning(collapse)
     else:
       _write_json(model_dir / ARCHITECTURE_FILE, _architecture_record(model, []))
-    for writer in writers.values():
-      writer.flush()
     logging.info("done: %s", json.dumps(results))
     return results

@@ -23,6 +23,7 @@ _RATIO = flags.DEFINE_float(
     "argmax pattern has).")
 
 config_flags.define()
+config_flags.define_strategy()
 
 
 def main(argv):
@@ -35,8 +36,9 @@ def main(argv):
     raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
   cli.import_tensorflow()
   config_flags.configure_threads()
+  strategy = config_flags.strategy()
   from par import pipeline  # pylint: disable=g-import-not-at-top (after the quiet import)
-  rows = pipeline.run_pipeline(config, _WORK_DIR.value, _RATIO.value)
+  rows = pipeline.run_pipeline(config, _WORK_DIR.value, _RATIO.value, strategy)
   print(pipeline.markdown(rows), end="")
 
 

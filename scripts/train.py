@@ -3,8 +3,9 @@
   python scripts/train.py --flagfile=configs/base_model.flags --model_dir=runs/base
   python scripts/train.py --flagfile=configs/tiny.flags --model_dir=runs/tiny
 
-Running the same command again resumes from the last checkpoint in --model_dir. Every flag
-below sets the field of the same name in par.config.ModelConfig or TrainConfig.
+Running the same command again resumes from the last checkpoint in --model_dir, under any
+--strategy. Every flag below but --strategy, --tpu and --cpu_devices sets the field of the same
+name in par.config.ModelConfig or TrainConfig.
 """
 
 from absl import flags
@@ -18,6 +19,7 @@ _PRINT_CONFIG = flags.DEFINE_bool(
     "(the vocabulary size is the dataset's at training time).")
 
 config_flags.define()
+config_flags.define_strategy()
 
 
 def main(argv):
@@ -31,8 +33,9 @@ def main(argv):
     raise cli.ParError("--model_dir is required")
   cli.import_tensorflow()
   config_flags.configure_threads()
+  strategy = config_flags.strategy()
   from par import train  # pylint: disable=g-import-not-at-top (after the quiet import)
-  results = train.train_and_evaluate(config, _MODEL_DIR.value)
+  results = train.train_and_evaluate(config, _MODEL_DIR.value, strategy)
   for split in ("valid", "test"):
     if split in results:
       r = results[split]

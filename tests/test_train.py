@@ -101,6 +101,32 @@ def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
   assert architecture["pattern"] == "sfs" and architecture["history"] == []
 
 
+def test_first_adam_step_moves_repeated_tokens_by_the_learning_rate(tmp_path, data_dir):
+  # Adam's first step (at max_lr: the last of 1 warm-up step) is lr · g / (|g| + eps): every
+  # weight with a real gradient moves by the learning rate. Embedding gradients come as one
+  # row per token occurrence; had the second moment been taken row by row (g1² + g2² for a
+  # token seen twice), repeated tokens would move by less.
+  config = tiny(data_dir, train_steps=2, warmup_steps=1, dropout=0.0, architecture="sfs",
+                checkpoint_every=1)
+  train.train_and_evaluate(config, tmp_path)
+  keras.utils.set_random_seed(config.seed)  # The initial weights, as train_and_evaluate drew.
+  model = ParModel(dataclasses.replace(config.model, vocab_size=60))
+  model.build()
+  before = model.embedding.embeddings.numpy()
+  reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-1"))
+  after = [reader.get_tensor(name) for name, shape in tf.train.list_variables(
+      str(tmp_path / "checkpoints" / "ckpt-1")) if name.startswith("model/") and shape == [60, 16]]
+  assert len(after) == 1
+  inputs, _ = next(iter(records.load_dataset(data_dir, "train")))
+  tokens, counts = np.unique(inputs.numpy(), return_counts=True)
+  assert counts.max() > 1  # the batch repeats tokens
+  step = np.abs(after[0] - before)[tokens] / config.max_lr
+  assert np.median(step) == pytest.approx(1.0, rel=1e-3)
+  assert np.mean(step > 0.99) > 0.95
+  unseen = np.setdiff1d(np.arange(60), tokens)
+  assert np.all(after[0][unseen] == before[unseen])
+
+
 def test_evaluation_equals_a_hand_computation(data_dir):
   keras.utils.set_random_seed(5)
   model = ParModel(dataclasses.replace(MODEL, vocab_size=60))

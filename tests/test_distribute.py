@@ -1,0 +1,290 @@
+"""tf.distribute strategies, mixed precision and XLA on CPU.
+
+Several replicas need TensorFlow's devices configured before it starts, so those tests run
+in fresh processes: MirroredStrategy over 2 logical CPUs against the default strategy (same
+global batch, dropout off: the same losses), and MultiWorkerMirroredStrategy with two worker
+processes on 127.0.0.1 that checkpoint, are killed, resume and end where one device does.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import ROOT, counting_dataset, error_line, run_script
+from par import precision
+from par import train
+from par.config import ModelConfig, TrainConfig
+
+MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
+                    dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A counting-text dataset: 60 pieces, 4 lanes x 8 tokens, train/valid/test."""
+  return counting_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _config(data_dir, **changes):
+  model_changes = {k: changes.pop(k) for k in list(changes) if hasattr(MODEL, k)}
+  base = TrainConfig(model=dataclasses.replace(MODEL, **model_changes), data_dir=str(data_dir),
+                     train_steps=12, max_lr=3e-3, warmup_steps=3, steps_per_loop=4,
+                     log_every=1, checkpoint_every=12, plot_every=0, seed=3)
+  return dataclasses.replace(base, **changes)
+
+
+def _step_losses(model_dir):
+  log = (model_dir / "training.log").read_text()
+  return [float(x) for x in re.findall(r"step \d+/\d+ epoch \d+ \| loss ([0-9.]+)", log)]
+
+
+# --- mixed precision and XLA, in this process ------------------------------------------------
+
+def test_loss_scale_skips_overflowing_steps_and_grows_after_finite_ones():
+  scale = precision.LossScale(initial=8.0, growth_steps=3)
+  applied = tf.Variable(0.0)
+
+  @tf.function
+  def step(gradient):
+    grads, finite = scale.unscale([gradient])
+    scale.apply_if_finite(finite, lambda g: applied.assign_add(g[0][0]), args=(grads,))
+    return grads[0]
+
+  assert float(step(tf.constant([16.0]))[0]) == 2.0  # unscaled by 8
+  assert (float(applied.numpy()), float(scale.scale.numpy())) == (2.0, 8.0)
+  step(tf.constant([np.inf]))
+  assert (float(applied.numpy()), float(scale.scale.numpy())) == (2.0, 4.0)  # skipped
+  step(tf.constant([np.nan]))
+  assert float(scale.scale.numpy()) == 2.0
+  for _ in range(2):
+    step(tf.constant([2.0]))
+  assert (float(applied.numpy()), float(scale.scale.numpy())) == (4.0, 2.0)
+  step(tf.constant([2.0]))  # the third finite step in a row doubles the scale
+  assert (float(applied.numpy()), float(scale.scale.numpy())) == (5.0, 4.0)
+  assert int(scale.good_steps.numpy()) == 0
+
+
+@pytest.fixture(scope="module")
+def float32_run(tmp_path_factory, data_dir):
+  model_dir = tmp_path_factory.mktemp("float32")
+  return model_dir, train.train_and_evaluate(_config(data_dir), model_dir)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_trains_close_to_float32(tmp_path, data_dir, float32_run, policy):
+  reference_dir, reference = float32_run
+  results = train.train_and_evaluate(_config(data_dir, mixed_precision=policy), tmp_path)
+  assert keras.mixed_precision.global_policy().name == "float32"  # restored
+  losses, expected = _step_losses(tmp_path), _step_losses(reference_dir)
+  assert len(losses) == len(expected) == 12 and all(np.isfinite(losses))
+  # 16-bit activations: close to float32, not equal (float16 keeps 11 bits of mantissa,
+  # bfloat16 8). The first step's loss is the same weights' forward pass; later ones drift
+  # apart as the updates differ a little at a high learning rate.
+  first, later = (2e-3, 0.05) if policy == "mixed_float16" else (1e-2, 0.08)
+  assert losses[0] == pytest.approx(expected[0], rel=first)
+  np.testing.assert_allclose(losses, expected, rtol=later)
+  for split in ("valid", "test"):
+    assert results[split]["loss"] == pytest.approx(reference[split]["loss"], rel=0.03)
+  variables = dict(tf.train.list_variables(str(tmp_path / "checkpoints")))
+  assert any("loss_scale" in name for name in variables) == (policy == "mixed_float16")
+  assert policy in (tmp_path / "training.log").read_text()
+
+
+def test_float16_overflow_is_skipped_not_fatal(tmp_path, data_dir):
+  # A first scale of 2^24 overflows float16's gradients: those steps are skipped and the
+  # scale halves until the gradients fit; then training goes on.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(precision.LossScale.__init__, "__defaults__", (2.0**24, 2000))
+    results = train.train_and_evaluate(
+        _config(data_dir, mixed_precision="mixed_float16", train_steps=30), tmp_path)
+  log = (tmp_path / "training.log").read_text()
+  skipped = [int(n) for n in re.findall(r"loss scaling: (\d+) of \d+ steps skipped", log)]
+  scales = [float(x) for x in re.findall(r"scale now ([0-9.e+]+)", log)]
+  assert 3 <= sum(skipped) < 20 and scales == sorted(scales, reverse=True)
+  norms = [float(x) for x in re.findall(r"grad norm ([0-9.]+)", log)]
+  assert norms[0] == 0.0 and sum(n > 0 for n in norms) >= 15  # skipped, then applied
+  assert np.isfinite(results["valid"]["loss"])
+
+
+def test_jit_compiled_step_gives_the_same_losses(tmp_path, data_dir, float32_run):
+  reference_dir, reference = float32_run
+  results = train.train_and_evaluate(_config(data_dir, jit_compile=True), tmp_path)
+  np.testing.assert_allclose(_step_losses(tmp_path), _step_losses(reference_dir), rtol=1e-4)
+  assert results["valid"]["nll"] == pytest.approx(reference["valid"]["nll"], rel=1e-4)
+
+
+# --- several replicas, in fresh processes ----------------------------------------------------
+
+_MIRRORED = textwrap.dedent("""
+    import dataclasses, json, re, sys
+    import numpy as np
+    from par import cli
+    cli.import_tensorflow()
+    import tensorflow as tf
+    from par import distribute, records, train
+    from par.config import ModelConfig, TrainConfig
+    from par.dropout import Dropout
+    from par.model import Memory, ParModel
+
+    data_dir, out = sys.argv[1], sys.argv[2]
+    distribute.split_cpu(2)
+    mirrored = distribute.make_strategy("mirrored")
+    default = distribute.make_strategy("default")
+    report = {"replicas": mirrored.num_replicas_in_sync}
+
+    # Lanes: replica r sees lanes [2r, 2r + 2) of every record, record after record.
+    whole = list(records.load_dataset(data_dir, "train").take(6))
+    it = iter(distribute.lanes(mirrored, lambda: records.load_dataset(data_dir, "train"), 4))
+    same = []
+    for record in whole:
+      parts = mirrored.experimental_local_results(next(it))  # (inputs, targets) per replica
+      for r, (inputs, targets) in enumerate(parts):
+        same.append(np.array_equal(inputs.numpy(), record[0].numpy()[2 * r:2 * r + 2]))
+        same.append(np.array_equal(targets.numpy(), record[1].numpy()[2 * r:2 * r + 2]))
+    report["lanes"] = len(same) == 24 and all(same)
+
+    # Memories: scatter then gather gives back every lane in order.
+    memory = Memory((tf.reshape(tf.range(4 * 3 * 2, dtype=tf.float32), [4, 3, 2]),),
+                    tf.constant(3))
+    back = distribute.gather_memory(mirrored, distribute.scatter_memory(mirrored, memory))
+    report["memory"] = bool(np.array_equal(back.states[0].numpy(), memory.states[0].numpy())
+                            and int(back.length) == 3)
+
+    # Dropout: each replica draws its own mask.
+    with mirrored.scope():
+      layer = Dropout(0.5, seed=1)
+    masks = mirrored.run(tf.function(lambda: layer(tf.ones([64]), training=True)))
+    a, b = (m.numpy() for m in mirrored.experimental_local_results(masks))
+    report["dropout_differs"] = bool(not np.array_equal(a, b))
+
+    def losses(model_dir):
+      log = open(model_dir + "/training.log").read()
+      return [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)]
+
+    model = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4,
+                        cutoffs=(20,), dropout=0.0)
+    for name, changes in (("search", {}), ("clipped", {"clip_norm": 0.05,
+                                                       "architecture": "sfs"})):
+      config = TrainConfig(
+          model=dataclasses.replace(model, architecture=changes.get("architecture", "")),
+          data_dir=data_dir, train_steps=10, max_lr=3e-3, warmup_steps=3, steps_per_loop=3,
+          log_every=1, checkpoint_every=4, plot_every=0, seed=3,
+          clip_norm=changes.get("clip_norm", 0.0))
+      for label, strategy in (("default", default), ("mirrored", mirrored)):
+        model_dir = f"{out}/{name}-{label}"
+        results = train.train_and_evaluate(config, model_dir, strategy)
+        report[f"{name}-{label}"] = {"losses": losses(model_dir),
+                                     "valid": results["valid"]["nll"],
+                                     "test": results["test"]["nll"]}
+    print(json.dumps(report))
+""")
+
+
+def test_mirrored_over_two_cpus_equals_one_device(tmp_path, data_dir):
+  result = subprocess.run([sys.executable, "-c", _MIRRORED, str(data_dir), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["replicas"] == 2
+  assert report["lanes"] and report["memory"] and report["dropout_differs"]
+  for name in ("search", "clipped"):
+    one, two = report[f"{name}-default"], report[f"{name}-mirrored"]
+    assert len(one["losses"]) == 10
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+    for split in ("valid", "test"):
+      assert two[split] == pytest.approx(one[split], rel=1e-4)
+  # Clipping at 0.05 binds (norms are ~1): the runs differ from the unclipped ones.
+  assert report["clipped-default"]["losses"][-1] != report["search-default"]["losses"][-1]
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+WORKER_FLAGS = ["--d_model=16", "--n_heads=2", "--d_ffn=24", "--n_blocks=3", "--mem_len=4",
+                "--cutoffs=20", "--dropout=0", "--train_steps=24", "--max_lr=3e-3",
+                "--warmup_steps=3", "--steps_per_loop=2", "--log_every=4",
+                "--checkpoint_every=4", "--plot_every=0", "--seed=3", "--architecture=sfs"]
+
+
+def _start_workers(data_dir, model_dir, ports):
+  workers = []
+  for index in range(2):
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                 "task": {"type": "worker", "index": index}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(tf_config))
+    workers.append(subprocess.Popen(
+        [sys.executable, "scripts/train.py", f"--data_dir={data_dir}",
+         f"--model_dir={model_dir}", "--strategy=multi_worker", *WORKER_FLAGS],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  return workers
+
+
+def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir):
+  reference = tmp_path / "one_device"
+  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={reference}",
+                      *WORKER_FLAGS)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  model_dir = tmp_path / "workers"
+  ports = _free_ports(2)
+  workers = _start_workers(data_dir, model_dir, ports)
+  deadline = time.time() + 240
+  while time.time() < deadline and not tf.train.latest_checkpoint(str(model_dir / "checkpoints")):
+    if any(w.poll() is not None for w in workers):
+      break
+    time.sleep(0.01)
+  for worker in workers:  # Kill both: a worker alone would wait for the other forever.
+    worker.send_signal(signal.SIGKILL)
+  outputs = [w.communicate(timeout=60) for w in workers]
+  saved = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+  assert saved, outputs[0][1][-3000:]
+  resumed_from = int(saved.split("-")[-1])
+  assert resumed_from < 24, "the run finished before it could be killed"
+
+  workers = _start_workers(data_dir, model_dir, _free_ports(2))
+  outputs = [w.communicate(timeout=300) for w in workers]
+  for worker, (_, stderr) in zip(workers, outputs):
+    assert worker.returncode == 0, stderr[-3000:]
+  assert f"resumed from {saved}" in outputs[1][1]  # the worker resumed from the chief's
+  assert "2 replicas" in (model_dir / "training.log").read_text()
+  # Only the chief writes the run directory; the workers' scratch copies are gone.
+  assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith("checkpoints")) == [
+      "checkpoints"]
+  got = json.loads((model_dir / "results.json").read_text())
+  expected = json.loads((reference / "results.json").read_text())
+  for split in ("valid", "test"):
+    assert got[split]["nll"] == pytest.approx(expected[split]["nll"], rel=1e-4)
+
+
+def test_strategy_flag_errors_are_one_line(tmp_path, data_dir):
+  base = ["scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'r'}",
+          "--train_steps=2", "--cutoffs=20"]
+  result = run_script(*base, "--strategy=multi_worker", env={"TF_CONFIG": ""})
+  assert "needs TF_CONFIG" in error_line(result)
+  result = run_script(*base, "--strategy=multi_worker", env={"TF_CONFIG": "{not json"})
+  assert "TF_CONFIG is not JSON" in error_line(result)
+  assert "--tpu goes with" in error_line(run_script(*base, "--tpu=grpc://1.2.3.4:8470"))
+  assert "--cpu_devices" in error_line(run_script(*base, "--cpu_devices=2"))
+  # 4 lanes do not split into 3 replicas.
+  result = run_script(*base, "--strategy=mirrored", "--cpu_devices=3")
+  assert "does not split into 3 replicas" in error_line(result)
+  assert not (tmp_path / "r").exists()
