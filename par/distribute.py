@@ -142,7 +142,15 @@ def lanes(strategy, make_dataset, batch_size):
 def initial_memory(strategy, model, batch_size, mem_len=None):
   """Per replica: an empty memory for its lanes."""
   width = batch_size // strategy.num_replicas_in_sync
-  return tf.function(lambda: strategy.run(lambda: model.initial_memory(width, mem_len)))()
+
+  def empty():
+    return model.initial_memory(width, mem_len)
+
+  @tf.function
+  def on_every_replica():  # (a compiled strategy.run: eager MirroredStrategy is slow)
+    return strategy.run(empty)
+
+  return on_every_replica()
 
 
 def scatter_memory(strategy, memory):

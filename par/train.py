@@ -233,6 +233,10 @@ def _dense(grad):
   return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
+def _identity(structure):
+  return tf.nest.map_structure(tf.identity, structure)
+
+
 def _make_optimizers(config, total_steps, weight_variables):
   rate = schedules.WarmupCosine(config.max_lr, config.warmup_steps, total_steps)
   if config.optimizer == "adamw":
@@ -439,7 +443,7 @@ def _train_and_evaluate(config, model_dir, strategy):
       skipped_total = tf.constant(0.0, tf.float64)
       finite = tf.constant(True)
       # In the form the step returns it (a worker with one replica unwraps PerReplica values).
-      memory = strategy.run(lambda m: tf.nest.map_structure(tf.identity, m), args=(memory,))
+      memory = strategy.run(_identity, args=(memory,))
       for _ in tf.range(num_steps):
         inputs, targets = next(iterator)
         nll, count, norm, memory, skipped = strategy.run(train_step,

@@ -27,6 +27,7 @@ _SEQ_LEN = flags.DEFINE_integer(
 _EVAL_MODE = flags.DEFINE_enum(
     "eval_mode", None, ["argmax", "expected"], "SuperNet evaluation mode (default: the run's).")
 config_flags.define_run_source()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):

@@ -27,6 +27,7 @@ _MEM_LEN = flags.DEFINE_integer(
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Where to find the tokenizer if the run directory has no copy.")
 config_flags.define_run_source()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def _check_flags():

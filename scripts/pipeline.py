@@ -24,6 +24,7 @@ _RATIO = flags.DEFINE_float(
 
 config_flags.define()
 config_flags.define_strategy()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):

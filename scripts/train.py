@@ -20,6 +20,7 @@ _PRINT_CONFIG = flags.DEFINE_bool(
 
 config_flags.define()
 config_flags.define_strategy()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):
