@@ -6,7 +6,9 @@ Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it give
 - SIGTERM unwinds like Ctrl-C (as `par.errors.Interrupted`), so `finally` blocks remove
   temporary files, and the exit status is 128 + the signal number (130 for Ctrl-C, 143 for
   SIGTERM), as shells report it. Code that must finish something first (training saves a
-  checkpoint) installs its own handlers and raises `Interrupted` when it is done.
+  checkpoint) installs its own handlers and raises `Interrupted` when it is done. Ctrl-C
+  interrupts even a script started with SIGINT ignored (a background job of a shell
+  script), as training always did.
 """
 
 import contextlib
@@ -30,6 +32,7 @@ def run(main):
 
   def guarded_main(argv):
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
       return main(argv)
     except ParError as e:

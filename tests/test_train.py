@@ -1,5 +1,5 @@
 """train_and_evaluate end to end on tiny configs: run directory, exact evaluation, NaN,
-resuming after SIGKILL and SIGINT, and the flagfiles."""
+resuming after SIGKILL, SIGINT and SIGTERM, and the flagfiles."""
 
 import dataclasses
 import json
@@ -224,11 +224,12 @@ def _start(data_dir, model_dir):
       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_checkpoint(process, model_dir, timeout=180):
-  """Waits until a checkpoint is complete: recorded in the manager's state file."""
+def _wait_for_checkpoint(process, model_dir, after=0, timeout=180):
+  """Waits until a checkpoint past step `after` is complete: in the manager's state file."""
   deadline = time.time() + timeout
   while time.time() < deadline and process.poll() is None:
-    if tf.train.latest_checkpoint(str(model_dir / "checkpoints")):
+    latest = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if latest and int(latest.rsplit("-", 1)[1]) > after:
       return
     time.sleep(0.005)
   process.kill()
@@ -248,35 +249,32 @@ def _assert_same_run(model_dir, reference):
       np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), rtol=1e-4, atol=1e-6)
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, data_dir, uninterrupted):
-  process = _start(data_dir, tmp_path)
-  _wait_for_checkpoint(process, tmp_path)
-  process.send_signal(signal.SIGKILL)
-  process.communicate(timeout=60)
-  resumed_from = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).split("-")[-1])
-  assert resumed_from < 40, "the run finished before it could be killed"
+def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, data_dir, uninterrupted):
+  # Killed (SIGKILL), resumed and stopped with Ctrl-C, resumed and stopped with SIGTERM, then
+  # resumed to the end: the weights and results of the uninterrupted run.
+  saved = 0
+  for sig in (signal.SIGKILL, signal.SIGINT, signal.SIGTERM):
+    process = _start(data_dir, tmp_path)
+    _wait_for_checkpoint(process, tmp_path, after=saved)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=120)
+    if sig == signal.SIGKILL:
+      assert process.returncode == -signal.SIGKILL
+    else:  # A clean exit, status 128 + the signal, after saving where it stopped.
+      assert process.returncode == 128 + sig, stderr[-3000:]
+      assert "Traceback" not in stderr
+      assert stderr.strip().splitlines()[-1] == (
+          "interrupted" if sig == signal.SIGINT else "terminated")
+    if saved:
+      assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in stderr
+    saved = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
+    assert saved < 40, "the run finished before it could be stopped"
+    if sig != signal.SIGKILL:
+      assert f"ckpt-{saved}" in stderr
   result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
                       *RESUME_FLAGS)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{resumed_from}'}" in result.stderr
-  _assert_same_run(tmp_path, uninterrupted)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_saves_exits_cleanly_and_resumes(tmp_path, data_dir, uninterrupted,
-                                                         sig):
-  process = _start(data_dir, tmp_path)
-  _wait_for_checkpoint(process, tmp_path)
-  process.send_signal(sig)
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 128 + sig, stderr[-3000:]
-  assert "Traceback" not in stderr
-  assert stderr.strip().splitlines()[-1] in ("interrupted", "terminated")
-  saved = max(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("*.index"))
-  assert f"ckpt-{saved}" in stderr  # It saved where it stopped.
-  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
-                      *RESUME_FLAGS)
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in result.stderr
   _assert_same_run(tmp_path, uninterrupted)
 
 
