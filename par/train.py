@@ -521,6 +521,7 @@ def _train_and_evaluate(config, model_dir, strategy):
     step = int(state.step.numpy())
     epoch, position = int(state.epoch.numpy()), int(state.position.numpy())
     memory = distribute.scatter_memory(strategy, state.memory()) if position else None
+    empty_memory = distribute.initial_memory(strategy, model, meta.batch_size)  # each epoch's
     iterator = None
     interval = {"nll": 0.0, "tokens": 0.0, "norm": 0.0, "skipped": 0.0, "steps": 0,
                 "seconds": 0.0}
@@ -535,7 +536,7 @@ def _train_and_evaluate(config, model_dir, strategy):
             strategy, lambda: records.load_dataset(config.data_dir, "train").skip(skip)
             .prefetch(2), meta.batch_size))
         if memory is None:
-          memory = distribute.initial_memory(strategy, model, meta.batch_size)
+          memory = empty_memory
       boundaries = [total_steps, step + config.steps_per_loop,
                     step + steps_per_epoch - position]
       for every in (config.log_every, config.eval_every, config.checkpoint_every,
