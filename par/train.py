@@ -178,12 +178,15 @@ class _StopSignals:
     self._previous = {}
 
   def _handle(self, signum, frame):
+    # Python runs this between two bytecodes of the main thread, which may be inside a log
+    # handler's flush: logging from here re-enters that stream ("reentrant call" errors).
+    # The loop logs when it sees `received`; the user gets an unbuffered line now.
     del frame
     if self.received is not None:
       raise Interrupted(signum)
     self.received = signum
-    logging.warning("signal %d: saving a checkpoint, then stopping (again to stop now)",
-                    signum)
+    os.write(2, f"signal {signum}: saving a checkpoint, then stopping "
+                "(again to stop now)\n".encode())
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -611,6 +614,7 @@ def _train_and_evaluate(config, model_dir, strategy):
         save(memory)
       if stop.received is not None:
         progress.close()
+        logging.warning("stopped at step %d on signal %d", step, stop.received)
         raise Interrupted(stop.received)
     progress.close()
 

@@ -3,6 +3,7 @@ resuming after SIGKILL, SIGINT and SIGTERM, and the flagfiles."""
 
 import dataclasses
 import json
+import logging as std_logging
 import math
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import logging
 
 from helpers import ROOT, counting_dataset, error_line, run_script
 from par import records
@@ -276,6 +278,32 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, data_dir,
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in result.stderr
   _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():
+  # A signal often lands while the log file is being flushed; a handler that logs then
+  # re-enters that stream ("RuntimeError: reentrant call"). Deliver it from inside emit.
+  class SignalsOnce(std_logging.Handler):
+    def __init__(self):
+      super().__init__()
+      self.depth = self.deepest = 0
+
+    def emit(self, record):
+      self.depth += 1
+      self.deepest = max(self.deepest, self.depth)
+      if self.deepest == 1:
+        signal.raise_signal(signal.SIGTERM)  # Its Python handler runs before this returns.
+      self.depth -= 1
+
+  handler = SignalsOnce()
+  logging.get_absl_logger().addHandler(handler)
+  try:
+    with train._StopSignals() as stop:
+      logging.warning("a step's log line")
+    assert stop.received == signal.SIGTERM
+    assert handler.deepest == 1
+  finally:
+    logging.get_absl_logger().removeHandler(handler)
 
 
 # --- the flagfiles -------------------------------------------------------------------------------
