@@ -140,7 +140,10 @@ def lanes(strategy, make_dataset, batch_size):
 
 
 def initial_memory(strategy, model, batch_size, mem_len=None):
-  """Per replica: an empty memory for its lanes."""
+  """Per replica: an empty memory for its lanes.
+
+  Each call traces a new tf.function: call it once per run and reuse the result.
+  """
   width = batch_size // strategy.num_replicas_in_sync
 
   def empty():

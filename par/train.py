@@ -524,7 +524,7 @@ def _train_and_evaluate(config, model_dir, strategy):
     step = int(state.step.numpy())
     epoch, position = int(state.epoch.numpy()), int(state.position.numpy())
     memory = distribute.scatter_memory(strategy, state.memory()) if position else None
-    empty_memory = distribute.initial_memory(strategy, model, meta.batch_size)  # each epoch's
+    empty_memory = distribute.initial_memory(strategy, model, meta.batch_size)  # Epochs start here.
     iterator = None
     interval = {"nll": 0.0, "tokens": 0.0, "norm": 0.0, "skipped": 0.0, "steps": 0,
                 "seconds": 0.0}
