@@ -13,30 +13,35 @@ in the matrix sizes), in FLOPs per target token (2 per multiply-add, as `par.arc
 
 d is d_model, size_i the tail's number of ids and d_i its projection width (`proj_dims`, or
 d // proj_factor**(i+1) as the model builds it). The head's size counts one entry per tail
-cluster. The full softmax costs 2·d·N, so the speed-up is 2·d·N / cost. `simple` is the
-reference implementation's cheaper model, size × probability mass with no projection:
-c_1 + K - 1 for the head plus P_i · size_i for each tail (speed-up against N).
+cluster. The full softmax costs 2·d·N, so the speed-up is 2·d·N / cost.
 
-Both are instances of: head_rate·(c_1 + K - 1) + Σ_i P_i·(fixed_i + rate_i·size_i) with
-non-negative coefficients, which is what the solver takes (`CostModel`).
+`simple` is the objective of the reference implementation's optimal_cuts.py (Kernes'
+PAR-Transformer-XL): every cluster, the head included, costs its number of ids times its
+probability mass, Σ_c size_c · P_c, with no cluster entries and no projections. The head is
+charged by its own mass, not by every token as in Grave et al.; the full softmax costs N.
+
+Both are instances of: head(c_1) + Σ_i P_i·(fixed_i + rate_i·size_i) with non-negative
+coefficients, where the head costs head_rate·(c_1 + K - 1) (grave) or c_1·P_head (simple);
+that is what the solver takes (`CostModel`).
 
 The dynamic program. In count units (multiply by the total count T, so integer counts give
 exact, integer costs and exact ties), with prefix sums S[b] = n_0 + ... + n_{b-1}:
 
-  F_0(a)     = head_rate·T·a                                   (a head of a ids)
+  F_0(a)     = head_rate·T·a  (grave)  or  a·S[a]  (simple)    (a head of a ids)
   F_{i+1}(b) = min_{a<b} F_i(a) + w_i(a, b)
   w_i(a, b)  = (S[b] - S[a])·(fixed_i + rate_i·(b - a))                 (tail i = ids [a, b))
 
 F_{i+1}(b) is the cheapest cover of ids [0, b) by a head and i + 1 non-empty tails, so the
-optimum with K clusters is F_{K-1}(N) + head_rate·T·(K - 1), and one pass over the layers gives
-the optimum for every K up to a bound (`clusters="auto"`).
+optimum with K clusters is F_{K-1}(N) plus, for grave, the cluster entries head_rate·T·(K - 1);
+one pass over the layers gives the optimum for every K up to a bound (`clusters="auto"`).
 
 Why divide and conquer is exact. w_i satisfies the quadrangle inequality: for a ≤ b ≤ c ≤ e,
 with x, y, z the counts and l_x, l_y, l_z the lengths of [a, b), [b, c), [c, e),
 
   w(a, e) + w(b, c) - w(a, c) - w(b, e) = rate·(x·l_z + z·l_x) ≥ 0
 
-(the `fixed` term is a difference S[e] - S[a], which cancels). Then the leftmost minimiser
+(the `fixed` term is a difference S[e] - S[a], which cancels). Then, whatever F_i is (the
+head's F_0 included), the leftmost minimiser
 A(b) of F_i(a) + w_i(a, b) never decreases with b: if b < b' had A(b') = a' < a = A(b),
 adding the inequality for a' ≤ a < b ≤ b' to the strict F_i(a') + w(a', b) > F_i(a) + w(a, b)
 gives F_i(a) + w(a, b') < F_i(a') + w(a', b'), contradicting a' being a minimiser for b'. So
@@ -66,18 +71,21 @@ def tail_widths(d_model, num_tails, proj_factor=4, proj_dims=()):
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
-  """Cost per token: head_rate·head_size + Σ_i share_i·(fixed_i + rate_i·size_i).
+  """Cost per token: head(c_1) + Σ_i share_i·(fixed_i + rate_i·size_i).
 
   Attributes:
     name: "grave" or "simple", for reports.
     unit: what a cost counts, for reports.
     head_rate: cost per head entry; the full softmax costs head_rate·N.
+    head_by_mass: the head costs c_1 · head_rate · its share of tokens, without cluster
+      entries (simple), instead of head_rate · (c_1 + K - 1) for every token (grave).
     d_model, proj_factor, proj_dims: the tail widths (grave only).
   """
 
   name: str
   unit: str
   head_rate: float
+  head_by_mass: bool = False
   d_model: int = 0
   proj_factor: int = 4
   proj_dims: tuple = ()
@@ -86,6 +94,12 @@ class CostModel:
   def max_tails(self):
     """Tails the model can price: len(proj_dims) if given, else unbounded."""
     return len(self.proj_dims) if self.proj_dims else None
+
+  def head(self, size, share, clusters):
+    """Cost per token of a head of `size` ids holding `share` of the tokens, K = clusters."""
+    if self.head_by_mass:
+      return self.head_rate * size * share
+    return self.head_rate * (size + clusters - 1)
 
   def tail(self, i):
     """(fixed, rate) of tail i."""
@@ -100,12 +114,13 @@ def grave_cost(d_model, proj_factor=4, proj_dims=()):
   if d_model < 1 or proj_factor < 1 or any(w < 1 for w in proj_dims):
     raise ParError(f"d_model, proj_factor and proj_dims must be positive, got {d_model}, "
                    f"{proj_factor}, {list(proj_dims)}")
-  return CostModel("grave", "FLOPs", 2.0 * d_model, d_model, proj_factor, tuple(proj_dims))
+  return CostModel("grave", "FLOPs", 2.0 * d_model, False, d_model, proj_factor,
+                   tuple(proj_dims))
 
 
 def simple_cost():
-  """Size × probability mass, the reference implementation's model."""
-  return CostModel("simple", "size x mass", 1.0)
+  """Σ over clusters of size × probability mass, the head included: the reference's objective."""
+  return CostModel("simple", "size x mass", 1.0, head_by_mass=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +165,7 @@ def cost_of(counts, cutoffs, model):
   if any(a >= b for a, b in zip(bounds, bounds[1:])):
     raise ParError(f"cutoffs must increase strictly between 0 and {n}, got {list(cutoffs)}")
   total = counts.sum()
-  cost = model.head_rate * (bounds[1] + len(cutoffs))
+  cost = model.head(bounds[1], counts[:bounds[1]].sum() / total, len(cutoffs) + 1)
   for i in range(len(cutoffs)):
     fixed, rate = model.tail(i)
     share = counts[bounds[i + 1]:bounds[i + 2]].sum() / total
@@ -243,8 +258,13 @@ def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
   prefix = np.concatenate([[0.0], np.cumsum(counts)])
   full = model.head_rate * n
   solutions = [Solution((), full, full)] if (auto or limit == 1) else []
-  layer = model.head_rate * scale * np.arange(n + 1, dtype=np.float64)  # F_0
+  sizes = np.arange(n + 1, dtype=np.float64)
+  if model.head_by_mass:  # F_0(a): a head of a ids, charged by its own count.
+    layer = model.head_rate * sizes * prefix
+  else:
+    layer = model.head_rate * scale * sizes
   layer[:min_size] = np.inf  # The head holds at least min_size ids.
+  entries = 0.0 if model.head_by_mass else model.head_rate * scale  # per tail cluster
   argmins = []
   for tails in range(1, limit):
     fixed, rate = model.tail(tails - 1)
@@ -256,7 +276,7 @@ def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
       for argmin_t in reversed(argmins):
         b = int(argmin_t[b])
         cutoffs.append(b)
-      cost = (layer[n] + model.head_rate * scale * tails) / scale
+      cost = (layer[n] + entries * tails) / scale
       solutions.append(Solution(tuple(reversed(cutoffs)), float(cost), full))
   best = min(solutions, key=lambda s: (s.cost, s.clusters))
   return best, solutions

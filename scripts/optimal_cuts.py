@@ -43,7 +43,8 @@ _MIN_SIZE = flags.DEFINE_integer(
     "narrow tails (--clusters=auto especially); a floor such as 50 keeps them useful.")
 _COST = flags.DEFINE_enum(
     "cost", "grave", ["grave", "simple"], "grave: FLOPs per token with the tails' projections "
-    "(Grave et al. 2017); simple: size x probability mass, as the reference implementation.")
+    "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
+    "mass, the reference implementation's objective.")
 _D_MODEL = flags.DEFINE_integer("d_model", _MODEL.d_model, "Model width (grave cost).")
 _PROJ_FACTOR = flags.DEFINE_integer(
     "proj_factor", _MODEL.proj_factor,

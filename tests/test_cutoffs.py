@@ -26,7 +26,7 @@ def plain_program(counts, clusters, model):
   p = np.asarray(counts, float) / np.sum(counts)
   prefix = np.concatenate([[0.0], np.cumsum(p)])
   tails = clusters - 1
-  best = [model.head_rate * (a + tails) if a >= 1 else np.inf for a in range(n + 1)]
+  best = [model.head(a, prefix[a], clusters) if a >= 1 else np.inf for a in range(n + 1)]
   for i in range(tails):
     fixed, rate = model.tail(i)
     new = [np.inf] * (n + 1)
@@ -182,8 +182,28 @@ def test_cost_model_is_the_models_softmax_flops():
 
 
 def test_simple_model_by_hand():
-  # Head: 2 ids + 1 cluster entry = 3; tail of 3 ids with 4/10 of the mass: 1.2.
-  assert cutoffs.cost_of([3, 3, 2, 1, 1], (2,), cutoffs.simple_cost()) == pytest.approx(4.2)
+  # Head: 2 ids with 6/10 of the mass: 1.2; tail: 3 ids with 4/10: 1.2.
+  assert cutoffs.cost_of([3, 3, 2, 1, 1], (2,), cutoffs.simple_cost()) == pytest.approx(2.4)
+
+
+def reference_objective(counts, cut):
+  """The reference implementation's objective, written out: Σ over clusters of size × mass."""
+  bounds = (0,) + tuple(cut) + (len(counts),)
+  mass = np.asarray(counts, float) / np.sum(counts)
+  return sum((b - a) * mass[a:b].sum() for a, b in zip(bounds, bounds[1:]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("clusters", [2, 3, 4])
+def test_simple_is_the_reference_objective_against_brute_force(seed, clusters):
+  rng = np.random.default_rng(seed)
+  counts = np.sort(rng.integers(1, 50, size=10))[::-1].astype(float)
+  cost, cut = min((reference_objective(counts, c), c)
+                  for c in itertools.combinations(range(1, 10), clusters - 1))
+  best, _ = cutoffs.solve(counts, cutoffs.simple_cost(), clusters)
+  assert best.cost == pytest.approx(cost, rel=1e-12)
+  assert reference_objective(counts, best.cutoffs) == pytest.approx(cost, rel=1e-12)
+  assert cutoffs.cost_of(counts, cut, cutoffs.simple_cost()) == pytest.approx(cost, rel=1e-12)
 
 
 def test_large_zipf_is_fast_enough_to_run_in_the_suite():
