@@ -4,11 +4,14 @@ A pattern has one letter per block: "s" self-attention, "f" feed-forward, "i" id
 (e.g. Transformer-XL's interleaving is "sf" repeated). Costs are counted, not measured:
 
 - parameters exactly as the model creates them (tests check against the model);
-- FLOPs per token of a forward pass, a multiply-add counting 2, for a segment of T tokens
-  attending to M memory slots (K = M + T keys). An attention block projects queries for T
-  positions but keys, values and relative encodings for all K, and scores T x K pairs:
+- FLOPs per token of a forward pass, a multiply-add counting 2, for a batch of B lanes, each a
+  segment of T tokens attending to M memory slots (K = M + T keys). An attention block
+  projects queries for its T positions but keys and values for all K, and scores T x K pairs;
+  the relative encodings r (K of them, one per distance) are projected once per segment for
+  the whole batch ([K, D] x [D, NH]), so each of the B·T tokens carries 1/(B·T) of that:
 
-    attention     2·NH·(D·(2 + 3K/T) + 3K)      q, out; k, v, r over K/T; two score terms, AV
+    attention     2·NH·(D·(2 + 2K/T + K/(B·T)) + 3K)   q, out; k, v over K/T; r; two score
+                                                        terms and AV
     feed-forward  4·D·F
     identity      0
 
@@ -67,8 +70,14 @@ def derive_ratio(n_blocks, ratio):
   return "".join("s" if b in positions else "f" for b in range(n_blocks))
 
 
-def block_costs(config, seq_len, mem_len=None):
+def block_costs(config, seq_len, batch_size, mem_len=None):
   """Cost of one block of each kind ("s", "f", "i") and of a SuperNet block ("?").
+
+  Args:
+    config: ModelConfig.
+    seq_len, batch_size: T and B, the segment length and the lanes that share one projection
+      of the relative encodings (a dataset's batch: one device holding the whole batch).
+    mem_len: M; None for config.mem_len.
 
   The SuperNet block's FLOPs are those of soft or hard sampling, which compute both branches.
   """
@@ -77,7 +86,8 @@ def block_costs(config, seq_len, mem_len=None):
   keys = mem_len + seq_len
   nh = n * h
   attention_params = 5 * d * nh + 2 * d + (2 * nh if config.untie_rel_bias else 0)
-  attention_flops = 2 * nh * (d * (2 + 3 * keys / seq_len) + 3 * keys)
+  attention_flops = 2 * nh * (d * (2 + 2 * keys / seq_len + keys / (batch_size * seq_len))
+                              + 3 * keys)
   costs = {
       "s": Cost(attention_params, attention_flops),
       "f": Cost(2 * d * f + f + d + 2 * d, 4.0 * d * f),
@@ -109,17 +119,18 @@ def softmax_cost(config, tail_shares=None):
   return cost
 
 
-def model_cost(config, pattern=None, seq_len=32, mem_len=None, tail_shares=None):
+def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_shares=None):
   """Costs of a whole model: {"embedding", "blocks", "softmax", "total"} as `Cost`s.
 
   Args:
     config: ModelConfig.
     pattern: a pattern string, or None for the SuperNet (every block "?").
-    seq_len, mem_len: the segment and memory lengths the FLOPs are counted for.
+    seq_len, batch_size, mem_len: the segment length, lanes and memory length the FLOPs are
+      counted for (see `block_costs`).
     tail_shares: see `softmax_cost`.
   """
   kinds = parse_pattern(pattern, config.n_blocks) if pattern else "?" * config.n_blocks
-  per_kind = block_costs(config, seq_len, mem_len)
+  per_kind = block_costs(config, seq_len, batch_size, mem_len)
   block_total = Cost(0, 0.0)
   for kind in kinds:
     block_total += per_kind[kind]

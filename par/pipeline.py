@@ -99,8 +99,9 @@ def _eval_speed(model_dir, split, repeats=3):
   return max(speeds)
 
 
-def _row(name, pattern, config, model_dir, results, tail_shares, seq_len):
-  costs = architecture.model_cost(config.model, pattern, seq_len, tail_shares=tail_shares)
+def _row(name, pattern, config, model_dir, results, tail_shares, meta):
+  costs = architecture.model_cost(config.model, pattern, seq_len=meta.seq_len,
+                                  batch_size=meta.batch_size, tail_shares=tail_shares)
   row = {"model": name, "pattern": pattern or "SuperNet", "run": str(model_dir),
          "attention_blocks": (pattern or "").count("s") if pattern else None,
          "params": costs["total"].params, "flops_per_token": costs["total"].flops,
@@ -164,7 +165,7 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
 
   search_config = dataclasses.replace(config, model=resolved)
   rows = [_row("search (SuperNet)", None, search_config, work_dir / SEARCH, search_results,
-               shares, meta.seq_len)]
+               shares, meta)]
   trained = {}  # pattern -> names
   for name in ("argmax", "rule", "baseline"):
     trained.setdefault(patterns[name], []).append(name)
@@ -175,7 +176,7 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
     rows.append(_row(" = ".join(names), pattern,
                      dataclasses.replace(fixed, model=dataclasses.replace(
                          fixed.model, vocab_size=meta.vocab_size)),
-                     work_dir / names[0], results, shares, meta.seq_len))
+                     work_dir / names[0], results, shares, meta))
 
   summary = {"patterns": patterns, "ratio": ratio, "rows": rows,
              "collapse": record.get("identity_dominates", [])}

@@ -27,9 +27,9 @@ DOMINANT = 0.5
 KINDS = "sfi"
 
 
-def flops_costs(model_config, seq_len):
+def flops_costs(model_config, seq_len, batch_size):
   """(c_s, c_f, c_i) from FLOPs per token, the dearer of s and f scaled to 1."""
-  costs = architecture.block_costs(model_config, seq_len)
+  costs = architecture.block_costs(model_config, seq_len, batch_size)
   return _normalise([costs[k].flops for k in KINDS])
 
 

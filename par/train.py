@@ -270,7 +270,7 @@ def _agree(strategy, values):
   return [float(v) for v in strategy.reduce(tf.distribute.ReduceOp.MEAN, local, axis=None)]
 
 
-def _resource_costs(config, model_dir, batch, seq_len, strategy, write):
+def _resource_costs(config, model_dir, meta, batch, strategy, write):
   """The resource term's block costs, kept in the run directory; None without the term."""
   if config.resource == "none":
     return None
@@ -278,9 +278,9 @@ def _resource_costs(config, model_dir, batch, seq_len, strategy, write):
   if path.is_file():  # A resumed run keeps the costs it started with (latency is measured).
     return json.loads(path.read_text())["costs"]
   if config.resource == "flops":
-    costs, detail = search.flops_costs(config.model, seq_len), {}
+    costs, detail = search.flops_costs(config.model, meta.seq_len, meta.batch_size), {}
   else:
-    seconds = _agree(strategy, search.measure_latency(config.model, batch, seq_len))
+    seconds = _agree(strategy, search.measure_latency(config.model, batch, meta.seq_len))
     costs, detail = search.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
   logging.info("resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
                config.resource, config.resource_weight, *costs)
@@ -378,7 +378,7 @@ def _train_and_evaluate(config, model_dir, strategy):
       logging.info("resumed from %s at step %d (epoch %d, record %d)", latest,
                    int(state.step.numpy()), int(state.epoch.numpy()), int(state.position.numpy()))
     history = _load_history(model_dir, int(state.step.numpy()))
-    costs = (_resource_costs(config, model_dir, batch, meta.seq_len, strategy, chief)
+    costs = (_resource_costs(config, model_dir, meta, batch, strategy, chief)
              if arch_variables else None)
 
     # --- the compiled steps -------------------------------------------------------------------

@@ -239,8 +239,8 @@ def train_suite(work):
     config, meta = run.config, run.dataset
     shares = _tail_shares(data, config.model.cutoffs, config.model.vocab_size)
     pattern_of_cost = config.model.architecture or None
-    flops = model_cost(config.model, pattern_of_cost, meta["seq_len"],
-                       tail_shares=shares)["total"].flops
+    flops = model_cost(config.model, pattern_of_cost, seq_len=meta["seq_len"],
+                       batch_size=meta["batch_size"], tail_shares=shares)["total"].flops
     if config.model.sampling == "single_path" and not config.model.architecture:
       flops = None  # Depends on the sampled branches.
     speed = results["train_tokens_per_second"]

@@ -177,29 +177,31 @@ def test_mixed_precision_is_close_to_float32(policy):
 ])
 def test_parameter_counts_match_the_model(changes):
   model = make(**changes)
-  cost = architecture.model_cost(model.config, model.config.architecture or None)
+  cost = architecture.model_cost(model.config, model.config.architecture or None, seq_len=7,
+                                 batch_size=2)
   assert cost["total"].params == model.count_params()
 
 
-def test_flops_per_token_against_a_count_of_every_matrix_product():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_flops_per_token_against_a_count_of_every_matrix_product(batch):
   c = CONFIG
   t, m = 7, c.mem_len
-  k, nh, d = m + t, c.n_heads * c.head_width, c.d_model
-  products = [  # (rows, inner, columns) of each product in one segment of one attention block
-      (t, d, nh),  # queries
-      (k, d, nh), (k, d, nh),  # keys, values over memory and segment
-      (k, d, nh),  # relative encodings
-      (c.n_heads * t, c.head_width, k), (c.n_heads * t, c.head_width, k),  # content, position
-      (c.n_heads * t, k, c.head_width),  # weights times values
-      (t, nh, d),  # output projection
+  k, nh, d, n, h = m + t, c.n_heads * c.head_width, c.d_model, c.n_heads, c.head_width
+  products = [  # (rows, inner, columns) of each product of one segment in one attention block
+      (batch * t, d, nh),  # queries
+      (batch * k, d, nh), (batch * k, d, nh),  # keys, values over memory and segment
+      (k, d, nh),  # relative encodings: one per distance, shared by the whole batch
+      (batch * n * t, h, k), (batch * n * t, h, k),  # content and position scores
+      (batch * n * t, k, h),  # weights times values
+      (batch * t, nh, d),  # output projection
   ]
-  attention = sum(2 * a * b * e for a, b, e in products) / t
-  costs = architecture.block_costs(c, seq_len=t)
+  attention = sum(2 * a * b * e for a, b, e in products) / (batch * t)
+  costs = architecture.block_costs(c, seq_len=t, batch_size=batch)
   assert costs["s"].flops == pytest.approx(attention)
   assert costs["f"].flops == 2 * (d * c.d_ffn + c.d_ffn * d)
   assert costs["i"].flops == 0
   assert costs["?"].flops == costs["s"].flops + costs["f"].flops
-  total = architecture.model_cost(c, "sfis", seq_len=t)["blocks"].flops
+  total = architecture.model_cost(c, "sfis", seq_len=t, batch_size=batch)["blocks"].flops
   assert total == pytest.approx(2 * costs["s"].flops + costs["f"].flops)
 
 

@@ -42,8 +42,8 @@ def test_ratio_rule_rejects_nonsense():
 
 def test_flops_costs_are_the_counted_block_flops():
   config = ModelConfig(vocab_size=100, d_model=32, n_heads=4, d_ffn=256, n_blocks=4, mem_len=8)
-  counted = architecture.block_costs(config, 16)
-  costs = search.flops_costs(config, 16)
+  counted = architecture.block_costs(config, 16, batch_size=4)
+  costs = search.flops_costs(config, 16, batch_size=4)
   top = max(counted["s"].flops, counted["f"].flops)
   assert costs == pytest.approx([counted["s"].flops / top, counted["f"].flops / top, 0.0])
   assert max(costs) == 1.0
