@@ -98,7 +98,8 @@ BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per bl
 class ModelConfig(_JsonMixin):
   """The PAR model: a Transformer-XL whose blocks are searched or fixed by a pattern.
 
-  The defaults are the base configuration of the original PAR project on WikiText-2.
+  The defaults are the base model of the reference implementation's README (Kernes'
+  PAR-Transformer-XL) on WikiText-2; its base_model.sh uses d_ffn 512 instead of 1024.
   """
 
   # Pieces in the vocabulary; taken from the dataset's meta.json by the training script.

@@ -5,7 +5,7 @@ the last `mem_len` states of every attending block, exactly as evaluation carrie
 from one segment to the next. Shapes never change ([1, 1] tokens, [1, mem_len, d_model]
 memories), so the step is traced once and every token costs the same however long the text
 grows. With mem_len at least the text's length, the log-probabilities are those of one
-forward pass over the whole text (tests/test_generate.py).
+forward pass over the whole text (tests/test_inference.py).
 
 Sampling happens on the host, from the exact log-probabilities, with numpy's generator
 seeded by `seed`: the same model, prompt and seed give the same text.

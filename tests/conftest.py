@@ -8,6 +8,21 @@ from par import cli
 cli.import_tensorflow()  # Once, quietly, before any test module imports it loudly.
 
 
+def pytest_addoption(parser):
+  parser.addoption("--slow", action="store_true",
+                   help="also run the tests marked slow (subprocess runs, kill-and-resume, "
+                        "several workers, the notebook); .ci/run does")
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption("--slow"):
+    return
+  fast = [item for item in items if "slow" not in item.keywords]
+  if len(fast) < len(items):
+    config.hook.pytest_deselected(items=[item for item in items if "slow" in item.keywords])
+    items[:] = fast
+
+
 def pytest_sessionfinish(session, exitstatus):
   # A run that selects no test (pytest's status 5, e.g. `-m slow` on a machine without the
   # data) is not a failure.

@@ -315,7 +315,7 @@ def print_config(*flags):
   return TrainConfig.from_json(result.stdout)
 
 
-def test_base_model_flags_are_the_original_projects_configuration():
+def test_base_model_flags_are_the_reference_readmes_configuration():
   config = print_config("--flagfile=configs/base_model.flags")
   m = config.model
   assert (m.d_model, m.n_heads, m.d_ffn, m.n_blocks, m.mem_len, m.dropout) == (
