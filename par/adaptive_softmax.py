@@ -15,7 +15,7 @@ is a plain softmax. Logits are computed in the compute dtype and normalized in f
 import keras
 import tensorflow as tf
 
-from par.cutoffs import tail_widths  # pylint: disable=unused-import (re-exported)
+from par.config import tail_widths
 
 
 @keras.saving.register_keras_serializable(package="par")

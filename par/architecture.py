@@ -20,7 +20,6 @@ A pattern has one letter per block: "s" self-attention, "f" feed-forward, "i" id
 
 import dataclasses
 
-from par.cutoffs import tail_widths
 from par.config import BLOCK_KINDS
 
 
@@ -111,8 +110,7 @@ def softmax_cost(config, tail_shares=None):
   bounds = (0,) + tuple(config.cutoffs) + (v,)
   head = bounds[1] + len(config.cutoffs)
   cost = Cost(d * head + head, 2.0 * d * head)
-  widths = tail_widths(d, len(config.cutoffs), config.proj_factor, config.proj_dims)
-  for i, width in enumerate(widths):
+  for i, width in enumerate(config.tail_widths):
     size = bounds[i + 2] - bounds[i + 1]
     share = 1.0 if tail_shares is None else tail_shares[i]
     cost += Cost(d * width + width * size + size, 2.0 * (d * width + width * size) * share)

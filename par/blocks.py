@@ -25,10 +25,10 @@ import tensorflow as tf
 from par import attention
 from par.dropout import Dropout
 from par.config import BLOCK_KINDS
+from par.config import EVAL_MODES
+from par.config import SAMPLING_MODES
 
 BRANCHES = tuple(BLOCK_KINDS)  # The order of the architecture logits: s, f, i.
-SAMPLING_MODES = ("soft", "hard", "single_path")
-EVAL_MODES = ("argmax", "expected")
 
 
 def gumbel_noise(shape, seed):

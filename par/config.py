@@ -1,5 +1,10 @@
 """Settings, one frozen dataclass per concern, with JSON round trips.
 
+Every field is declared with `setting(default, help, choices)`: its help text and, for a
+string with a fixed set of values, its choices live on the field, and nothing else restates
+them. The scripts' absl flags are derived from the fields (par/config_flags.py), `validate()`
+checks the choices, and `--help` prints the same text.
+
 Derive variants with `dataclasses.replace`. `validate()` raises `ParError` with a one-line
 explanation; the library calls it before doing any work.
 """
@@ -11,14 +16,37 @@ import typing
 
 from par.errors import ParError
 
+# The values of the settings that take one of a few names: defined here, once.
+BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
+SAMPLING_MODES = ("soft", "hard", "single_path")
+EVAL_MODES = ("argmax", "expected")
+OPTIMIZERS = ("adam", "adamw")
+TAU_SCHEDULES = ("exp", "linear")
+RESOURCES = ("none", "flops", "latency")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+MODEL_TYPES = ("unigram", "bpe")
+REMAINDERS = ("pad", "drop")
+
+
+def setting(default, help, choices=None):  # pylint: disable=redefined-builtin
+  """A config field with its help text and, if it takes one of a few names, their choices."""
+  return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
 
 def _check(condition, message):
   if not condition:
     raise ParError(message)
 
 
-class _JsonMixin:
-  """`to_json` / `from_json` for flat dataclasses of JSON-friendly fields."""
+def _one_of(choices):
+  """"a, b or c"."""
+  choices = [str(c) for c in choices]
+  return " or ".join([", ".join(choices[:-1]), choices[-1]]) if len(choices) > 1 else choices[0]
+
+
+class _Settings:
+  """JSON round trips and the choice checks, for flat dataclasses of JSON-friendly fields."""
 
   def to_dict(self):
     return dataclasses.asdict(self)
@@ -46,38 +74,43 @@ class _JsonMixin:
   def from_json(cls, text):
     return cls.from_dict(json.loads(text))
 
+  def _check_choices(self):
+    for field in dataclasses.fields(self):
+      choices = field.metadata.get("choices")
+      value = getattr(self, field.name)
+      if choices is not None and value not in choices:
+        raise ParError(f"{field.name} must be {_one_of(choices)}, got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(_JsonMixin):
+class DataConfig(_Settings):
   """How `build_dataset` turns text into context-batched records."""
 
-  # Pieces in the SentencePiece vocabulary, control symbols included. Ignored when an
-  # existing tokenizer model is given.
-  vocab_size: int = 12000
-  # SentencePiece algorithm: "unigram" (Kudo 2018) or "bpe".
-  model_type: str = "unigram"
-  # Case-fold the text inside the tokenizer. Off by default: WikiText-2 is cased.
-  lowercase: bool = False
-  # Share of characters the vocabulary must cover; 1.0 keeps every character of the train
-  # split, so only characters unseen in training become <unk>.
-  character_coverage: float = 1.0
-  # Words that always stay one piece. WikiText marks out-of-vocabulary words with a literal
-  # "<unk>", which SentencePiece would otherwise split into three pieces.
-  user_symbols: tuple[str, ...] = ("<unk>",)
-  # Independent lanes of text per record (the batch dimension).
-  batch_size: int = 32
-  # Tokens predicted per lane per record; a record holds seq_len + 1 tokens per lane.
-  seq_len: int = 32
-  # Files each split's records are cut into, in order.
-  shards: int = 1
-  # The last partial record of a split: "pad" fills it with -1 (masked in the loss), so
-  # every token after the first is a target; "drop" discards it (< batch_size*seq_len tokens).
-  remainder: str = "pad"
+  vocab_size: int = setting(
+      12000, "Pieces in the SentencePiece vocabulary, control symbols included (ignored when "
+      "an existing tokenizer model is given).")
+  model_type: str = setting("unigram", "SentencePiece algorithm: unigram (Kudo 2018) or bpe.",
+                            MODEL_TYPES)
+  lowercase: bool = setting(
+      False, "Case-fold the text inside the tokenizer (off by default: WikiText is cased).")
+  character_coverage: float = setting(
+      1.0, "Share of the train split's characters the vocabulary covers; 1.0 keeps every "
+      "one, so only characters unseen in training become unknown.")
+  user_symbols: tuple[str, ...] = setting(
+      ("<unk>",), "Words always kept as one piece, comma-separated (empty for none). WikiText "
+      "marks unknown words with a literal <unk>, which would otherwise become three pieces.")
+  batch_size: int = setting(32, "Independent lanes of text per record (the batch dimension).")
+  seq_len: int = setting(
+      32, "Tokens predicted per lane per record; a record holds seq_len + 1 tokens per lane.")
+  shards: int = setting(1, "Consecutive files each split's records are cut into, in order.")
+  remainder: str = setting(
+      "pad", "The last partial record of a split: pad fills it with -1 (masked in the loss), "
+      "so every token after the first is a target; drop discards it (fewer than "
+      "batch_size x seq_len tokens).", REMAINDERS)
 
   def validate(self):
+    self._check_choices()
     _check(self.vocab_size >= 2, f"vocab_size must be at least 2, got {self.vocab_size}")
-    _check(self.model_type in ("unigram", "bpe"),
-           f"model_type must be unigram or bpe, got {self.model_type!r}")
     _check(0.0 < self.character_coverage <= 1.0,
            f"character_coverage must be in (0, 1], got {self.character_coverage}")
     for symbol in self.user_symbols:
@@ -86,66 +119,76 @@ class DataConfig(_JsonMixin):
     _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
     _check(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
     _check(self.shards >= 1, f"shards must be at least 1, got {self.shards}")
-    _check(self.remainder in ("pad", "drop"),
-           f"remainder must be pad or drop, got {self.remainder!r}")
     return self
 
 
-BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
+def tail_widths(d_model, num_tails, proj_factor=4, proj_dims=()):
+  """Projection width of each adaptive-softmax tail: proj_dims, or d_model // proj_factor**(i+1).
+
+  At least 1. A model's shape, like `ModelConfig.head_width`: the adaptive softmax builds its
+  tails with it, and the FLOP counts and the cutoff solver price them with it, without
+  TensorFlow.
+  """
+  if proj_dims:
+    return tuple(proj_dims)
+  return tuple(max(1, d_model // proj_factor ** (i + 1)) for i in range(num_tails))
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_JsonMixin):
+class ModelConfig(_Settings):
   """The PAR model: a Transformer-XL whose blocks are searched or fixed by a pattern.
 
   The defaults are the base model of the reference implementation's README (Kernes'
   PAR-Transformer-XL) on WikiText-2; its base_model.sh uses d_ffn 512 instead of 1024.
   """
 
-  # Pieces in the vocabulary; taken from the dataset's meta.json by the training script.
-  vocab_size: int = 12000
-  # Width of the residual stream.
-  d_model: int = 128
-  # Attention heads, and the width of each (0: d_model // n_heads).
-  n_heads: int = 4
-  d_head: int = 0
-  # Hidden width of the feed-forward blocks.
-  d_ffn: int = 1024
-  # Blocks in the network, each self-attention, feed-forward or identity.
-  n_blocks: int = 6
-  # Hidden states of earlier segments each attention block attends to (Transformer-XL).
-  mem_len: int = 16
-  # Relative distances beyond this share one position encoding; 0 turns clamping off.
-  clamp_len: int = 0
-  # Dropout on embeddings, block outputs and the last hidden state; and on attention weights.
-  dropout: float = 0.1
-  dropatt: float = 0.0
-  # Content and position biases u, v of relative attention: one pair per block (True) or one
-  # pair shared by all blocks (False, as in Transformer-XL).
-  untie_rel_bias: bool = False
-  # Adaptive softmax cluster boundaries, increasing, below vocab_size (which closes the last
-  # cluster). Empty: a plain softmax over the whole vocabulary.
-  cutoffs: tuple[int, ...] = (250, 2500)
-  # Width of tail cluster i's projection: d_model // proj_factor**(i+1), unless proj_dims
-  # gives one width per tail explicitly.
-  proj_factor: int = 4
-  proj_dims: tuple[int, ...] = ()
-  # A fixed architecture, one letter per block from "sfi" (e.g. "sfsfff"); empty: the SuperNet
-  # of stochastic blocks that the search trains.
-  architecture: str = ""
-  # How the SuperNet mixes its branches in training: "soft" (Gumbel-Softmax weights), "hard"
-  # (one-hot forward, straight-through gradients) or "single_path" (only the sampled branch
-  # is computed, GDAS-style).
-  sampling: str = "soft"
-  # How the SuperNet evaluates: "argmax" (the derived architecture) or "expected" (branches
-  # weighted by softmax of the logits). Never noisy.
-  eval_mode: str = "argmax"
+  vocab_size: int = setting(
+      12000, "Pieces in the vocabulary; the training script takes it from the dataset.")
+  d_model: int = setting(128, "Width of the residual stream.")
+  n_heads: int = setting(4, "Attention heads.")
+  d_head: int = setting(0, "Width of each head (0: d_model / n_heads).")
+  d_ffn: int = setting(1024, "Hidden width of the feed-forward blocks.")
+  n_blocks: int = setting(6, "Blocks in the network, each attention, feed-forward or identity.")
+  mem_len: int = setting(
+      16, "Hidden states of earlier segments each attention block attends to in training "
+      "(Transformer-XL's memory).")
+  clamp_len: int = setting(
+      0, "Relative distances above this share one position encoding (0: no clamping).")
+  dropout: float = setting(
+      0.1, "Dropout on embeddings, block outputs and the last hidden state.")
+  dropatt: float = setting(0.0, "Dropout on attention weights.")
+  untie_rel_bias: bool = setting(
+      False, "One pair of attention biases u, v per block, instead of one pair shared by all "
+      "blocks as in Transformer-XL.")
+  cutoffs: tuple[int, ...] = setting(
+      (250, 2500), "Adaptive softmax cluster boundaries, increasing, below the vocabulary "
+      "size, repeated or comma-separated (--cutoffs=250 --cutoffs=2500); 'none' clears those "
+      "given before it (a flagfile's), alone it means a plain softmax.")
+  proj_factor: int = setting(
+      4, "Tail cluster i projects to d_model / proj_factor**(i+1), unless --proj_dims.")
+  proj_dims: tuple[int, ...] = setting(
+      (), "Explicit projection width per tail cluster (repeated or comma-separated).")
+  architecture: str = setting(
+      "", "Train this fixed pattern over s (attention), f (feed-forward), i (identity), e.g. "
+      "sfsfff, instead of searching (empty: the SuperNet of stochastic blocks).")
+  sampling: str = setting(
+      "soft", "How the SuperNet mixes its branches in training: soft (Gumbel-Softmax "
+      "weights), hard (one-hot forward, straight-through gradients) or single_path (only the "
+      "sampled branch is computed, GDAS-style).", SAMPLING_MODES)
+  eval_mode: str = setting(
+      "argmax", "How the SuperNet evaluates, never noisy: argmax (the derived architecture) or "
+      "expected (branches weighted by softmax of the logits).", EVAL_MODES)
 
   @property
   def head_width(self):
     return self.d_head or self.d_model // self.n_heads
 
+  @property
+  def tail_widths(self):
+    return tail_widths(self.d_model, len(self.cutoffs), self.proj_factor, self.proj_dims)
+
   def validate(self):
+    self._check_choices()
     for name in ("vocab_size", "d_model", "n_heads", "d_ffn", "n_blocks", "proj_factor"):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     _check(self.d_head >= 0, f"d_head must be 0 or more, got {self.d_head}")
@@ -172,66 +215,65 @@ class ModelConfig(_JsonMixin):
       _check(len(self.architecture) == self.n_blocks,
              f"architecture {self.architecture!r} has {len(self.architecture)} blocks, but "
              f"n_blocks is {self.n_blocks}")
-    _check(self.sampling in ("soft", "hard", "single_path"),
-           f"sampling must be soft, hard or single_path, got {self.sampling!r}")
-    _check(self.eval_mode in ("argmax", "expected"),
-           f"eval_mode must be argmax or expected, got {self.eval_mode!r}")
     return self
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig(_JsonMixin):
+class TrainConfig(_Settings):
   """One training run: the model, the data, the optimisation and the bookkeeping."""
 
-  model: ModelConfig = ModelConfig()
-  # A dataset directory built by scripts/build_data.py.
-  data_dir: str = "data/wikitext2_bsz32_seqlen32"
-  # Length of the run: whole epochs over the train split, or train_steps if above 0.
-  epochs: int = 20
-  train_steps: int = 0
-  # Weights: linear warm-up to max_lr over warmup_steps, then cosine to 0 at the last step.
-  max_lr: float = 1e-4
-  warmup_steps: int = 4000
-  # "adam", or "adamw" with decoupled weight_decay (not applied to biases and norms).
-  optimizer: str = "adam"
-  weight_decay: float = 0.0
-  # Clip the weights' gradients to this global norm; 0 turns clipping off.
-  clip_norm: float = 0.0
-  # Gumbel-Softmax temperature from tau_start at the first step to tau_end at the last,
-  # geometrically ("exp") or linearly.
-  tau_start: float = 1.0
-  tau_end: float = 0.1
-  tau_schedule: str = "exp"
-  # Architecture logits: their own Adam (betas 0.5, 0.999, as in DARTS), constant learning
-  # rate, decoupled weight decay, frozen for the first arch_warmup_steps steps.
-  arch_lr: float = 3e-4
-  arch_weight_decay: float = 1e-3
-  arch_warmup_steps: int = 0
-  # A resource term in the loss, resource_weight · (expected block cost), on the logits only:
-  # "none", "flops" (FLOPs per token of each block kind) or "latency" (forward time of each
-  # kind, measured when the run starts). See par/search.py.
-  resource: str = "none"
-  resource_weight: float = 0.0
-  # Seeds weight initialisation, dropout and the Gumbel noise (which is a function of
-  # (seed, step), so a resumed run draws what an uninterrupted one would).
-  seed: int = 0
-  # Steps per call of the compiled training loop (the host syncs only between calls).
-  steps_per_loop: int = 50
-  # Evaluate on valid every eval_every steps (0: only at each epoch end), log every log_every
-  # steps, checkpoint every checkpoint_every steps keeping keep_checkpoints, draw the
-  # architecture every plot_every steps (0: never; the final plots are always drawn).
-  eval_every: int = 0
-  log_every: int = 100
-  checkpoint_every: int = 1000
-  keep_checkpoints: int = 3
-  plot_every: int = 1000
-  # Memory length for evaluation; 0: the model's mem_len. May exceed it.
-  eval_mem_len: int = 0
-  # Compile each training step with XLA.
-  jit_compile: bool = False
-  # Keras dtype policy: "float32", or 16-bit compute with float32 variables, normalisations
-  # and loss: "mixed_float16" (with dynamic loss scaling) or "mixed_bfloat16".
-  mixed_precision: str = "float32"
+  model: ModelConfig = setting(ModelConfig(), "The model (its own fields).")
+  data_dir: str = setting(
+      "data/wikitext2_bsz32_seqlen32", "A dataset directory built by scripts/build_data.py.")
+  epochs: int = setting(20, "Epochs over the train split (unless --train_steps).")
+  train_steps: int = setting(0, "Total steps; overrides --epochs when above 0.")
+  max_lr: float = setting(1e-4, "Peak learning rate of the weights.")
+  warmup_steps: int = setting(
+      4000, "Linear warm-up steps to max_lr; then a cosine to 0 at the last step.")
+  optimizer: str = setting(
+      "adam", "adam, or adamw with decoupled --weight_decay (not on biases and norms).",
+      OPTIMIZERS)
+  weight_decay: float = setting(0.0, "Decoupled weight decay (adamw), not on biases and norms.")
+  clip_norm: float = setting(
+      0.0, "Clip the weights' gradients to this global norm (0: no clipping).")
+  tau_start: float = setting(1.0, "Gumbel-Softmax temperature at the first step.")
+  tau_end: float = setting(0.1, "Gumbel-Softmax temperature at the last step.")
+  tau_schedule: str = setting(
+      "exp", "Temperature from tau_start to tau_end: geometrically (exp) or linearly.",
+      TAU_SCHEDULES)
+  arch_lr: float = setting(
+      3e-4, "Learning rate of the architecture logits (their own Adam, betas 0.5/0.999 as "
+      "in DARTS, constant rate).")
+  arch_weight_decay: float = setting(1e-3, "Decoupled weight decay of the architecture logits.")
+  arch_warmup_steps: int = setting(
+      0, "Steps during which the architecture logits stay frozen.")
+  resource: str = setting(
+      "none", "A resource term in the search's loss, resource_weight x the expected block "
+      "cost, on the logits only: none, flops (FLOPs per token of each block kind) or latency "
+      "(forward time of each kind, measured when the run starts). See par/search.py.",
+      RESOURCES)
+  resource_weight: float = setting(
+      0.0, "Weight of the resource term (the expected block cost lies in [0, 1]).")
+  seed: int = setting(
+      0, "Seed of weight initialisation, dropout and the Gumbel noise (a function of (seed, "
+      "step), so a resumed run draws what an uninterrupted one would).")
+  steps_per_loop: int = setting(
+      50, "Steps per call of the compiled training loop (the host syncs only between calls).")
+  eval_every: int = setting(0, "Evaluate on valid every N steps (0: only at each epoch end).")
+  log_every: int = setting(100, "Log and write training summaries every N steps.")
+  checkpoint_every: int = setting(1000, "Checkpoint every N steps.")
+  keep_checkpoints: int = setting(3, "Checkpoints to keep.")
+  plot_every: int = setting(
+      1000, "Draw the architecture heatmap every N steps (0: never; the final plots are "
+      "always drawn).")
+  eval_mem_len: int = setting(
+      0, "Memory length in evaluation (0: --mem_len); may exceed it.")
+  jit_compile: bool = setting(
+      False, "Compile each training step with XLA (for GPUs and TPUs; slow to compile on CPUs).")
+  mixed_precision: str = setting(
+      "float32", "Keras dtype policy: float32, or 16-bit compute with float32 variables, "
+      "normalisations and loss: mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 "
+      "(TPUs, recent GPUs and CPUs).", PRECISIONS)
 
   # Fields that may change when a run resumes: they change the bookkeeping, not the result.
   RESUMABLE_CHANGES = ("steps_per_loop", "eval_every", "log_every", "checkpoint_every",
@@ -239,14 +281,13 @@ class TrainConfig(_JsonMixin):
 
   def validate(self):
     self.model.validate()
+    self._check_choices()
     _check(self.epochs >= 1 or self.train_steps >= 1,
            "give a positive number of epochs or train_steps")
     _check(self.train_steps >= 0, f"train_steps must be 0 or more, got {self.train_steps}")
     _check(math.isfinite(self.max_lr) and self.max_lr > 0,
            f"max_lr must be positive and finite, got {self.max_lr}")
     _check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
-    _check(self.optimizer in ("adam", "adamw"),
-           f"optimizer must be adam or adamw, got {self.optimizer!r}")
     _check(self.weight_decay >= 0 and self.arch_weight_decay >= 0,
            "weight decays must be 0 or more")
     _check(self.weight_decay == 0 or self.optimizer == "adamw",
@@ -254,15 +295,8 @@ class TrainConfig(_JsonMixin):
     _check(self.clip_norm >= 0, f"clip_norm must be 0 (off) or more, got {self.clip_norm}")
     _check(self.tau_start > 0 and self.tau_end > 0,
            f"temperatures must be positive, got {self.tau_start} -> {self.tau_end}")
-    _check(self.tau_schedule in ("exp", "linear"),
-           f"tau_schedule must be exp or linear, got {self.tau_schedule!r}")
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
-    _check(self.mixed_precision in ("float32", "mixed_float16", "mixed_bfloat16"),
-           "mixed_precision must be float32, mixed_float16 or mixed_bfloat16, got "
-           f"{self.mixed_precision!r}")
-    _check(self.resource in ("none", "flops", "latency"),
-           f"resource must be none, flops or latency, got {self.resource!r}")
     _check(math.isfinite(self.resource_weight) and self.resource_weight >= 0,
            f"resource_weight must be 0 or more, got {self.resource_weight}")
     _check((self.resource == "none") == (self.resource_weight == 0),
@@ -273,4 +307,36 @@ class TrainConfig(_JsonMixin):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     for name in ("eval_every", "plot_every", "eval_mem_len"):
       _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
+    return self
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeConfig(_Settings):
+  """Where a run executes: the distribution strategy and the thread pools.
+
+  None of these changes a run's result (beyond float rounding), so none is saved with it: a
+  run may resume under another strategy or replica count.
+  """
+
+  strategy: str = setting(
+      "default", "tf.distribute strategy: default (one device), one_device, mirrored (all "
+      "local GPUs, else the logical CPUs of --cpu_devices), multi_worker (the cluster in "
+      "TF_CONFIG) or tpu (--tpu).", STRATEGIES)
+  tpu: str = setting(
+      "", "TPU address for --strategy=tpu, e.g. grpc://10.0.0.2:8470 ('': find the Colab or "
+      "Cloud TPU).")
+  cpu_devices: int = setting(
+      0, "Split the CPU into this many logical devices for --strategy=mirrored (0: do not "
+      "split), to run several replicas without accelerators.")
+  inter_op_threads: int = setting(
+      -1, "Ops TensorFlow runs at once (-1: auto, the CPU count without a GPU; 0: "
+      "TensorFlow's default).")
+  intra_op_threads: int = setting(
+      -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's default).")
+
+  def validate(self):
+    self._check_choices()
+    _check(not self.tpu or self.strategy == "tpu", "--tpu goes with --strategy=tpu")
+    _check(self.cpu_devices >= 0 and (not self.cpu_devices or self.strategy == "mirrored"),
+           "--cpu_devices takes a positive count and goes with --strategy=mirrored")
     return self

@@ -1,10 +1,13 @@
-"""absl flags the scripts share: every field of ModelConfig and TrainConfig (`define`, `read`)
-for those that train, which weights of a run to load (`define_run_source`, `run_source`) for
-those that use a trained run.
+"""absl flags derived from the config dataclasses of par/config.py, for the scripts.
 
-Scripts only: `define…()` at import time, the readers in main. Each flag sets the config field of
-the same name; tuple fields are repeated or comma-separated integers, where "none" clears the
-values given before it (a flagfile's). The library never reads flags.
+Every setting is declared once, as a field with its help text and choices; `define` turns
+fields into flags of the same name (an enum where the field has choices, a bool, int, float
+or string flag by its type, a repeatable flag for tuples) and `read` turns the parsed flags
+back into field values. Integer tuples (`--cutoffs`) are repeated or comma-separated, and
+"none" clears the values given before it (a flagfile's); string tuples (`--user_symbols`)
+are comma-separated.
+
+Scripts only: `define…()` at import time, the readers in main. The library never reads flags.
 """
 
 import dataclasses
@@ -14,100 +17,48 @@ from absl import flags
 
 from par import cli
 from par.config import ModelConfig
+from par.config import RuntimeConfig
 from par.config import TrainConfig
 
-_HELP = {
-    # ModelConfig
-    "d_model": "Width of the residual stream.",
-    "n_heads": "Attention heads.",
-    "d_head": "Width of each head (0: d_model / n_heads).",
-    "d_ffn": "Hidden width of feed-forward blocks.",
-    "n_blocks": "Blocks in the network.",
-    "mem_len": "Memory length of attention blocks in training.",
-    "clamp_len": "Relative distances above this share an encoding (0: off).",
-    "dropout": "Dropout on embeddings, block outputs and the last hidden state.",
-    "dropatt": "Dropout on attention weights.",
-    "untie_rel_bias": "One pair of attention biases u, v per block instead of shared.",
-    "cutoffs": "Adaptive softmax cluster boundaries, repeated or comma-separated "
-               "(--cutoffs=250 --cutoffs=2500); 'none' clears those given before it (a "
-               "flagfile's), alone it means a plain softmax.",
-    "proj_factor": "Tail cluster i projects to d_model / proj_factor**(i+1).",
-    "proj_dims": "Explicit projection width per tail cluster (repeated or comma-separated).",
-    "architecture": "Train this fixed pattern over s (attention), f (feed-forward), "
-                    "i (identity), e.g. sfsfff, instead of searching.",
-    "sampling": "SuperNet training: soft, hard (straight-through) or single_path.",
-    "eval_mode": "SuperNet evaluation: argmax (derived architecture) or expected.",
-    # TrainConfig
-    "data_dir": "Dataset directory built by scripts/build_data.py.",
-    "epochs": "Epochs over the train split (unless --train_steps).",
-    "train_steps": "Total steps; overrides --epochs when above 0.",
-    "max_lr": "Peak learning rate of the weights.",
-    "warmup_steps": "Linear warm-up steps; then cosine decay to 0 at the last step.",
-    "optimizer": "adam, or adamw with --weight_decay.",
-    "weight_decay": "Decoupled weight decay (adamw), not on biases and norms.",
-    "clip_norm": "Clip weight gradients to this global norm (0: off).",
-    "tau_start": "Gumbel-Softmax temperature at the first step.",
-    "tau_end": "Temperature at the last step.",
-    "tau_schedule": "Temperature schedule: exp or linear.",
-    "arch_lr": "Learning rate of the architecture logits (Adam, betas 0.5/0.999).",
-    "arch_weight_decay": "Decoupled weight decay of the architecture logits.",
-    "arch_warmup_steps": "Steps during which the architecture logits stay frozen.",
-    "resource": "Resource term in the search's loss: none, flops or latency (measured).",
-    "resource_weight": "Weight of the resource term (expected block cost, 0 to 1).",
-    "seed": "Seed of initialisation, dropout and Gumbel noise.",
-    "steps_per_loop": "Steps per compiled loop call (host syncs between calls).",
-    "eval_every": "Evaluate on valid every N steps (0: at epoch ends only).",
-    "log_every": "Log and write training summaries every N steps.",
-    "checkpoint_every": "Checkpoint every N steps.",
-    "keep_checkpoints": "Checkpoints to keep.",
-    "plot_every": "Draw the architecture heatmap every N steps (0: only at the end).",
-    "eval_mem_len": "Memory length in evaluation (0: --mem_len).",
-    "jit_compile": "Compile the training step with XLA (for GPUs and TPUs; slow on CPUs).",
-    "mixed_precision": "Compute in 16 bits with float32 variables, softmax and loss: "
-                       "mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 (TPUs, "
-                       "recent GPUs and CPUs).",
-}
-_CHOICES = {"sampling": ["soft", "hard", "single_path"], "eval_mode": ["argmax", "expected"],
-            "resource": ["none", "flops", "latency"],
-            "optimizer": ["adam", "adamw"], "tau_schedule": ["exp", "linear"],
-            "mixed_precision": ["float32", "mixed_float16", "mixed_bfloat16"]}
-
-_THREADS = {}  # Set by define().
+_KEEP = object()  # `define_field`: keep the field's default.
 _SOURCE = {}  # Set by define_run_source().
-_STRATEGY = {}  # Set by define_strategy().
 
 
-def _define(config_class, skip=()):
+def _fields(config_class, skip=(), only=None):
+  """(field, type) of the fields that become flags: nested configs never do."""
   hints = typing.get_type_hints(config_class)
   for field in dataclasses.fields(config_class):
-    name, default = field.name, field.default
-    if name in skip:
+    if (field.name in skip or (only is not None and field.name not in only)
+        or dataclasses.is_dataclass(hints[field.name])):
       continue
-    kind = hints[name]
-    if name in _CHOICES:
-      flags.DEFINE_enum(name, default, _CHOICES[name], _HELP[name])
-    elif kind is bool:
-      flags.DEFINE_bool(name, default, _HELP[name])
-    elif kind is int:
-      flags.DEFINE_integer(name, default, _HELP[name])
-    elif kind is float:
-      flags.DEFINE_float(name, default, _HELP[name])
-    elif kind is str:
-      flags.DEFINE_string(name, default, _HELP[name])
-    else:  # tuple[int, ...]
-      flags.DEFINE_multi_string(name, [str(v) for v in default], _HELP[name])
+    yield field, hints[field.name]
 
 
-def define():
-  """Defines one flag per config field (the vocabulary size excepted: the dataset decides)."""
-  _define(ModelConfig, skip=("vocab_size",))
-  _define(TrainConfig, skip=("model",))
-  _THREADS["inter"] = flags.DEFINE_integer(
-      "inter_op_threads", -1, "Ops TensorFlow runs at once (-1: auto, the CPU count without a "
-      "GPU; 0: TensorFlow's default).")
-  _THREADS["intra"] = flags.DEFINE_integer(
-      "intra_op_threads", -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's "
-      "default).")
+def define_field(config_class, name, default=_KEEP, help_note=""):
+  """Defines the flag of one field; `default` replaces the field's (None: unset)."""
+  field, kind = next(_fields(config_class, only=(name,)))
+  value = field.default if default is _KEEP else default
+  text = field.metadata["help"] + (f" {help_note}" if help_note else "")
+  if field.metadata.get("choices"):
+    flags.DEFINE_enum(name, value, list(field.metadata["choices"]), text)
+  elif kind is bool:
+    flags.DEFINE_bool(name, value, text)
+  elif kind is int:
+    flags.DEFINE_integer(name, value, text)
+  elif kind is float:
+    flags.DEFINE_float(name, value, text)
+  elif kind is str:
+    flags.DEFINE_string(name, value, text)
+  elif typing.get_args(kind)[0] is int:  # tuple[int, ...]
+    flags.DEFINE_multi_string(name, None if value is None else [str(v) for v in value], text)
+  else:  # tuple[str, ...]
+    flags.DEFINE_list(name, None if value is None else list(value), text)
+
+
+def define(config_class, skip=(), only=None):
+  """Defines one flag per field of `config_class` (but `skip`; only `only` if given)."""
+  for field, _ in _fields(config_class, skip, only):
+    define_field(config_class, field.name)
 
 
 def _ints(name, values):
@@ -130,27 +81,53 @@ def _ints(name, values):
   return tuple(result)
 
 
-def _read(config_class, skip=()):
+def read(config_class, skip=(), only=None):
+  """{field name: value} from the flags `define(config_class, skip, only)` defined."""
   values = {}
-  for field in dataclasses.fields(config_class):
-    if field.name in skip:
-      continue
+  for field, kind in _fields(config_class, skip, only):
     value = flags.FLAGS[field.name].value
-    if isinstance(value, list):
-      value = _ints(field.name, value)
+    if typing.get_origin(kind) is tuple and value is not None:
+      value = _ints(field.name, value) if typing.get_args(kind)[0] is int else tuple(value)
     values[field.name] = value
   return values
 
 
-def read():
+# --- what the training scripts share ----------------------------------------------------------
+
+
+def define_training():
+  """The flags of scripts that train: every ModelConfig (but vocab_size, which the dataset
+  decides), TrainConfig and RuntimeConfig field."""
+  define(ModelConfig, skip=("vocab_size",))
+  define(TrainConfig)
+  define(RuntimeConfig)
+
+
+def training_config():
   """The validated TrainConfig the flags give (vocab_size is the dataset's at training)."""
-  model = ModelConfig(**_read(ModelConfig, skip=("vocab_size",)))
-  return TrainConfig(model=model, **_read(TrainConfig, skip=("model",))).validate()
+  model = ModelConfig(**read(ModelConfig, skip=("vocab_size",)))
+  return TrainConfig(model=model, **read(TrainConfig)).validate()
 
 
-def configure_threads():
-  """Applies --inter_op_threads and --intra_op_threads (after TensorFlow's import)."""
-  cli.configure_threads(_THREADS["inter"].value, _THREADS["intra"].value)
+def runtime_config():
+  """The validated RuntimeConfig the flags give."""
+  return RuntimeConfig(**read(RuntimeConfig)).validate()
+
+
+def configure_threads(runtime):
+  """Applies the runtime's thread pools (after TensorFlow's import, before it runs)."""
+  cli.configure_threads(runtime.inter_op_threads, runtime.intra_op_threads)
+
+
+def strategy(runtime):
+  """The runtime's strategy (after TensorFlow's import, before it runs anything)."""
+  from par import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
+  if runtime.cpu_devices:
+    distribute.split_cpu(runtime.cpu_devices)
+  return distribute.make_strategy(runtime.strategy, runtime.tpu)
+
+
+# --- what the scripts that load a trained run share -------------------------------------------
 
 
 def define_run_source():
@@ -168,31 +145,3 @@ def run_source():
   if checkpoint and source != "checkpoint":
     raise cli.ParError("--checkpoint goes with --source=checkpoint")
   return source, checkpoint
-
-
-def define_strategy():
-  """--strategy, --tpu and --cpu_devices: where training runs (par/distribute.py)."""
-  _STRATEGY["strategy"] = flags.DEFINE_enum(
-      "strategy", "default", ["default", "one_device", "mirrored", "multi_worker", "tpu"],
-      "tf.distribute strategy: default (one device), one_device, mirrored (all local GPUs, "
-      "else the logical CPUs of --cpu_devices), multi_worker (the cluster in TF_CONFIG) or "
-      "tpu (--tpu).")
-  _STRATEGY["tpu"] = flags.DEFINE_string(
-      "tpu", "", "TPU address for --strategy=tpu, e.g. grpc://10.0.0.2:8470 ('': find the "
-      "Colab or Cloud TPU).")
-  _STRATEGY["cpu_devices"] = flags.DEFINE_integer(
-      "cpu_devices", 0, "Split the CPU into this many logical devices for "
-      "--strategy=mirrored (0: do not split), to run several replicas without accelerators.")
-
-
-def strategy():
-  """The strategy the flags ask for (after TensorFlow's import, before it runs anything)."""
-  name, tpu, cpus = (_STRATEGY[k].value for k in ("strategy", "tpu", "cpu_devices"))
-  if tpu and name != "tpu":
-    raise cli.ParError("--tpu goes with --strategy=tpu")
-  if cpus < 0 or (cpus and name != "mirrored"):
-    raise cli.ParError("--cpu_devices takes a positive count and goes with --strategy=mirrored")
-  from par import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
-  if cpus:
-    distribute.split_cpu(cpus)
-  return distribute.make_strategy(name, tpu)

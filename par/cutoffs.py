@@ -59,14 +59,8 @@ import dataclasses
 
 import numpy as np
 
+from par.config import tail_widths
 from par.errors import ParError
-
-
-def tail_widths(d_model, num_tails, proj_factor=4, proj_dims=()):
-  """Projection width of each tail: proj_dims, or d_model // proj_factor**(i+1), at least 1."""
-  if proj_dims:
-    return tuple(proj_dims)
-  return tuple(max(1, d_model // proj_factor ** (i + 1)) for i in range(num_tails))
 
 
 @dataclasses.dataclass(frozen=True)

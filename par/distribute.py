@@ -17,10 +17,9 @@ import os
 
 import tensorflow as tf
 
+from par.config import STRATEGIES
 from par.errors import ParError
 from par.model import Memory
-
-STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 def split_cpu(devices):

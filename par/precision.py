@@ -17,8 +17,6 @@ import contextlib
 import keras
 import tensorflow as tf
 
-POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-
 
 @contextlib.contextmanager
 def policy(name):

@@ -22,15 +22,15 @@ import time
 import numpy as np
 
 from par import architecture
+from par.config import BLOCK_KINDS
 
 DOMINANT = 0.5
-KINDS = "sfi"
 
 
 def flops_costs(model_config, seq_len, batch_size):
   """(c_s, c_f, c_i) from FLOPs per token, the dearer of s and f scaled to 1."""
   costs = architecture.block_costs(model_config, seq_len, batch_size)
-  return _normalise([costs[k].flops for k in KINDS])
+  return _normalise([costs[k].flops for k in BLOCK_KINDS])
 
 
 def measure_latency(model_config, batch_size, seq_len, repeats=20):
@@ -55,7 +55,7 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
       "i": tf.function(lambda: tf.identity(x)),
   }
   seconds = []
-  for kind in KINDS:
+  for kind in BLOCK_KINDS:
     runs[kind]().numpy()  # Build and trace.
     times = []
     for _ in range(repeats):

@@ -1,4 +1,4 @@
-"""Evaluates a trained run on any split: exact token- and word-level perplexity, as JSON.
+r"""Evaluates a trained run on any split: exact token- and word-level perplexity, as JSON.
 
   python scripts/evaluate.py --model_dir=runs/base_model --split=test
   python scripts/evaluate.py --model_dir=runs/tiny --source=export --eval_mem_len=256 \
@@ -15,17 +15,19 @@ from absl import flags
 
 from par import cli
 from par import config_flags
+from par.config import ModelConfig
+from par.config import TrainConfig
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer.")
-_EVAL_MEM_LEN = flags.DEFINE_integer(
-    "eval_mem_len", 0, "Memory length (0: the run's --eval_mem_len, else its --mem_len).")
+config_flags.define_field(TrainConfig, "eval_mem_len",
+                          help_note="Default: the run's --eval_mem_len, else its --mem_len.")
 _SEQ_LEN = flags.DEFINE_integer(
     "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous.")
-_EVAL_MODE = flags.DEFINE_enum(
-    "eval_mode", None, ["argmax", "expected"], "SuperNet evaluation mode (default: the run's).")
+config_flags.define_field(ModelConfig, "eval_mode", default=None,
+                          help_note="Default: the run's.")
 config_flags.define_run_source()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -33,7 +35,7 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _EVAL_MEM_LEN.value < 0 or _SEQ_LEN.value < 0:
+  if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0:
     raise cli.ParError("--eval_mem_len and --seq_len cannot be negative")
   config_flags.run_source()  # Checks it before the slow part.
   from par import records, runs  # pylint: disable=g-import-not-at-top
@@ -43,8 +45,8 @@ def main(argv):
   cli.import_tensorflow()
   cli.configure_threads()
   from par import evaluate  # pylint: disable=g-import-not-at-top (after the quiet import)
-  model, origin = runs.load_model(run, *config_flags.run_source(), _EVAL_MODE.value)
-  mem_len = _EVAL_MEM_LEN.value or run.eval_mem_len
+  model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
+  mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
   result, meta = evaluate.evaluate_split(model, data_dir, _SPLIT.value, mem_len,
                                          _SEQ_LEN.value, run.tokenizer_sha256)
   print(json.dumps(dict(

@@ -22,10 +22,10 @@ from absl import flags
 import numpy as np
 
 from par import cli
+from par import config_flags
 from par import cutoffs
 from par.config import ModelConfig
-
-_MODEL = ModelConfig()
+from par.config import tail_widths
 
 _FILENAME = flags.DEFINE_string(
     "filename", None, "Counts or probabilities, one per id, separated by spaces or newlines.")
@@ -45,13 +45,10 @@ _COST = flags.DEFINE_enum(
     "cost", "grave", ["grave", "simple"], "grave: FLOPs per token with the tails' projections "
     "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
     "mass, the reference implementation's objective.")
-_D_MODEL = flags.DEFINE_integer("d_model", _MODEL.d_model, "Model width (grave cost).")
-_PROJ_FACTOR = flags.DEFINE_integer(
-    "proj_factor", _MODEL.proj_factor,
-    "Tail i projects to d_model / proj_factor**(i+1) (grave cost).")
-_PROJ_DIMS = flags.DEFINE_list(
-    "proj_dims", [], "Explicit projection width per tail (grave cost); fixes the cluster "
-    "count at their number + 1.")
+# The model's shape (grave cost): the fields of par.config.ModelConfig. Explicit --proj_dims
+# fix the cluster count at their number + 1.
+config_flags.define(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 _OUTPUT = flags.DEFINE_string("output", None, "Write the cutoffs as a flagfile here.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
@@ -78,11 +75,8 @@ def read_values(path):
 def _model():
   if _COST.value == "simple":
     return cutoffs.simple_cost()
-  try:
-    dims = tuple(int(d) for d in _PROJ_DIMS.value)
-  except ValueError:
-    raise cli.ParError(f"--proj_dims takes integers, got {_PROJ_DIMS.value}") from None
-  return cutoffs.grave_cost(_D_MODEL.value, _PROJ_FACTOR.value, dims)
+  shape = config_flags.read(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
+  return cutoffs.grave_cost(shape["d_model"], shape["proj_factor"], shape["proj_dims"])
 
 
 def _clusters(model):
@@ -101,7 +95,7 @@ def _describe(counts, solution, model):
   bounds = (0,) + solution.cutoffs + (counts.size,)
   lines = [f"head: ids [0, {bounds[1]}) + {len(solution.cutoffs)} cluster entries, "
            f"{counts[:bounds[1]].sum() / total:.1%} of tokens"]
-  widths = (cutoffs.tail_widths(model.d_model, len(solution.cutoffs), model.proj_factor,
+  widths = (tail_widths(model.d_model, len(solution.cutoffs), model.proj_factor,
                                 model.proj_dims) if model.name == "grave" else ())
   for i in range(len(solution.cutoffs)):
     width = f", width {widths[i]}" if widths else ""

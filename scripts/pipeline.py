@@ -22,8 +22,7 @@ _RATIO = flags.DEFINE_float(
     "ratio", 0.0, "Blocks per attention block for the rule-based pattern (0: as many as the "
     "argmax pattern has).")
 
-config_flags.define()
-config_flags.define_strategy()
+config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
@@ -32,12 +31,13 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _RATIO.value < 0:
     raise cli.ParError(f"--ratio must be 0 (from the search) or more, got {_RATIO.value}")
-  config = config_flags.read()
+  config = config_flags.training_config()
+  runtime = config_flags.runtime_config()
   if config.model.architecture:
     raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
   cli.import_tensorflow()
-  config_flags.configure_threads()
-  strategy = config_flags.strategy()
+  config_flags.configure_threads(runtime)
+  strategy = config_flags.strategy(runtime)
   from par import pipeline  # pylint: disable=g-import-not-at-top (after the quiet import)
   rows = pipeline.run_pipeline(config, _WORK_DIR.value, _RATIO.value, strategy)
   print(pipeline.markdown(rows), end="")

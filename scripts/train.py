@@ -4,8 +4,8 @@
   python scripts/train.py --flagfile=configs/tiny.flags --model_dir=runs/tiny
 
 Running the same command again resumes from the last checkpoint in --model_dir, under any
---strategy. Every flag below but --strategy, --tpu and --cpu_devices sets the field of the same
-name in par.config.ModelConfig or TrainConfig.
+--strategy. Every flag below but --model_dir and --print_config sets the field of the same
+name in par.config.ModelConfig, TrainConfig or RuntimeConfig, where each is described once.
 """
 
 from absl import flags
@@ -18,23 +18,23 @@ _PRINT_CONFIG = flags.DEFINE_bool(
     "print_config", False, "Print the configuration the flags give, as JSON, and exit "
     "(the vocabulary size is the dataset's at training time).")
 
-config_flags.define()
-config_flags.define_strategy()
+config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = config_flags.read()
+  config = config_flags.training_config()
+  runtime = config_flags.runtime_config()
   if _PRINT_CONFIG.value:
     print(config.to_json())
     return
   if not _MODEL_DIR.value:
     raise cli.ParError("--model_dir is required")
   cli.import_tensorflow()
-  config_flags.configure_threads()
-  strategy = config_flags.strategy()
+  config_flags.configure_threads(runtime)
+  strategy = config_flags.strategy(runtime)
   from par import train  # pylint: disable=g-import-not-at-top (after the quiet import)
   results = train.train_and_evaluate(config, _MODEL_DIR.value, strategy)
   for split in ("valid", "test"):

@@ -1,11 +1,54 @@
-"""Each flagfile in configs/ keeps the promise its opening comment makes."""
+"""Settings have one source (the config fields) that every script's flags come from, and each
+flagfile in configs/ keeps the promise its opening comment makes."""
 
+import dataclasses
 import json
 import re
 
 import pytest
 
 from helpers import ROOT, run_script
+from par.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+
+SCRIPT_SETTINGS = {  # script: the config fields it takes as flags
+    "scripts/train.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()), (RuntimeConfig, ())],
+    "scripts/pipeline.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()),
+                            (RuntimeConfig, ())],
+    "scripts/build_data.py": [(DataConfig, ())],
+}
+
+
+def _flag_help(help_text):
+  """{flag: its help, joined across lines} from absl's --help output."""
+  flags, name = {}, None
+  for line in help_text.splitlines():
+    match = re.match(r"  --(?:\[no\])?(\w+):(.*)", line)
+    if match:
+      name = match[1]
+      flags[name] = match[2].strip()
+    elif name and line.startswith("    ") and not line.strip().startswith("(default"):
+      flags[name] += " " + line.strip()
+  return flags
+
+
+@pytest.mark.parametrize("script", list(SCRIPT_SETTINGS))
+def test_every_setting_is_a_flag_with_the_fields_help_and_choices(script):
+  result = run_script(script, "--help")  # (absl exits with status 1 after --help)
+  flags = _flag_help(result.stdout + result.stderr)
+  assert flags, result.stdout + result.stderr
+  for config_class, skip in SCRIPT_SETTINGS[script]:
+    for field in dataclasses.fields(config_class):
+      if field.name in skip or field.name == "model":
+        continue
+      help_text = field.metadata["help"]
+      assert help_text, f"{config_class.__name__}.{field.name} has no help"
+      shown = flags[field.name]
+      choices = field.metadata.get("choices")
+      if choices:
+        assert shown.startswith(f"<{'|'.join(choices)}>: ")
+        shown = shown.split(": ", 1)[1]
+      # absl wraps at 80 columns and may break a line inside a long word: compare words.
+      assert "".join(shown.split()).startswith("".join(help_text.split())), field.name
 
 
 @pytest.mark.slow
