@@ -1,10 +1,18 @@
-"""The blocks of a PAR network: attention, feed-forward, and the stochastic mixture of both
-with identity that the search trains (Mandava et al. 2020).
+"""The blocks of a PAR network: attention, feed-forward, identity, and the stochastic mixture
+of the three that the search trains (Mandava et al. 2020).
 
 Post-norm residual blocks, as in Transformer-XL:
   attention     x -> LayerNorm(x + Dropout(RelativeAttention(x, memory)))
   feed-forward  x -> LayerNorm(x + Dropout(W2 · Dropout(ReLU(W1 x + b1)) + b2))
   identity      x -> x
+
+One interface: every block is called as
+
+  output, memory = block(x, memory, positions, mask, u=, v=, tau=, seed=, training=)
+
+and returns its next memory entry (par/memory.py): the last M inputs for blocks that attend,
+the `()` it was given for the others, which ignore the attention and sampling arguments.
+`make_block(kind, ...)` builds any of them from its pattern letter ("?" for stochastic).
 
 A stochastic block holds one attention and one feed-forward block and three architecture
 logits α (attention, feed-forward, identity). Its output is Σ_k w_k · branch_k(x), with w drawn
@@ -23,6 +31,7 @@ import keras
 import tensorflow as tf
 
 from par import attention
+from par import memory as memory_lib
 from par.dropout import Dropout
 from par.config import BLOCK_KINDS
 from par.config import EVAL_MODES
@@ -92,7 +101,10 @@ class AttentionBlock(keras.layers.Layer):
     self.norm.build([None, None, self.d_model])
     self.built = True
 
-  def call(self, x, memory, positions, mask, u=None, v=None, training=False):
+  def call(self, x, memory, positions, mask, u=None, v=None, tau=None, seed=None,
+           training=False):
+    """Returns (output [B, T, D], next memory [B, M, D]); tau and seed are not used."""
+    del tau, seed
     attended = self.attention(x, memory, positions, mask, u=u, v=v, training=training)
     output = self.norm(x + self.output_dropout(attended, training=training))
     return output, attention.cache_memory(memory, x)
@@ -124,13 +136,27 @@ class FeedForwardBlock(keras.layers.Layer):
     self.norm.build([None, None, self.d_model])
     self.built = True
 
-  def call(self, x, training=False):
+  def call(self, x, memory=memory_lib.NONE, positions=None, mask=None, u=None, v=None,
+           tau=None, seed=None, training=False):
+    """Returns (output [B, T, D], memory unchanged); only x and training are used."""
+    del positions, mask, u, v, tau, seed
     hidden = self.inner_dropout(self.inner(x), training=training)
-    return self.norm(x + self.output_dropout(self.outer(hidden), training=training))
+    return self.norm(x + self.output_dropout(self.outer(hidden), training=training)), memory
 
   def get_config(self):
     return dict(super().get_config(), d_model=self.d_model, d_ffn=self.d_ffn,
                 dropout=self.dropout)
+
+
+@keras.saving.register_keras_serializable(package="par")
+class IdentityBlock(keras.layers.Layer):
+  """x -> x: the block that skips."""
+
+  def call(self, x, memory=memory_lib.NONE, positions=None, mask=None, u=None, v=None,
+           tau=None, seed=None, training=False):
+    """Returns (x, memory unchanged)."""
+    del positions, mask, u, v, tau, seed, training
+    return x, memory
 
 
 @keras.saving.register_keras_serializable(package="par")
@@ -188,7 +214,7 @@ class StochasticBlock(keras.layers.Layer):
     branches = (
         lambda: self.attention_block(x, memory, positions, mask, u=u, v=v,
                                      training=training)[0],
-        lambda: self.feed_forward_block(x, training=training),
+        lambda: self.feed_forward_block(x, training=training)[0],
         lambda: x,
     )
     if mode in ("single_path", "argmax"):
@@ -205,3 +231,32 @@ class StochasticBlock(keras.layers.Layer):
                 d_head=self.d_head, d_ffn=self.d_ffn, dropout=self.dropout,
                 dropatt=self.dropatt, own_bias=self.own_bias, sampling=self.sampling,
                 eval_mode=self.eval_mode)
+
+
+KEEPS_MEMORY = "s?"  # The kinds of block that attend, hence keep memory.
+
+
+def make_block(kind, config, own_bias, name):
+  """The block of one pattern letter: "s", "f", "i", or "?" (stochastic), built.
+
+  Args:
+    kind: the letter.
+    config: a `par.config.ModelConfig`.
+    own_bias: whether attention layers hold their own u, v (else the model passes shared ones).
+    name: the layer's name (the model uses "block<k>", which its saved weights are keyed by).
+  """
+  c = config
+  if kind == "?":
+    block = StochasticBlock(c.d_model, c.n_heads, c.head_width, c.d_ffn, c.dropout, c.dropatt,
+                            own_bias, c.sampling, c.eval_mode, name=name)
+  elif kind == "s":
+    block = AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, own_bias,
+                           name=name)
+  elif kind == "f":
+    block = FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, name=name)
+  elif kind == "i":
+    block = IdentityBlock(name=name)
+  else:
+    raise ValueError(f"unknown block kind {kind!r}")
+  block.build([None, None, c.d_model])
+  return block

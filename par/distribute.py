@@ -19,7 +19,6 @@ import tensorflow as tf
 
 from par.config import STRATEGIES
 from par.errors import ParError
-from par.model import Memory
 
 
 def split_cpu(devices):
@@ -163,8 +162,8 @@ def scatter_memory(strategy, memory):
 
   def local(context):
     r = context.replica_id_in_sync_group
-    states = tuple(tf.split(s, replicas, axis=0)[r] for s in memory.states)
-    return Memory(states, tf.identity(memory.length))
+    return memory.with_tensors([tf.split(s, replicas, axis=0)[r] for s in memory.tensors],
+                               tf.identity(memory.length))
 
   return strategy.experimental_distribute_values_from_function(local)
 
@@ -173,5 +172,5 @@ def gather_memory(strategy, memory):
   """The memory of all lanes, in lane order, from the per-replica memories."""
   if strategy.num_replicas_in_sync == 1:
     return strategy.experimental_local_results(memory)[0]
-  states = tuple(strategy.gather(s, axis=0) for s in memory.states)
-  return Memory(states, strategy.experimental_local_results(memory.length)[0])
+  return memory.with_tensors([strategy.gather(s, axis=0) for s in memory.tensors],
+                             strategy.experimental_local_results(memory.length)[0])

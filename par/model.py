@@ -3,17 +3,14 @@
 tokens [B, T] -> embedding · sqrt(D) -> dropout -> blocks -> dropout -> hidden [B, T, D]
 hidden -> adaptive softmax -> log-probabilities, or (summed NLL, token count) against targets
 
-Memory is explicit state: `Memory(states, length)` holds one [B, M, D] tensor per block that
-attends (every block of the SuperNet; the "s" blocks of a fixed pattern) and how many of the
-M slots hold real states. A fresh memory (`initial_memory`) is all zeros with length 0; after
-each segment the length grows by T up to M. Shapes never change, so one traced function
-serves the first segment and every later one. Evaluation may use a longer memory than
-training: M is read from the memory passed in.
+Memory is explicit state (par/memory.py): one entry per block, [B, M, D] where the block
+attends, passed in and returned by every block. A fresh memory (`initial_memory`) is all
+zeros with length 0. Evaluation may use a longer memory than training: M is read from the
+memory passed in.
 """
 
 import dataclasses
 import math
-from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -22,16 +19,11 @@ import tensorflow as tf
 from par import architecture
 from par import attention
 from par import blocks
-from par.dropout import Dropout
+from par import memory as memory_lib
 from par.adaptive_softmax import AdaptiveSoftmax
 from par.config import ModelConfig
-
-
-class Memory(NamedTuple):
-  """Hidden states carried from one segment to the next."""
-
-  states: tuple  # [B, M, D] per attending block, in block order
-  length: tf.Tensor  # int32 scalar: how many of the last M slots are real states
+from par.dropout import Dropout
+from par.memory import Memory
 
 
 @keras.saving.register_keras_serializable(package="par")
@@ -66,22 +58,8 @@ class ParModel(keras.Model):
                                         initializer=bias_init)
       self.rel_bias_v = self.add_weight(name="rel_bias_v", shape=[c.n_heads, c.head_width],
                                         initializer=bias_init)
-    built_blocks = []
-    for k, kind in enumerate(c.architecture or "?" * c.n_blocks):
-      if kind == "?":
-        block = blocks.StochasticBlock(c.d_model, c.n_heads, c.head_width, c.d_ffn, c.dropout,
-                                       c.dropatt, not shared_bias, c.sampling, c.eval_mode,
-                                       name=f"block{k}")
-      elif kind == "s":
-        block = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout,
-                                      c.dropatt, not shared_bias, name=f"block{k}")
-      elif kind == "f":
-        block = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, name=f"block{k}")
-      else:
-        block = keras.layers.Identity(name=f"block{k}")
-      block.build([None, None, c.d_model])
-      built_blocks.append(block)
-    self.blocks = built_blocks
+    self.blocks = [blocks.make_block(kind, c, not shared_bias, f"block{k}")
+                   for k, kind in enumerate(self.kinds)]
     self.input_dropout = Dropout(c.dropout)
     self.position_dropout = Dropout(c.dropout)
     self.output_dropout = Dropout(c.dropout)
@@ -96,17 +74,20 @@ class ParModel(keras.Model):
     return not self.config.untie_rel_bias and bool(self.attending_blocks)
 
   @property
+  def kinds(self):
+    """One letter per block: the fixed pattern, or "?" (stochastic) for every SuperNet block."""
+    return self.config.architecture or "?" * self.config.n_blocks
+
+  @property
   def attending_blocks(self):
     """Indices of the blocks that attend, hence carry memory."""
-    kinds = self.config.architecture or "?" * self.config.n_blocks
-    return tuple(k for k, kind in enumerate(kinds) if kind in "s?")
+    return tuple(k for k, kind in enumerate(self.kinds) if kind in blocks.KEEPS_MEMORY)
 
   def initial_memory(self, batch_size, mem_len=None):
-    """An empty memory: zeros [B, M, D] per attending block, length 0."""
+    """An empty memory: zeros [B, M, D] for each attending block, length 0."""
     mem_len = self.config.mem_len if mem_len is None else mem_len
-    states = tuple(tf.zeros([batch_size, mem_len, self.config.d_model], self.compute_dtype)
-                   for _ in self.attending_blocks)
-    return Memory(states, tf.constant(0, tf.int32))
+    return memory_lib.empty([kind in blocks.KEEPS_MEMORY for kind in self.kinds], batch_size,
+                            mem_len, self.config.d_model, self.compute_dtype)
 
   def call(self, tokens, memory=None, tau=1.0, seed=None, training=False):
     """Hidden states and the next memory.
@@ -126,7 +107,7 @@ class ParModel(keras.Model):
     if memory is None:
       memory = self.initial_memory(tf.shape(tokens)[0])
     seg_len = tf.shape(tokens)[1]
-    mem_len = memory.states[0].shape[1] if memory.states else 0
+    mem_len = memory.mem_len
     x = self.embedding(tokens) * math.sqrt(c.d_model)
     x = self.input_dropout(x, training=training)
     positions = attention.relative_positions(mem_len + seg_len, c.d_model, c.clamp_len)
@@ -135,19 +116,13 @@ class ParModel(keras.Model):
     u = v = None
     if self.has_shared_bias:
       u, v = self.rel_bias_u, self.rel_bias_v
-    states = iter(memory.states)
     new_states = []
-    for k, block in enumerate(self.blocks):
-      if isinstance(block, blocks.StochasticBlock):
-        block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
-        x, state = block(x, next(states), positions, mask, u=u, v=v, tau=tau, seed=block_seed,
-                         training=training)
-        new_states.append(state)
-      elif isinstance(block, blocks.AttentionBlock):
-        x, state = block(x, next(states), positions, mask, u=u, v=v, training=training)
-        new_states.append(state)
-      elif isinstance(block, blocks.FeedForwardBlock):
-        x = block(x, training=training)
+    for k, (block, state) in enumerate(zip(self.blocks, memory.states)):
+      # Each block folds its index into the seed: its own Gumbel noise (stochastic blocks).
+      block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
+      x, state = block(x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed,
+                       training=training)
+      new_states.append(state)
     hidden = self.output_dropout(x, training=training)
     length = tf.minimum(memory.length + seg_len, mem_len)
     return hidden, Memory(tuple(new_states), length)

@@ -51,7 +51,7 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
   feed = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout)
   runs = {
       "s": tf.function(lambda: attend(x, memory, positions, mask, training=False)[0]),
-      "f": tf.function(lambda: feed(x, training=False)),
+      "f": tf.function(lambda: feed(x, training=False)[0]),
       "i": tf.function(lambda: tf.identity(x)),
   }
   seconds = []

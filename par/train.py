@@ -54,7 +54,7 @@ from par.config import BLOCK_KINDS
 from par.config import TrainConfig
 from par.errors import Interrupted
 from par.errors import ParError
-from par.model import Memory
+from par import memory as memory_lib
 from par.model import ParModel
 
 _NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
@@ -69,18 +69,19 @@ class TrainState(tf.Module):
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
+    self.keeps = memory.keeps  # The layout; only the attending blocks' states are saved.
     self.memory_states = [tf.Variable(s, trainable=False, name=f"memory{k}")
-                          for k, s in enumerate(memory.states)]
+                          for k, s in enumerate(memory.tensors)]
     self.memory_length = tf.Variable(memory.length, trainable=False, name="memory_length")
 
   def save_memory(self, memory):
-    for variable, value in zip(self.memory_states, memory.states):
+    for variable, value in zip(self.memory_states, memory.tensors):
       variable.assign(value)
     self.memory_length.assign(memory.length)
 
   def memory(self):
-    return Memory(tuple(v.read_value() for v in self.memory_states),
-                  self.memory_length.read_value())
+    return memory_lib.assemble(self.keeps, [v.read_value() for v in self.memory_states],
+                               self.memory_length.read_value())
 
 
 def _write_json(path, value):

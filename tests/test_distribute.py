@@ -158,7 +158,8 @@ _MIRRORED = textwrap.dedent("""
     from par import distribute, records, train
     from par.config import ModelConfig, TrainConfig
     from par.dropout import Dropout
-    from par.model import Memory, ParModel
+    from par.memory import Memory
+    from par.model import ParModel
 
     data_dir, out = sys.argv[1], sys.argv[2]
     distribute.split_cpu(2)
@@ -178,7 +179,7 @@ _MIRRORED = textwrap.dedent("""
     report["lanes"] = len(same) == 24 and all(same)
 
     # Memories: scatter then gather gives back every lane in order.
-    memory = Memory((tf.reshape(tf.range(4 * 3 * 2, dtype=tf.float32), [4, 3, 2]),),
+    memory = Memory((tf.reshape(tf.range(4 * 3 * 2, dtype=tf.float32), [4, 3, 2]), ()),
                     tf.constant(3))
     back = distribute.gather_memory(mirrored, distribute.scatter_memory(mirrored, memory))
     report["memory"] = bool(np.array_equal(back.states[0].numpy(), memory.states[0].numpy())

@@ -74,11 +74,11 @@ def test_one_trace_serves_the_first_and_later_segments():
 def test_fixed_pattern_holds_only_what_it_needs():
   model = make(architecture="sfif")
   kinds = [type(b).__name__ for b in model.blocks]
-  assert kinds == ["AttentionBlock", "FeedForwardBlock", "Identity", "FeedForwardBlock"]
-  assert model.attending_blocks == (0,) and len(model.initial_memory(2).states) == 1
+  assert kinds == ["AttentionBlock", "FeedForwardBlock", "IdentityBlock", "FeedForwardBlock"]
+  assert model.attending_blocks == (0,) and len(model.initial_memory(2).tensors) == 1
   assert model.architecture_variables() == [] and model.derived_pattern() == "sfif"
   no_attention = make(architecture="ffii")
-  assert not hasattr(no_attention, "rel_bias_u") and no_attention.initial_memory(2).states == ()
+  assert not hasattr(no_attention, "rel_bias_u") and no_attention.initial_memory(2).tensors == ()
   hidden, _ = no_attention(tokens([2, 7]))
   assert hidden.shape == (2, 7, 24)
 
@@ -94,8 +94,8 @@ def test_supernet_initialises_a_fixed_model_from_its_weights(pattern):
   x = tokens([2, 7], 3)
   memory = supernet.initial_memory(2)
   _, memory = supernet(x, memory=memory)  # A memory with states in it.
-  fixed_memory = type(memory)(tuple(memory.states[k] for k in fixed.attending_blocks),
-                              memory.length)
+  fixed_memory = fixed.initial_memory(2).with_tensors(
+      [memory.states[k] for k in fixed.attending_blocks], memory.length)
   expected, _ = supernet(x, memory=memory)  # eval_mode argmax: the derived architecture
   got, _ = fixed(x, memory=fixed_memory)
   np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
@@ -165,7 +165,7 @@ def test_mixed_precision_is_close_to_float32(policy):
   finally:
     keras.mixed_precision.set_global_policy("float32")
   assert hidden.dtype == tf.as_dtype(policy.split("_")[1]) and total.dtype == tf.float32
-  assert memory.states[0].dtype == hidden.dtype
+  assert memory.tensors[0].dtype == hidden.dtype
   assert np.isfinite(total.numpy())
   np.testing.assert_allclose(total.numpy(), expected, rtol=0.02)
 
