@@ -14,6 +14,7 @@ import math
 
 import tensorflow as tf
 
+from par import distribute
 from par import records
 
 
@@ -82,6 +83,39 @@ class Evaluator:
     """
     total, count = self._run(dataset, batch_size)
     return Result(float(total), int(count), int(words))
+
+
+class SplitEvaluator:
+  """Evaluates the splits of one dataset during training, never the same weights twice.
+
+  Each replica scores its own lanes (`distribute.lanes`); a split asked for again at the step
+  it was last evaluated at gets the result it had (an epoch end that is also the last step).
+
+  Args:
+    model: the ParModel being trained.
+    data_dir, meta: the dataset and its `records.DatasetMeta`.
+    mem_len: the evaluation memory length.
+    strategy: the training's strategy.
+  """
+
+  def __init__(self, model, data_dir, meta, mem_len, strategy):
+    self.data_dir = data_dir
+    self.meta = meta
+    self.strategy = strategy
+    self.evaluator = Evaluator(model, mem_len, strategy)
+    self._last = {}  # split -> (step, Result)
+
+  def __call__(self, split, step):
+    """(the split's `Result` at `step`, whether it was computed now rather than reused)."""
+    if split in self._last and self._last[split][0] == step:
+      return self._last[split][1], False
+    dataset = distribute.lanes(
+        self.strategy, lambda: records.load_dataset(self.data_dir, split).prefetch(2),
+        self.meta.batch_size)
+    lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
+    result = self.evaluator(dataset, lanes, self.meta.splits[split].words)
+    self._last[split] = (step, result)
+    return result, True
 
 
 def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=None):

@@ -1,4 +1,5 @@
-"""A run directory: its files, and loading its model for evaluation and generation.
+"""A run directory: its files, written (by training) and read (by evaluation, generation and
+the pipeline). Nothing else writes into it.
 
   config.json        the resolved TrainConfig and the identity of the dataset it trains on
   spm.model          a copy of that dataset's tokenizer (generation needs no dataset)
@@ -12,14 +13,20 @@
   results.json       final valid and test metrics
   export/model.keras the final model (Keras format, no pickle)
 
+Files are written whole or not at all: JSON and the export go to a temporary name that is
+renamed into place, so a reader never sees half a file and a crash leaves the old one.
+
 Models load from a checkpoint (variables only; the architecture comes from config.json) or
 from the Keras export (`safe_mode`, so nothing in it can run code). Neither uses pickle.
 """
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
+from par import records
 from par import tokenizer
 from par.config import TrainConfig
 from par.errors import ParError
@@ -49,6 +56,86 @@ class Run:
   @property
   def eval_mem_len(self):
     return self.config.eval_mem_len or self.config.model.mem_len
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def write_json(path, value):
+  """Writes JSON atomically: a reader never sees half a file."""
+  path = Path(path)
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text(json.dumps(value, indent=2) + "\n")
+  os.replace(temporary, path)
+
+
+def read_json(path):
+  return json.loads(Path(path).read_text())
+
+
+def dataset_summary(meta):
+  """What identifies the dataset a run trains on (kept in config.json)."""
+  return {"tokenizer_sha256": meta.tokenizer_sha256, "batch_size": meta.batch_size,
+          "seq_len": meta.seq_len, "train_records": meta.splits["train"].records}
+
+
+def prepare(model_dir, config, meta, write=True):
+  """Creates model_dir, or checks that it holds this very run; writes config.json and a copy
+  of the dataset's tokenizer (so that generation needs no dataset).
+
+  Args:
+    model_dir: the run directory.
+    config: the resolved `TrainConfig` (vocabulary size from the dataset).
+    meta: the dataset's `records.DatasetMeta`.
+    write: False only checks (workers other than the chief).
+
+  Raises:
+    ParError: model_dir holds a run with other settings or another dataset.
+  """
+  model_dir = Path(model_dir)
+  path = model_dir / CONFIG_FILE
+  dataset = dataset_summary(meta)
+  if path.is_file() and (model_dir / CHECKPOINT_DIR).is_dir():
+    try:
+      saved = json.loads(path.read_text())
+      previous = TrainConfig.from_dict(saved["config"])
+    except (ValueError, KeyError, TypeError, ParError):
+      raise ParError(f"{path} is not a config this version of par wrote") from None
+    changed = [f.name for f in dataclasses.fields(TrainConfig)
+               if f.name not in TrainConfig.RESUMABLE_CHANGES and f.name != "data_dir"
+               and getattr(previous, f.name) != getattr(config, f.name)]
+    if changed or saved.get("dataset") != dataset:
+      what = ", ".join(changed) if changed else "the dataset"
+      raise ParError(f"{model_dir} holds a run with other settings ({what}); resume it with "
+                     "the same flags, or choose another --model_dir")
+  if not write:
+    return
+  model_dir.mkdir(parents=True, exist_ok=True)
+  write_json(path, {"config": config.to_dict(), "dataset": dataset})
+  partial = model_dir / (TOKENIZER_FILE + ".partial")
+  shutil.copyfile(Path(config.data_dir) / records.TOKENIZER_FILE, partial)
+  os.replace(partial, model_dir / TOKENIZER_FILE)
+
+
+def load_history(model_dir, step):
+  """The architecture history of architecture.json up to `step` (a resumed run's past)."""
+  path = Path(model_dir) / ARCHITECTURE_FILE
+  if not path.is_file():
+    return []
+  history = json.loads(path.read_text()).get("history", [])
+  return [h for h in history if h["step"] <= step]  # Drop what came after the checkpoint.
+
+
+def export(model, model_dir):
+  """Saves the model as export/model.keras, whole or not at all."""
+  path = Path(model_dir) / EXPORT_FILE
+  path.parent.mkdir(exist_ok=True)
+  partial = path.with_name("model.partial.keras")
+  model.save(partial)
+  os.replace(partial, path)
+
+
+# --- reading -----------------------------------------------------------------------------------
 
 
 def read_run(model_dir):

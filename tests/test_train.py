@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from helpers import ROOT, counting_dataset, error_line, run_script
+from par import host
 from par import records
 from par import train
 from par.config import ModelConfig, TrainConfig
@@ -298,7 +299,7 @@ def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():
   handler = SignalsOnce()
   logging.get_absl_logger().addHandler(handler)
   try:
-    with train._StopSignals() as stop:
+    with host.StopSignals() as stop:
       logging.warning("a step's log line")
     assert stop.received == signal.SIGTERM
     assert handler.deepest == 1

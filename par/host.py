@@ -1,0 +1,113 @@
+"""Host plumbing of a training run: the log file, the stop signals and the progress bar.
+
+None of this touches TensorFlow. The trainer enters `LogFile` and `StopSignals` around the
+run; the reporter (par/report.py) draws the `Progress` bar.
+"""
+
+import logging as std_logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from absl import logging
+
+import par
+from par.errors import Interrupted
+
+# The project: par/ and scripts/. Only their INFO lines go to the log.
+PACKAGE_ROOT = Path(par.__file__).resolve().parents[1]
+
+
+def only_our_info(record):
+  """Keeps warnings and errors from everyone, INFO only from par and its scripts.
+
+  Libraries that log through absl (TensorFlow's checkpoint saver, matplotlib's GIF writer)
+  would otherwise fill the log with a line per save.
+  """
+  if record.levelno >= std_logging.WARNING:
+    return True
+  path = Path(record.pathname).resolve()
+  return PACKAGE_ROOT in path.parents
+
+
+class LogFile:
+  """Copies absl logging to model_dir/training.log while training runs."""
+
+  def __init__(self, path):
+    self.handler = std_logging.FileHandler(path)
+    self.handler.setFormatter(logging.PythonFormatter())
+
+  def __enter__(self):
+    # Outside absl.app.run the verbosity is WARNING; the log is meant to hold INFO.
+    self.verbosity = logging.get_verbosity()
+    logging.set_verbosity(max(self.verbosity, logging.INFO))
+    logging.get_absl_logger().addHandler(self.handler)
+    self.handler.addFilter(only_our_info)
+    logging.get_absl_handler().addFilter(only_our_info)
+    return self
+
+  def __exit__(self, *exc):
+    logging.get_absl_handler().removeFilter(only_our_info)
+    logging.get_absl_logger().removeHandler(self.handler)
+    logging.set_verbosity(self.verbosity)
+    self.handler.close()
+
+
+class StopSignals:
+  """SIGINT and SIGTERM ask the loop to save and stop; a second one stops at once."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    # Python runs this between two bytecodes of the main thread, which may be inside a log
+    # handler's flush: logging from here re-enters that stream ("reentrant call" errors).
+    # The loop logs when it sees `received`; the user gets an unbuffered line now.
+    del frame
+    if self.received is not None:
+      raise Interrupted(signum)
+    self.received = signum
+    os.write(2, f"signal {signum}: saving a checkpoint, then stopping "
+                "(again to stop now)\n".encode())
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+
+class Progress:
+  """A one-line progress bar with ETA and tokens/s when stderr is a terminal."""
+
+  def __init__(self, total_steps, start_step, enabled=True):
+    self.total = total_steps
+    self.start_step = start_step
+    self.start = time.perf_counter()
+    self.enabled = enabled and sys.stderr.isatty()
+
+  def update(self, step, tokens_per_second, loss):
+    if not self.enabled:
+      return
+    elapsed = time.perf_counter() - self.start
+    done = step - self.start_step
+    eta = elapsed / done * (self.total - step) if done else float("nan")
+    width = 24
+    filled = int(width * step / self.total)
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
+                     f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | ETA {eta_text} ")
+    sys.stderr.flush()
+
+  def close(self):
+    if self.enabled:
+      sys.stderr.write("\n")

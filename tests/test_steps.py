@@ -1,0 +1,164 @@
+"""The pieces train_and_evaluate wires together, each alone: the compiled step and loop
+(without a run directory), the step boundaries, the interval meter and the run's plan."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import counting_dataset
+from par import boundaries
+from par import records
+from par import report
+from par import steps
+from par import train
+from par.config import ModelConfig, TrainConfig
+from par.errors import ParError
+from par.model import ParModel
+
+MODEL = ModelConfig(vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4,
+                    cutoffs=(20,), dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return counting_dataset(tmp_path_factory.mktemp("data"))
+
+
+def make_loop(config, total_steps=20):
+  """A StepLoop on a fresh model, built as train_and_evaluate builds it, on one device."""
+  keras.utils.set_random_seed(config.seed)
+  model = ParModel(config.model)
+  model.build()
+  optimizers = steps.make_optimizers(config, total_steps, model.weight_variables())
+  optimizers[0].build(model.weight_variables())
+  optimizers[1].build(model.architecture_variables())
+  state = steps.TrainState(model.initial_memory(4))
+  return steps.StepLoop(model, optimizers, state, config, total_steps,
+                        tf.distribute.get_strategy())
+
+
+def weights(loop):
+  return [v.numpy().copy() for v in loop.model.variables]
+
+
+@pytest.mark.parametrize("architecture", ["", "sfs"])
+def test_one_call_of_n_steps_equals_n_calls_of_one(data_dir, architecture):
+  config = TrainConfig(model=dataclasses.replace(MODEL, architecture=architecture),
+                       data_dir=str(data_dir), train_steps=20, max_lr=3e-3, warmup_steps=2,
+                       arch_lr=0.05, seed=4)
+  whole, single = make_loop(config), make_loop(config)
+  dataset = records.load_dataset(data_dir, "train")
+  result = whole.run(iter(dataset), whole.model.initial_memory(4), tf.constant(4))
+  iterator, memory, nll, tokens = iter(dataset), single.model.initial_memory(4), 0.0, 0.0
+  for _ in range(4):
+    one = single.run(iterator, memory, tf.constant(1))
+    memory, nll, tokens = one.memory, nll + float(one.nll), tokens + float(one.tokens)
+  assert int(whole.state.step.numpy()) == int(single.state.step.numpy()) == 4
+  assert bool(result.finite) and float(result.nll) == pytest.approx(nll, rel=1e-6)
+  assert float(result.tokens) == tokens == 4 * 4 * 8
+  for a, b in zip(weights(whole), weights(single)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  for a, b in zip(result.memory.tensors, memory.tensors):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+  if not architecture:  # The search moved the architecture logits.
+    assert np.abs(whole.model.architecture_probabilities() - 1 / 3).max() > 1e-4
+
+
+def test_the_first_step_reports_the_loss_of_the_initial_weights(data_dir):
+  config = TrainConfig(model=dataclasses.replace(MODEL, architecture="sfs"),
+                       data_dir=str(data_dir), train_steps=20, max_lr=3e-3, warmup_steps=2)
+  loop = make_loop(config)
+  inputs, targets = next(iter(records.load_dataset(data_dir, "train")))
+  hidden, _ = loop.model(inputs, memory=loop.model.initial_memory(4))
+  log_probs = loop.model.log_probs(hidden).numpy()
+  expected = -np.take_along_axis(log_probs, targets.numpy()[..., None], -1).sum()
+  before = weights(loop)
+  result = loop.run(iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4),
+                    tf.constant(1))
+  assert float(result.nll) == pytest.approx(expected, rel=1e-5)
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(before, weights(loop)))  # It trained.
+
+
+def test_a_non_finite_loss_stops_the_loop_without_counting_the_step(data_dir):
+  config = TrainConfig(model=dataclasses.replace(MODEL, architecture="sfs"),
+                       data_dir=str(data_dir), train_steps=20)
+  loop = make_loop(config)
+  loop.model.embedding.embeddings.assign(tf.fill(loop.model.embedding.embeddings.shape, np.nan))
+  result = loop.run(iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4),
+                    tf.constant(3))
+  assert not bool(result.finite) and int(loop.state.step.numpy()) == 0
+  assert float(result.tokens) == 0
+
+
+def test_train_state_keeps_the_attending_blocks_memory_in_its_layout():
+  model = ParModel(dataclasses.replace(MODEL, architecture="fsi"))
+  model.build()
+  memory = model.initial_memory(2)
+  state = steps.TrainState(memory)
+  assert len(state.memory_states) == 1
+  filled = memory.with_tensors([tf.fill([2, 4, 16], 3.0)], tf.constant(4))
+  state.save_memory(filled)
+  back = state.memory()
+  assert back.states[0] == () and back.states[2] == () and int(back.length) == 4
+  np.testing.assert_array_equal(back.states[1].numpy(), filled.states[1].numpy())
+
+
+# --- boundaries ----------------------------------------------------------------------------------
+
+BOOKS = TrainConfig(steps_per_loop=50, log_every=100, eval_every=0, checkpoint_every=1000,
+                    plot_every=250)
+
+
+@pytest.mark.parametrize("step, position, expected", [
+    (0, 0, 50),  # steps_per_loop
+    (90, 90, 10),  # the next log
+    (240, 240, 10),  # the next plot (250) comes before the log at 300
+    (990, 990, 10),  # log and checkpoint at 1000
+    (1180, 80, 20),  # the epoch of 100 records ends (with a log) at 1200
+    (1995, 95, 5),  # the run ends at 2000
+])
+def test_the_loop_stops_at_the_next_boundary(step, position, expected):
+  steps_per_epoch = 100 if step == 1180 else 1000
+  assert boundaries.steps_to_next_stop(step, position, steps_per_epoch, 2000, BOOKS) == expected
+
+
+def test_what_is_due_at_a_step():
+  assert boundaries.due(100, False, 2000, BOOKS) == boundaries.Due(True, False, False, False)
+  assert boundaries.due(250, False, 2000, BOOKS) == boundaries.Due(False, True, False, False)
+  assert boundaries.due(1000, False, 2000, BOOKS) == boundaries.Due(True, True, False, True)
+  assert boundaries.due(130, True, 2000, BOOKS) == boundaries.Due(True, False, True, False)
+  assert boundaries.due(2000, False, 2000, BOOKS) == boundaries.Due(True, True, False, True)
+  never = dataclasses.replace(BOOKS, plot_every=0, eval_every=30)
+  assert boundaries.due(250, False, 2000, never) == boundaries.Due(False, False, False, False)
+  assert boundaries.due(90, False, 2000, never).evaluate
+
+
+# --- the meter and the plan ------------------------------------------------------------------------
+
+
+def loop_result(nll, tokens, norm=2.0, skipped=0.0):
+  return steps.LoopResult(None, nll, tokens, norm, skipped, True)
+
+
+def test_meter_sums_an_interval_and_times_all_but_the_first_call():
+  meter = report.Meter(tokens_per_step=100)
+  meter.add(loop_result(30.0, 10.0, norm=4.0), num_steps=2, seconds=9.0)  # traced: not timed
+  meter.add(loop_result(10.0, 10.0, norm=2.0, skipped=1.0), num_steps=2, seconds=1.0)
+  assert meter.loss == pytest.approx(2.0) and meter.speed == pytest.approx(400 / 10.0)
+  assert meter.mean_norm == pytest.approx(6.0 / 3)  # one of four steps skipped
+  assert meter.tokens_per_second == pytest.approx(200 / 1.0)
+  meter.next_interval()
+  assert meter.steps == 0 and meter.loss == 0 and meter.tokens_per_second == 200
+
+
+def test_plan_of_a_run(data_dir):
+  meta = records.load_meta(data_dir)
+  records_per_epoch = meta.splits["train"].records
+  plan = train.make_plan(TrainConfig(epochs=3), meta, replicas=2)
+  assert plan == train.Plan(records_per_epoch, 3 * records_per_epoch, 2, 2, 4 * 8)
+  assert train.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
+  with pytest.raises(ParError, match="does not split into 3 replicas"):
+    train.make_plan(TrainConfig(), meta, 3)
