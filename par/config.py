@@ -29,6 +29,12 @@ MODEL_TYPES = ("unigram", "bpe")
 REMAINDERS = ("pad", "drop")
 
 
+def argmax_pattern(probabilities):
+  """The most likely kind of each block as a pattern string ("sfsfii"), from [n_blocks, 3]
+  probabilities (columns s, f, i); a tie goes to the earlier column."""
+  return "".join(BLOCK_KINDS[row.index(max(row))] for row in map(list, probabilities))
+
+
 def setting(default, help, choices=None):  # pylint: disable=redefined-builtin
   """A config field with its help text and, if it takes one of a few names, their choices."""
   return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
@@ -250,7 +256,7 @@ class TrainConfig(_Settings):
   resource: str = setting(
       "none", "A resource term in the search's loss, resource_weight x the expected block "
       "cost, on the logits only: none, flops (FLOPs per token of each block kind) or latency "
-      "(forward time of each kind, measured when the run starts). See par/search.py.",
+      "(forward time of each kind, measured when the run starts). See par/resource.py.",
       RESOURCES)
   resource_weight: float = setting(
       0.0, "Weight of the resource term (the expected block cost lies in [0, 1]).")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from absl import logging
 
-from par import corpus
 from par import records
+from par import text as text_lib
 from par import tokenizer
 from par.errors import ParError
 
@@ -29,7 +29,7 @@ def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False
   """Builds a dataset directory (layout in `par.records`).
 
   Args:
-    input_path: a directory of split files (see `corpus.SPLIT_FILE_NAMES`) or one text file,
+    input_path: a directory of split files (see `text.SPLIT_FILE_NAMES`) or one text file,
       which becomes the train split.
     output_dir: the dataset directory to create.
     config: `par.config.DataConfig`.
@@ -42,7 +42,7 @@ def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False
   """
   config.validate()
   start = time.perf_counter()
-  files = corpus.find_split_files(input_path)
+  files = text_lib.find_split_files(input_path)
   output_dir = Path(output_dir)
   model = _read_model(sp_model) if sp_model else None
   if model is not None:
@@ -56,7 +56,7 @@ def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False
     if not (output_dir / records.META_FILE).is_file():
       raise ParError(f"{output_dir} exists and is not a built dataset; not replacing it")
 
-  texts = {split: corpus.read_split(path) for split, path in files.items()}
+  texts = {split: text_lib.read_text(path) for split, path in files.items()}
   if model is None:
     model = tokenizer.train(texts["train"].lines, config)
     logging.info("trained a %d-piece %s tokenizer in %.1f s", config.vocab_size,
@@ -95,7 +95,7 @@ def _is_built_from(output_dir, files, config, model):
     return False
   if model is not None and tokenizer.sha256(model) != meta.tokenizer_sha256:
     return False
-  return all(meta.splits[split].source_sha256 == corpus.file_sha256(path)
+  return all(meta.splits[split].source_sha256 == text_lib.file_sha256(path)
              for split, path in files.items())
 
 

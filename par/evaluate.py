@@ -135,7 +135,7 @@ def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=
   if not seq_len or seq_len == meta.seq_len:
     dataset = records.load_dataset(data_dir, split, tokenizer_sha256)
   else:
-    windows, _ = records.read_split(data_dir, split, tokenizer_sha256)
+    windows, _ = records.read_records(data_dir, split, tokenizer_sha256)
     dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
   result = Evaluator(model, mem_len)(dataset, meta.batch_size, meta.splits[split].words)
   return result, meta

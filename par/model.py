@@ -16,12 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from par import architecture
 from par import attention
 from par import blocks
 from par import memory as memory_lib
 from par.adaptive_softmax import AdaptiveSoftmax
 from par.config import ModelConfig
+from par.config import argmax_pattern
 from par.dropout import Dropout
 from par.memory import Memory
 
@@ -155,7 +155,7 @@ class ParModel(keras.Model):
 
   def derived_pattern(self):
     """The most likely branch of every block, e.g. "sfsfii"."""
-    return architecture.derive_argmax(self.architecture_probabilities())
+    return argmax_pattern(self.architecture_probabilities())
 
   def to_fixed(self, pattern=None):
     """A fixed model of `pattern` (default: the derived one) with this model's weights."""

@@ -9,7 +9,7 @@
     architecture.png   the searched architecture at the end; probabilities.png its history
 
 Derivations: `argmax` keeps each block's most likely kind; `rule` is PAR's rule
-(`architecture.derive_ratio`) with one attention block per `ratio` blocks, by default the
+(`patterns.derive_ratio`) with one attention block per `ratio` blocks, by default the
 ratio the argmax pattern has. Every retrained model gets the search's data, schedule and
 budget (epochs or steps), from scratch; patterns that coincide are trained once. Running the
 same call again skips finished runs and resumes unfinished ones.
@@ -23,8 +23,9 @@ from pathlib import Path
 
 from absl import logging
 
-from par import architecture
+from par import costs
 from par import evaluate
+from par import patterns as patterns_lib
 from par import records
 from par import runs
 from par import train
@@ -34,25 +35,6 @@ from par.errors import ParError
 SEARCH = "search"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
-
-
-def baseline_pattern(n_blocks):
-  """Transformer-XL's interleaving of attention and feed-forward, "sfsf…", n_blocks long."""
-  return ("sf" * n_blocks)[:n_blocks]
-
-
-def derive(probabilities, ratio=0.0):
-  """{"argmax": pattern, "rule": pattern} and the ratio the rule used.
-
-  Args:
-    probabilities: [n_blocks, 3] (columns s, f, i) at the end of the search.
-    ratio: blocks per attention block for the rule; 0 takes the argmax pattern's (at least
-      one attention block).
-  """
-  argmax = architecture.derive_argmax(probabilities)
-  n_blocks = len(argmax)
-  ratio = ratio or n_blocks / max(1, argmax.count("s"))
-  return {"argmax": argmax, "rule": architecture.derive_ratio(n_blocks, ratio)}, ratio
 
 
 def _finished(config, model_dir):
@@ -100,11 +82,11 @@ def _eval_speed(model_dir, split, repeats=3):
 
 
 def _row(name, pattern, config, model_dir, results, tail_shares, meta):
-  costs = architecture.model_cost(config.model, pattern, seq_len=meta.seq_len,
-                                  batch_size=meta.batch_size, tail_shares=tail_shares)
+  cost = costs.model_cost(config.model, pattern, seq_len=meta.seq_len,
+                          batch_size=meta.batch_size, tail_shares=tail_shares)
   row = {"model": name, "pattern": pattern or "SuperNet", "run": str(model_dir),
          "attention_blocks": (pattern or "").count("s") if pattern else None,
-         "params": costs["total"].params, "flops_per_token": costs["total"].flops,
+         "params": cost["total"].params, "flops_per_token": cost["total"].flops,
          "train_tokens_per_second": results.get("train_tokens_per_second"),
          "eval_tokens_per_second": _eval_speed(model_dir, "valid")}
   for split in ("valid", "test"):
@@ -152,8 +134,8 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   work_dir = Path(work_dir)
   search_results = _train(config, work_dir / SEARCH, strategy)
   record = json.loads((work_dir / SEARCH / runs.ARCHITECTURE_FILE).read_text())
-  patterns, ratio = derive(record["probabilities"], ratio)
-  patterns["baseline"] = baseline_pattern(config.model.n_blocks)
+  patterns, ratio = patterns_lib.derive(record["probabilities"], ratio)
+  patterns["baseline"] = patterns_lib.baseline_pattern(config.model.n_blocks)
   logging.info("derived: argmax %s, rule (1 attention block in %.2f) %s; baseline %s",
                patterns["argmax"], ratio, patterns["rule"], patterns["baseline"])
 

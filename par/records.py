@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from par import corpus
+from par import text
 from par.config import DataConfig
 from par.errors import ParError
 
@@ -198,7 +198,7 @@ def check_dataset(data_dir, split, tokenizer_sha256=None):
   model = data_dir / TOKENIZER_FILE
   if not model.is_file():
     raise ParError(f"{model} is missing")
-  actual = corpus.file_sha256(model)
+  actual = text.file_sha256(model)
   if actual != meta.tokenizer_sha256:
     raise ParError(f"{model} is not the tokenizer {META_FILE} names (sha256 {actual[:12]}…, "
                    f"expected {meta.tokenizer_sha256[:12]}…): rebuild the dataset")
@@ -236,7 +236,7 @@ def load_dataset(data_dir, split, tokenizer_sha256=None):
   return _tf().data.TFRecordDataset(files).map(parse)
 
 
-def read_split(data_dir, split, tokenizer_sha256=None):
+def read_records(data_dir, split, tokenizer_sha256=None):
   """The records of a split as one numpy int32 array [R, B, T+1], read without TensorFlow.
 
   Each TFRecord frame is a fixed-size header, the raw window and a CRC (see `check_dataset`,
@@ -257,7 +257,7 @@ def read_split(data_dir, split, tokenizer_sha256=None):
 
 def target_counts(data_dir, split="train"):
   """How often each token id is a target in a split: int64 [vocab_size], and the meta."""
-  windows, meta = read_split(data_dir, split)
+  windows, meta = read_records(data_dir, split)
   targets = windows[:, :, 1:].reshape(-1)
   targets = targets[targets != PAD_ID]
   if targets.size and (targets.min() < 0 or targets.max() >= meta.vocab_size):

@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from par import collapse
 from par import host
 from par import plots
 from par import runs
 from par import schedules
-from par import search
 from par.config import BLOCK_KINDS
 
 _GIF_FRAMES = 50
@@ -150,7 +150,7 @@ class Reporter:
 
   def _record(self, history):
     probabilities = self.model.architecture_probabilities()
-    dominated, _ = search.collapse_report(probabilities)
+    dominated, _ = collapse.collapse_report(probabilities)
     return {"columns": list(BLOCK_KINDS), "pattern": self.model.derived_pattern(),
             "probabilities": probabilities.round(6).tolist(), "identity_dominates": dominated,
             "history": history}
@@ -193,9 +193,9 @@ class Reporter:
                     self.model_dir / "plots" / "architecture.gif")
       (self.model_dir / "plots" / "probabilities.png").write_bytes(
           plots.trajectories_png(history))
-      _, collapse = search.collapse_report(self.model.architecture_probabilities())
-      if collapse:
-        logging.warning(collapse)
+      _, warning = collapse.collapse_report(self.model.architecture_probabilities())
+      if warning:
+        logging.warning(warning)
     else:
       runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record([]))
     logging.info("done: %s", json.dumps(results))

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from par import memory as memory_lib
 from par import schedules
-from par import search
+from par import resource
 
 _NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
 
@@ -140,7 +140,7 @@ class StepLoop:
       loss = nll / tf.maximum(global_count, 1.0)
       if self.costs is not None:  # Summed over replicas, like the gradients: divide by them.
         loss += (c.resource_weight / self.replicas *
-                 search.resource_penalty(self.arch_variables, self.costs))
+                 resource.resource_penalty(self.arch_variables, self.costs))
       loss *= scale
     variables = self.weight_variables + self.arch_variables
     grads = tape.gradient(loss, variables)

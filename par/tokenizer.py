@@ -6,7 +6,7 @@ embedded). Training is deterministic: the whole train split is used in order (no
 no shuffling) with a fixed thread count, so the same text and settings give the same model
 bytes, hence the same sha256 in meta.json.
 
-Training sees exactly the lines `corpus.read_split` produced, so the vocabulary and the
+Training sees exactly the lines `text.read_text` produced, so the vocabulary and the
 records agree on what a line is.
 
 Tokenize with `tokenize` (tensorflow-text), not with the sentencepiece wheel, wherever ids

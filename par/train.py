@@ -28,6 +28,7 @@ from absl import logging
 
 from par import boundaries
 from par import checkpoint as checkpoint_lib
+from par import costs as costs_lib
 from par import distribute
 from par import evaluate
 from par import host
@@ -35,7 +36,7 @@ from par import precision
 from par import records
 from par import report
 from par import runs
-from par import search
+from par import resource
 from par import steps
 from par.config import BLOCK_KINDS
 from par.config import TrainConfig
@@ -233,10 +234,10 @@ def _resource_costs(config, model_dir, meta, lanes, strategy, write):
   if path.is_file():  # A resumed run keeps the costs it started with (latency is measured).
     return runs.read_json(path)["costs"]
   if config.resource == "flops":
-    costs, detail = search.flops_costs(config.model, meta.seq_len, meta.batch_size), {}
+    costs, detail = resource.flops_costs(config.model, meta.seq_len, meta.batch_size), {}
   else:
-    seconds = _agree(strategy, search.measure_latency(config.model, lanes, meta.seq_len))
-    costs, detail = search.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
+    seconds = _agree(strategy, costs_lib.measure_latency(config.model, lanes, meta.seq_len))
+    costs, detail = resource.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
   logging.info("resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
                config.resource, config.resource_weight, *costs)
   if write:

@@ -105,7 +105,8 @@ def _timed(function):
 def data_suite(work):
   # Imported after cli.import_tensorflow(), which hides TensorFlow's start-up notices.
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  from par import corpus, records, tokenizer  # pylint: disable=g-import-not-at-top
+  from par import records, tokenizer
+  from par import text as text_lib  # pylint: disable=g-import-not-at-top
   from par.config import DataConfig  # pylint: disable=g-import-not-at-top
 
   text_dir = Path(_TEXT_DIR.value)
@@ -122,7 +123,7 @@ def data_suite(work):
 
   # 2. Tokenize + batch + write against a bare sentencepiece encode, same lines, same process.
   config = DataConfig(vocab_size=_VOCAB_SIZE.value)
-  texts = [corpus.read_split(p) for p in corpus.find_split_files(text_dir).values()]
+  texts = [text_lib.read_text(p) for p in text_lib.find_split_files(text_dir).values()]
   model = (work / "ds" / records.TOKENIZER_FILE).read_bytes()
   processor = spm.SentencePieceProcessor(model_proto=model)
   ours_tokenizer = tokenizer.Tokenizer(model)  # Built once, as `processor` is.
@@ -152,7 +153,7 @@ def data_suite(work):
   rows.append(("tokens/s, tokenize + batch + write", f"{tokens / ours_wall:,.0f}"))
 
   # 3. Memory against split size, tokenizer given.
-  raw = corpus.find_split_files(text_dir)["train"].read_bytes()
+  raw = text_lib.find_split_files(text_dir)["train"].read_bytes()
   previous = None
   for copies in (2, 8, 32):
     path = work / f"x{copies}.txt"
@@ -204,7 +205,7 @@ def _tail_shares(data_dir, cutoffs, vocab_size):
 
 def train_suite(work):
   from par import runs as run_files  # pylint: disable=g-import-not-at-top
-  from par.architecture import model_cost  # pylint: disable=g-import-not-at-top
+  from par.costs import model_cost  # pylint: disable=g-import-not-at-top
 
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))

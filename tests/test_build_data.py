@@ -19,7 +19,7 @@ from par.errors import ParError
 CONFIG = DataConfig(vocab_size=60, batch_size=3, seq_len=7)
 
 
-def read_split(data_dir, split):
+def read_pairs(data_dir, split):
   pairs = list(records.load_dataset(data_dir, split).as_numpy_iterator())
   return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
@@ -40,7 +40,7 @@ def test_records_reproduce_each_split_stream_exactly(tmp_path, counting_corpus):
   for split in ("train", "valid", "test"):
     lines = (counting_corpus / f"{split}.txt").read_text().splitlines()
     expected = tokenizer.Tokenizer(model).tokenize(lines)
-    got = stream_from_records(*read_split(tmp_path / "ds", split))
+    got = stream_from_records(*read_pairs(tmp_path / "ds", split))
     np.testing.assert_array_equal(got, expected)
     # And the ids are the text: decoding line by line gives the file back.
     ends = np.nonzero(got == tokenizer.EOS_ID)[0]
@@ -79,7 +79,7 @@ def test_sharded_build_reads_back_equal_to_one_shard(tmp_path, counting_corpus):
                           dataclasses.replace(CONFIG, shards=5))
   assert all(len(info.shards) == 5 for info in meta.splits.values())
   for split in meta.splits:
-    one, many = read_split(tmp_path / "one", split), read_split(tmp_path / "many", split)
+    one, many = read_pairs(tmp_path / "one", split), read_pairs(tmp_path / "many", split)
     np.testing.assert_array_equal(one[0], many[0])
     np.testing.assert_array_equal(one[1], many[1])
 
@@ -90,8 +90,8 @@ def test_given_tokenizer_is_used_as_is(tmp_path, counting_corpus):
   second, _ = build_dataset(counting_corpus, tmp_path / "b",
                             dataclasses.replace(CONFIG, vocab_size=12000), sp_model=model)
   assert second.tokenizer_sha256 == first.tokenizer_sha256 and second.vocab_size == 60
-  np.testing.assert_array_equal(read_split(tmp_path / "a", "valid")[1],
-                                read_split(tmp_path / "b", "valid")[1])
+  np.testing.assert_array_equal(read_pairs(tmp_path / "a", "valid")[1],
+                                read_pairs(tmp_path / "b", "valid")[1])
 
 
 def test_single_file_input_is_the_train_split(tmp_path):

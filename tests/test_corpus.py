@@ -11,64 +11,65 @@ import zipfile
 import pytest
 
 from helpers import counting_lines, error_line, run_script, write_corpus
-from par import corpus
+from par import download
+from par import text
 from par.errors import ParError
 
 
-def test_read_split_counts_lines_and_words(tmp_path):
+def test_read_text_counts_lines_and_words(tmp_path):
   path = tmp_path / "t.txt"
   path.write_bytes("\ufeff = Title = \r\n\r\n one two  three\n last line".encode("utf-8"))
-  text = corpus.read_split(path)
-  assert text.lines == [" = Title = ", "", " one two  three", " last line"]
-  assert text.words == (3 + 0 + 3 + 2) + 4  # whitespace words + one per line
-  assert text.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+  split = text.read_text(path)
+  assert split.lines == [" = Title = ", "", " one two  three", " last line"]
+  assert split.words == (3 + 0 + 3 + 2) + 4  # whitespace words + one per line
+  assert split.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_read_split_keeps_blank_lines_and_ignores_the_final_terminator(tmp_path):
+def test_read_text_keeps_blank_lines_and_ignores_the_final_terminator(tmp_path):
   path = tmp_path / "t.txt"
   path.write_text(" \n a b \n \n", encoding="utf-8")
-  assert corpus.read_split(path).lines == [" ", " a b ", " "]
+  assert text.read_text(path).lines == [" ", " a b ", " "]
 
 
-def test_read_split_refuses_invalid_utf8_with_its_position(tmp_path):
+def test_read_text_refuses_invalid_utf8_with_its_position(tmp_path):
   path = tmp_path / "t.txt"
   path.write_bytes(b"fine\nalso fine\nbad \xe9 byte\n")
   with pytest.raises(ParError, match=r"t.txt: invalid UTF-8 at line 3, byte 5 .*iconv"):
-    corpus.read_split(path)
+    text.read_text(path)
 
 
 @pytest.mark.parametrize("content", [b"", b" \n\n  \n"])
-def test_read_split_refuses_empty_files(tmp_path, content):
+def test_read_text_refuses_empty_files(tmp_path, content):
   path = tmp_path / "t.txt"
   path.write_bytes(content)
   with pytest.raises(ParError, match="is empty"):
-    corpus.read_split(path)
+    text.read_text(path)
 
 
 def test_find_split_files_accepts_both_namings_and_single_files(tmp_path):
   for name in ("wiki.train.tokens", "wiki.valid.tokens", "test.txt"):
     (tmp_path / name).write_text("x\n")
-  found = corpus.find_split_files(tmp_path)
+  found = text.find_split_files(tmp_path)
   assert {k: v.name for k, v in found.items()} == {
       "train": "wiki.train.tokens", "valid": "wiki.valid.tokens", "test": "test.txt"}
-  assert corpus.find_split_files(tmp_path / "test.txt") == {"train": tmp_path / "test.txt"}
+  assert text.find_split_files(tmp_path / "test.txt") == {"train": tmp_path / "test.txt"}
 
 
 def test_find_split_files_errors(tmp_path):
   with pytest.raises(ParError, match="does not exist"):
-    corpus.find_split_files(tmp_path / "nothing")
+    text.find_split_files(tmp_path / "nothing")
   (tmp_path / "valid.txt").write_text("x\n")
   with pytest.raises(ParError, match="no train split"):
-    corpus.find_split_files(tmp_path)
+    text.find_split_files(tmp_path)
   (tmp_path / "train.txt").write_text("x\n")
   (tmp_path / "wiki.train.tokens").write_text("x\n")
   with pytest.raises(ParError, match="several train files"):
-    corpus.find_split_files(tmp_path)
+    text.find_split_files(tmp_path)
 
 
 # --- WikiText-2 acquisition -----------------------------------------------------------------
 
-SPLIT_TEXT = {split: f" = {split} = \n text of {split} \n" for split in corpus.SPLITS}
+SPLIT_TEXT = {split: f" = {split} = \n text of {split} \n" for split in text.SPLITS}
 
 
 def make_zip():
@@ -113,7 +114,7 @@ def leftovers(directory):
 def test_download_with_the_right_md5_unpacks_the_splits(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "data" / "wikitext-2"
-  message = corpus.prepare_wikitext2(dest, urls=[url], md5=md5)
+  message = download.prepare_wikitext2(dest, urls=[url], md5=md5)
   assert "MD5 verified" in message
   assert {p.name: p.read_text() for p in dest.iterdir()} == {
       f"{s}.txt": t for s, t in SPLIT_TEXT.items()}
@@ -123,34 +124,34 @@ def test_download_with_the_right_md5_unpacks_the_splits(tmp_path, mirror):
 def test_download_with_a_wrong_md5_is_refused_and_leaves_nothing(tmp_path, mirror):
   url, _ = mirror
   dest = tmp_path / "data" / "wikitext-2"
-  with pytest.raises(corpus.DownloadError, match="MD5 .*expected 0+"):
-    corpus.prepare_wikitext2(dest, urls=[url], md5="0" * 32)
+  with pytest.raises(download.DownloadError, match="MD5 .*expected 0+"):
+    download.prepare_wikitext2(dest, urls=[url], md5="0" * 32)
   assert not dest.exists() and leftovers(dest.parent) == []
 
 
 def test_download_falls_back_to_the_next_mirror(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "wikitext-2"
-  corpus.prepare_wikitext2(dest, urls=[url.replace(".zip", "-missing.zip"), url], md5=md5)
+  download.prepare_wikitext2(dest, urls=[url.replace(".zip", "-missing.zip"), url], md5=md5)
   assert (dest / "train.txt").read_text() == SPLIT_TEXT["train"]
 
 
 def test_existing_destination_is_reused(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "wikitext-2"
-  corpus.prepare_wikitext2(dest, urls=[url], md5=md5)
-  assert "reusing" in corpus.prepare_wikitext2(dest, urls=["http://127.0.0.1:9/x"], md5=md5)
+  download.prepare_wikitext2(dest, urls=[url], md5=md5)
+  assert "reusing" in download.prepare_wikitext2(dest, urls=["http://127.0.0.1:9/x"], md5=md5)
 
 
 def test_local_zip_and_directory_sources(tmp_path):
   data, md5 = make_zip()
   archive = tmp_path / "wikitext-2-v1.zip"
   archive.write_bytes(data)
-  corpus.prepare_wikitext2(tmp_path / "a", source=archive, md5=md5)
-  corpus.prepare_wikitext2(tmp_path / "b", source=tmp_path / "a")
+  download.prepare_wikitext2(tmp_path / "a", source=archive, md5=md5)
+  download.prepare_wikitext2(tmp_path / "b", source=tmp_path / "a")
   assert (tmp_path / "b" / "valid.txt").read_text() == SPLIT_TEXT["valid"]
   with pytest.raises(ParError, match="has MD5"):
-    corpus.prepare_wikitext2(tmp_path / "c", source=archive)  # The real archive's MD5.
+    download.prepare_wikitext2(tmp_path / "c", source=archive)  # The real archive's MD5.
   assert not (tmp_path / "c").exists() and leftovers(tmp_path) == []
 
 
@@ -176,7 +177,7 @@ def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
                                    "test": counting_lines(200)})
   site.mkdir()
   with zipfile.ZipFile(site / "wikitext-2-v1.zip", "w") as z:
-    for split in corpus.SPLITS:
+    for split in text.SPLITS:
       z.write(tmp_path / "text" / f"{split}.txt", f"wikitext-2/wiki.{split}.tokens")
   md5 = hashlib.md5((site / "wikitext-2-v1.zip").read_bytes()).hexdigest()
   data = tmp_path / "data"
@@ -192,6 +193,6 @@ def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
   assert "reusing" in second.stdout and "reused" in second.stdout
   assert meta.stat().st_mtime_ns == stamp
   assert sorted(p.name for p in data.iterdir()) == ["wikitext-2", "wikitext2_bsz4_seqlen8"]
-  for split in corpus.SPLITS:
+  for split in text.SPLITS:
     assert (data / "wikitext-2" / f"{split}.txt").read_bytes() == (
         tmp_path / "text" / f"{split}.txt").read_bytes()

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from par import architecture
+from par import costs
 from par import cutoffs
 from par.config import ModelConfig
 from par.errors import ParError
@@ -175,7 +175,7 @@ def test_cost_model_is_the_models_softmax_flops():
   counts = zipf(500, 1.1, total=20000, seed=3)
   config = ModelConfig(vocab_size=500, d_model=24, cutoffs=(40, 200), proj_factor=4)
   shares = [counts[40:200].sum() / counts.sum(), counts[200:].sum() / counts.sum()]
-  flops = architecture.softmax_cost(config, tail_shares=shares).flops
+  flops = costs.softmax_cost(config, tail_shares=shares).flops
   model = cutoffs.grave_cost(24, proj_factor=4)
   assert cutoffs.cost_of(counts, (40, 200), model) == pytest.approx(flops)
   assert cutoffs.Solution((), 2 * 24 * 500, 2 * 24 * 500).speedup == 1

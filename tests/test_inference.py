@@ -43,7 +43,7 @@ def run_dir(data):
 # --- evaluation -------------------------------------------------------------------------------
 
 def test_resegment_keeps_every_lane_continuous(data):
-  windows, meta = records.read_split(data / "ds", "valid")
+  windows, meta = records.read_records(data / "ds", "valid")
   reference = [(x.numpy(), y.numpy()) for x, y in records.load_dataset(data / "ds", "valid")]
   inputs, targets = records.resegment(windows, meta.seq_len)
   np.testing.assert_array_equal(inputs, np.stack([x for x, _ in reference]))
@@ -66,7 +66,7 @@ def test_segment_length_does_not_matter_with_memory_covering_the_lane(data):
   model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0,
                                        eval_mode="expected"))
   model.build()
-  windows, meta = records.read_split(data / "ds", "valid")
+  windows, meta = records.read_records(data / "ds", "valid")
   lane = windows.shape[0] * meta.seq_len
   results = [evaluate.evaluate_split(model, data / "ds", "valid", lane, seq_len)[0]
              for seq_len in (0, 5, 32)]

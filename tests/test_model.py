@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import architecture
+from par import costs
 from par import blocks
 from par.config import ModelConfig
 from par.model import ParModel
@@ -177,7 +177,7 @@ def test_mixed_precision_is_close_to_float32(policy):
 ])
 def test_parameter_counts_match_the_model(changes):
   model = make(**changes)
-  cost = architecture.model_cost(model.config, model.config.architecture or None, seq_len=7,
+  cost = costs.model_cost(model.config, model.config.architecture or None, seq_len=7,
                                  batch_size=2)
   assert cost["total"].params == model.count_params()
 
@@ -196,21 +196,21 @@ def test_flops_per_token_against_a_count_of_every_matrix_product(batch):
       (batch * t, nh, d),  # output projection
   ]
   attention = sum(2 * a * b * e for a, b, e in products) / (batch * t)
-  costs = architecture.block_costs(c, seq_len=t, batch_size=batch)
-  assert costs["s"].flops == pytest.approx(attention)
-  assert costs["f"].flops == 2 * (d * c.d_ffn + c.d_ffn * d)
-  assert costs["i"].flops == 0
-  assert costs["?"].flops == costs["s"].flops + costs["f"].flops
-  total = architecture.model_cost(c, "sfis", seq_len=t, batch_size=batch)["blocks"].flops
-  assert total == pytest.approx(2 * costs["s"].flops + costs["f"].flops)
+  per_kind = costs.block_costs(c, seq_len=t, batch_size=batch)
+  assert per_kind["s"].flops == pytest.approx(attention)
+  assert per_kind["f"].flops == 2 * (d * c.d_ffn + c.d_ffn * d)
+  assert per_kind["i"].flops == 0
+  assert per_kind["?"].flops == per_kind["s"].flops + per_kind["f"].flops
+  total = costs.model_cost(c, "sfis", seq_len=t, batch_size=batch)["blocks"].flops
+  assert total == pytest.approx(2 * per_kind["s"].flops + per_kind["f"].flops)
 
 
 def test_softmax_flops_count_tails_by_their_share():
   c = CONFIG
-  full = architecture.softmax_cost(c).flops
-  head_only = architecture.softmax_cost(c, tail_shares=(0.0, 0.0)).flops
+  full = costs.softmax_cost(c).flops
+  head_only = costs.softmax_cost(c, tail_shares=(0.0, 0.0)).flops
   assert head_only == 2 * c.d_model * (9 + 2)
-  half = architecture.softmax_cost(c, tail_shares=(0.5, 0.5)).flops
+  half = costs.softmax_cost(c, tail_shares=(0.5, 0.5)).flops
   assert half == pytest.approx((full + head_only) / 2)
 
 

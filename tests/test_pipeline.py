@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import counting_dataset, error_line, run_script
+from par import patterns
 from par import pipeline
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
@@ -20,15 +21,15 @@ def test_derivations_from_hand_made_probabilities():
                    [0.4, 0.5, 0.1],   # f
                    [0.6, 0.2, 0.2],   # s
                    [0.3, 0.3, 0.4]]   # i
-  patterns, ratio = pipeline.derive(probabilities)
-  assert patterns["argmax"] == "sfifsi"
+  derived, ratio = patterns.derive(probabilities)
+  assert derived["argmax"] == "sfifsi"
   assert ratio == 3  # 6 blocks, 2 attention blocks.
-  assert patterns["rule"] == "fsfsff"
-  patterns, ratio = pipeline.derive(probabilities, ratio=6)
-  assert ratio == 6 and patterns["rule"] == "ffsfff"
-  no_attention, ratio = pipeline.derive(np.tile([0.1, 0.8, 0.1], (4, 1)))
+  assert derived["rule"] == "fsfsff"
+  derived, ratio = patterns.derive(probabilities, ratio=6)
+  assert ratio == 6 and derived["rule"] == "ffsfff"
+  no_attention, ratio = patterns.derive(np.tile([0.1, 0.8, 0.1], (4, 1)))
   assert no_attention["argmax"] == "ffff" and ratio == 4 and no_attention["rule"] == "fsff"
-  assert pipeline.baseline_pattern(6) == "sfsfsf" and pipeline.baseline_pattern(5) == "sfsfs"
+  assert patterns.baseline_pattern(6) == "sfsfsf" and patterns.baseline_pattern(5) == "sfsfs"
 
 
 @pytest.fixture(scope="module")

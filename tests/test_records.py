@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import corpus
+from par import text
 from par import records
 from par.config import DataConfig
 from par.errors import ParError
@@ -78,7 +78,7 @@ def write_dataset(directory, stream, batch_size=3, seq_len=4, shards=1, split="t
   meta = records.DatasetMeta(
       format_version=records.FORMAT_VERSION, vocab_size=10_000, batch_size=batch_size,
       seq_len=seq_len, eos_id=1, pad_id=records.PAD_ID,
-      tokenizer_sha256=corpus.file_sha256(directory / records.TOKENIZER_FILE),
+      tokenizer_sha256=text.file_sha256(directory / records.TOKENIZER_FILE),
       config=DataConfig(batch_size=batch_size, seq_len=seq_len), splits={split: records.SplitMeta(
           source="x", source_sha256="y", lines=1, words=1, tokens=len(stream),
           records=len(windows), targets=len(stream) - 1 - dropped, dropped_tokens=dropped,

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import architecture
-from par import search
+from par import collapse
+from par import costs
+from par import patterns
+from par import resource
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
 
@@ -21,13 +23,13 @@ from par.errors import ParError
     (1, 2, "s"),
 ])
 def test_ratio_rule_by_hand(n_blocks, ratio, expected):
-  assert architecture.derive_ratio(n_blocks, ratio) == expected
+  assert patterns.derive_ratio(n_blocks, ratio) == expected
 
 
 @pytest.mark.parametrize("n_blocks", range(1, 30))
 @pytest.mark.parametrize("ratio", [1, 1.5, 2, 3, 5, 8])
 def test_ratio_rule_invariants(n_blocks, ratio):
-  pattern = architecture.derive_ratio(n_blocks, ratio)
+  pattern = patterns.derive_ratio(n_blocks, ratio)
   count = pattern.count("s")
   assert len(pattern) == n_blocks and set(pattern) <= {"s", "f"}
   assert count == max(1, min(n_blocks, round(n_blocks / ratio)))
@@ -37,29 +39,29 @@ def test_ratio_rule_invariants(n_blocks, ratio):
 
 def test_ratio_rule_rejects_nonsense():
   with pytest.raises(ValueError):
-    architecture.derive_ratio(6, 0)
+    patterns.derive_ratio(6, 0)
 
 
 def test_flops_costs_are_the_counted_block_flops():
   config = ModelConfig(vocab_size=100, d_model=32, n_heads=4, d_ffn=256, n_blocks=4, mem_len=8)
-  counted = architecture.block_costs(config, 16, batch_size=4)
-  costs = search.flops_costs(config, 16, batch_size=4)
+  counted = costs.block_costs(config, 16, batch_size=4)
+  normalised = resource.flops_costs(config, 16, batch_size=4)
   top = max(counted["s"].flops, counted["f"].flops)
-  assert costs == pytest.approx([counted["s"].flops / top, counted["f"].flops / top, 0.0])
-  assert max(costs) == 1.0
+  assert normalised == pytest.approx([counted["s"].flops / top, counted["f"].flops / top, 0.0])
+  assert max(normalised) == 1.0
 
 
 def test_latency_costs_subtract_the_identity_floor():
-  assert search.latency_costs([3.0, 2.0, 1.0]) == pytest.approx([1.0, 0.5, 0.0])
-  assert search.latency_costs([1.0, 5.0, 1.0]) == pytest.approx([0.0, 1.0, 0.0])
+  assert resource.latency_costs([3.0, 2.0, 1.0]) == pytest.approx([1.0, 0.5, 0.0])
+  assert resource.latency_costs([1.0, 5.0, 1.0]) == pytest.approx([0.0, 1.0, 0.0])
   with pytest.raises(ValueError):
-    search.latency_costs([1.0, 1.0, 1.0])
+    resource.latency_costs([1.0, 1.0, 1.0])
 
 
 def test_measured_latency_is_positive_and_orders_by_work():
   config = ModelConfig(vocab_size=100, d_model=64, n_heads=4, d_ffn=2048, n_blocks=2,
                        mem_len=16)
-  seconds = search.measure_latency(config, batch_size=8, seq_len=32, repeats=5)
+  seconds = costs.measure_latency(config, batch_size=8, seq_len=32, repeats=5)
   assert all(s > 0 for s in seconds)
   assert seconds[1] > seconds[2]  # A 64 -> 2048 -> 64 feed-forward outlasts a copy.
 
@@ -67,12 +69,12 @@ def test_measured_latency_is_positive_and_orders_by_work():
 def test_resource_penalty_against_numpy():
   logits = [tf.Variable(v) for v in ([1.0, 0.0, -1.0], [0.0, 2.0, 0.5], [3.0, 3.0, 3.0])]
   costs = [1.0, 0.4, 0.0]
-  value = search.resource_penalty(logits, costs).numpy()
+  value = resource.resource_penalty(logits, costs).numpy()
   rows = np.array([v.numpy() for v in logits])
   probs = np.exp(rows) / np.exp(rows).sum(1, keepdims=True)
   assert value == pytest.approx((probs @ np.array(costs)).mean(), rel=1e-6)
   with tf.GradientTape() as tape:
-    penalty = search.resource_penalty(logits, costs)
+    penalty = resource.resource_penalty(logits, costs)
   grads = tape.gradient(penalty, logits)
   for g in grads:  # Descending the penalty lowers s (dearest) and raises i (free).
     assert g.numpy()[0] > 0 and g.numpy()[2] < 0
@@ -80,10 +82,10 @@ def test_resource_penalty_against_numpy():
 
 def test_collapse_report():
   healthy = [[0.6, 0.3, 0.1], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]
-  blocks, message = search.collapse_report(healthy)
+  blocks, message = collapse.collapse_report(healthy)
   assert blocks == [1] and message is None  # Block 3's identity is likeliest but below 0.5.
   collapsed = [[0.1, 0.2, 0.7], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]]
-  blocks, message = search.collapse_report(collapsed)
+  blocks, message = collapse.collapse_report(collapsed)
   assert blocks == [0, 1]
   assert message.startswith("search collapse: identity dominates 2 of 4 blocks")
 

@@ -6,7 +6,7 @@ import sentencepiece as spm
 from par import records
 from par.config import DataConfig
 from par.dataset import build_dataset
-from test_build_data import read_split, stream_from_records
+from test_build_data import read_pairs, stream_from_records
 
 
 def test_wt2_small_builds_exactly(tmp_path, wt2_small):
@@ -27,7 +27,7 @@ def test_wt2_small_builds_exactly(tmp_path, wt2_small):
     lines = (wt2_small / f"{split}.txt").read_text(encoding="utf-8").split("\n")[:-1]
     encoded = [processor.encode(line) for line in lines]
     expected = np.concatenate([ids + [processor.eos_id()] for ids in encoded])
-    got = stream_from_records(*read_split(tmp_path / "ds", split))
+    got = stream_from_records(*read_pairs(tmp_path / "ds", split))
     assert len(got) == len(expected) == meta.splits[split].tokens
     assert (got != expected).mean() < 1e-4
     ends = np.nonzero(got == processor.eos_id())[0]

@@ -1,7 +1,6 @@
-"""Architecture patterns and what each block costs.
+"""What a block, a softmax and a model cost: parameters and FLOPs counted, time measured.
 
-A pattern has one letter per block: "s" self-attention, "f" feed-forward, "i" identity
-(e.g. Transformer-XL's interleaving is "sf" repeated). Costs are counted, not measured:
+Counted costs:
 
 - parameters exactly as the model creates them (tests check against the model);
 - FLOPs per token of a forward pass, a multiply-add counting 2, for a batch of B lanes, each a
@@ -16,11 +15,18 @@ A pattern has one letter per block: "s" self-attention, "f" feed-forward, "i" id
     identity      0
 
   Softmaxes, layer norms and the relative shift are left out (linear in T·K or T·D).
+
+Measured cost (`measure_latency`): the forward time of one block of each kind at the training
+shapes, on this machine; the resource term can use it instead of FLOPs.
 """
 
 import dataclasses
+import time
+
+import numpy as np
 
 from par.config import BLOCK_KINDS
+from par.patterns import parse_pattern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,40 +39,6 @@ class Cost:
 
   def scaled(self, share):
     return Cost(self.params, self.flops * share)
-
-
-def parse_pattern(pattern, n_blocks=None):
-  """Checks a pattern string; returns it."""
-  if not pattern or set(pattern) - set(BLOCK_KINDS):
-    raise ValueError(f"a pattern is a non-empty string over {BLOCK_KINDS!r}, got {pattern!r}")
-  if n_blocks is not None and len(pattern) != n_blocks:
-    raise ValueError(f"pattern {pattern!r} has {len(pattern)} blocks, expected {n_blocks}")
-  return pattern
-
-
-def derive_argmax(probabilities):
-  """The most likely kind per block from [n_blocks, 3] probabilities (columns s, f, i)."""
-  return "".join(BLOCK_KINDS[row.index(max(row))] for row in map(list, probabilities))
-
-
-def derive_ratio(n_blocks, ratio):
-  """PAR's rule: one attention block per `ratio` blocks, spread over the lower two-thirds.
-
-  Mandava et al. (2020) found that a searched network needs attention in about one block in
-  p and only in its lower two-thirds. The rule keeps A = max(1, round(n_blocks / ratio))
-  attention blocks, at the centres of A equal parts of the first ceil(2·n_blocks / 3)
-  blocks, and makes every other block feed-forward.
-
-  Args:
-    n_blocks: blocks in the network.
-    ratio: p > 0, blocks per attention block (e.g. 3 for 1 in 3).
-  """
-  if n_blocks < 1 or not ratio > 0:
-    raise ValueError(f"need n_blocks >= 1 and ratio > 0, got {n_blocks} and {ratio}")
-  attention = max(1, min(n_blocks, round(n_blocks / ratio)))
-  lower = max(attention, -(-2 * n_blocks // 3))
-  positions = {int((k + 0.5) * lower / attention) for k in range(attention)}
-  return "".join("s" if b in positions else "f" for b in range(n_blocks))
 
 
 def block_costs(config, seq_len, batch_size, mem_len=None):
@@ -138,3 +110,36 @@ def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_
   softmax = softmax_cost(config, tail_shares)
   return {"embedding": embedding, "blocks": block_total, "softmax": softmax,
           "total": embedding + block_total + softmax}
+
+
+def measure_latency(model_config, batch_size, seq_len, repeats=20):
+  """Seconds per forward pass of one attention, feed-forward and identity block.
+
+  Times compiled forward passes of freshly built blocks on [batch_size, seq_len, d_model]
+  with a full memory, after a warm-up call; the median of `repeats` runs.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from par import attention, blocks  # pylint: disable=g-import-not-at-top
+  c = model_config
+  x = tf.random.normal([batch_size, seq_len, c.d_model])
+  memory = tf.random.normal([batch_size, c.mem_len, c.d_model])
+  positions = attention.relative_positions(c.mem_len + seq_len, c.d_model, c.clamp_len)
+  mask = attention.attention_mask(seq_len, c.mem_len, tf.constant(c.mem_len))
+  attend = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt,
+                                 True)
+  feed = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout)
+  runs = {
+      "s": tf.function(lambda: attend(x, memory, positions, mask, training=False)[0]),
+      "f": tf.function(lambda: feed(x, training=False)[0]),
+      "i": tf.function(lambda: tf.identity(x)),
+  }
+  seconds = []
+  for kind in BLOCK_KINDS:
+    runs[kind]().numpy()  # Build and trace.
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      runs[kind]().numpy()
+      times.append(time.perf_counter() - start)
+    seconds.append(float(np.median(times)))
+  return seconds

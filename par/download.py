@@ -1,17 +1,9 @@
-"""Text corpora: finding and reading split files exactly, and fetching WikiText-2.
+"""Fetching WikiText-2: download (URLs, MD5) or a local copy, unpacked into split files.
 
-A split is one UTF-8 text file. Lines end at "\n" ("\r\n" is accepted); each line becomes the
-line's tokens followed by one end-of-line token, empty lines included. Word counts follow the
-convention of word-level language modelling with an end-of-line symbol (Merity et al. 2016,
-Dai et al. 2019): the whitespace-separated words of the text plus one per line.
-
-Undecodable bytes are refused, with their line and byte position, rather than replaced:
-a silently altered test set would make perplexities incomparable.
-
-Nothing here imports TensorFlow, so bad input is reported before the slow import.
+The destination only ever appears complete: it is assembled in a temporary sibling and
+renamed into place.
 """
 
-import dataclasses
 import hashlib
 import os
 import shutil
@@ -24,13 +16,8 @@ from pathlib import Path
 from absl import logging
 
 from par.errors import ParError
-
-SPLITS = ("train", "valid", "test")
-
-# Accepted file names per split, in a directory given as input.
-SPLIT_FILE_NAMES = {
-    split: (f"{split}.txt", f"wiki.{split}.tokens", f"wiki.{split}.raw") for split in SPLITS
-}
+from par.text import SPLIT_FILE_NAMES
+from par.text import find_split_files
 
 # WikiText-2 (v1, tokenized), Merity et al. 2016. The original host first, then mirrors.
 WIKITEXT2_URLS = (
@@ -42,75 +29,6 @@ WIKITEXT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
 
 class DownloadError(ParError):
   """No URL gave the archive with the expected checksum."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SplitText:
-  """One split's text, as the tokenizer will see it."""
-
-  path: str
-  lines: list  # str per line, without the line terminator
-  sha256: str  # of the file's bytes
-  words: int  # whitespace words + one end-of-line word per line
-
-
-def find_split_files(path):
-  """Maps split name to file: a directory of split files, or one file used as train."""
-  path = Path(path)
-  if not path.exists():
-    raise ParError(f"input {path} does not exist")
-  if path.is_file():
-    return {"train": path}
-  found = {}
-  for split, names in SPLIT_FILE_NAMES.items():
-    matches = [path / name for name in names if (path / name).is_file()]
-    if len(matches) > 1:
-      raise ParError(f"{path} has several {split} files ({', '.join(m.name for m in matches)});"
-                     " keep one")
-    if matches:
-      found[split] = matches[0]
-  if "train" not in found:
-    raise ParError(f"{path} has no train split: expected one of "
-                   f"{', '.join(SPLIT_FILE_NAMES['train'])}")
-  return found
-
-
-def read_split(path):
-  """Reads one split file; raises ParError if it is empty or not UTF-8."""
-  path = Path(path)
-  try:
-    data = path.read_bytes()
-  except OSError as e:
-    raise ParError(f"cannot read {path}: {e.strerror}") from None
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = data.count(b"\n", 0, e.start) + 1
-    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    raise ParError(
-        f"{path}: invalid UTF-8 at line {line}, byte {column} ({data[e.start:e.end]!r}); "
-        "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8") from None
-  sha256 = hashlib.sha256(data).hexdigest()
-  del data  # Peak memory: keep one copy of the text at a time.
-  if text.startswith("\ufeff"):  # A byte-order mark is not text.
-    text = text[1:]
-  if not text.strip():
-    raise ParError(f"{path} is empty")
-  lines = text.replace("\r\n", "\n").split("\n")
-  del text
-  if lines[-1] == "":  # The terminator of the last line does not start a new one.
-    lines.pop()
-  # Line by line: splitting the whole text at once would hold every word as an object.
-  words = sum(len(line.split()) for line in lines) + len(lines)
-  return SplitText(str(path), lines, sha256, words)
-
-
-def file_sha256(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _file_md5(path):

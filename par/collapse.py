@@ -1,0 +1,32 @@
+"""The collapse report of a search.
+
+Differentiable searches tend to drift to parameter-free operations (DARTS collapse, Zela et
+al. 2020; Chu et al. 2021). Identity dominates a block when it is the most likely kind with
+probability at least `DOMINANT`; the report names those blocks and warns when they are at
+least half of the network.
+"""
+
+import numpy as np
+
+DOMINANT = 0.5
+
+
+def collapse_report(probabilities):
+  """Blocks where identity dominates, and a warning if they are half the network or more.
+
+  Args:
+    probabilities: [n_blocks, 3] (columns s, f, i).
+
+  Returns:
+    (blocks, message): the indices, and a one-line warning or None.
+  """
+  probabilities = np.asarray(probabilities)
+  dominated = [b for b, row in enumerate(probabilities)
+               if row.argmax() == 2 and row[2] >= DOMINANT]
+  if 2 * len(dominated) < len(probabilities):
+    return dominated, None
+  listed = ", ".join(f"{b} ({probabilities[b, 2]:.2f})" for b in dominated)
+  return dominated, (
+      f"search collapse: identity dominates {len(dominated)} of {len(probabilities)} blocks "
+      f"(block (p_identity): {listed}); consider --arch_warmup_steps, a lower --arch_lr, "
+      "a higher --tau_end or --arch_weight_decay")

@@ -1,0 +1,59 @@
+"""Architecture patterns: one letter per block, "s" self-attention, "f" feed-forward, "i"
+identity (Transformer-XL's interleaving is "sf" repeated), and the ways the pipeline derives
+one from a search.
+
+`par.config.argmax_pattern` is the SuperNet's own derivation (each block's most likely kind,
+what eval_mode argmax computes); PAR's rule (`derive_ratio`) turns the finding of Mandava et
+al. (2020) into a pattern.
+"""
+
+from par.config import BLOCK_KINDS
+from par.config import argmax_pattern
+
+
+def parse_pattern(pattern, n_blocks=None):
+  """Checks a pattern string; returns it."""
+  if not pattern or set(pattern) - set(BLOCK_KINDS):
+    raise ValueError(f"a pattern is a non-empty string over {BLOCK_KINDS!r}, got {pattern!r}")
+  if n_blocks is not None and len(pattern) != n_blocks:
+    raise ValueError(f"pattern {pattern!r} has {len(pattern)} blocks, expected {n_blocks}")
+  return pattern
+
+
+def derive_ratio(n_blocks, ratio):
+  """PAR's rule: one attention block per `ratio` blocks, spread over the lower two-thirds.
+
+  Mandava et al. (2020) found that a searched network needs attention in about one block in
+  p and only in its lower two-thirds. The rule keeps A = max(1, round(n_blocks / ratio))
+  attention blocks, at the centres of A equal parts of the first ceil(2·n_blocks / 3)
+  blocks, and makes every other block feed-forward.
+
+  Args:
+    n_blocks: blocks in the network.
+    ratio: p > 0, blocks per attention block (e.g. 3 for 1 in 3).
+  """
+  if n_blocks < 1 or not ratio > 0:
+    raise ValueError(f"need n_blocks >= 1 and ratio > 0, got {n_blocks} and {ratio}")
+  attention = max(1, min(n_blocks, round(n_blocks / ratio)))
+  lower = max(attention, -(-2 * n_blocks // 3))
+  positions = {int((k + 0.5) * lower / attention) for k in range(attention)}
+  return "".join("s" if b in positions else "f" for b in range(n_blocks))
+
+
+def baseline_pattern(n_blocks):
+  """Transformer-XL's interleaving of attention and feed-forward, "sfsf…", n_blocks long."""
+  return ("sf" * n_blocks)[:n_blocks]
+
+
+def derive(probabilities, ratio=0.0):
+  """{"argmax": pattern, "rule": pattern} and the ratio the rule used.
+
+  Args:
+    probabilities: [n_blocks, 3] (columns s, f, i) at the end of the search.
+    ratio: blocks per attention block for the rule; 0 takes the argmax pattern's (at least
+      one attention block).
+  """
+  argmax = argmax_pattern(probabilities)
+  n_blocks = len(argmax)
+  ratio = ratio or n_blocks / max(1, argmax.count("s"))
+  return {"argmax": argmax, "rule": derive_ratio(n_blocks, ratio)}, ratio
