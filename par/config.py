@@ -256,7 +256,7 @@ class TrainConfig(_Settings):
   resource: str = setting(
       "none", "A resource term in the search's loss, resource_weight x the expected block "
       "cost, on the logits only: none, flops (FLOPs per token of each block kind) or latency "
-      "(forward time of each kind, measured when the run starts). See par/resource.py.",
+      "(forward time of each kind, measured when the run starts). See par/search/resource.py.",
       RESOURCES)
   resource_weight: float = setting(
       0.0, "Weight of the resource term (the expected block cost lies in [0, 1]).")

@@ -121,7 +121,7 @@ def configure_threads(runtime):
 
 def strategy(runtime):
   """The runtime's strategy (after TensorFlow's import, before it runs anything)."""
-  from par import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
+  from par.train import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
   if runtime.cpu_devices:
     distribute.split_cpu(runtime.cpu_devices)
   return distribute.make_strategy(runtime.strategy, runtime.tpu)

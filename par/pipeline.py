@@ -23,12 +23,12 @@ from pathlib import Path
 
 from absl import logging
 
-from par import costs
-from par import evaluate
-from par import patterns as patterns_lib
-from par import records
+from par.search import costs
+from par.train import evaluate
+from par.search import patterns as patterns_lib
+from par.data import records
 from par import runs
-from par import train
+from par.train import trainer
 from par.config import TrainConfig
 from par.errors import ParError
 
@@ -59,7 +59,7 @@ def _train(config, model_dir, strategy):
   if results is not None:
     logging.info("%s is finished: reusing its results", model_dir)
     return results
-  return train.train_and_evaluate(config, model_dir, strategy)
+  return trainer.train_and_evaluate(config, model_dir, strategy)
 
 
 def _eval_speed(model_dir, split, repeats=3):

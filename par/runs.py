@@ -26,8 +26,8 @@ import os
 import shutil
 from pathlib import Path
 
-from par import records
-from par import tokenizer
+from par.data import records
+from par.data import tokenizer
 from par.config import TrainConfig
 from par.errors import ParError
 
@@ -195,7 +195,7 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
   """
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from par.model import ParModel  # pylint: disable=g-import-not-at-top
+  from par.model.par_model import ParModel  # pylint: disable=g-import-not-at-top
 
   config = run.config.model
   if source == "export":

@@ -4,7 +4,7 @@
   python scripts/benchmark.py --suite=train --text_dir=../shared/data/wt2-small
   python scripts/benchmark.py --suite=cuts
 
-Suite `data` (the dataset build of par/dataset.py):
+Suite `data` (the dataset build of par/data/build.py):
 - build: the whole `scripts/build_data.py` run, tokenizer training and TensorFlow's import
   included, as a fresh process (wall seconds and peak RSS), --repeats times;
 - pipeline: in one process, tokenize + context-batch + write (what the build does after
@@ -105,8 +105,9 @@ def _timed(function):
 def data_suite(work):
   # Imported after cli.import_tensorflow(), which hides TensorFlow's start-up notices.
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  from par import records, tokenizer
-  from par import text as text_lib  # pylint: disable=g-import-not-at-top
+  from par.data import records
+  from par.data import tokenizer
+  from par.data import text as text_lib  # pylint: disable=g-import-not-at-top
   from par.config import DataConfig  # pylint: disable=g-import-not-at-top
 
   text_dir = Path(_TEXT_DIR.value)
@@ -197,7 +198,7 @@ def _run_case(command):
 
 def _tail_shares(data_dir, cutoffs, vocab_size):
   """Share of train targets in each tail cluster of the adaptive softmax."""
-  from par import records  # pylint: disable=g-import-not-at-top
+  from par.data import records  # pylint: disable=g-import-not-at-top
   counts, _ = records.target_counts(data_dir, "train")
   bounds = list(cutoffs) + [vocab_size]
   return [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[:-1], bounds[1:])]
@@ -205,7 +206,7 @@ def _tail_shares(data_dir, cutoffs, vocab_size):
 
 def train_suite(work):
   from par import runs as run_files  # pylint: disable=g-import-not-at-top
-  from par.costs import model_cost  # pylint: disable=g-import-not-at-top
+  from par.search.costs import model_cost  # pylint: disable=g-import-not-at-top
 
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))
@@ -329,8 +330,9 @@ def matmul_case():
 
 def eval_case(run_dir):
   """Evaluation tokens/s of a run's SuperNet (argmax, expected) and its derived fixed model."""
-  from par import records, runs  # pylint: disable=g-import-not-at-top
-  from par.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+  from par.data import records  # pylint: disable=g-import-not-at-top
+  from par import runs
+  from par.train.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
 
   cli.configure_threads()
   run = runs.read_run(run_dir)

@@ -5,7 +5,7 @@ r"""Builds a context-batched TFRecord dataset from text.
 
 Trains a SentencePiece tokenizer on the train split (or uses --sp_model), tokenizes every split
 with one end-of-line token per line and writes records of [batch_size, seq_len + 1] tokens.
-The layout of the output is described in par/records.py and data/README.md. The flags after
+The layout of the output is described in par/data/records.py and data/README.md. The flags after
 --reuse_existing are the fields of par.config.DataConfig.
 """
 
@@ -36,8 +36,8 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = DataConfig(**config_flags.read(DataConfig)).validate()
   cli.import_tensorflow()
-  from par import dataset  # pylint: disable=g-import-not-at-top (after the quiet import)
-  meta, built = dataset.build_dataset(
+  from par.data import build  # pylint: disable=g-import-not-at-top (after the quiet import)
+  meta, built = build.build_dataset(
       _INPUT.value, _OUTPUT_DIR.value, config, sp_model=_SP_MODEL.value,
       overwrite=_OVERWRITE.value, reuse_existing=_REUSE_EXISTING.value)
   for split, info in meta.splits.items():

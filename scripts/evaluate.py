@@ -38,13 +38,14 @@ def main(argv):
   if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0:
     raise cli.ParError("--eval_mem_len and --seq_len cannot be negative")
   config_flags.run_source()  # Checks it before the slow part.
-  from par import records, runs  # pylint: disable=g-import-not-at-top
+  from par.data import records  # pylint: disable=g-import-not-at-top
+  from par import runs
   run = runs.read_run(_MODEL_DIR.value)
   data_dir = _DATA_DIR.value or run.config.data_dir
   records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
   cli.import_tensorflow()
   cli.configure_threads()
-  from par import evaluate  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par.train import evaluate  # pylint: disable=g-import-not-at-top (after the quiet import)
   model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
   mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
   result, meta = evaluate.evaluate_split(model, data_dir, _SPLIT.value, mem_len,

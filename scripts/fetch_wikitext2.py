@@ -10,7 +10,7 @@ local copy; writes dest/{train,valid,test}.txt. An existing --dest is reused as 
 from absl import flags
 
 from par import cli
-from par import download
+from par.data import download
 
 _DEST = flags.DEFINE_string("dest", "data/wikitext-2", "Directory to create.")
 _SOURCE = flags.DEFINE_string(

@@ -137,7 +137,7 @@ def main(argv):
   if _OUTPUT.value and Path(_OUTPUT.value).exists() and not _OVERWRITE.value:
     raise cli.ParError(f"{_OUTPUT.value} exists; pass --overwrite to replace it")
   if _DATA_DIR.value:
-    from par import records  # pylint: disable=g-import-not-at-top
+    from par.data import records  # pylint: disable=g-import-not-at-top
     counts, _ = records.target_counts(_DATA_DIR.value, _SPLIT.value)
     source = f"the {_SPLIT.value} split of {_DATA_DIR.value}"
     keep_order = True

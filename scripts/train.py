@@ -35,8 +35,8 @@ def main(argv):
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
-  from par import train  # pylint: disable=g-import-not-at-top (after the quiet import)
-  results = train.train_and_evaluate(config, _MODEL_DIR.value, strategy)
+  from par.train import trainer  # pylint: disable=g-import-not-at-top (after the quiet import)
+  results = trainer.train_and_evaluate(config, _MODEL_DIR.value, strategy)
   for split in ("valid", "test"):
     if split in results:
       r = results[split]

@@ -39,7 +39,7 @@ def counting_dataset(root, valid_lines=150, test_lines=120, vocab_size=60, name=
   The text (train 250 lines, valid and test from other number ranges) is written once.
   """
   from par.config import DataConfig  # pylint: disable=g-import-not-at-top
-  from par.dataset import build_dataset  # pylint: disable=g-import-not-at-top
+  from par.data.build import build_dataset  # pylint: disable=g-import-not-at-top
   root = Path(root)
   if not (root / "text").is_dir():
     write_corpus(root / "text", {"train": counting_lines(250),

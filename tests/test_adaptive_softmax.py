@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.adaptive_softmax import AdaptiveSoftmax
+from par.model.adaptive_softmax import AdaptiveSoftmax
 from par.config import tail_widths
 
 V, D = 53, 24

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import attention
+from par.model import attention
 
 B, T, D, N, H = 2, 7, 24, 3, 5  # Odd sizes, so that a wrong axis fails loudly.
 

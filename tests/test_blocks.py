@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import attention
-from par import blocks
+from par.model import attention
+from par.model import blocks
 
 B, T, M, D, N, H, F = 2, 7, 5, 24, 3, 8, 40
 LOGITS = np.array([0.7, -0.4, 0.2], np.float32)

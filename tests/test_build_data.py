@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, counting_lines, error_line, run_script, write_corpus
-from par import records
-from par import tokenizer
+from par.data import records
+from par.data import tokenizer
 from par.config import DataConfig
-from par.dataset import build_dataset
+from par.data.build import build_dataset
 from par.errors import ParError
 
 CONFIG = DataConfig(vocab_size=60, batch_size=3, seq_len=7)

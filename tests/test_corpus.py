@@ -11,8 +11,8 @@ import zipfile
 import pytest
 
 from helpers import counting_lines, error_line, run_script, write_corpus
-from par import download
-from par import text
+from par.data import download
+from par.data import text
 from par.errors import ParError
 
 

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from par import costs
+from par.search import costs
 from par import cutoffs
 from par.config import ModelConfig
 from par.errors import ParError

@@ -23,10 +23,10 @@ import pytest
 import tensorflow as tf
 
 from helpers import ROOT, counting_dataset, error_line, run_script
-from par import evaluate
-from par import precision
+from par.train import evaluate
+from par.train import precision
 from par import runs
-from par import train
+from par.train import trainer
 from par.config import ModelConfig, TrainConfig
 
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
@@ -81,13 +81,13 @@ def test_loss_scale_skips_overflowing_steps_and_grows_after_finite_ones():
 @pytest.fixture(scope="module")
 def float32_run(tmp_path_factory, data_dir):
   model_dir = tmp_path_factory.mktemp("float32")
-  return model_dir, train.train_and_evaluate(_config(data_dir), model_dir)
+  return model_dir, trainer.train_and_evaluate(_config(data_dir), model_dir)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_close_to_float32(tmp_path, data_dir, float32_run, policy):
   reference_dir, reference = float32_run
-  results = train.train_and_evaluate(_config(data_dir, mixed_precision=policy), tmp_path)
+  results = trainer.train_and_evaluate(_config(data_dir, mixed_precision=policy), tmp_path)
   assert keras.mixed_precision.global_policy().name == "float32"  # restored
   losses, expected = _step_losses(tmp_path), _step_losses(reference_dir)
   assert len(losses) == len(expected) == 12 and all(np.isfinite(losses))
@@ -114,7 +114,7 @@ def test_float16_overflow_is_skipped_not_fatal(tmp_path, data_dir):
   # scale halves until the gradients fit; then training goes on.
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(precision.LossScale.__init__, "__defaults__", (2.0**24, 2000))
-    results = train.train_and_evaluate(
+    results = trainer.train_and_evaluate(
         _config(data_dir, mixed_precision="mixed_float16", train_steps=30), tmp_path)
   log = (tmp_path / "training.log").read_text()
   skipped = [int(n) for n in re.findall(r"loss scaling: (\d+) of \d+ steps skipped", log)]
@@ -129,8 +129,8 @@ def test_jit_compiled_step_gives_the_same_losses(tmp_path, data_dir):
   # Nothing random (a fixed architecture, no dropout): the XLA-compiled step computes what
   # the traced one does.
   fixed = {"architecture": "sfs", "train_steps": 8, "checkpoint_every": 8}
-  eager = train.train_and_evaluate(_config(data_dir, **fixed), tmp_path / "eager")
-  jit = train.train_and_evaluate(_config(data_dir, jit_compile=True, **fixed), tmp_path / "jit")
+  eager = trainer.train_and_evaluate(_config(data_dir, **fixed), tmp_path / "eager")
+  jit = trainer.train_and_evaluate(_config(data_dir, jit_compile=True, **fixed), tmp_path / "jit")
   losses = _step_losses(tmp_path / "jit")
   assert len(losses) == 8
   np.testing.assert_allclose(losses, _step_losses(tmp_path / "eager"), rtol=1e-4)
@@ -141,7 +141,7 @@ def test_jit_compiled_search_trains_close_to_the_traced_one(tmp_path, data_dir, 
   # XLA lowers stateless random ops its own way: the same (seed, step) draws other Gumbel
   # noise under jit, so the search samples other architectures; it must still train as well.
   reference_dir, reference = float32_run
-  results = train.train_and_evaluate(_config(data_dir, jit_compile=True), tmp_path)
+  results = trainer.train_and_evaluate(_config(data_dir, jit_compile=True), tmp_path)
   losses = _step_losses(tmp_path)
   assert len(losses) == 12 and all(np.isfinite(losses))
   assert results["valid"]["loss"] == pytest.approx(reference["valid"]["loss"], rel=0.05)
@@ -155,11 +155,13 @@ _MIRRORED = textwrap.dedent("""
     from par import cli
     cli.import_tensorflow()
     import tensorflow as tf
-    from par import distribute, records, train
+    from par.train import distribute
+    from par.data import records
+    from par.train import trainer
     from par.config import ModelConfig, TrainConfig
-    from par.dropout import Dropout
-    from par.memory import Memory
-    from par.model import ParModel
+    from par.model.dropout import Dropout
+    from par.model.memory import Memory
+    from par.model.par_model import ParModel
 
     data_dir, out = sys.argv[1], sys.argv[2]
     distribute.split_cpu(2)
@@ -202,7 +204,7 @@ _MIRRORED = textwrap.dedent("""
                          plot_every=0, seed=3, clip_norm=0.05)
     for label, strategy in (("default", default), ("mirrored", mirrored)):
       model_dir = f"{out}/{label}"
-      results = train.train_and_evaluate(config, model_dir, strategy)
+      results = trainer.train_and_evaluate(config, model_dir, strategy)
       log = open(model_dir + "/training.log").read()
       report[label] = {"losses": [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)],
                        "norms": [float(x) for x in re.findall(r"grad norm ([0-9.]+)", log)],
@@ -216,7 +218,7 @@ _MIRRORED = textwrap.dedent("""
       shutil.copytree(f"{out}/{source}", model_dir)
       with open(model_dir + "/checkpoints/checkpoint", "w") as state:  # back to step 4
         state.write('model_checkpoint_path: "ckpt-4"\\nall_model_checkpoint_paths: "ckpt-4"\\n')
-      results = train.train_and_evaluate(config, model_dir, strategy)
+      results = trainer.train_and_evaluate(config, model_dir, strategy)
       report[f"resumed-from-{source}"] = {"log": "resumed from" in open(
           model_dir + "/training.log").read(), "valid": results["valid"]["nll"],
           "test": results["test"]["nll"]}

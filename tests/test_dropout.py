@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.dropout import Dropout, keep_mask, keep_probability
+from par.model.dropout import Dropout, keep_mask, keep_probability
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.03])

@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 
 from helpers import counting_dataset, error_line, run_script
-from par import evaluate
+from par.train import evaluate
 from par import generate
-from par import records
+from par.data import records
 from par import runs
-from par import train
+from par.train import trainer
 from par.config import ModelConfig, TrainConfig
-from par.model import ParModel
+from par.model.par_model import ParModel
 
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
                     dropout=0.1)
@@ -36,7 +36,7 @@ def run_dir(data):
   config = TrainConfig(model=MODEL, data_dir=str(data / "ds"), train_steps=16, max_lr=3e-3,
                        warmup_steps=3, steps_per_loop=8, log_every=8, checkpoint_every=8,
                        plot_every=0, seed=5)
-  train.train_and_evaluate(config, data / "run")
+  trainer.train_and_evaluate(config, data / "run")
   return data / "run"
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import costs
-from par import blocks
+from par.search import costs
+from par.model import blocks
 from par.config import ModelConfig
-from par.model import ParModel
+from par.model.par_model import ParModel
 
 CONFIG = ModelConfig(vocab_size=61, d_model=24, n_heads=3, d_ffn=40, n_blocks=4, mem_len=5,
                      cutoffs=(9, 30), dropout=0.0)

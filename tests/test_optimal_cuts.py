@@ -8,9 +8,9 @@ import pytest
 
 from helpers import counting_lines, error_line, run_script, write_corpus
 from par import cutoffs
-from par import records
+from par.data import records
 from par.config import DataConfig, TrainConfig
-from par.dataset import build_dataset
+from par.data.build import build_dataset
 
 
 @pytest.fixture(scope="module")

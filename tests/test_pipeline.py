@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import counting_dataset, error_line, run_script
-from par import patterns
+from par.search import patterns
 from par import pipeline
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError

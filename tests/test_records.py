@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import text
-from par import records
+from par.data import text
+from par.data import records
 from par.config import DataConfig
 from par.errors import ParError
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from par import schedules
+from par.train import schedules
 
 
 def lr(step, max_lr=1e-3, warmup=10, total=110):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par import collapse
-from par import costs
-from par import patterns
-from par import resource
+from par.search import collapse
+from par.search import costs
+from par.search import patterns
+from par.search import resource
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
 

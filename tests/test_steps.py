@@ -9,14 +9,14 @@ import pytest
 import tensorflow as tf
 
 from helpers import counting_dataset
-from par import boundaries
-from par import records
-from par import report
-from par import steps
-from par import train
+from par.train import boundaries
+from par.data import records
+from par.train import report
+from par.train import steps
+from par.train import trainer
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
-from par.model import ParModel
+from par.model.par_model import ParModel
 
 MODEL = ModelConfig(vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4,
                     cutoffs=(20,), dropout=0.0)
@@ -157,8 +157,8 @@ def test_meter_sums_an_interval_and_times_all_but_the_first_call():
 def test_plan_of_a_run(data_dir):
   meta = records.load_meta(data_dir)
   records_per_epoch = meta.splits["train"].records
-  plan = train.make_plan(TrainConfig(epochs=3), meta, replicas=2)
-  assert plan == train.Plan(records_per_epoch, 3 * records_per_epoch, 2, 2, 4 * 8)
-  assert train.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
+  plan = trainer.make_plan(TrainConfig(epochs=3), meta, replicas=2)
+  assert plan == trainer.Plan(records_per_epoch, 3 * records_per_epoch, 2, 2, 4 * 8)
+  assert trainer.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
   with pytest.raises(ParError, match="does not split into 3 replicas"):
-    train.make_plan(TrainConfig(), meta, 3)
+    trainer.make_plan(TrainConfig(), meta, 3)

@@ -7,7 +7,7 @@ import pytest
 import sentencepiece as spm
 
 from helpers import counting_lines
-from par import tokenizer
+from par.data import tokenizer
 from par.config import DataConfig
 from par.errors import ParError
 

@@ -17,13 +17,13 @@ import tensorflow as tf
 from absl import logging
 
 from helpers import ROOT, counting_dataset, error_line, run_script
-from par import host
-from par import records
-from par import train
+from par.train import host
+from par.data import records
+from par.train import trainer
 from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
-from par.evaluate import Evaluator
-from par.model import ParModel
+from par.train.evaluate import Evaluator
+from par.model.par_model import ParModel
 
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
                     dropout=0.1)
@@ -48,7 +48,7 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   per_epoch = meta.splits["train"].records
   config = tiny(data_dir, train_steps=per_epoch + 6, sampling="hard", plot_every=20,
                 checkpoint_every=20)
-  results = train.train_and_evaluate(config, tmp_path)
+  results = trainer.train_and_evaluate(config, tmp_path)
   names = {p.name for p in tmp_path.iterdir()}
   assert {"config.json", "training.log", "train", "valid", "test", "checkpoints",
           "architecture.json", "plots", "results.json", "export"} <= names
@@ -90,7 +90,7 @@ def _summary_tags(directory):
 
 def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
   config = tiny(data_dir, architecture="sfs", train_steps=40, plot_every=0)
-  results = train.train_and_evaluate(config, tmp_path)
+  results = trainer.train_and_evaluate(config, tmp_path)
   assert results["pattern"] == "sfs"
   # Better than the same model untrained, by a margin.
   keras.utils.set_random_seed(config.seed)
@@ -111,7 +111,7 @@ def test_first_adam_step_moves_repeated_tokens_by_the_learning_rate(tmp_path, da
   # token seen twice), repeated tokens would move by less.
   config = tiny(data_dir, train_steps=2, warmup_steps=1, dropout=0.0, architecture="sfs",
                 checkpoint_every=1)
-  train.train_and_evaluate(config, tmp_path)
+  trainer.train_and_evaluate(config, tmp_path)
   keras.utils.set_random_seed(config.seed)  # The initial weights, as train_and_evaluate drew.
   model = ParModel(dataclasses.replace(config.model, vocab_size=60))
   model.build()
@@ -161,25 +161,25 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
                 log_every=1)
   with pytest.raises(ParError, match=r"NaN or infinite at step 2; stopped without saving "
                                      r"\(last checkpoint: .*ckpt-1\)"):
-    train.train_and_evaluate(config, tmp_path)
+    trainer.train_and_evaluate(config, tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-1.index"]
   assert not (tmp_path / "results.json").exists()
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
-  train.train_and_evaluate(tiny(data_dir, train_steps=4, plot_every=0), tmp_path)
+  trainer.train_and_evaluate(tiny(data_dir, train_steps=4, plot_every=0), tmp_path)
   with pytest.raises(ParError, match=r"other settings \(max_lr\)"):
-    train.train_and_evaluate(tiny(data_dir, train_steps=4, max_lr=1e-2), tmp_path)
+    trainer.train_and_evaluate(tiny(data_dir, train_steps=4, max_lr=1e-2), tmp_path)
   # Bookkeeping may change: a finished run with another log interval just reports again.
-  results = train.train_and_evaluate(tiny(data_dir, train_steps=4, log_every=1, plot_every=0),
+  results = trainer.train_and_evaluate(tiny(data_dir, train_steps=4, log_every=1, plot_every=0),
                                      tmp_path)
   assert results["steps"] == 4
 
 
 def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
-  frozen = train.train_and_evaluate(tiny(data_dir, arch_warmup_steps=100, plot_every=0),
+  frozen = trainer.train_and_evaluate(tiny(data_dir, arch_warmup_steps=100, plot_every=0),
                                     tmp_path / "frozen")
-  moving = train.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0),
+  moving = trainer.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0),
                                     tmp_path / "moving")
   del frozen, moving
   probabilities = lambda run: np.array(json.loads((tmp_path / run / "architecture.json")
@@ -190,7 +190,7 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
 
   # The same search with a heavy FLOPs term: identity, which costs nothing, takes over, and the
   # collapse report says so.
-  train.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops",
+  trainer.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops",
                                 resource_weight=20.0), tmp_path / "cheap")
   cheap = probabilities("cheap")
   assert cheap[:, 2].mean() > probabilities("moving")[:, 2].mean() + 0.2

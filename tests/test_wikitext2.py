@@ -3,9 +3,9 @@
 import numpy as np
 import sentencepiece as spm
 
-from par import records
+from par.data import records
 from par.config import DataConfig
-from par.dataset import build_dataset
+from par.data.build import build_dataset
 from test_build_data import read_pairs, stream_from_records
 
 
@@ -19,7 +19,7 @@ def test_wt2_small_builds_exactly(tmp_path, wt2_small):
   assert meta.splits["valid"].lines == 3760 and meta.splits["valid"].source_sha256.startswith(
       "f0737ed3")
   # Records against the sentencepiece library's own encoding of the file. The two builds of
-  # SentencePiece break exact score ties differently (see par/tokenizer.py): the text must
+  # SentencePiece break exact score ties differently (see par/data/tokenizer.py): the text must
   # agree line by line, and the ids everywhere but at a few swapped pieces.
   processor = spm.SentencePieceProcessor(
       model_proto=(tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes())

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from par.config import BLOCK_KINDS
-from par.patterns import parse_pattern
+from par.search.patterns import parse_pattern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +119,8 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
   with a full memory, after a warm-up call; the median of `repeats` runs.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from par import attention, blocks  # pylint: disable=g-import-not-at-top
+  from par.model import attention  # pylint: disable=g-import-not-at-top
+  from par.model import blocks
   c = model_config
   x = tf.random.normal([batch_size, seq_len, c.d_model])
   memory = tf.random.normal([batch_size, c.mem_len, c.d_model])

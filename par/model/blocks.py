@@ -10,7 +10,7 @@ One interface: every block is called as
 
   output, memory = block(x, memory, positions, mask, u=, v=, tau=, seed=, training=)
 
-and returns its next memory entry (par/memory.py): the last M inputs for blocks that attend,
+and returns its next memory entry (par/model/memory.py): the last M inputs for blocks that attend,
 the `()` it was given for the others, which ignore the attention and sampling arguments.
 `make_block(kind, ...)` builds any of them from its pattern letter ("?" for stochastic).
 
@@ -30,9 +30,9 @@ architecture); "expected" mixes all branches with softmax(α), without noise.
 import keras
 import tensorflow as tf
 
-from par import attention
-from par import memory as memory_lib
-from par.dropout import Dropout
+from par.model import attention
+from par.model import memory as memory_lib
+from par.model.dropout import Dropout
 from par.config import BLOCK_KINDS
 from par.config import EVAL_MODES
 from par.config import SAMPLING_MODES

@@ -7,14 +7,14 @@ of the architecture under the softmax of the logits, averaged over blocks:
   R = (1 / N) Σ_b Σ_k softmax(logits_b)_k · c_k          (0 <= R <= 1)
 
 and the loss gains `resource_weight · R`, whose gradient reaches only the logits. Costs are
-either FLOPs per token (`par.costs.block_costs`, exact for the config) or latency:
+either FLOPs per token (`par.search.costs.block_costs`, exact for the config) or latency:
 the forward time of one block of each kind at the training shapes, measured on this machine
 when the run starts and kept in the run directory, so a resumed run uses the same numbers.
 """
 
 import numpy as np
 
-from par import costs as costs_lib
+from par.search import costs as costs_lib
 from par.config import BLOCK_KINDS
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from par import text
+from par.data import text
 from par.config import DataConfig
 from par.errors import ParError
 

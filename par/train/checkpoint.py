@@ -18,7 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
-from par import distribute
+from par.train import distribute
 from par.errors import ParError
 from par.runs import CHECKPOINT_DIR
 

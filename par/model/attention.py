@@ -18,7 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
-from par.dropout import Dropout
+from par.model.dropout import Dropout
 
 _NEG_INF = -1e30  # Scores are float32 when masked, whatever the compute dtype.
 

@@ -4,13 +4,13 @@ One function in sections: data and run directory, model and optimizers (inside a
 tf.distribute strategy scope), restore, the loop, final evaluation and export. Each section
 calls a piece that lives on its own:
 
-  par/steps.py        the compiled step and multi-step loop (`StepLoop`), `TrainState`
-  par/boundaries.py   when the host acts between loop calls (pure functions of the step)
-  par/checkpoint.py   what a checkpoint holds, saving and restoring
-  par/report.py       log lines, TensorBoard summaries, the architecture record and plots
-  par/host.py         the log file, stop signals and progress bar
+  par/train/steps.py        the compiled step and multi-step loop (`StepLoop`), `TrainState`
+  par/train/boundaries.py   when the host acts between loop calls (pure functions of the step)
+  par/train/checkpoint.py   what a checkpoint holds, saving and restoring
+  par/train/report.py       log lines, TensorBoard summaries, the architecture record and plots
+  par/train/host.py         the log file, stop signals and progress bar
   par/runs.py         the run directory's files
-  par/evaluate.py     exact evaluation of a split
+  par/train/evaluate.py     exact evaluation of a split
 
 The host acts only between loop calls, at the step boundaries that need it, so the metrics
 are exact at those steps; the Gumbel noise is a function of (seed, step) and the data order
@@ -26,23 +26,23 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from par import boundaries
-from par import checkpoint as checkpoint_lib
-from par import costs as costs_lib
-from par import distribute
-from par import evaluate
-from par import host
-from par import precision
-from par import records
-from par import report
+from par.train import boundaries
+from par.train import checkpoint as checkpoint_lib
+from par.search import costs as costs_lib
+from par.train import distribute
+from par.train import evaluate
+from par.train import host
+from par.train import precision
+from par.data import records
+from par.train import report
 from par import runs
-from par import resource
-from par import steps
+from par.search import resource
+from par.train import steps
 from par.config import BLOCK_KINDS
 from par.config import TrainConfig
 from par.errors import Interrupted
 from par.errors import ParError
-from par.model import ParModel
+from par.model.par_model import ParModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def train_and_evaluate(config: TrainConfig, model_dir, strategy=None) -> dict:
   Args:
     config: `TrainConfig`.
     model_dir: the run directory (its files are listed in par/runs.py).
-    strategy: a `tf.distribute.Strategy` (see par/distribute.py); the default strategy if
+    strategy: a `tf.distribute.Strategy` (see par/train/distribute.py); the default strategy if
       None. Under several replicas each keeps its own lanes and memories; the loss is
       normalised by the global count of predicted tokens.
 

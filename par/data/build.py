@@ -18,9 +18,9 @@ from pathlib import Path
 
 from absl import logging
 
-from par import records
-from par import text as text_lib
-from par import tokenizer
+from par.data import records
+from par.data import text as text_lib
+from par.data import tokenizer
 from par.errors import ParError
 
 

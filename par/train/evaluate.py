@@ -14,8 +14,8 @@ import math
 
 import tensorflow as tf
 
-from par import distribute
-from par import records
+from par.train import distribute
+from par.data import records
 
 
 @dataclasses.dataclass(frozen=True)

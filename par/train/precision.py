@@ -2,7 +2,7 @@
 
 Under `mixed_float16` and `mixed_bfloat16` the variables stay float32 and layers compute in
 16 bits; attention and adaptive-softmax normalisation and the loss are float32 (see
-par/attention.py and par/adaptive_softmax.py). float16's narrow range needs the loss scaled
+par/model/attention.py and par/model/adaptive_softmax.py). float16's narrow range needs the loss scaled
 so that small gradients do not flush to zero; bfloat16 has float32's range and needs none.
 
 `LossScale` is the usual dynamic scheme (as in Micikevicius et al. 2018 and Keras's

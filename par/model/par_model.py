@@ -3,7 +3,7 @@
 tokens [B, T] -> embedding · sqrt(D) -> dropout -> blocks -> dropout -> hidden [B, T, D]
 hidden -> adaptive softmax -> log-probabilities, or (summed NLL, token count) against targets
 
-Memory is explicit state (par/memory.py): one entry per block, [B, M, D] where the block
+Memory is explicit state (par/model/memory.py): one entry per block, [B, M, D] where the block
 attends, passed in and returned by every block. A fresh memory (`initial_memory`) is all
 zeros with length 0. Evaluation may use a longer memory than training: M is read from the
 memory passed in.
@@ -16,14 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from par import attention
-from par import blocks
-from par import memory as memory_lib
-from par.adaptive_softmax import AdaptiveSoftmax
+from par.model import attention
+from par.model import blocks
+from par.model import memory as memory_lib
+from par.model.adaptive_softmax import AdaptiveSoftmax
 from par.config import ModelConfig
 from par.config import argmax_pattern
-from par.dropout import Dropout
-from par.memory import Memory
+from par.model.dropout import Dropout
+from par.model.memory import Memory
 
 
 @keras.saving.register_keras_serializable(package="par")

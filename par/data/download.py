@@ -16,8 +16,8 @@ from pathlib import Path
 from absl import logging
 
 from par.errors import ParError
-from par.text import SPLIT_FILE_NAMES
-from par.text import find_split_files
+from par.data.text import SPLIT_FILE_NAMES
+from par.data.text import find_split_files
 
 # WikiText-2 (v1, tokenized), Merity et al. 2016. The original host first, then mirrors.
 WIKITEXT2_URLS = (

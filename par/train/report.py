@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from par import collapse
-from par import host
-from par import plots
+from par.search import collapse
+from par.train import host
+from par.search import plots
 from par import runs
-from par import schedules
+from par.train import schedules
 from par.config import BLOCK_KINDS
 
 _GIF_FRAMES = 50

@@ -17,9 +17,9 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
-from par import memory as memory_lib
-from par import schedules
-from par import resource
+from par.model import memory as memory_lib
+from par.train import schedules
+from par.search import resource
 
 _NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
 

@@ -1,7 +1,7 @@
 """Host plumbing of a training run: the log file, the stop signals and the progress bar.
 
 None of this touches TensorFlow. The trainer enters `LogFile` and `StopSignals` around the
-run; the reporter (par/report.py) draws the `Progress` bar.
+run; the reporter (par/train/report.py) draws the `Progress` bar.
 """
 
 import logging as std_logging
