@@ -83,7 +83,8 @@ def import_tensorflow():
   if os.environ.get("PAR_VERBOSE_TF") != "1":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
   with quiet_native_stderr():
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
     tf.config.list_physical_devices()
   return tf
 
@@ -97,7 +98,8 @@ def configure_threads(inter_op=-1, intra_op=-1):
   2-core reference machine auto trained the base SuperNet 1.10 and 1.17 times faster than
   TensorFlow's defaults in two runs (docs/BENCHMARKS.md). 0 is TensorFlow's default.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   if -1 in (inter_op, intra_op) and not tf.config.list_physical_devices("GPU"):
     inter_op = (os.cpu_count() or 1) if inter_op == -1 else inter_op
     intra_op = 1 if intra_op == -1 else intra_op

@@ -35,7 +35,7 @@ def argmax_pattern(probabilities):
   return "".join(BLOCK_KINDS[row.index(max(row))] for row in map(list, probabilities))
 
 
-def setting(default, help, choices=None):  # pylint: disable=redefined-builtin
+def setting(default, help, choices=None):
   """A config field with its help text and, if it takes one of a few names, their choices."""
   return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
@@ -46,7 +46,7 @@ def _check(condition, message):
 
 
 def _one_of(choices):
-  """"a, b or c"."""
+  """ "a, b or c"."""
   choices = [str(c) for c in choices]
   return " or ".join([", ".join(choices[:-1]), choices[-1]]) if len(choices) > 1 else choices[0]
 
@@ -93,35 +93,51 @@ class DataConfig(_Settings):
   """How `build_dataset` turns text into context-batched records."""
 
   vocab_size: int = setting(
-      12000, "Pieces in the SentencePiece vocabulary, control symbols included (ignored when "
-      "an existing tokenizer model is given).")
-  model_type: str = setting("unigram", "SentencePiece algorithm: unigram (Kudo 2018) or bpe.",
-                            MODEL_TYPES)
+    12000,
+    "Pieces in the SentencePiece vocabulary, control symbols included (ignored when "
+    "an existing tokenizer model is given).",
+  )
+  model_type: str = setting(
+    "unigram", "SentencePiece algorithm: unigram (Kudo 2018) or bpe.", MODEL_TYPES
+  )
   lowercase: bool = setting(
-      False, "Case-fold the text inside the tokenizer (off by default: WikiText is cased).")
+    False, "Case-fold the text inside the tokenizer (off by default: WikiText is cased)."
+  )
   character_coverage: float = setting(
-      1.0, "Share of the train split's characters the vocabulary covers; 1.0 keeps every "
-      "one, so only characters unseen in training become unknown.")
+    1.0,
+    "Share of the train split's characters the vocabulary covers; 1.0 keeps every "
+    "one, so only characters unseen in training become unknown.",
+  )
   user_symbols: tuple[str, ...] = setting(
-      ("<unk>",), "Words always kept as one piece, comma-separated (empty for none). WikiText "
-      "marks unknown words with a literal <unk>, which would otherwise become three pieces.")
+    ("<unk>",),
+    "Words always kept as one piece, comma-separated (empty for none). WikiText "
+    "marks unknown words with a literal <unk>, which would otherwise become three pieces.",
+  )
   batch_size: int = setting(32, "Independent lanes of text per record (the batch dimension).")
   seq_len: int = setting(
-      32, "Tokens predicted per lane per record; a record holds seq_len + 1 tokens per lane.")
+    32, "Tokens predicted per lane per record; a record holds seq_len + 1 tokens per lane."
+  )
   shards: int = setting(1, "Consecutive files each split's records are cut into, in order.")
   remainder: str = setting(
-      "pad", "The last partial record of a split: pad fills it with -1 (masked in the loss), "
-      "so every token after the first is a target; drop discards it (fewer than "
-      "batch_size x seq_len tokens).", REMAINDERS)
+    "pad",
+    "The last partial record of a split: pad fills it with -1 (masked in the loss), "
+    "so every token after the first is a target; drop discards it (fewer than "
+    "batch_size x seq_len tokens).",
+    REMAINDERS,
+  )
 
   def validate(self):
     self._check_choices()
     _check(self.vocab_size >= 2, f"vocab_size must be at least 2, got {self.vocab_size}")
-    _check(0.0 < self.character_coverage <= 1.0,
-           f"character_coverage must be in (0, 1], got {self.character_coverage}")
+    _check(
+      0.0 < self.character_coverage <= 1.0,
+      f"character_coverage must be in (0, 1], got {self.character_coverage}",
+    )
     for symbol in self.user_symbols:
-      _check(symbol and not any(c.isspace() for c in symbol),
-             f"user symbols must be non-empty and without spaces, got {symbol!r}")
+      _check(
+        symbol and not any(c.isspace() for c in symbol),
+        f"user symbols must be non-empty and without spaces, got {symbol!r}",
+      )
     _check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
     _check(self.seq_len >= 1, f"seq_len must be at least 1, got {self.seq_len}")
     _check(self.shards >= 1, f"shards must be at least 1, got {self.shards}")
@@ -149,41 +165,58 @@ class ModelConfig(_Settings):
   """
 
   vocab_size: int = setting(
-      12000, "Pieces in the vocabulary; the training script takes it from the dataset.")
+    12000, "Pieces in the vocabulary; the training script takes it from the dataset."
+  )
   d_model: int = setting(128, "Width of the residual stream.")
   n_heads: int = setting(4, "Attention heads.")
   d_head: int = setting(0, "Width of each head (0: d_model / n_heads).")
   d_ffn: int = setting(1024, "Hidden width of the feed-forward blocks.")
   n_blocks: int = setting(6, "Blocks in the network, each attention, feed-forward or identity.")
   mem_len: int = setting(
-      16, "Hidden states of earlier segments each attention block attends to in training "
-      "(Transformer-XL's memory).")
+    16,
+    "Hidden states of earlier segments each attention block attends to in training "
+    "(Transformer-XL's memory).",
+  )
   clamp_len: int = setting(
-      0, "Relative distances above this share one position encoding (0: no clamping).")
-  dropout: float = setting(
-      0.1, "Dropout on embeddings, block outputs and the last hidden state.")
+    0, "Relative distances above this share one position encoding (0: no clamping)."
+  )
+  dropout: float = setting(0.1, "Dropout on embeddings, block outputs and the last hidden state.")
   dropatt: float = setting(0.0, "Dropout on attention weights.")
   untie_rel_bias: bool = setting(
-      False, "One pair of attention biases u, v per block, instead of one pair shared by all "
-      "blocks as in Transformer-XL.")
+    False,
+    "One pair of attention biases u, v per block, instead of one pair shared by all "
+    "blocks as in Transformer-XL.",
+  )
   cutoffs: tuple[int, ...] = setting(
-      (250, 2500), "Adaptive softmax cluster boundaries, increasing, below the vocabulary "
-      "size, repeated or comma-separated (--cutoffs=250 --cutoffs=2500); 'none' clears those "
-      "given before it (a flagfile's), alone it means a plain softmax.")
+    (250, 2500),
+    "Adaptive softmax cluster boundaries, increasing, below the vocabulary "
+    "size, repeated or comma-separated (--cutoffs=250 --cutoffs=2500); 'none' clears those "
+    "given before it (a flagfile's), alone it means a plain softmax.",
+  )
   proj_factor: int = setting(
-      4, "Tail cluster i projects to d_model / proj_factor**(i+1), unless --proj_dims.")
+    4, "Tail cluster i projects to d_model / proj_factor**(i+1), unless --proj_dims."
+  )
   proj_dims: tuple[int, ...] = setting(
-      (), "Explicit projection width per tail cluster (repeated or comma-separated).")
+    (), "Explicit projection width per tail cluster (repeated or comma-separated)."
+  )
   architecture: str = setting(
-      "", "Train this fixed pattern over s (attention), f (feed-forward), i (identity), e.g. "
-      "sfsfff, instead of searching (empty: the SuperNet of stochastic blocks).")
+    "",
+    "Train this fixed pattern over s (attention), f (feed-forward), i (identity), e.g. "
+    "sfsfff, instead of searching (empty: the SuperNet of stochastic blocks).",
+  )
   sampling: str = setting(
-      "soft", "How the SuperNet mixes its branches in training: soft (Gumbel-Softmax "
-      "weights), hard (one-hot forward, straight-through gradients) or single_path (only the "
-      "sampled branch is computed, GDAS-style).", SAMPLING_MODES)
+    "soft",
+    "How the SuperNet mixes its branches in training: soft (Gumbel-Softmax "
+    "weights), hard (one-hot forward, straight-through gradients) or single_path (only the "
+    "sampled branch is computed, GDAS-style).",
+    SAMPLING_MODES,
+  )
   eval_mode: str = setting(
-      "argmax", "How the SuperNet evaluates, never noisy: argmax (the derived architecture) or "
-      "expected (branches weighted by softmax of the logits).", EVAL_MODES)
+    "argmax",
+    "How the SuperNet evaluates, never noisy: argmax (the derived architecture) or "
+    "expected (branches weighted by softmax of the logits).",
+    EVAL_MODES,
+  )
 
   @property
   def head_width(self):
@@ -198,29 +231,41 @@ class ModelConfig(_Settings):
     for name in ("vocab_size", "d_model", "n_heads", "d_ffn", "n_blocks", "proj_factor"):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     _check(self.d_head >= 0, f"d_head must be 0 or more, got {self.d_head}")
-    _check(self.d_head or self.d_model % self.n_heads == 0,
-           f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head")
+    _check(
+      self.d_head or self.d_model % self.n_heads == 0,
+      f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head",
+    )
     _check(self.mem_len >= 0, f"mem_len must be 0 or more, got {self.mem_len}")
     _check(self.clamp_len >= 0, f"clamp_len must be 0 (off) or more, got {self.clamp_len}")
     for name in ("dropout", "dropatt"):
-      _check(0.0 <= getattr(self, name) < 1.0,
-             f"{name} must be in [0, 1), got {getattr(self, name)}")
+      _check(
+        0.0 <= getattr(self, name) < 1.0, f"{name} must be in [0, 1), got {getattr(self, name)}"
+      )
     bounds = (0,) + tuple(self.cutoffs) + (self.vocab_size,)
-    _check(all(a < b for a, b in zip(bounds, bounds[1:])),
-           f"cutoffs must increase strictly between 0 and vocab_size {self.vocab_size}, got "
-           f"{list(self.cutoffs)}")
-    _check(not self.proj_dims or len(self.proj_dims) == len(self.cutoffs),
-           f"proj_dims needs one width per tail cluster ({len(self.cutoffs)}), got "
-           f"{list(self.proj_dims)}")
-    _check(all(d >= 1 for d in self.proj_dims), f"proj_dims must be positive, got "
-           f"{list(self.proj_dims)}")
+    _check(
+      all(a < b for a, b in zip(bounds, bounds[1:])),
+      f"cutoffs must increase strictly between 0 and vocab_size {self.vocab_size}, got "
+      f"{list(self.cutoffs)}",
+    )
+    _check(
+      not self.proj_dims or len(self.proj_dims) == len(self.cutoffs),
+      f"proj_dims needs one width per tail cluster ({len(self.cutoffs)}), got "
+      f"{list(self.proj_dims)}",
+    )
+    _check(
+      all(d >= 1 for d in self.proj_dims), f"proj_dims must be positive, got {list(self.proj_dims)}"
+    )
     if self.architecture:
-      _check(set(self.architecture) <= set(BLOCK_KINDS),
-             f"architecture {self.architecture!r} may only use the letters s (attention), "
-             "f (feed-forward) and i (identity)")
-      _check(len(self.architecture) == self.n_blocks,
-             f"architecture {self.architecture!r} has {len(self.architecture)} blocks, but "
-             f"n_blocks is {self.n_blocks}")
+      _check(
+        set(self.architecture) <= set(BLOCK_KINDS),
+        f"architecture {self.architecture!r} may only use the letters s (attention), "
+        "f (feed-forward) and i (identity)",
+      )
+      _check(
+        len(self.architecture) == self.n_blocks,
+        f"architecture {self.architecture!r} has {len(self.architecture)} blocks, but "
+        f"n_blocks is {self.n_blocks}",
+      )
     return self
 
 
@@ -228,87 +273,123 @@ class ModelConfig(_Settings):
 class TrainConfig(_Settings):
   """One training run: the model, the data, the optimisation and the bookkeeping."""
 
-  model: ModelConfig = setting(ModelConfig(), "The model (its own fields).")
+  # A frozen (immutable) instance: safe as a shared default.
+  model: ModelConfig = setting(ModelConfig(), "The model (its own fields).")  # noqa: RUF009
   data_dir: str = setting(
-      "data/wikitext2_bsz32_seqlen32", "A dataset directory built by scripts/build_data.py.")
+    "data/wikitext2_bsz32_seqlen32", "A dataset directory built by scripts/build_data.py."
+  )
   epochs: int = setting(20, "Epochs over the train split (unless --train_steps).")
   train_steps: int = setting(0, "Total steps; overrides --epochs when above 0.")
   max_lr: float = setting(1e-4, "Peak learning rate of the weights.")
   warmup_steps: int = setting(
-      4000, "Linear warm-up steps to max_lr; then a cosine to 0 at the last step.")
+    4000, "Linear warm-up steps to max_lr; then a cosine to 0 at the last step."
+  )
   optimizer: str = setting(
-      "adam", "adam, or adamw with decoupled --weight_decay (not on biases and norms).",
-      OPTIMIZERS)
+    "adam", "adam, or adamw with decoupled --weight_decay (not on biases and norms).", OPTIMIZERS
+  )
   weight_decay: float = setting(0.0, "Decoupled weight decay (adamw), not on biases and norms.")
   clip_norm: float = setting(
-      0.0, "Clip the weights' gradients to this global norm (0: no clipping).")
+    0.0, "Clip the weights' gradients to this global norm (0: no clipping)."
+  )
   tau_start: float = setting(1.0, "Gumbel-Softmax temperature at the first step.")
   tau_end: float = setting(0.1, "Gumbel-Softmax temperature at the last step.")
   tau_schedule: str = setting(
-      "exp", "Temperature from tau_start to tau_end: geometrically (exp) or linearly.",
-      TAU_SCHEDULES)
+    "exp", "Temperature from tau_start to tau_end: geometrically (exp) or linearly.", TAU_SCHEDULES
+  )
   arch_lr: float = setting(
-      3e-4, "Learning rate of the architecture logits (their own Adam, betas 0.5/0.999 as "
-      "in DARTS, constant rate).")
+    3e-4,
+    "Learning rate of the architecture logits (their own Adam, betas 0.5/0.999 as "
+    "in DARTS, constant rate).",
+  )
   arch_weight_decay: float = setting(1e-3, "Decoupled weight decay of the architecture logits.")
-  arch_warmup_steps: int = setting(
-      0, "Steps during which the architecture logits stay frozen.")
+  arch_warmup_steps: int = setting(0, "Steps during which the architecture logits stay frozen.")
   resource: str = setting(
-      "none", "A resource term in the search's loss, resource_weight x the expected block "
-      "cost, on the logits only: none, flops (FLOPs per token of each block kind) or latency "
-      "(forward time of each kind, measured when the run starts). See par/search/resource.py.",
-      RESOURCES)
+    "none",
+    "A resource term in the search's loss, resource_weight x the expected block "
+    "cost, on the logits only: none, flops (FLOPs per token of each block kind) or latency "
+    "(forward time of each kind, measured when the run starts). See par/search/resource.py.",
+    RESOURCES,
+  )
   resource_weight: float = setting(
-      0.0, "Weight of the resource term (the expected block cost lies in [0, 1]).")
+    0.0, "Weight of the resource term (the expected block cost lies in [0, 1])."
+  )
   seed: int = setting(
-      0, "Seed of weight initialisation, dropout and the Gumbel noise (a function of (seed, "
-      "step), so a resumed run draws what an uninterrupted one would).")
+    0,
+    "Seed of weight initialisation, dropout and the Gumbel noise (a function of (seed, "
+    "step), so a resumed run draws what an uninterrupted one would).",
+  )
   steps_per_loop: int = setting(
-      50, "Steps per call of the compiled training loop (the host syncs only between calls).")
+    50, "Steps per call of the compiled training loop (the host syncs only between calls)."
+  )
   eval_every: int = setting(0, "Evaluate on valid every N steps (0: only at each epoch end).")
   log_every: int = setting(100, "Log and write training summaries every N steps.")
   checkpoint_every: int = setting(1000, "Checkpoint every N steps.")
   keep_checkpoints: int = setting(3, "Checkpoints to keep.")
   plot_every: int = setting(
-      1000, "Draw the architecture heatmap every N steps (0: never; the final plots are "
-      "always drawn).")
-  eval_mem_len: int = setting(
-      0, "Memory length in evaluation (0: --mem_len); may exceed it.")
+    1000,
+    "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn).",
+  )
+  eval_mem_len: int = setting(0, "Memory length in evaluation (0: --mem_len); may exceed it.")
   jit_compile: bool = setting(
-      False, "Compile each training step with XLA (for GPUs and TPUs; slow to compile on CPUs).")
+    False, "Compile each training step with XLA (for GPUs and TPUs; slow to compile on CPUs)."
+  )
   mixed_precision: str = setting(
-      "float32", "Keras dtype policy: float32, or 16-bit compute with float32 variables, "
-      "normalisations and loss: mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 "
-      "(TPUs, recent GPUs and CPUs).", PRECISIONS)
+    "float32",
+    "Keras dtype policy: float32, or 16-bit compute with float32 variables, "
+    "normalisations and loss: mixed_float16 (GPUs; dynamic loss scaling) or mixed_bfloat16 "
+    "(TPUs, recent GPUs and CPUs).",
+    PRECISIONS,
+  )
 
   # Fields that may change when a run resumes: they change the bookkeeping, not the result.
-  RESUMABLE_CHANGES = ("steps_per_loop", "eval_every", "log_every", "checkpoint_every",
-                       "keep_checkpoints", "plot_every", "jit_compile")
+  RESUMABLE_CHANGES = (
+    "steps_per_loop",
+    "eval_every",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "plot_every",
+    "jit_compile",
+  )
 
   def validate(self):
     self.model.validate()
     self._check_choices()
-    _check(self.epochs >= 1 or self.train_steps >= 1,
-           "give a positive number of epochs or train_steps")
+    _check(
+      self.epochs >= 1 or self.train_steps >= 1, "give a positive number of epochs or train_steps"
+    )
     _check(self.train_steps >= 0, f"train_steps must be 0 or more, got {self.train_steps}")
-    _check(math.isfinite(self.max_lr) and self.max_lr > 0,
-           f"max_lr must be positive and finite, got {self.max_lr}")
+    _check(
+      math.isfinite(self.max_lr) and self.max_lr > 0,
+      f"max_lr must be positive and finite, got {self.max_lr}",
+    )
     _check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
-    _check(self.weight_decay >= 0 and self.arch_weight_decay >= 0,
-           "weight decays must be 0 or more")
-    _check(self.weight_decay == 0 or self.optimizer == "adamw",
-           "weight_decay needs optimizer adamw (adam has no decoupled weight decay)")
+    _check(
+      self.weight_decay >= 0 and self.arch_weight_decay >= 0, "weight decays must be 0 or more"
+    )
+    _check(
+      self.weight_decay == 0 or self.optimizer == "adamw",
+      "weight_decay needs optimizer adamw (adam has no decoupled weight decay)",
+    )
     _check(self.clip_norm >= 0, f"clip_norm must be 0 (off) or more, got {self.clip_norm}")
-    _check(self.tau_start > 0 and self.tau_end > 0,
-           f"temperatures must be positive, got {self.tau_start} -> {self.tau_end}")
+    _check(
+      self.tau_start > 0 and self.tau_end > 0,
+      f"temperatures must be positive, got {self.tau_start} -> {self.tau_end}",
+    )
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
-    _check(math.isfinite(self.resource_weight) and self.resource_weight >= 0,
-           f"resource_weight must be 0 or more, got {self.resource_weight}")
-    _check((self.resource == "none") == (self.resource_weight == 0),
-           "give --resource and a positive --resource_weight together")
-    _check(self.resource == "none" or not self.model.architecture,
-           "a resource term steers a search; a fixed --architecture has nothing to steer")
+    _check(
+      math.isfinite(self.resource_weight) and self.resource_weight >= 0,
+      f"resource_weight must be 0 or more, got {self.resource_weight}",
+    )
+    _check(
+      (self.resource == "none") == (self.resource_weight == 0),
+      "give --resource and a positive --resource_weight together",
+    )
+    _check(
+      self.resource == "none" or not self.model.architecture,
+      "a resource term steers a search; a fixed --architecture has nothing to steer",
+    )
     for name in ("steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints"):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     for name in ("eval_every", "plot_every", "eval_mem_len"):
@@ -325,24 +406,34 @@ class RuntimeConfig(_Settings):
   """
 
   strategy: str = setting(
-      "default", "tf.distribute strategy: default (one device), one_device, mirrored (all "
-      "local GPUs, else the logical CPUs of --cpu_devices), multi_worker (the cluster in "
-      "TF_CONFIG) or tpu (--tpu).", STRATEGIES)
+    "default",
+    "tf.distribute strategy: default (one device), one_device, mirrored (all "
+    "local GPUs, else the logical CPUs of --cpu_devices), multi_worker (the cluster in "
+    "TF_CONFIG) or tpu (--tpu).",
+    STRATEGIES,
+  )
   tpu: str = setting(
-      "", "TPU address for --strategy=tpu, e.g. grpc://10.0.0.2:8470 ('': find the Colab or "
-      "Cloud TPU).")
+    "",
+    "TPU address for --strategy=tpu, e.g. grpc://10.0.0.2:8470 ('': find the Colab or Cloud TPU).",
+  )
   cpu_devices: int = setting(
-      0, "Split the CPU into this many logical devices for --strategy=mirrored (0: do not "
-      "split), to run several replicas without accelerators.")
+    0,
+    "Split the CPU into this many logical devices for --strategy=mirrored (0: do not "
+    "split), to run several replicas without accelerators.",
+  )
   inter_op_threads: int = setting(
-      -1, "Ops TensorFlow runs at once (-1: auto, the CPU count without a GPU; 0: "
-      "TensorFlow's default).")
+    -1,
+    "Ops TensorFlow runs at once (-1: auto, the CPU count without a GPU; 0: TensorFlow's default).",
+  )
   intra_op_threads: int = setting(
-      -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's default).")
+    -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's default)."
+  )
 
   def validate(self):
     self._check_choices()
     _check(not self.tpu or self.strategy == "tpu", "--tpu goes with --strategy=tpu")
-    _check(self.cpu_devices >= 0 and (not self.cpu_devices or self.strategy == "mirrored"),
-           "--cpu_devices takes a positive count and goes with --strategy=mirrored")
+    _check(
+      self.cpu_devices >= 0 and (not self.cpu_devices or self.strategy == "mirrored"),
+      "--cpu_devices takes a positive count and goes with --strategy=mirrored",
+    )
     return self

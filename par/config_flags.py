@@ -28,8 +28,11 @@ def _fields(config_class, skip=(), only=None):
   """(field, type) of the fields that become flags: nested configs never do."""
   hints = typing.get_type_hints(config_class)
   for field in dataclasses.fields(config_class):
-    if (field.name in skip or (only is not None and field.name not in only)
-        or dataclasses.is_dataclass(hints[field.name])):
+    if (
+      field.name in skip
+      or (only is not None and field.name not in only)
+      or dataclasses.is_dataclass(hints[field.name])
+    ):
       continue
     yield field, hints[field.name]
 
@@ -121,7 +124,8 @@ def configure_threads(runtime):
 
 def strategy(runtime):
   """The runtime's strategy (after TensorFlow's import, before it runs anything)."""
-  from par.train import distribute  # pylint: disable=g-import-not-at-top (imports TensorFlow)
+  from par.train import distribute  # Imports TensorFlow.
+
   if runtime.cpu_devices:
     distribute.split_cpu(runtime.cpu_devices)
   return distribute.make_strategy(runtime.strategy, runtime.tpu)
@@ -133,10 +137,14 @@ def strategy(runtime):
 def define_run_source():
   """--source and --checkpoint: which weights of a run to load."""
   _SOURCE["source"] = flags.DEFINE_enum(
-      "source", "checkpoint", ["checkpoint", "export"],
-      "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.")
+    "source",
+    "checkpoint",
+    ["checkpoint", "export"],
+    "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.",
+  )
   _SOURCE["checkpoint"] = flags.DEFINE_string(
-      "checkpoint", None, "A checkpoint prefix, e.g. runs/x/checkpoints/ckpt-200.")
+    "checkpoint", None, "A checkpoint prefix, e.g. runs/x/checkpoints/ckpt-200."
+  )
 
 
 def run_source():

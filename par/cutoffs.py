@@ -106,10 +106,11 @@ class CostModel:
 def grave_cost(d_model, proj_factor=4, proj_dims=()):
   """Grave et al.'s model with the model's projection widths, in FLOPs per token."""
   if d_model < 1 or proj_factor < 1 or any(w < 1 for w in proj_dims):
-    raise ParError(f"d_model, proj_factor and proj_dims must be positive, got {d_model}, "
-                   f"{proj_factor}, {list(proj_dims)}")
-  return CostModel("grave", "FLOPs", 2.0 * d_model, False, d_model, proj_factor,
-                   tuple(proj_dims))
+    raise ParError(
+      f"d_model, proj_factor and proj_dims must be positive, got {d_model}, "
+      f"{proj_factor}, {list(proj_dims)}"
+    )
+  return CostModel("grave", "FLOPs", 2.0 * d_model, False, d_model, proj_factor, tuple(proj_dims))
 
 
 def simple_cost():
@@ -144,8 +145,9 @@ def check_counts(values):
     raise ParError(f"value {bad[0] + 1} is {counts[bad[0]]}: counts must be finite")
   bad = np.flatnonzero(counts < 0)
   if bad.size:
-    raise ParError(f"value {bad[0] + 1} is negative ({counts[bad[0]]:g}): counts and "
-                   "probabilities cannot be")
+    raise ParError(
+      f"value {bad[0] + 1} is negative ({counts[bad[0]]:g}): counts and probabilities cannot be"
+    )
   if not counts.any():
     raise ParError(f"all {counts.size} counts are zero")
   return counts
@@ -159,10 +161,10 @@ def cost_of(counts, cutoffs, model):
   if any(a >= b for a, b in zip(bounds, bounds[1:])):
     raise ParError(f"cutoffs must increase strictly between 0 and {n}, got {list(cutoffs)}")
   total = counts.sum()
-  cost = model.head(bounds[1], counts[:bounds[1]].sum() / total, len(cutoffs) + 1)
+  cost = model.head(bounds[1], counts[: bounds[1]].sum() / total, len(cutoffs) + 1)
   for i in range(len(cutoffs)):
     fixed, rate = model.tail(i)
-    share = counts[bounds[i + 1]:bounds[i + 2]].sum() / total
+    share = counts[bounds[i + 1] : bounds[i + 2]].sum() / total
     cost += share * (fixed + rate * (bounds[i + 2] - bounds[i + 1]))
   return float(cost)
 
@@ -201,10 +203,11 @@ def _layer(previous, prefix, fixed, rate, first, min_size=1, only_last=False):
     values[mid], argmins[mid] = best, arg
     left, right = lo < mid, mid < hi
     lo, hi, opt_lo, opt_hi = (
-        np.concatenate([lo[left], mid[right] + 1]),
-        np.concatenate([mid[left] - 1, hi[right]]),
-        np.concatenate([opt_lo[left], arg[right]]),
-        np.concatenate([arg[left], opt_hi[right]]))
+      np.concatenate([lo[left], mid[right] + 1]),
+      np.concatenate([mid[left] - 1, hi[right]]),
+      np.concatenate([opt_lo[left], arg[right]]),
+      np.concatenate([arg[left], opt_hi[right]]),
+    )
   return values, argmins
 
 
@@ -233,20 +236,25 @@ def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
   auto = clusters == "auto"
   limit = max_clusters if auto else clusters
   if not isinstance(limit, (int, np.integer)) or limit < 1:
-    raise ParError(f"the number of clusters must be a positive integer or 'auto', got "
-                   f"{max_clusters if auto else clusters!r}")
+    raise ParError(
+      f"the number of clusters must be a positive integer or 'auto', got "
+      f"{max_clusters if auto else clusters!r}"
+    )
   if model.max_tails is not None:
     if not auto and limit - 1 != model.max_tails:
-      raise ParError(f"{len(model.proj_dims)} proj_dims price {model.max_tails + 1} clusters, "
-                     f"not {limit}")
+      raise ParError(
+        f"{len(model.proj_dims)} proj_dims price {model.max_tails + 1} clusters, not {limit}"
+      )
     limit = min(limit, model.max_tails + 1)
   if not isinstance(min_size, (int, np.integer)) or min_size < 1:
     raise ParError(f"the smallest cluster size must be a positive integer, got {min_size!r}")
   if not auto and limit >= n:
     raise ParError(f"{limit} clusters need more than {limit} ids; the vocabulary has {n}")
   if not auto and limit * min_size > n:
-    raise ParError(f"{limit} clusters of at least {min_size} ids need {limit * min_size} ids; "
-                   f"the vocabulary has {n}")
+    raise ParError(
+      f"{limit} clusters of at least {min_size} ids need {limit * min_size} ids; "
+      f"the vocabulary has {n}"
+    )
   limit = min(limit, n - 1, n // min_size) if auto else limit
   scale = counts.sum()
   prefix = np.concatenate([[0.0], np.cumsum(counts)])
@@ -262,8 +270,15 @@ def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
   argmins = []
   for tails in range(1, limit):
     fixed, rate = model.tail(tails - 1)
-    layer, argmin = _layer(layer, prefix, fixed, rate, (tails + 1) * min_size, min_size,
-                           only_last=not auto and tails == limit - 1)
+    layer, argmin = _layer(
+      layer,
+      prefix,
+      fixed,
+      rate,
+      (tails + 1) * min_size,
+      min_size,
+      only_last=not auto and tails == limit - 1,
+    )
     argmins.append(argmin)
     if auto or tails == limit - 1:
       cutoffs, b = [], n

@@ -42,7 +42,7 @@ def sampling_probabilities(log_probs, temperature=1.0, top_k=0, top_p=1.0):
     probs = probs[before < top_p]
     probs /= probs.sum()
   result = np.zeros_like(log_probs)
-  result[order[:probs.size]] = probs
+  result[order[: probs.size]] = probs
   return result
 
 

@@ -23,14 +23,14 @@ from pathlib import Path
 
 from absl import logging
 
-from par.search import costs
-from par.train import evaluate
-from par.search import patterns as patterns_lib
-from par.data import records
 from par import runs
-from par.train import trainer
 from par.config import TrainConfig
+from par.data import records
 from par.errors import ParError
+from par.search import costs
+from par.search import patterns as patterns_lib
+from par.train import evaluate
+from par.train import trainer
 
 SEARCH = "search"
 RESULTS_JSON = "results.json"
@@ -43,14 +43,20 @@ def _finished(config, model_dir):
   if not path.is_file():
     return None
   run = runs.read_run(model_dir)
-  mine = dataclasses.replace(config, model=dataclasses.replace(
-      config.model, vocab_size=run.config.model.vocab_size))
-  changed = [f.name for f in dataclasses.fields(TrainConfig)
-             if f.name not in TrainConfig.RESUMABLE_CHANGES
-             and getattr(mine, f.name) != getattr(run.config, f.name)]
+  mine = dataclasses.replace(
+    config, model=dataclasses.replace(config.model, vocab_size=run.config.model.vocab_size)
+  )
+  changed = [
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in TrainConfig.RESUMABLE_CHANGES
+    and getattr(mine, f.name) != getattr(run.config, f.name)
+  ]
   if changed:
-    raise ParError(f"{model_dir} holds a run with other settings ({', '.join(changed)}); "
-                   "choose another work directory")
+    raise ParError(
+      f"{model_dir} holds a run with other settings ({', '.join(changed)}); "
+      "choose another work directory"
+    )
   return json.loads(path.read_text())
 
 
@@ -82,39 +88,51 @@ def _eval_speed(model_dir, split, repeats=3):
 
 
 def _row(name, pattern, config, model_dir, results, tail_shares, meta):
-  cost = costs.model_cost(config.model, pattern, seq_len=meta.seq_len,
-                          batch_size=meta.batch_size, tail_shares=tail_shares)
-  row = {"model": name, "pattern": pattern or "SuperNet", "run": str(model_dir),
-         "attention_blocks": (pattern or "").count("s") if pattern else None,
-         "params": cost["total"].params, "flops_per_token": cost["total"].flops,
-         "train_tokens_per_second": results.get("train_tokens_per_second"),
-         "eval_tokens_per_second": _eval_speed(model_dir, "valid")}
+  cost = costs.model_cost(
+    config.model, pattern, seq_len=meta.seq_len, batch_size=meta.batch_size, tail_shares=tail_shares
+  )
+  row = {
+    "model": name,
+    "pattern": pattern or "SuperNet",
+    "run": str(model_dir),
+    "attention_blocks": (pattern or "").count("s") if pattern else None,
+    "params": cost["total"].params,
+    "flops_per_token": cost["total"].flops,
+    "train_tokens_per_second": results.get("train_tokens_per_second"),
+    "eval_tokens_per_second": _eval_speed(model_dir, "valid"),
+  }
   for split in ("valid", "test"):
     if split in results:
-      row[split] = {k: results[split][k] for k in ("loss", "token_perplexity",
-                                                  "word_perplexity", "tokens", "words")}
+      row[split] = {
+        k: results[split][k]
+        for k in ("loss", "token_perplexity", "word_perplexity", "tokens", "words")
+      }
   return row
 
 
 def markdown(rows):
   """The comparison as a markdown table."""
+
   def ppl(row, split, key):
     return f"{row[split][key]:.2f}" if split in row else "–"
 
   def speed(value):
     return f"{value:,.0f}" if value else "–"
 
-  lines = ["| model | pattern | attention blocks | parameters | FLOPs/token | train tok/s | "
-           "eval tok/s | valid ppl | valid word ppl | test ppl | test word ppl |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = [
+    "| model | pattern | attention blocks | parameters | FLOPs/token | train tok/s | "
+    "eval tok/s | valid ppl | valid word ppl | test ppl | test word ppl |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
   for row in rows:
     blocks = "–" if row["attention_blocks"] is None else str(row["attention_blocks"])
     lines.append(
-        f"| {row['model']} | `{row['pattern']}` | {blocks} | {row['params']:,} | "
-        f"{row['flops_per_token'] / 1e6:.2f} M | {speed(row['train_tokens_per_second'])} | "
-        f"{speed(row['eval_tokens_per_second'])} | {ppl(row, 'valid', 'token_perplexity')} | "
-        f"{ppl(row, 'valid', 'word_perplexity')} | {ppl(row, 'test', 'token_perplexity')} | "
-        f"{ppl(row, 'test', 'word_perplexity')} |")
+      f"| {row['model']} | `{row['pattern']}` | {blocks} | {row['params']:,} | "
+      f"{row['flops_per_token'] / 1e6:.2f} M | {speed(row['train_tokens_per_second'])} | "
+      f"{speed(row['eval_tokens_per_second'])} | {ppl(row, 'valid', 'token_perplexity')} | "
+      f"{ppl(row, 'valid', 'word_perplexity')} | {ppl(row, 'test', 'token_perplexity')} | "
+      f"{ppl(row, 'test', 'word_perplexity')} |"
+    )
   return "\n".join(lines) + "\n"
 
 
@@ -136,8 +154,13 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   record = json.loads((work_dir / SEARCH / runs.ARCHITECTURE_FILE).read_text())
   patterns, ratio = patterns_lib.derive(record["probabilities"], ratio)
   patterns["baseline"] = patterns_lib.baseline_pattern(config.model.n_blocks)
-  logging.info("derived: argmax %s, rule (1 attention block in %.2f) %s; baseline %s",
-               patterns["argmax"], ratio, patterns["rule"], patterns["baseline"])
+  logging.info(
+    "derived: argmax %s, rule (1 attention block in %.2f) %s; baseline %s",
+    patterns["argmax"],
+    ratio,
+    patterns["rule"],
+    patterns["baseline"],
+  )
 
   meta = records.load_meta(config.data_dir)
   resolved = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
@@ -146,22 +169,40 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   shares = [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[1:], bounds[2:])]
 
   search_config = dataclasses.replace(config, model=resolved)
-  rows = [_row("search (SuperNet)", None, search_config, work_dir / SEARCH, search_results,
-               shares, meta)]
+  rows = [
+    _row("search (SuperNet)", None, search_config, work_dir / SEARCH, search_results, shares, meta)
+  ]
   trained = {}  # pattern -> names
   for name in ("argmax", "rule", "baseline"):
     trained.setdefault(patterns[name], []).append(name)
   for pattern, names in trained.items():
-    fixed = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, architecture=pattern), resource="none", resource_weight=0.0)
+    fixed = dataclasses.replace(
+      config,
+      model=dataclasses.replace(config.model, architecture=pattern),
+      resource="none",
+      resource_weight=0.0,
+    )
     results = _train(fixed, work_dir / names[0], strategy)
-    rows.append(_row(" = ".join(names), pattern,
-                     dataclasses.replace(fixed, model=dataclasses.replace(
-                         fixed.model, vocab_size=meta.vocab_size)),
-                     work_dir / names[0], results, shares, meta))
+    rows.append(
+      _row(
+        " = ".join(names),
+        pattern,
+        dataclasses.replace(
+          fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
+        ),
+        work_dir / names[0],
+        results,
+        shares,
+        meta,
+      )
+    )
 
-  summary = {"patterns": patterns, "ratio": ratio, "rows": rows,
-             "collapse": record.get("identity_dominates", [])}
+  summary = {
+    "patterns": patterns,
+    "ratio": ratio,
+    "rows": rows,
+    "collapse": record.get("identity_dominates", []),
+  }
   (work_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
   (work_dir / RESULTS_MD).write_text(markdown(rows))
   plots = work_dir / SEARCH / "plots"

@@ -26,9 +26,9 @@ import os
 import shutil
 from pathlib import Path
 
+from par.config import TrainConfig
 from par.data import records
 from par.data import tokenizer
-from par.config import TrainConfig
 from par.errors import ParError
 
 CONFIG_FILE = "config.json"
@@ -75,8 +75,12 @@ def read_json(path):
 
 def dataset_summary(meta):
   """What identifies the dataset a run trains on (kept in config.json)."""
-  return {"tokenizer_sha256": meta.tokenizer_sha256, "batch_size": meta.batch_size,
-          "seq_len": meta.seq_len, "train_records": meta.splits["train"].records}
+  return {
+    "tokenizer_sha256": meta.tokenizer_sha256,
+    "batch_size": meta.batch_size,
+    "seq_len": meta.seq_len,
+    "train_records": meta.splits["train"].records,
+  }
 
 
 def prepare(model_dir, config, meta, write=True):
@@ -101,13 +105,19 @@ def prepare(model_dir, config, meta, write=True):
       previous = TrainConfig.from_dict(saved["config"])
     except (ValueError, KeyError, TypeError, ParError):
       raise ParError(f"{path} is not a config this version of par wrote") from None
-    changed = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in TrainConfig.RESUMABLE_CHANGES and f.name != "data_dir"
-               and getattr(previous, f.name) != getattr(config, f.name)]
+    changed = [
+      f.name
+      for f in dataclasses.fields(TrainConfig)
+      if f.name not in TrainConfig.RESUMABLE_CHANGES
+      and f.name != "data_dir"
+      and getattr(previous, f.name) != getattr(config, f.name)
+    ]
     if changed or saved.get("dataset") != dataset:
       what = ", ".join(changed) if changed else "the dataset"
-      raise ParError(f"{model_dir} holds a run with other settings ({what}); resume it with "
-                     "the same flags, or choose another --model_dir")
+      raise ParError(
+        f"{model_dir} holds a run with other settings ({what}); resume it with "
+        "the same flags, or choose another --model_dir"
+      )
   if not write:
     return
   model_dir.mkdir(parents=True, exist_ok=True)
@@ -143,13 +153,14 @@ def read_run(model_dir):
   model_dir = Path(model_dir)
   path = model_dir / CONFIG_FILE
   if not path.is_file():
-    raise ParError(f"{model_dir} is not a run directory (no {CONFIG_FILE}); train one with "
-                   "scripts/train.py")
+    raise ParError(
+      f"{model_dir} is not a run directory (no {CONFIG_FILE}); train one with scripts/train.py"
+    )
   try:
     saved = json.loads(path.read_text())
     config = TrainConfig.from_dict(saved["config"])
     dataset = dict(saved["dataset"])
-    dataset["tokenizer_sha256"]  # pylint: disable=pointless-statement (must be there)
+    dataset["tokenizer_sha256"]  # Must be there.
   except (ValueError, KeyError, TypeError, ParError):
     raise ParError(f"{path} is not a config this version of par wrote") from None
   return Run(model_dir, config, dataset)
@@ -165,16 +176,20 @@ def load_tokenizer(run, data_dir=None):
     if path.is_file():
       proto = path.read_bytes()
       if tokenizer.sha256(proto) != run.tokenizer_sha256:
-        raise ParError(f"{path} is not the tokenizer {run.model_dir} was trained with "
-                       f"(sha256 {tokenizer.sha256(proto)[:12]}…, expected "
-                       f"{run.tokenizer_sha256[:12]}…)")
+        raise ParError(
+          f"{path} is not the tokenizer {run.model_dir} was trained with "
+          f"(sha256 {tokenizer.sha256(proto)[:12]}…, expected "
+          f"{run.tokenizer_sha256[:12]}…)"
+        )
       return tokenizer.load(proto)
-  raise ParError(f"no tokenizer for {run.model_dir}: none of "
-                 f"{', '.join(str(p) for p in candidates)} exists")
+  raise ParError(
+    f"no tokenizer for {run.model_dir}: none of {', '.join(str(p) for p in candidates)} exists"
+  )
 
 
 def _latest_checkpoint(run):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   latest = tf.train.latest_checkpoint(str(run.model_dir / CHECKPOINT_DIR))
   if latest is None:
     raise ParError(f"{run.model_dir} has no checkpoint yet")
@@ -193,9 +208,10 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
   Returns:
     (ParModel, what it was loaded from).
   """
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from par.model.par_model import ParModel  # pylint: disable=g-import-not-at-top
+  import keras
+  import tensorflow as tf
+
+  from par.model.par_model import ParModel
 
   config = run.config.model
   if source == "export":

@@ -50,18 +50,24 @@ from absl import flags
 
 from par import cli
 
-_SUITE = flags.DEFINE_enum("suite", "data",
-                           ["data", "train", "cuts", "eval_case", "matmul_case"],
-                           "What to measure (the *_case suites are the train suite's "
-                           "subprocesses).")
+_SUITE = flags.DEFINE_enum(
+  "suite",
+  "data",
+  ["data", "train", "cuts", "eval_case", "matmul_case"],
+  "What to measure (the *_case suites are the train suite's subprocesses).",
+)
 _TEXT_DIR = flags.DEFINE_string(
-    "text_dir", str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wt2-small"),
-    "Split files for the data suite.")
+  "text_dir",
+  str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wt2-small"),
+  "Split files for the data suite.",
+)
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 7000, "Vocabulary for the data suite.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Repetitions of each timing (data and cuts "
-                                "suites).")
-_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 150, "Steps per training case (train "
-                                    "suite); the first 50 (one loop call) are not timed.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Repetitions of each timing (data and cuts suites).")
+_TRAIN_STEPS = flags.DEFINE_integer(
+  "train_steps",
+  150,
+  "Steps per training case (train suite); the first 50 (one loop call) are not timed.",
+)
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "eval_case: the run directory to evaluate.")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _run_measured(command):
   """Runs a command; returns (wall seconds, peak RSS in MiB) of that process alone."""
   start = time.perf_counter()
-  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+  process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   _, status, usage = os.wait4(process.pid, 0)
   wall = time.perf_counter() - start
   stderr = process.stderr.read().decode()
@@ -82,8 +87,15 @@ def _run_measured(command):
 
 
 def _build_command(text, output, *extra):
-  return [sys.executable, "scripts/build_data.py", f"--input={text}", f"--output_dir={output}",
-          f"--vocab_size={_VOCAB_SIZE.value}", "--overwrite", *extra]
+  return [
+    sys.executable,
+    "scripts/build_data.py",
+    f"--input={text}",
+    f"--output_dir={output}",
+    f"--vocab_size={_VOCAB_SIZE.value}",
+    "--overwrite",
+    *extra,
+  ]
 
 
 def _median(values):
@@ -104,11 +116,12 @@ def _timed(function):
 
 def data_suite(work):
   # Imported after cli.import_tensorflow(), which hides TensorFlow's start-up notices.
-  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  import sentencepiece as spm
+
+  from par.config import DataConfig
   from par.data import records
+  from par.data import text as text_lib
   from par.data import tokenizer
-  from par.data import text as text_lib  # pylint: disable=g-import-not-at-top
-  from par.config import DataConfig  # pylint: disable=g-import-not-at-top
 
   text_dir = Path(_TEXT_DIR.value)
   if not text_dir.is_dir():
@@ -118,8 +131,12 @@ def data_suite(work):
   # 1. The whole build, as a user runs it.
   builds = [_run_measured(_build_command(text_dir, work / "ds")) for _ in range(_REPEATS.value)]
   walls = [w for w, _ in builds]
-  rows.append(("whole build, wall s (median; min-max)",
-               f"{_median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f})"))
+  rows.append(
+    (
+      "whole build, wall s (median; min-max)",
+      f"{_median(walls):.2f} ({min(walls):.2f}-{max(walls):.2f})",
+    )
+  )
   rows.append(("whole build, peak RSS MiB", f"{max(m for _, m in builds):.0f}"))
 
   # 2. Tokenize + batch + write against a bare sentencepiece encode, same lines, same process.
@@ -146,10 +163,18 @@ def data_suite(work):
     ours.append(_timed(lambda i=i: pipeline(work / f"pipeline{i}")))
   tokens = sum(len(ours_tokenizer.tokenize(t.lines)) for t in texts)
   bare_wall, ours_wall = _median([w for w, _ in bare]), _median([w for w, _ in ours])
-  rows.append(("bare sentencepiece encode, wall s / CPU s (medians)",
-               f"{bare_wall:.3f} / {_median([c for _, c in bare]):.3f}"))
-  rows.append(("tokenize + batch + write, wall s / CPU s (medians)",
-               f"{ours_wall:.3f} / {_median([c for _, c in ours]):.3f}"))
+  rows.append(
+    (
+      "bare sentencepiece encode, wall s / CPU s (medians)",
+      f"{bare_wall:.3f} / {_median([c for _, c in bare]):.3f}",
+    )
+  )
+  rows.append(
+    (
+      "tokenize + batch + write, wall s / CPU s (medians)",
+      f"{ours_wall:.3f} / {_median([c for _, c in ours]):.3f}",
+    )
+  )
   rows.append(("wall ratio, same run (target <= 3)", f"{ours_wall / bare_wall:.2f}"))
   rows.append(("tokens/s, tokenize + batch + write", f"{tokens / ours_wall:,.0f}"))
 
@@ -159,22 +184,31 @@ def data_suite(work):
   for copies in (2, 8, 32):
     path = work / f"x{copies}.txt"
     path.write_bytes(raw * copies)
-    _, rss = _run_measured(_build_command(
-        path, work / f"m{copies}", f"--sp_model={work / 'ds' / records.TOKENIZER_FILE}"))
+    _, rss = _run_measured(
+      _build_command(
+        path, work / f"m{copies}", f"--sp_model={work / 'ds' / records.TOKENIZER_FILE}"
+      )
+    )
     size = len(raw) * copies / 2**20
-    step = "" if previous is None else f", +{(rss - previous[1]) / (size - previous[0]):.0f} MiB per MiB of text"
+    step = (
+      ""
+      if previous is None
+      else f", +{(rss - previous[1]) / (size - previous[0]):.0f} MiB per MiB of text"
+    )
     rows.append((f"peak RSS, train = {size:.1f} MiB of text", f"{rss:.0f} MiB{step}"))
     previous = (size, rss)
   return rows
 
 
 _TRAIN_CASES = (  # name, extra flags of scripts/train.py
-    ("soft", ["--sampling=soft"]),
-    ("soft, TensorFlow's default threads", ["--sampling=soft", "--inter_op_threads=0",
-                                            "--intra_op_threads=0"]),
-    ("hard", ["--sampling=hard"]),
-    ("single_path", ["--sampling=single_path"]),
-    ("soft, d_ffn 512 (reference config)", ["--sampling=soft", "--d_ffn=512"]),
+  ("soft", ["--sampling=soft"]),
+  (
+    "soft, TensorFlow's default threads",
+    ["--sampling=soft", "--inter_op_threads=0", "--intra_op_threads=0"],
+  ),
+  ("hard", ["--sampling=hard"]),
+  ("single_path", ["--sampling=single_path"]),
+  ("soft, d_ffn 512 (reference config)", ["--sampling=soft", "--d_ffn=512"]),
 )
 
 
@@ -186,8 +220,7 @@ def _run_case(command):
   process.stdout.close()
   process.stderr.close()
   if os.waitstatus_to_exitcode(status) != 0:
-    raise cli.ParError(f"{' '.join(map(str, command))} failed: "
-                       f"{stderr.strip().splitlines()[-1]}")
+    raise cli.ParError(f"{' '.join(map(str, command))} failed: {stderr.strip().splitlines()[-1]}")
   lines = stdout.strip().splitlines()
   try:
     value = json.loads(lines[-1]) if lines else None
@@ -198,30 +231,43 @@ def _run_case(command):
 
 def _tail_shares(data_dir, cutoffs, vocab_size):
   """Share of train targets in each tail cluster of the adaptive softmax."""
-  from par.data import records  # pylint: disable=g-import-not-at-top
+  from par.data import records
+
   counts, _ = records.target_counts(data_dir, "train")
   bounds = list(cutoffs) + [vocab_size]
   return [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def train_suite(work):
-  from par import runs as run_files  # pylint: disable=g-import-not-at-top
-  from par.search.costs import model_cost  # pylint: disable=g-import-not-at-top
+  from par import runs as run_files
+  from par.search.costs import model_cost
 
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))
   steps = _TRAIN_STEPS.value
-  common = [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags",
-            f"--data_dir={data}", f"--train_steps={steps}", "--steps_per_loop=50",
-            f"--log_every={steps}", f"--checkpoint_every={steps}", "--plot_every=0"]
+  common = [
+    sys.executable,
+    "scripts/train.py",
+    "--flagfile=configs/base_model.flags",
+    f"--data_dir={data}",
+    f"--train_steps={steps}",
+    "--steps_per_loop=50",
+    f"--log_every={steps}",
+    f"--checkpoint_every={steps}",
+    "--plot_every=0",
+  ]
   rows, runs = [], {}
 
   matmul, _ = _run_case([sys.executable, "scripts/benchmark.py", "--suite=matmul_case"])
   rate = matmul["square"]
   rows.append(("2048² float32 matmul, TensorFlow default threads", f"{rate / 1e9:.1f} GFLOP/s"))
-  rows.append(("[1024, 128] x [128, 1024] matmul (the base FFN's shape), same threads",
-               f"{matmul['ffn_shaped'] / 1e9:.1f} GFLOP/s = {matmul['ffn_shaped'] / rate:.0%} "
-               "of the 2048² rate"))
+  rows.append(
+    (
+      "[1024, 128] x [128, 1024] matmul (the base FFN's shape), same threads",
+      f"{matmul['ffn_shaped'] / 1e9:.1f} GFLOP/s = {matmul['ffn_shaped'] / rate:.0%} "
+      "of the 2048² rate",
+    )
+  )
 
   for name, extra in _TRAIN_CASES:
     run_dir = work / f"run{len(runs)}"
@@ -241,43 +287,69 @@ def train_suite(work):
     config, meta = run.config, run.dataset
     shares = _tail_shares(data, config.model.cutoffs, config.model.vocab_size)
     pattern_of_cost = config.model.architecture or None
-    flops = model_cost(config.model, pattern_of_cost, seq_len=meta["seq_len"],
-                       batch_size=meta["batch_size"], tail_shares=shares)["total"].flops
+    flops = model_cost(
+      config.model,
+      pattern_of_cost,
+      seq_len=meta["seq_len"],
+      batch_size=meta["batch_size"],
+      tail_shares=shares,
+    )["total"].flops
     if config.model.sampling == "single_path" and not config.model.architecture:
       flops = None  # Depends on the sampled branches.
     speed = results["train_tokens_per_second"]
     speeds[name] = speed
-    fraction = "" if flops is None else (
-        f", {3 * flops * speed / 1e9:.1f} GFLOP/s = {3 * flops * speed / rate:.0%} of matmul")
+    fraction = (
+      ""
+      if flops is None
+      else (f", {3 * flops * speed / 1e9:.1f} GFLOP/s = {3 * flops * speed / rate:.0%} of matmul")
+    )
     rows.append((f"train {name}", f"{speed:,.0f} tok/s{fraction}, peak RSS {rss:.0f} MiB"))
   rows.append(("single_path / soft, same run", f"{speeds['single_path'] / speeds['soft']:.2f}"))
-  rows.append(("auto / TensorFlow's default threads (soft), same run",
-               f"{speeds['soft'] / speeds[_TRAIN_CASES[1][0]]:.2f}"))
+  rows.append(
+    (
+      "auto / TensorFlow's default threads (soft), same run",
+      f"{speeds['soft'] / speeds[_TRAIN_CASES[1][0]]:.2f}",
+    )
+  )
 
-  evaluated, rss = _run_case([sys.executable, "scripts/benchmark.py", "--suite=eval_case",
-                              f"--run_dir={soft_dir}"])
+  evaluated, rss = _run_case(
+    [sys.executable, "scripts/benchmark.py", "--suite=eval_case", f"--run_dir={soft_dir}"]
+  )
   for name, speed in evaluated.items():
     rows.append((f"eval {name}", f"{speed:,.0f} tok/s"))
-  fixed = [v for k, v in evaluated.items() if k.startswith("fixed")][0]
-  rows.append(("eval fixed / SuperNet expected, same run",
-               f"{fixed / evaluated['SuperNet, eval_mode expected']:.2f}"))
-  rows.append(("eval fixed / SuperNet argmax, same run",
-               f"{fixed / evaluated['SuperNet, eval_mode argmax']:.2f}"))
+  fixed = next(v for k, v in evaluated.items() if k.startswith("fixed"))
+  rows.append(
+    (
+      "eval fixed / SuperNet expected, same run",
+      f"{fixed / evaluated['SuperNet, eval_mode expected']:.2f}",
+    )
+  )
+  rows.append(
+    (
+      "eval fixed / SuperNet argmax, same run",
+      f"{fixed / evaluated['SuperNet, eval_mode argmax']:.2f}",
+    )
+  )
   return rows
 
 
 def _zipf_counts(n, tokens, seed=0):
   """Token counts of a Zipfian (exponent 1) vocabulary of n ids, `tokens` tokens drawn."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  import numpy as np
+
   weights = 1.0 / np.arange(1, n + 1)
   return np.random.default_rng(seed).multinomial(tokens, weights / weights.sum())
 
 
 def cuts_suite(work):
-  from par import cutoffs  # pylint: disable=g-import-not-at-top
+  from par import cutoffs
+
   rows = []
-  cases = [("N = 12,000, K = 3", 12_000, 3), ("N = 267,735, K = 4", 267_735, 4),
-           ("N = 267,735, auto K <= 6", 267_735, "auto")]
+  cases = [
+    ("N = 12,000, K = 3", 12_000, 3),
+    ("N = 267,735, K = 4", 267_735, 4),
+    ("N = 267,735, auto K <= 6", 267_735, "auto"),
+  ]
   for name, n, clusters in cases:
     counts = _zipf_counts(n, 100_000_000)
     for model in (cutoffs.grave_cost(128, 4), cutoffs.simple_cost()):
@@ -286,22 +358,34 @@ def cuts_suite(work):
         start = time.perf_counter()
         best, _ = cutoffs.solve(counts, model, clusters, max_clusters=6)
         times.append(time.perf_counter() - start)
-      rows.append((f"solve, Zipfian {name}, {model.name} cost, s (median; max)",
-                   f"{_median(times):.3f} ({max(times):.3f}); {best.clusters} clusters, "
-                   f"cutoffs {list(best.cutoffs)}, speed-up {best.speedup:.1f}x"))
+      rows.append(
+        (
+          f"solve, Zipfian {name}, {model.name} cost, s (median; max)",
+          f"{_median(times):.3f} ({max(times):.3f}); {best.clusters} clusters, "
+          f"cutoffs {list(best.cutoffs)}, speed-up {best.speedup:.1f}x",
+        )
+      )
   # The whole script, as a user runs it, on WikiText-103's vocabulary size.
   values = work / "counts.txt"
   values.write_text("\n".join(str(c) for c in _zipf_counts(267_735, 100_000_000)) + "\n")
-  walls = [_run_measured([sys.executable, "scripts/optimal_cuts.py", f"--filename={values}",
-                          "--clusters=4"])[0] for _ in range(_REPEATS.value)]
-  rows.append(("scripts/optimal_cuts.py --filename (267,735 counts) --clusters=4, wall s "
-               "(median; max)", f"{_median(walls):.2f} ({max(walls):.2f})"))
+  walls = [
+    _run_measured(
+      [sys.executable, "scripts/optimal_cuts.py", f"--filename={values}", "--clusters=4"]
+    )[0]
+    for _ in range(_REPEATS.value)
+  ]
+  rows.append(
+    (
+      "scripts/optimal_cuts.py --filename (267,735 counts) --clusters=4, wall s (median; max)",
+      f"{_median(walls):.2f} ({max(walls):.2f})",
+    )
+  )
   return rows
 
 
 def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
 
   def best_seconds(function, *args):
     function(*args).numpy()  # traces
@@ -320,19 +404,25 @@ def matmul_case():
     return total
 
   rates = {}
-  for name, (m, k, n), times in (("square", (2048, 2048, 2048), 10),
-                                 ("ffn_shaped", (1024, 128, 1024), 100)):
-    seconds = best_seconds(tf.function(repeated_matmul), tf.random.normal([m, k]),
-                           tf.random.normal([k, n]), tf.constant(times))
+  for name, (m, k, n), times in (
+    ("square", (2048, 2048, 2048), 10),
+    ("ffn_shaped", (1024, 128, 1024), 100),
+  ):
+    seconds = best_seconds(
+      tf.function(repeated_matmul),
+      tf.random.normal([m, k]),
+      tf.random.normal([k, n]),
+      tf.constant(times),
+    )
     rates[name] = times * 2 * m * k * n / seconds
   print(json.dumps(rates))
 
 
 def eval_case(run_dir):
   """Evaluation tokens/s of a run's SuperNet (argmax, expected) and its derived fixed model."""
-  from par.data import records  # pylint: disable=g-import-not-at-top
   from par import runs
-  from par.train.evaluate import Evaluator  # pylint: disable=g-import-not-at-top
+  from par.data import records
+  from par.train.evaluate import Evaluator
 
   cli.configure_threads()
   run = runs.read_run(run_dir)
@@ -342,9 +432,11 @@ def eval_case(run_dir):
   expected, _ = runs.load_model(run, "export", eval_mode="expected")
   fixed = supernet.to_fixed()
   evaluators = {}
-  for name, model in (("SuperNet, eval_mode argmax", supernet),
-                      ("SuperNet, eval_mode expected", expected),
-                      (f"fixed {fixed.pattern}", fixed)):
+  for name, model in (
+    ("SuperNet, eval_mode argmax", supernet),
+    ("SuperNet, eval_mode expected", expected),
+    (f"fixed {fixed.pattern}", fixed),
+  ):
     evaluators[name] = Evaluator(model, model.config.mem_len)
     evaluators[name](records.load_dataset(data_dir, "valid"), meta.batch_size)  # traces
   # Rounds alternate the models, so that a noisy neighbour slows all of them alike; the
@@ -370,8 +462,11 @@ def main(argv):
   with tempfile.TemporaryDirectory() as work:
     suite = {"data": data_suite, "train": train_suite, "cuts": cuts_suite}[_SUITE.value]
     rows = suite(Path(work))
-  repeats = (f", {_TRAIN_STEPS.value} steps per training case" if _SUITE.value == "train"
-             else f", repeats {_REPEATS.value}")
+  repeats = (
+    f", {_TRAIN_STEPS.value} steps per training case"
+    if _SUITE.value == "train"
+    else f", repeats {_REPEATS.value}"
+  )
   print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs{repeats}\n")
   print("| measure | value |\n|---|---|")
   for name, value in rows:

@@ -17,33 +17,55 @@ from par import config_flags
 from par.config import DataConfig
 
 _INPUT = flags.DEFINE_string(
-    "input", None, "A directory of split files (train.txt or wiki.train.tokens, and so on for "
-    "valid and test) or one text file, which becomes the train split.", required=True)
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Dataset directory to create.", required=True)
+  "input",
+  None,
+  "A directory of split files (train.txt or wiki.train.tokens, and so on for "
+  "valid and test) or one text file, which becomes the train split.",
+  required=True,
+)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Dataset directory to create.", required=True)
 _SP_MODEL = flags.DEFINE_string(
-    "sp_model", None, "Existing SentencePiece .model to use instead of training one.")
+  "sp_model", None, "Existing SentencePiece .model to use instead of training one."
+)
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace --output_dir if it exists (otherwise refuse).")
+  "overwrite", False, "Replace --output_dir if it exists (otherwise refuse)."
+)
 _REUSE_EXISTING = flags.DEFINE_bool(
-    "reuse_existing", False, "If --output_dir was built from the same files with the same "
-    "settings, keep it and exit successfully.")
+  "reuse_existing",
+  False,
+  "If --output_dir was built from the same files with the same "
+  "settings, keep it and exit successfully.",
+)
 config_flags.define(DataConfig)
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = DataConfig(**config_flags.read(DataConfig)).validate()
   cli.import_tensorflow()
-  from par.data import build  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par.data import build  # After the quiet import.
+
   meta, built = build.build_dataset(
-      _INPUT.value, _OUTPUT_DIR.value, config, sp_model=_SP_MODEL.value,
-      overwrite=_OVERWRITE.value, reuse_existing=_REUSE_EXISTING.value)
+    _INPUT.value,
+    _OUTPUT_DIR.value,
+    config,
+    sp_model=_SP_MODEL.value,
+    overwrite=_OVERWRITE.value,
+    reuse_existing=_REUSE_EXISTING.value,
+  )
   for split, info in meta.splits.items():
-    logging.info("%s: %d lines, %d words, %d tokens, %d records, %d dropped, %d padding",
-                 split, info.lines, info.words, info.tokens, info.records,
-                 info.dropped_tokens, info.padding)
+    logging.info(
+      "%s: %d lines, %d words, %d tokens, %d records, %d dropped, %d padding",
+      split,
+      info.lines,
+      info.words,
+      info.tokens,
+      info.records,
+      info.dropped_tokens,
+      info.padding,
+    )
   print(f"{'built' if built else 'reused'} {_OUTPUT_DIR.value}")
 
 

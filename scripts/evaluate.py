@@ -21,13 +21,15 @@ from par.config import TrainConfig
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer.")
-config_flags.define_field(TrainConfig, "eval_mem_len",
-                          help_note="Default: the run's --eval_mem_len, else its --mem_len.")
+  "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
+)
+config_flags.define_field(
+  TrainConfig, "eval_mem_len", help_note="Default: the run's --eval_mem_len, else its --mem_len."
+)
 _SEQ_LEN = flags.DEFINE_integer(
-    "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous.")
-config_flags.define_field(ModelConfig, "eval_mode", default=None,
-                          help_note="Default: the run's.")
+  "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
+)
+config_flags.define_field(ModelConfig, "eval_mode", default=None, help_note="Default: the run's.")
 config_flags.define_run_source()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -38,22 +40,35 @@ def main(argv):
   if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0:
     raise cli.ParError("--eval_mem_len and --seq_len cannot be negative")
   config_flags.run_source()  # Checks it before the slow part.
-  from par.data import records  # pylint: disable=g-import-not-at-top
   from par import runs
+  from par.data import records
+
   run = runs.read_run(_MODEL_DIR.value)
   data_dir = _DATA_DIR.value or run.config.data_dir
   records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
   cli.import_tensorflow()
   cli.configure_threads()
-  from par.train import evaluate  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par.train import evaluate  # After the quiet import.
+
   model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
   mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
-  result, meta = evaluate.evaluate_split(model, data_dir, _SPLIT.value, mem_len,
-                                         _SEQ_LEN.value, run.tokenizer_sha256)
-  print(json.dumps(dict(
-      result.to_dict(), split=_SPLIT.value, data_dir=str(data_dir), model=origin,
-      pattern=model.pattern, eval_mode=model.config.eval_mode if model.is_supernet else None,
-      mem_len=mem_len, seq_len=_SEQ_LEN.value or meta.seq_len)))
+  result, meta = evaluate.evaluate_split(
+    model, data_dir, _SPLIT.value, mem_len, _SEQ_LEN.value, run.tokenizer_sha256
+  )
+  print(
+    json.dumps(
+      dict(
+        result.to_dict(),
+        split=_SPLIT.value,
+        data_dir=str(data_dir),
+        model=origin,
+        pattern=model.pattern,
+        eval_mode=model.config.eval_mode if model.is_supernet else None,
+        mem_len=mem_len,
+        seq_len=_SEQ_LEN.value or meta.seq_len,
+      )
+    )
+  )
 
 
 if __name__ == "__main__":

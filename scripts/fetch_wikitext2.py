@@ -14,10 +14,11 @@ from par.data import download
 
 _DEST = flags.DEFINE_string("dest", "data/wikitext-2", "Directory to create.")
 _SOURCE = flags.DEFINE_string(
-    "source", None, "Local wikitext-2-v1.zip, or a directory of split files, instead of "
-    "downloading.")
+  "source", None, "Local wikitext-2-v1.zip, or a directory of split files, instead of downloading."
+)
 _URL = flags.DEFINE_multi_string(
-    "url", list(download.WIKITEXT2_URLS), "Download URLs, tried in order.")
+  "url", list(download.WIKITEXT2_URLS), "Download URLs, tried in order."
+)
 _MD5 = flags.DEFINE_string("md5", download.WIKITEXT2_MD5, "Expected MD5 of the zip archive.")
 _TIMEOUT = flags.DEFINE_float("timeout", 60, "Seconds without progress before giving up on a URL.")
 
@@ -26,13 +27,17 @@ def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   try:
-    print(download.prepare_wikitext2(_DEST.value, source=_SOURCE.value, urls=_URL.value,
-                                   md5=_MD5.value, timeout=_TIMEOUT.value))
+    print(
+      download.prepare_wikitext2(
+        _DEST.value, source=_SOURCE.value, urls=_URL.value, md5=_MD5.value, timeout=_TIMEOUT.value
+      )
+    )
   except download.DownloadError as e:
     raise cli.ParError(
-        f"{e}. Get wikitext-2-v1.zip (MD5 {download.WIKITEXT2_MD5}) another way and pass "
-        "--source=/path/to/wikitext-2-v1.zip, or --source=DIR holding train.txt, valid.txt "
-        "and test.txt") from None
+      f"{e}. Get wikitext-2-v1.zip (MD5 {download.WIKITEXT2_MD5}) another way and pass "
+      "--source=/path/to/wikitext-2-v1.zip, or --source=DIR holding train.txt, valid.txt "
+      "and test.txt"
+    ) from None
 
 
 if __name__ == "__main__":

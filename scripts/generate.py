@@ -17,15 +17,19 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=T
 _PROMPT = flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
 _MAX_TOKENS = flags.DEFINE_integer("max_tokens", 100, "Tokens to generate.")
 _TEMPERATURE = flags.DEFINE_float(
-    "temperature", 1.0, "Divides the log-probabilities; 0 is greedy decoding.")
+  "temperature", 1.0, "Divides the log-probabilities; 0 is greedy decoding."
+)
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most probable tokens (0: all).")
 _TOP_P = flags.DEFINE_float(
-    "top_p", 1.0, "Sample among the fewest most probable tokens holding this mass (1: all).")
+  "top_p", 1.0, "Sample among the fewest most probable tokens holding this mass (1: all)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampling.")
 _MEM_LEN = flags.DEFINE_integer(
-    "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length).")
+  "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length)."
+)
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Where to find the tokenizer if the run directory has no copy.")
+  "data_dir", None, "Where to find the tokenizer if the run directory has no copy."
+)
 config_flags.define_run_source()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -60,20 +64,28 @@ def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   _check_flags()
-  from par import runs  # pylint: disable=g-import-not-at-top
+  from par import runs
+
   run = runs.read_run(_MODEL_DIR.value)
   processor = runs.load_tokenizer(run, _DATA_DIR.value)  # Before TensorFlow's slow import.
   cli.import_tensorflow()
   cli.configure_threads()
-  from par import generate  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par import generate  # After the quiet import.
+
   model, _ = runs.load_model(run, *config_flags.run_source())
   # The text so far ends a line, as every line in training does; then the prompt's lines.
   prompt = []
   for k, line in enumerate(_PROMPT.value.split("\n")):
     prompt += ([processor.eos_id()] if k else []) + processor.encode(line)
   generator = generate.Generator(model, _MEM_LEN.value or run.eval_mem_len)
-  generated = generator.generate([processor.eos_id()] + prompt, _MAX_TOKENS.value,
-                                 _TEMPERATURE.value, _TOP_K.value, _TOP_P.value, _SEED.value)
+  generated = generator.generate(
+    [processor.eos_id()] + prompt,
+    _MAX_TOKENS.value,
+    _TEMPERATURE.value,
+    _TOP_K.value,
+    _TOP_P.value,
+    _SEED.value,
+  )
   print(decode(processor, prompt + generated))
 
 

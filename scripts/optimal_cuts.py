@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import flags
 import numpy as np
+from absl import flags
 
 from par import cli
 from par import config_flags
@@ -28,23 +28,36 @@ from par.config import ModelConfig
 from par.config import tail_widths
 
 _FILENAME = flags.DEFINE_string(
-    "filename", None, "Counts or probabilities, one per id, separated by spaces or newlines.")
+  "filename", None, "Counts or probabilities, one per id, separated by spaces or newlines."
+)
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "A dataset built by scripts/build_data.py: count its train targets.")
+  "data_dir", None, "A dataset built by scripts/build_data.py: count its train targets."
+)
 _SPLIT = flags.DEFINE_string("split", "train", "The split of --data_dir to count.")
 _KEEP_ORDER = flags.DEFINE_bool(
-    "keep_order", False, "Treat --filename's order as the token ids' order instead of sorting.")
+  "keep_order", False, "Treat --filename's order as the token ids' order instead of sorting."
+)
 _CLUSTERS = flags.DEFINE_string(
-    "clusters", "3", "Clusters including the head (3 = head + 2 tails, as the base config), "
-    "or 'auto' for the cheapest count up to --max_clusters.")
+  "clusters",
+  "3",
+  "Clusters including the head (3 = head + 2 tails, as the base config), "
+  "or 'auto' for the cheapest count up to --max_clusters.",
+)
 _MAX_CLUSTERS = flags.DEFINE_integer("max_clusters", 6, "Upper bound for --clusters=auto.")
 _MIN_SIZE = flags.DEFINE_integer(
-    "min_size", 1, "The fewest ids in any cluster. The FLOP count favours tiny heads and many "
-    "narrow tails (--clusters=auto especially); a floor such as 50 keeps them useful.")
+  "min_size",
+  1,
+  "The fewest ids in any cluster. The FLOP count favours tiny heads and many "
+  "narrow tails (--clusters=auto especially); a floor such as 50 keeps them useful.",
+)
 _COST = flags.DEFINE_enum(
-    "cost", "grave", ["grave", "simple"], "grave: FLOPs per token with the tails' projections "
-    "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
-    "mass, the reference implementation's objective.")
+  "cost",
+  "grave",
+  ["grave", "simple"],
+  "grave: FLOPs per token with the tails' projections "
+  "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
+  "mass, the reference implementation's objective.",
+)
 # The model's shape (grave cost): the fields of par.config.ModelConfig. Explicit --proj_dims
 # fix the cluster count at their number + 1.
 config_flags.define(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
@@ -93,14 +106,21 @@ def _clusters(model):
 def _describe(counts, solution, model):
   total = counts.sum()
   bounds = (0,) + solution.cutoffs + (counts.size,)
-  lines = [f"head: ids [0, {bounds[1]}) + {len(solution.cutoffs)} cluster entries, "
-           f"{counts[:bounds[1]].sum() / total:.1%} of tokens"]
-  widths = (tail_widths(model.d_model, len(solution.cutoffs), model.proj_factor,
-                                model.proj_dims) if model.name == "grave" else ())
+  lines = [
+    f"head: ids [0, {bounds[1]}) + {len(solution.cutoffs)} cluster entries, "
+    f"{counts[: bounds[1]].sum() / total:.1%} of tokens"
+  ]
+  widths = (
+    tail_widths(model.d_model, len(solution.cutoffs), model.proj_factor, model.proj_dims)
+    if model.name == "grave"
+    else ()
+  )
   for i in range(len(solution.cutoffs)):
     width = f", width {widths[i]}" if widths else ""
-    lines.append(f"tail {i}: ids [{bounds[i + 1]}, {bounds[i + 2]}){width}, "
-                 f"{counts[bounds[i + 1]:bounds[i + 2]].sum() / total:.1%} of tokens")
+    lines.append(
+      f"tail {i}: ids [{bounds[i + 1]}, {bounds[i + 2]}){width}, "
+      f"{counts[bounds[i + 1] : bounds[i + 2]].sum() / total:.1%} of tokens"
+    )
   return lines
 
 
@@ -110,12 +130,16 @@ def _flag_line(solution):
 
 def _write_flagfile(path, solution, model, source):
   path = Path(path)
-  text = "".join([
+  text = "".join(
+    [
       f"# Adaptive-softmax cutoffs by scripts/optimal_cuts.py for {source}\n",
       f"# ({model.name} cost: {solution.cost:,.1f} {model.unit} per token, "
       f"{solution.speedup:.2f}x faster than the full softmax). 'none' first replaces\n",
       "# cutoffs given before this file, e.g. by --flagfile=configs/base_model.flags.\n",
-  ] + ["--cutoffs=none\n"] + [f"--cutoffs={c}\n" for c in solution.cutoffs])
+    ]
+    + ["--cutoffs=none\n"]
+    + [f"--cutoffs={c}\n" for c in solution.cutoffs]
+  )
   path.parent.mkdir(parents=True, exist_ok=True)
   fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
@@ -137,7 +161,8 @@ def main(argv):
   if _OUTPUT.value and Path(_OUTPUT.value).exists() and not _OVERWRITE.value:
     raise cli.ParError(f"{_OUTPUT.value} exists; pass --overwrite to replace it")
   if _DATA_DIR.value:
-    from par.data import records  # pylint: disable=g-import-not-at-top
+    from par.data import records
+
     counts, _ = records.target_counts(_DATA_DIR.value, _SPLIT.value)
     source = f"the {_SPLIT.value} split of {_DATA_DIR.value}"
     keep_order = True
@@ -150,27 +175,34 @@ def main(argv):
   if not keep_order:
     counts = counts[order]
   start = time.perf_counter()
-  best, solutions = cutoffs.solve(counts, model, clusters, _MAX_CLUSTERS.value,
-                                   _MIN_SIZE.value)
+  best, solutions = cutoffs.solve(counts, model, clusters, _MAX_CLUSTERS.value, _MIN_SIZE.value)
   seconds = time.perf_counter() - start
 
-  print(f"{source}: {counts.size:,} ids, {counts.sum():,.6g} in total"
-        + ("" if keep_order else ", sorted by decreasing value"))
+  print(
+    f"{source}: {counts.size:,} ids, {counts.sum():,.6g} in total"
+    + ("" if keep_order else ", sorted by decreasing value")
+  )
   if len(solutions) > 1:
     for s in solutions:
-      print(f"  {s.clusters} clusters: {s.cost:,.1f} {model.unit} per token, "
-            f"speed-up {s.speedup:.2f}x  cutoffs {list(s.cutoffs)}")
-  print(f"{best.clusters} clusters, {model.name} cost: {best.cost:,.1f} {model.unit} per "
-        f"token; the full softmax costs {best.full_cost:,.1f}: speed-up {best.speedup:.2f}x "
-        f"(solved in {seconds:.2f} s)")
+      print(
+        f"  {s.clusters} clusters: {s.cost:,.1f} {model.unit} per token, "
+        f"speed-up {s.speedup:.2f}x  cutoffs {list(s.cutoffs)}"
+      )
+  print(
+    f"{best.clusters} clusters, {model.name} cost: {best.cost:,.1f} {model.unit} per "
+    f"token; the full softmax costs {best.full_cost:,.1f}: speed-up {best.speedup:.2f}x "
+    f"(solved in {seconds:.2f} s)"
+  )
   for line in _describe(counts, best, model):
     print(f"  {line}")
   if keep_order and misplaced:
     ideal, _ = cutoffs.solve(counts[order], model, best.clusters, min_size=_MIN_SIZE.value)
-    print(f"note: ids are not in frequency order ({misplaced:,} of {counts.size:,} off their "
-          f"rank, Spearman {spearman:.3f}); in frequency order the best cost would be "
-          f"{ideal.cost:,.1f} "
-          f"({1 - ideal.cost / best.cost:.1%} less than in id order)")
+    print(
+      f"note: ids are not in frequency order ({misplaced:,} of {counts.size:,} off their "
+      f"rank, Spearman {spearman:.3f}); in frequency order the best cost would be "
+      f"{ideal.cost:,.1f} "
+      f"({1 - ideal.cost / best.cost:.1%} less than in id order)"
+    )
   print(_flag_line(best))
   if _OUTPUT.value:
     _write_flagfile(_OUTPUT.value, best, model, source)

@@ -17,10 +17,13 @@ from par import config_flags
 
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "The pipeline's directory.", required=True)
 flags.DEFINE_string(
-    "model_dir", None, "Unused (flagfiles for scripts/train.py set it): runs go under --work_dir.")
+  "model_dir", None, "Unused (flagfiles for scripts/train.py set it): runs go under --work_dir."
+)
 _RATIO = flags.DEFINE_float(
-    "ratio", 0.0, "Blocks per attention block for the rule-based pattern (0: as many as the "
-    "argmax pattern has).")
+  "ratio",
+  0.0,
+  "Blocks per attention block for the rule-based pattern (0: as many as the argmax pattern has).",
+)
 
 config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
@@ -38,7 +41,8 @@ def main(argv):
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
-  from par import pipeline  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par import pipeline  # After the quiet import.
+
   rows = pipeline.run_pipeline(config, _WORK_DIR.value, _RATIO.value, strategy)
   print(pipeline.markdown(rows), end="")
 

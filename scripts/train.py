@@ -15,8 +15,11 @@ from par import config_flags
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (created or resumed).")
 _PRINT_CONFIG = flags.DEFINE_bool(
-    "print_config", False, "Print the configuration the flags give, as JSON, and exit "
-    "(the vocabulary size is the dataset's at training time).")
+  "print_config",
+  False,
+  "Print the configuration the flags give, as JSON, and exit "
+  "(the vocabulary size is the dataset's at training time).",
+)
 
 config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
@@ -35,13 +38,16 @@ def main(argv):
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
-  from par.train import trainer  # pylint: disable=g-import-not-at-top (after the quiet import)
+  from par.train import trainer  # After the quiet import.
+
   results = trainer.train_and_evaluate(config, _MODEL_DIR.value, strategy)
   for split in ("valid", "test"):
     if split in results:
       r = results[split]
-      print(f"{split}: token perplexity {r['token_perplexity']:.2f}, word perplexity "
-            f"{r['word_perplexity']:.2f}")
+      print(
+        f"{split}: token perplexity {r['token_perplexity']:.2f}, word perplexity "
+        f"{r['word_perplexity']:.2f}"
+      )
   print(f"architecture: {results['pattern']}")
 
 

@@ -2,16 +2,21 @@
 
 import pytest
 
-from helpers import SHARED_DATA, counting_lines, write_corpus
+from helpers import SHARED_DATA
+from helpers import counting_lines
+from helpers import write_corpus
 from par import cli
 
 cli.import_tensorflow()  # Once, quietly, before any test module imports it loudly.
 
 
 def pytest_addoption(parser):
-  parser.addoption("--slow", action="store_true",
-                   help="also run the tests marked slow (subprocess runs, kill-and-resume, "
-                        "several workers, the notebook); .ci/run does")
+  parser.addoption(
+    "--slow",
+    action="store_true",
+    help="also run the tests marked slow (subprocess runs, kill-and-resume, "
+    "several workers, the notebook); .ci/run does",
+  )
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,8 +46,11 @@ def wt2_small():
 @pytest.fixture
 def counting_corpus(tmp_path):
   """train / valid / test of different lengths, so that mis-wired splits show."""
-  return write_corpus(tmp_path / "text", {
+  return write_corpus(
+    tmp_path / "text",
+    {
       "train": counting_lines(1500),
       "valid": counting_lines(400, start=100_000),
       "test": counting_lines(300, start=200_000),
-  })
+    },
+  )

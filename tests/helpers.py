@@ -38,15 +38,22 @@ def counting_dataset(root, valid_lines=150, test_lines=120, vocab_size=60, name=
 
   The text (train 250 lines, valid and test from other number ranges) is written once.
   """
-  from par.config import DataConfig  # pylint: disable=g-import-not-at-top
-  from par.data.build import build_dataset  # pylint: disable=g-import-not-at-top
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+
   root = Path(root)
   if not (root / "text").is_dir():
-    write_corpus(root / "text", {"train": counting_lines(250),
-                                 "valid": counting_lines(valid_lines, 100_000),
-                                 "test": counting_lines(test_lines, 200_000)})
-  build_dataset(root / "text", root / name, DataConfig(vocab_size=vocab_size, batch_size=4,
-                                                       seq_len=8))
+    write_corpus(
+      root / "text",
+      {
+        "train": counting_lines(250),
+        "valid": counting_lines(valid_lines, 100_000),
+        "test": counting_lines(test_lines, 200_000),
+      },
+    )
+  build_dataset(
+    root / "text", root / name, DataConfig(vocab_size=vocab_size, batch_size=4, seq_len=8)
+  )
   return root / name
 
 
@@ -56,8 +63,9 @@ def run_script(*args, env=None, timeout=300, **kwargs):
   command = list(args)
   if command[0].endswith(".py"):
     command = [sys.executable] + command
-  return subprocess.run(command, cwd=ROOT, env=full_env, capture_output=True, text=True,
-                        timeout=timeout, **kwargs)
+  return subprocess.run(
+    command, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs
+  )
 
 
 def error_line(result):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.model.adaptive_softmax import AdaptiveSoftmax
 from par.config import tail_widths
+from par.model.adaptive_softmax import AdaptiveSoftmax
 
 V, D = 53, 24
 
@@ -24,7 +24,7 @@ def numpy_log_probs(layer, hidden):
   out = [head[:, :shortlist]]
   for i, (projection, tail) in enumerate(zip(layer.projections, layer.tails)):
     (p,), (wt, bt) = projection.get_weights(), tail.get_weights()
-    out.append(head[:, shortlist + i:shortlist + i + 1] + log_softmax((hidden @ p) @ wt + bt))
+    out.append(head[:, shortlist + i : shortlist + i + 1] + log_softmax((hidden @ p) @ wt + bt))
   return np.concatenate(out, axis=1)
 
 
@@ -45,8 +45,9 @@ def test_log_probs_are_exact_and_sum_to_one(cutoffs):
   got = layer.log_probs(tf.constant(hidden)).numpy()
   assert got.shape == (2, 5, V) and got.dtype == np.float32
   np.testing.assert_allclose(np.exp(got).sum(-1), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(got.reshape(-1, V), numpy_log_probs(layer, hidden.reshape(-1, D)),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    got.reshape(-1, V), numpy_log_probs(layer, hidden.reshape(-1, D)), rtol=1e-4, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize("cutoffs", [(), (7,), (7, 20)])

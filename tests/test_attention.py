@@ -19,8 +19,9 @@ def sinusoid(distance, d_model):
 
 def naive_attention(layer, segment, memory, memory_length, clamp_len=0, u=None, v=None):
   """One (b, n, i, j) at a time: score from the distance M + i - j, never from a shift."""
-  w_q, w_k, w_v, w_r, w_o = (np.asarray(w) for w in (
-      layer.w_q, layer.w_k, layer.w_v, layer.w_r, layer.w_o))
+  w_q, w_k, w_v, w_r, w_o = (
+    np.asarray(w) for w in (layer.w_q, layer.w_k, layer.w_v, layer.w_r, layer.w_o)
+  )
   u = np.asarray(layer.u if u is None else u)
   v = np.asarray(layer.v if v is None else v)
   m = memory.shape[1]
@@ -51,8 +52,9 @@ def run(layer, segment, memory, memory_length, clamp_len=0, **kwargs):
   m = memory.shape[1]
   positions = attention.relative_positions(m + T, D, clamp_len)
   mask = attention.attention_mask(T, m, memory_length)
-  return layer(tf.constant(segment, tf.float32), tf.constant(memory, tf.float32), positions,
-               mask, **kwargs).numpy()
+  return layer(
+    tf.constant(segment, tf.float32), tf.constant(memory, tf.float32), positions, mask, **kwargs
+  ).numpy()
 
 
 def make_layer():
@@ -70,8 +72,8 @@ def test_matches_naive_reference(mem_len, memory_length, clamp_len):
   memory = rng.normal(size=[B, mem_len, D])
   got = run(layer, segment, memory, memory_length, clamp_len)
   np.testing.assert_allclose(
-      got, naive_attention(layer, segment, memory, memory_length, clamp_len),
-      rtol=1e-4, atol=1e-5)
+    got, naive_attention(layer, segment, memory, memory_length, clamp_len), rtol=1e-4, atol=1e-5
+  )
 
 
 def test_shared_biases_replace_the_layers_own():
@@ -81,10 +83,10 @@ def test_shared_biases_replace_the_layers_own():
   assert not hasattr(layer, "u")
   u, v = rng.normal(size=[N, H]), rng.normal(size=[N, H])
   segment, memory = rng.normal(size=[B, T, D]), rng.normal(size=[B, 4, D])
-  got = run(layer, segment, memory, 4, u=tf.constant(u, tf.float32),
-            v=tf.constant(v, tf.float32))
-  np.testing.assert_allclose(got, naive_attention(layer, segment, memory, 4, u=u, v=v),
-                             rtol=1e-4, atol=1e-5)
+  got = run(layer, segment, memory, 4, u=tf.constant(u, tf.float32), v=tf.constant(v, tf.float32))
+  np.testing.assert_allclose(
+    got, naive_attention(layer, segment, memory, 4, u=u, v=v), rtol=1e-4, atol=1e-5
+  )
 
 
 def test_invalid_memory_does_not_leak():
@@ -94,8 +96,9 @@ def test_invalid_memory_does_not_leak():
   segment, memory = rng.normal(size=[B, T, D]), rng.normal(size=[B, 6, D])
   other = memory.copy()
   other[:, :4] = 1e3 * rng.normal(size=[B, 4, D])  # Slots 0-3 are invalid with length 2.
-  np.testing.assert_allclose(run(layer, segment, memory, 2), run(layer, segment, other, 2),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    run(layer, segment, memory, 2), run(layer, segment, other, 2), rtol=1e-6, atol=1e-6
+  )
 
 
 def test_rel_shift_is_the_distance_alignment():
@@ -118,11 +121,14 @@ def test_relative_positions_descend_and_clamp():
 
 def test_mask_is_causal_over_valid_memory():
   mask = attention.attention_mask(3, 4, 2).numpy()
-  np.testing.assert_array_equal(mask.astype(int), [
+  np.testing.assert_array_equal(
+    mask.astype(int),
+    [
       [0, 0, 1, 1, 1, 0, 0],
       [0, 0, 1, 1, 1, 1, 0],
       [0, 0, 1, 1, 1, 1, 1],
-  ])
+    ],
+  )
 
 
 def test_cache_memory_keeps_the_last_states_without_gradient():

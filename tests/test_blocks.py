@@ -42,9 +42,13 @@ def test_hard_is_one_hot_forward_and_every_logit_gets_a_gradient(mode):
   branch_values = tf.constant([1.5, -2.0, 0.25])
   with tf.GradientTape() as tape:
     weights, index = blocks.mixture_weights(
-        logits, mode, 0.5, blocks.gumbel_noise([3], tf.constant([3, 4])))
-    used = weights[index] * branch_values[index] if mode == "single_path" else tf.reduce_sum(
-        weights * branch_values)
+      logits, mode, 0.5, blocks.gumbel_noise([3], tf.constant([3, 4]))
+    )
+    used = (
+      weights[index] * branch_values[index]
+      if mode == "single_path"
+      else tf.reduce_sum(weights * branch_values)
+    )
   w = weights.numpy()
   assert sorted(w.tolist()) == [0.0, 0.0, 1.0]
   gradient = tape.gradient(used, logits).numpy()
@@ -56,8 +60,9 @@ def test_sampled_branches_follow_softmax_of_logits():
   of softmax(logits) (a false alarm has probability below 1e-5; the seeds are fixed)."""
   n = 4000
   seeds = tf.stack([tf.fill([n], 11), tf.range(n)], axis=1)
-  sample = tf.function(lambda seed: blocks.mixture_weights(
-      LOGITS, "hard", 1.0, blocks.gumbel_noise([3], seed))[1])
+  sample = tf.function(
+    lambda seed: blocks.mixture_weights(LOGITS, "hard", 1.0, blocks.gumbel_noise([3], seed))[1]
+  )
   indices = tf.map_fn(sample, seeds, fn_output_signature=tf.int32).numpy()
   frequency = np.bincount(indices, minlength=3) / n
   p = softmax(LOGITS)
@@ -68,12 +73,11 @@ def test_gumbel_noise_is_finite_at_the_extremes():
   noise = blocks.gumbel_noise([200_000], tf.constant([0, 1])).numpy()
   assert np.isfinite(noise).all()
   # Mean of a standard Gumbel is the Euler-Mascheroni constant, variance pi^2/6.
-  assert abs(noise.mean() - 0.5772) < 0.01 and abs(noise.var() - np.pi ** 2 / 6) < 0.03
+  assert abs(noise.mean() - 0.5772) < 0.01 and abs(noise.var() - np.pi**2 / 6) < 0.03
 
 
 def make_block(sampling="soft", eval_mode="argmax"):
-  block = blocks.StochasticBlock(D, N, H, F, dropout=0.0, sampling=sampling,
-                                 eval_mode=eval_mode)
+  block = blocks.StochasticBlock(D, N, H, F, dropout=0.0, sampling=sampling, eval_mode=eval_mode)
   block.build()
   return block
 
@@ -88,8 +92,11 @@ def inputs(seed=0):
 
 
 def branch_outputs(block, x, memory, positions, mask):
-  return [block.attention_block(x, memory, positions, mask)[0].numpy(),
-          block.feed_forward_block(x)[0].numpy(), x.numpy()]
+  return [
+    block.attention_block(x, memory, positions, mask)[0].numpy(),
+    block.feed_forward_block(x)[0].numpy(),
+    x.numpy(),
+  ]
 
 
 def test_single_path_output_is_the_sampled_branch():
@@ -101,11 +108,11 @@ def test_single_path_output_is_the_sampled_branch():
   for seed in ([0, 0], [5, 9], [1, 1], [7, 7]):
     seed = tf.constant(seed)
     out, new_memory = block(x, memory, positions, mask, tau=0.7, seed=seed, training=True)
-    _, index = blocks.mixture_weights(block.arch_logits, "single_path", 0.7,
-                                      blocks.gumbel_noise([3], seed))
+    _, index = blocks.mixture_weights(
+      block.arch_logits, "single_path", 0.7, blocks.gumbel_noise([3], seed)
+    )
     np.testing.assert_allclose(out.numpy(), outputs[int(index)], rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(new_memory.numpy(),
-                                  np.concatenate([memory, x], 1)[:, -M:])
+    np.testing.assert_array_equal(new_memory.numpy(), np.concatenate([memory, x], 1)[:, -M:])
     sampled.add(int(index))
   assert sampled == {0, 1, 2}  # The seeds reach every branch.
 
@@ -116,7 +123,7 @@ def test_single_path_logits_learn():
   for seed in ([0, 0], [0, 1], [0, 2]):
     with tf.GradientTape() as tape:
       out, _ = block(x, memory, positions, mask, tau=1.0, seed=tf.constant(seed), training=True)
-      loss = tf.reduce_sum(out ** 2)
+      loss = tf.reduce_sum(out**2)
     gradient = tape.gradient(loss, block.arch_logits).numpy()
     assert np.all(np.abs(gradient) > 0), gradient
 
@@ -127,10 +134,12 @@ def test_soft_and_hard_mix_all_branches_with_the_sampled_weights(sampling):
   x, memory, positions, mask = inputs(1)
   seed = tf.constant([2, 3])
   out, _ = block(x, memory, positions, mask, tau=0.5, seed=seed, training=True)
-  weights, _ = blocks.mixture_weights(block.arch_logits, sampling, 0.5,
-                                      blocks.gumbel_noise([3], seed))
-  expected = sum(w * b for w, b in zip(weights.numpy(), branch_outputs(
-      block, x, memory, positions, mask)))
+  weights, _ = blocks.mixture_weights(
+    block.arch_logits, sampling, 0.5, blocks.gumbel_noise([3], seed)
+  )
+  expected = sum(
+    w * b for w, b in zip(weights.numpy(), branch_outputs(block, x, memory, positions, mask))
+  )
   np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -158,9 +167,8 @@ def test_no_nan_at_low_temperature_and_extreme_logits(sampling, logits):
   x, memory, positions, mask = inputs(3)
   for seed in ([0, 0], [1, 2], [3, 4]):
     with tf.GradientTape() as tape:
-      out, _ = block(x, memory, positions, mask, tau=0.05, seed=tf.constant(seed),
-                     training=True)
-      loss = tf.reduce_mean(out ** 2)
+      out, _ = block(x, memory, positions, mask, tau=0.05, seed=tf.constant(seed), training=True)
+      loss = tf.reduce_mean(out**2)
     gradients = tape.gradient(loss, block.trainable_variables)
     assert np.isfinite(out.numpy()).all()
     assert all(np.isfinite(g.numpy()).all() for g in gradients if g is not None)
@@ -172,11 +180,14 @@ def test_training_without_a_seed_is_an_error():
     block(*inputs(), training=True)
 
 
-@pytest.mark.parametrize("layer", [
+@pytest.mark.parametrize(
+  "layer",
+  [
     blocks.AttentionBlock(D, N, H, dropout=0.1, dropatt=0.2, own_bias=False),
     blocks.FeedForwardBlock(D, F, dropout=0.3),
     blocks.StochasticBlock(D, N, H, F, 0.1, 0.0, True, "single_path", "expected"),
-])
+  ],
+)
 def test_get_config_round_trip(layer):
   assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
 
@@ -190,5 +201,6 @@ def test_feed_forward_block_is_post_norm_residual():
   y = x + np.maximum(x @ w1 + b1, 0) @ w2 + b2
   y = (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-5)
   gamma, beta = block.norm.get_weights()
-  np.testing.assert_allclose(block(tf.constant(x))[0].numpy(), y * gamma + beta, rtol=1e-4,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    block(tf.constant(x))[0].numpy(), y * gamma + beta, rtol=1e-4, atol=1e-4
+  )

@@ -9,10 +9,14 @@ import time
 import numpy as np
 import pytest
 
-from helpers import ROOT, counting_lines, error_line, run_script, write_corpus
+from helpers import ROOT
+from helpers import counting_lines
+from helpers import error_line
+from helpers import run_script
+from helpers import write_corpus
+from par.config import DataConfig
 from par.data import records
 from par.data import tokenizer
-from par.config import DataConfig
 from par.data.build import build_dataset
 from par.errors import ParError
 
@@ -26,14 +30,15 @@ def read_pairs(data_dir, split):
 
 def stream_from_records(inputs, targets):
   """Undoes context batching: lane by lane, the first input then every target."""
-  lanes = [np.concatenate([inputs[0, b, :1], targets[:, b].reshape(-1)])
-           for b in range(inputs.shape[1])]
+  lanes = [
+    np.concatenate([inputs[0, b, :1], targets[:, b].reshape(-1)]) for b in range(inputs.shape[1])
+  ]
   stream = np.concatenate([lanes[0]] + [lane[1:] for lane in lanes[1:]])
   return stream[stream != records.PAD_ID]
 
 
 def test_records_reproduce_each_split_stream_exactly(tmp_path, counting_corpus):
-  meta, built = build_dataset(counting_corpus, tmp_path / "ds", CONFIG)
+  _meta, built = build_dataset(counting_corpus, tmp_path / "ds", CONFIG)
   assert built
   model = (tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes()
   processor = tokenizer.load(model)
@@ -75,8 +80,7 @@ def test_drop_remainder_loses_fewer_than_one_record_of_tokens(tmp_path, counting
 
 def test_sharded_build_reads_back_equal_to_one_shard(tmp_path, counting_corpus):
   build_dataset(counting_corpus, tmp_path / "one", CONFIG)
-  meta, _ = build_dataset(counting_corpus, tmp_path / "many",
-                          dataclasses.replace(CONFIG, shards=5))
+  meta, _ = build_dataset(counting_corpus, tmp_path / "many", dataclasses.replace(CONFIG, shards=5))
   assert all(len(info.shards) == 5 for info in meta.splits.values())
   for split in meta.splits:
     one, many = read_pairs(tmp_path / "one", split), read_pairs(tmp_path / "many", split)
@@ -87,11 +91,13 @@ def test_sharded_build_reads_back_equal_to_one_shard(tmp_path, counting_corpus):
 def test_given_tokenizer_is_used_as_is(tmp_path, counting_corpus):
   first, _ = build_dataset(counting_corpus, tmp_path / "a", CONFIG)
   model = tmp_path / "a" / records.TOKENIZER_FILE
-  second, _ = build_dataset(counting_corpus, tmp_path / "b",
-                            dataclasses.replace(CONFIG, vocab_size=12000), sp_model=model)
+  second, _ = build_dataset(
+    counting_corpus, tmp_path / "b", dataclasses.replace(CONFIG, vocab_size=12000), sp_model=model
+  )
   assert second.tokenizer_sha256 == first.tokenizer_sha256 and second.vocab_size == 60
-  np.testing.assert_array_equal(read_pairs(tmp_path / "a", "valid")[1],
-                                read_pairs(tmp_path / "b", "valid")[1])
+  np.testing.assert_array_equal(
+    read_pairs(tmp_path / "a", "valid")[1], read_pairs(tmp_path / "b", "valid")[1]
+  )
 
 
 def test_single_file_input_is_the_train_split(tmp_path):
@@ -112,7 +118,7 @@ def test_existing_output_is_refused_reused_or_overwritten(tmp_path, counting_cor
   other = dataclasses.replace(CONFIG, seq_len=5)
   with pytest.raises(ParError, match="already exists"):  # Different settings: not reused.
     build_dataset(counting_corpus, out, other, reuse_existing=True)
-  meta, built = build_dataset(counting_corpus, out, other, overwrite=True)
+  _meta, built = build_dataset(counting_corpus, out, other, overwrite=True)
   assert built and records.load_meta(out).seq_len == 5
   assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "text"]
 
@@ -138,8 +144,11 @@ def _bad_corpus(kind, tmp_path):
     return text, r"the valid split .* has \d+ tokens; .* needs at least 22", CONFIG
   if kind == "vocab":
     write_corpus(text, good)
-    return text, r"vocab_size 5000 is more than .* at most \d+ pieces", dataclasses.replace(
-        CONFIG, vocab_size=5000)
+    return (
+      text,
+      r"vocab_size 5000 is more than .* at most \d+ pieces",
+      dataclasses.replace(CONFIG, vocab_size=5000),
+    )
   if kind == "undecodable":
     write_corpus(text, good)
     with open(text / "valid.txt", "ab") as f:
@@ -159,11 +168,13 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, kind):
 
 def test_script_reports_bad_input_in_one_line(tmp_path, counting_corpus):
   (tmp_path / "ds").mkdir()
-  result = run_script("scripts/build_data.py", f"--input={counting_corpus}",
-                      f"--output_dir={tmp_path / 'ds'}")
+  result = run_script(
+    "scripts/build_data.py", f"--input={counting_corpus}", f"--output_dir={tmp_path / 'ds'}"
+  )
   assert result.returncode == 1
-  assert error_line(result) == f"error: {tmp_path / 'ds'} already exists; pass --overwrite " \
-                               "to replace it"
+  assert (
+    error_line(result) == f"error: {tmp_path / 'ds'} already exists; pass --overwrite to replace it"
+  )
 
 
 # A given tokenizer and many small shards: a quick build whose writing phase still lasts.
@@ -172,9 +183,21 @@ INTERRUPTED_CONFIG = DataConfig(batch_size=4, seq_len=8, shards=64)
 
 def _start_build(corpus_dir, out, model):
   return subprocess.Popen(
-      [sys.executable, "scripts/build_data.py", f"--input={corpus_dir}", f"--output_dir={out}",
-       f"--sp_model={model}", "--batch_size=4", "--seq_len=8", "--shards=64"],
-      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "scripts/build_data.py",
+      f"--input={corpus_dir}",
+      f"--output_dir={out}",
+      f"--sp_model={model}",
+      "--batch_size=4",
+      "--seq_len=8",
+      "--shards=64",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _wait_for_partial(process, parent, timeout=120):

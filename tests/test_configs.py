@@ -7,14 +7,17 @@ import re
 
 import pytest
 
-from helpers import ROOT, run_script
-from par.config import DataConfig, ModelConfig, RuntimeConfig, TrainConfig
+from helpers import ROOT
+from helpers import run_script
+from par.config import DataConfig
+from par.config import ModelConfig
+from par.config import RuntimeConfig
+from par.config import TrainConfig
 
 SCRIPT_SETTINGS = {  # script: the config fields it takes as flags
-    "scripts/train.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()), (RuntimeConfig, ())],
-    "scripts/pipeline.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()),
-                            (RuntimeConfig, ())],
-    "scripts/build_data.py": [(DataConfig, ())],
+  "scripts/train.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()), (RuntimeConfig, ())],
+  "scripts/pipeline.py": [(ModelConfig, ("vocab_size",)), (TrainConfig, ()), (RuntimeConfig, ())],
+  "scripts/build_data.py": [(DataConfig, ())],
 }
 
 
@@ -54,15 +57,19 @@ def test_every_setting_is_a_flag_with_the_fields_help_and_choices(script):
 @pytest.mark.slow
 def test_tiny_flags_give_the_perplexity_and_pattern_they_promise(tmp_path, wt2_small):
   comment = (ROOT / "configs" / "tiny.flags").read_text()
-  promised = re.search(r"ends with valid token perplexity ([\d.]+) and the pattern (\w+)",
-                       comment)
+  promised = re.search(r"ends with valid token perplexity ([\d.]+) and the pattern (\w+)", comment)
   assert promised, "configs/tiny.flags no longer states its expected result"
   data_dir, run_dir = tmp_path / "data", tmp_path / "run"
-  result = run_script("scripts/build_data.py", f"--input={wt2_small}",
-                      f"--output_dir={data_dir}", "--vocab_size=7000")
+  result = run_script(
+    "scripts/build_data.py", f"--input={wt2_small}", f"--output_dir={data_dir}", "--vocab_size=7000"
+  )
   assert result.returncode == 0, result.stderr[-2000:]
-  result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
-                      f"--model_dir={run_dir}", f"--data_dir={data_dir}")
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/tiny.flags",
+    f"--model_dir={run_dir}",
+    f"--data_dir={data_dir}",
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   results = json.loads((run_dir / "results.json").read_text())
   # Another CPU's kernels round differently; 200 steps keep that within a fraction of 1%.

@@ -10,7 +10,10 @@ import zipfile
 
 import pytest
 
-from helpers import counting_lines, error_line, run_script, write_corpus
+from helpers import counting_lines
+from helpers import error_line
+from helpers import run_script
+from helpers import write_corpus
 from par.data import download
 from par.data import text
 from par.errors import ParError
@@ -51,7 +54,10 @@ def test_find_split_files_accepts_both_namings_and_single_files(tmp_path):
     (tmp_path / name).write_text("x\n")
   found = text.find_split_files(tmp_path)
   assert {k: v.name for k, v in found.items()} == {
-      "train": "wiki.train.tokens", "valid": "wiki.valid.tokens", "test": "test.txt"}
+    "train": "wiki.train.tokens",
+    "valid": "wiki.valid.tokens",
+    "test": "test.txt",
+  }
   assert text.find_split_files(tmp_path / "test.txt") == {"train": tmp_path / "test.txt"}
 
 
@@ -117,14 +123,15 @@ def test_download_with_the_right_md5_unpacks_the_splits(tmp_path, mirror):
   message = download.prepare_wikitext2(dest, urls=[url], md5=md5)
   assert "MD5 verified" in message
   assert {p.name: p.read_text() for p in dest.iterdir()} == {
-      f"{s}.txt": t for s, t in SPLIT_TEXT.items()}
+    f"{s}.txt": t for s, t in SPLIT_TEXT.items()
+  }
   assert leftovers(dest.parent) == []
 
 
 def test_download_with_a_wrong_md5_is_refused_and_leaves_nothing(tmp_path, mirror):
   url, _ = mirror
   dest = tmp_path / "data" / "wikitext-2"
-  with pytest.raises(download.DownloadError, match="MD5 .*expected 0+"):
+  with pytest.raises(download.DownloadError, match=r"MD5 .*expected 0+"):
     download.prepare_wikitext2(dest, urls=[url], md5="0" * 32)
   assert not dest.exists() and leftovers(dest.parent) == []
 
@@ -156,8 +163,12 @@ def test_local_zip_and_directory_sources(tmp_path):
 
 
 def test_fetch_script_offline_says_how_to_supply_the_data(tmp_path):
-  result = run_script("scripts/fetch_wikitext2.py", f"--dest={tmp_path / 'wt2'}",
-                      "--url=http://127.0.0.1:9/wikitext-2-v1.zip", "--timeout=5")
+  result = run_script(
+    "scripts/fetch_wikitext2.py",
+    f"--dest={tmp_path / 'wt2'}",
+    "--url=http://127.0.0.1:9/wikitext-2-v1.zip",
+    "--timeout=5",
+  )
   assert result.returncode == 1
   line = error_line(result)
   assert line.startswith("error: could not download") and "--source=" in line
@@ -165,16 +176,22 @@ def test_fetch_script_offline_says_how_to_supply_the_data(tmp_path):
 
 
 def test_create_tfrecords_offline_says_how_to_supply_the_data(tmp_path):
-  result = run_script("./create_tfrecords.sh", f"--data_dir={tmp_path}",
-                      "--url", "http://127.0.0.1:9/wikitext-2-v1.zip")
+  result = run_script(
+    "./create_tfrecords.sh",
+    f"--data_dir={tmp_path}",
+    "--url",
+    "http://127.0.0.1:9/wikitext-2-v1.zip",
+  )
   assert "--source=" in error_line(result)
   assert list(tmp_path.iterdir()) == []
 
 
 def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
   site = tmp_path / "site"
-  write_corpus(tmp_path / "text", {"train": counting_lines(1500), "valid": counting_lines(300),
-                                   "test": counting_lines(200)})
+  write_corpus(
+    tmp_path / "text",
+    {"train": counting_lines(1500), "valid": counting_lines(300), "test": counting_lines(200)},
+  )
   site.mkdir()
   with zipfile.ZipFile(site / "wikitext-2-v1.zip", "w") as z:
     for split in text.SPLITS:
@@ -182,8 +199,17 @@ def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
   md5 = hashlib.md5((site / "wikitext-2-v1.zip").read_bytes()).hexdigest()
   data = tmp_path / "data"
   with serve(site) as base:
-    args = ["./create_tfrecords.sh", f"--data_dir={data}", "--url", f"{base}/wikitext-2-v1.zip",
-            "--md5", md5, "--vocab_size=60", "--batch_size=4", "--seq_len=8"]
+    args = [
+      "./create_tfrecords.sh",
+      f"--data_dir={data}",
+      "--url",
+      f"{base}/wikitext-2-v1.zip",
+      "--md5",
+      md5,
+      "--vocab_size=60",
+      "--batch_size=4",
+      "--seq_len=8",
+    ]
     first = run_script(*args)
     assert first.returncode == 0, first.stderr
     meta = data / "wikitext2_bsz4_seqlen8" / "meta.json"
@@ -195,4 +221,5 @@ def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
   assert sorted(p.name for p in data.iterdir()) == ["wikitext-2", "wikitext2_bsz4_seqlen8"]
   for split in text.SPLITS:
     assert (data / "wikitext-2" / f"{split}.txt").read_bytes() == (
-        tmp_path / "text" / f"{split}.txt").read_bytes()
+      tmp_path / "text" / f"{split}.txt"
+    ).read_bytes()

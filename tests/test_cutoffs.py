@@ -6,18 +6,20 @@ import itertools
 import numpy as np
 import pytest
 
-from par.search import costs
 from par import cutoffs
 from par.config import ModelConfig
 from par.errors import ParError
+from par.search import costs
 
 
 def brute_force(counts, clusters, model, min_size=1):
   """The cheapest cutoffs by trying every combination: (cost, cutoffs)."""
   n = len(counts)
-  return min((cutoffs.cost_of(counts, cut, model), cut)
-             for cut in itertools.combinations(range(1, n), clusters - 1)
-             if min(np.diff((0,) + cut + (n,))) >= min_size)
+  return min(
+    (cutoffs.cost_of(counts, cut, model), cut)
+    for cut in itertools.combinations(range(1, n), clusters - 1)
+    if min(np.diff((0,) + cut + (n,))) >= min_size
+  )
 
 
 def plain_program(counts, clusters, model):
@@ -46,9 +48,9 @@ def zipf(n, exponent=1.0, total=None, seed=None):
 
 
 MODELS = {
-    "grave": cutoffs.grave_cost(d_model=16, proj_factor=2),
-    "simple": cutoffs.simple_cost(),
-    "explicit": cutoffs.grave_cost(d_model=8, proj_dims=(5, 3, 1)),
+  "grave": cutoffs.grave_cost(d_model=16, proj_factor=2),
+  "simple": cutoffs.simple_cost(),
+  "explicit": cutoffs.grave_cost(d_model=8, proj_dims=(5, 3, 1)),
 }
 
 
@@ -89,8 +91,7 @@ def test_smallest_cluster_size_against_brute_force(seed):
   _, solutions = cutoffs.solve(counts, model, "auto", max_clusters=8, min_size=3)
   assert [s.clusters for s in solutions] == [1, 2, 3, 4]
   for solution in solutions[1:]:
-    assert solution.cost == pytest.approx(
-        brute_force(counts, solution.clusters, model, 3)[0])
+    assert solution.cost == pytest.approx(brute_force(counts, solution.clusters, model, 3)[0])
 
 
 def test_ties_resolve_to_the_same_cutoffs_as_brute_force():
@@ -100,7 +101,7 @@ def test_ties_resolve_to_the_same_cutoffs_as_brute_force():
   model = cutoffs.simple_cost()
   for clusters in (2, 3, 4):
     best, _ = cutoffs.solve(counts, model, clusters)
-    cost, cut = brute_force(counts, clusters, model)
+    cost, _cut = brute_force(counts, clusters, model)
     assert best.cost == pytest.approx(cost)
     assert cutoffs.cost_of(counts, best.cutoffs, model) == pytest.approx(cost)
 
@@ -110,9 +111,9 @@ def test_exact_against_the_plain_program(seed):
   rng = np.random.default_rng(100 + seed)
   n = 300
   inputs = {
-      "random": rng.random(n) * (rng.random(n) < 0.8),  # With zeros.
-      "zipf": zipf(n, 1.0 + 0.1 * seed, total=5000, seed=seed),
-      "ties": np.repeat(rng.integers(1, 4, n // 10), 10).astype(float),
+    "random": rng.random(n) * (rng.random(n) < 0.8),  # With zeros.
+    "zipf": zipf(n, 1.0 + 0.1 * seed, total=5000, seed=seed),
+    "ties": np.repeat(rng.integers(1, 4, n // 10), 10).astype(float),
   }
   model = cutoffs.grave_cost(d_model=32, proj_factor=2)
   for counts in inputs.values():
@@ -141,7 +142,10 @@ def test_cluster_cost_satisfies_the_quadrangle_inequality():
   counts = rng.random(40) * (rng.random(40) < 0.7)
   prefix = np.concatenate([[0.0], np.cumsum(counts)])
   fixed, rate = 5.0, 0.75
-  w = lambda a, b: (prefix[b] - prefix[a]) * (fixed + rate * (b - a))
+
+  def w(a, b):
+    return (prefix[b] - prefix[a]) * (fixed + rate * (b - a))
+
   for a, b, c, e in np.sort(rng.integers(0, 41, size=(2000, 4)), axis=1):
     slack = w(a, e) + w(b, c) - w(a, c) - w(b, e)
     x, z = prefix[b] - prefix[a], prefix[e] - prefix[c]  # Counts of [a, b) and [c, e).
@@ -159,16 +163,18 @@ def test_leftmost_minimisers_never_decrease():
     argmins = []
     for b in range(2, 61):
       a = np.arange(1, b)
-      argmins.append(int(a[np.argmin(previous[a] + (prefix[b] - prefix[a]) *
-                                      (fixed + rate * (b - a)))]))
+      argmins.append(
+        int(a[np.argmin(previous[a] + (prefix[b] - prefix[a]) * (fixed + rate * (b - a)))])
+      )
     assert all(x <= y for x, y in zip(argmins, argmins[1:]))
-    layer = cutoffs._layer  # pylint: disable=protected-access
+    layer = cutoffs._layer
     values, solver_argmins = layer(previous, prefix, fixed, rate, first=2)
     assert list(solver_argmins[2:]) == argmins
     for b in range(2, 61):
       a = np.arange(1, b)
       assert values[b] == pytest.approx(
-          np.min(previous[a] + (prefix[b] - prefix[a]) * (fixed + rate * (b - a))))
+        np.min(previous[a] + (prefix[b] - prefix[a]) * (fixed + rate * (b - a)))
+      )
 
 
 def test_cost_model_is_the_models_softmax_flops():
@@ -198,8 +204,9 @@ def reference_objective(counts, cut):
 def test_simple_is_the_reference_objective_against_brute_force(seed, clusters):
   rng = np.random.default_rng(seed)
   counts = np.sort(rng.integers(1, 50, size=10))[::-1].astype(float)
-  cost, cut = min((reference_objective(counts, c), c)
-                  for c in itertools.combinations(range(1, 10), clusters - 1))
+  cost, cut = min(
+    (reference_objective(counts, c), c) for c in itertools.combinations(range(1, 10), clusters - 1)
+  )
   best, _ = cutoffs.solve(counts, cutoffs.simple_cost(), clusters)
   assert best.cost == pytest.approx(cost, rel=1e-12)
   assert reference_objective(counts, best.cutoffs) == pytest.approx(cost, rel=1e-12)
@@ -212,12 +219,15 @@ def test_large_zipf_is_fast_enough_to_run_in_the_suite():
   assert len(best.cutoffs) == 3 and best.speedup > 10
 
 
-@pytest.mark.parametrize("values, message", [
+@pytest.mark.parametrize(
+  "values, message",
+  [
     ([], "no counts"),
     ([1.0, float("nan")], "value 2 is nan"),
     ([1.0, -2.0, 3.0], "value 2 is negative"),
     ([0, 0, 0], "all 3 counts are zero"),
-])
+  ],
+)
 def test_bad_counts(values, message):
   with pytest.raises(ParError, match=message):
     cutoffs.solve(values, cutoffs.simple_cost(), 1)

@@ -22,15 +22,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import ROOT, counting_dataset, error_line, run_script
+from helpers import ROOT
+from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
+from par import runs
+from par.config import ModelConfig
+from par.config import TrainConfig
 from par.train import evaluate
 from par.train import precision
-from par import runs
 from par.train import trainer
-from par.config import ModelConfig, TrainConfig
 
-MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
-                    dropout=0.0)
+MODEL = ModelConfig(
+  d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +46,18 @@ def data_dir(tmp_path_factory):
 
 def _config(data_dir, **changes):
   model_changes = {k: changes.pop(k) for k in list(changes) if hasattr(MODEL, k)}
-  base = TrainConfig(model=dataclasses.replace(MODEL, **model_changes), data_dir=str(data_dir),
-                     train_steps=12, max_lr=3e-3, warmup_steps=3, steps_per_loop=4,
-                     log_every=1, checkpoint_every=12, plot_every=0, seed=3)
+  base = TrainConfig(
+    model=dataclasses.replace(MODEL, **model_changes),
+    data_dir=str(data_dir),
+    train_steps=12,
+    max_lr=3e-3,
+    warmup_steps=3,
+    steps_per_loop=4,
+    log_every=1,
+    checkpoint_every=12,
+    plot_every=0,
+    seed=3,
+  )
   return dataclasses.replace(base, **changes)
 
 
@@ -53,6 +67,7 @@ def _step_losses(model_dir):
 
 
 # --- mixed precision and XLA, in this process ------------------------------------------------
+
 
 def test_loss_scale_skips_overflowing_steps_and_grows_after_finite_ones():
   scale = precision.LossScale(initial=8.0, growth_steps=3)
@@ -115,7 +130,8 @@ def test_float16_overflow_is_skipped_not_fatal(tmp_path, data_dir):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(precision.LossScale.__init__, "__defaults__", (2.0**24, 2000))
     results = trainer.train_and_evaluate(
-        _config(data_dir, mixed_precision="mixed_float16", train_steps=30), tmp_path)
+      _config(data_dir, mixed_precision="mixed_float16", train_steps=30), tmp_path
+    )
   log = (tmp_path / "training.log").read_text()
   skipped = [int(n) for n in re.findall(r"loss scaling: (\d+) of \d+ steps skipped", log)]
   scales = [float(x) for x in re.findall(r"scale now ([0-9.e+]+)", log)]
@@ -140,7 +156,7 @@ def test_jit_compiled_step_gives_the_same_losses(tmp_path, data_dir):
 def test_jit_compiled_search_trains_close_to_the_traced_one(tmp_path, data_dir, float32_run):
   # XLA lowers stateless random ops its own way: the same (seed, step) draws other Gumbel
   # noise under jit, so the search samples other architectures; it must still train as well.
-  reference_dir, reference = float32_run
+  _reference_dir, reference = float32_run
   results = trainer.train_and_evaluate(_config(data_dir, jit_compile=True), tmp_path)
   losses = _step_losses(tmp_path)
   assert len(losses) == 12 and all(np.isfinite(losses))
@@ -227,8 +243,13 @@ _MIRRORED = textwrap.dedent("""
 
 
 def test_mirrored_over_two_cpus_equals_one_device(tmp_path, data_dir):
-  result = subprocess.run([sys.executable, "-c", _MIRRORED, str(data_dir), str(tmp_path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-c", _MIRRORED, str(data_dir), str(tmp_path)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["replicas"] == 2
@@ -255,29 +276,59 @@ def _free_ports(count):
   return ports
 
 
-WORKER_FLAGS = ["--d_model=16", "--n_heads=2", "--d_ffn=24", "--n_blocks=3", "--mem_len=4",
-                "--cutoffs=20", "--dropout=0", "--train_steps=24", "--max_lr=3e-3",
-                "--warmup_steps=3", "--steps_per_loop=2", "--log_every=4",
-                "--checkpoint_every=4", "--plot_every=0", "--seed=3", "--architecture=sfs"]
+WORKER_FLAGS = [
+  "--d_model=16",
+  "--n_heads=2",
+  "--d_ffn=24",
+  "--n_blocks=3",
+  "--mem_len=4",
+  "--cutoffs=20",
+  "--dropout=0",
+  "--train_steps=24",
+  "--max_lr=3e-3",
+  "--warmup_steps=3",
+  "--steps_per_loop=2",
+  "--log_every=4",
+  "--checkpoint_every=4",
+  "--plot_every=0",
+  "--seed=3",
+  "--architecture=sfs",
+]
 
 
 def _start_workers(data_dir, model_dir, ports):
   workers = []
   for index in range(2):
-    tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                 "task": {"type": "worker", "index": index}}
+    tf_config = {
+      "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+      "task": {"type": "worker", "index": index},
+    }
     env = dict(os.environ, TF_CONFIG=json.dumps(tf_config))
-    workers.append(subprocess.Popen(
-        [sys.executable, "scripts/train.py", f"--data_dir={data_dir}",
-         f"--model_dir={model_dir}", "--strategy=multi_worker", *WORKER_FLAGS],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    workers.append(
+      subprocess.Popen(
+        [
+          sys.executable,
+          "scripts/train.py",
+          f"--data_dir={data_dir}",
+          f"--model_dir={model_dir}",
+          "--strategy=multi_worker",
+          *WORKER_FLAGS,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+      )
+    )
   return workers
 
 
 def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir):
   reference = tmp_path / "one_device"
-  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={reference}",
-                      *WORKER_FLAGS)
+  result = run_script(
+    "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={reference}", *WORKER_FLAGS
+  )
   assert result.returncode == 0, result.stderr[-3000:]
 
   model_dir = tmp_path / "workers"
@@ -304,7 +355,8 @@ def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir)
   assert "2 replicas" in (model_dir / "training.log").read_text()
   # Only the chief writes the run directory; the workers' scratch copies are gone.
   assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith("checkpoints")) == [
-      "checkpoints"]
+    "checkpoints"
+  ]
   got = json.loads((model_dir / "results.json").read_text())
   expected = json.loads((reference / "results.json").read_text())
   for split in ("valid", "test"):
@@ -312,8 +364,13 @@ def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir)
 
 
 def test_strategy_flag_errors_are_one_line(tmp_path, data_dir):
-  base = ["scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path / 'r'}",
-          "--train_steps=2", "--cutoffs=20"]
+  base = [
+    "scripts/train.py",
+    f"--data_dir={data_dir}",
+    f"--model_dir={tmp_path / 'r'}",
+    "--train_steps=2",
+    "--cutoffs=20",
+  ]
   result = run_script(*base, "--strategy=multi_worker", env={"TF_CONFIG": ""})
   assert "needs TF_CONFIG" in error_line(result)
   result = run_script(*base, "--strategy=multi_worker", env={"TF_CONFIG": "{not json"})

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.model.dropout import Dropout, keep_mask, keep_probability
+from par.model.dropout import Dropout
+from par.model.dropout import keep_mask
+from par.model.dropout import keep_probability
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.03])
@@ -45,5 +47,6 @@ def test_same_seed_same_masks():
     keras.utils.set_random_seed(4)
     layer = Dropout(0.3)
     return [layer(tf.ones([64, 9]), training=True).numpy() for _ in range(2)]
+
   for a, b in zip(draw(), draw()):
     np.testing.assert_array_equal(a, b)

@@ -9,17 +9,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import counting_dataset, error_line, run_script
-from par.train import evaluate
+from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
 from par import generate
-from par.data import records
 from par import runs
-from par.train import trainer
-from par.config import ModelConfig, TrainConfig
+from par.config import ModelConfig
+from par.config import TrainConfig
+from par.data import records
 from par.model.par_model import ParModel
+from par.train import evaluate
+from par.train import trainer
 
-MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
-                    dropout=0.1)
+MODEL = ModelConfig(
+  d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.1
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +37,24 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(data):
   """A finished SuperNet search of 16 steps."""
-  config = TrainConfig(model=MODEL, data_dir=str(data / "ds"), train_steps=16, max_lr=3e-3,
-                       warmup_steps=3, steps_per_loop=8, log_every=8, checkpoint_every=8,
-                       plot_every=0, seed=5)
+  config = TrainConfig(
+    model=MODEL,
+    data_dir=str(data / "ds"),
+    train_steps=16,
+    max_lr=3e-3,
+    warmup_steps=3,
+    steps_per_loop=8,
+    log_every=8,
+    checkpoint_every=8,
+    plot_every=0,
+    seed=5,
+  )
   trainer.train_and_evaluate(config, data / "run")
   return data / "run"
 
 
 # --- evaluation -------------------------------------------------------------------------------
+
 
 def test_resegment_keeps_every_lane_continuous(data):
   windows, meta = records.read_records(data / "ds", "valid")
@@ -58,18 +72,18 @@ def test_resegment_keeps_every_lane_continuous(data):
       assert np.all(lane_targets[n:] == records.PAD_ID)
       # Inputs are the targets shifted by one: the text continues across segments.
       lane_inputs = cut_inputs[:, lane].reshape(-1)
-      valid = np.flatnonzero(lane_targets[:n - 1] >= 0)
+      valid = np.flatnonzero(lane_targets[: n - 1] >= 0)
       np.testing.assert_array_equal(lane_inputs[valid + 1], lane_targets[valid])
 
 
 def test_segment_length_does_not_matter_with_memory_covering_the_lane(data):
-  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0,
-                                       eval_mode="expected"))
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, eval_mode="expected"))
   model.build()
   windows, meta = records.read_records(data / "ds", "valid")
   lane = windows.shape[0] * meta.seq_len
-  results = [evaluate.evaluate_split(model, data / "ds", "valid", lane, seq_len)[0]
-             for seq_len in (0, 5, 32)]
+  results = [
+    evaluate.evaluate_split(model, data / "ds", "valid", lane, seq_len)[0] for seq_len in (0, 5, 32)
+  ]
   assert {r.tokens for r in results} == {meta.splits["valid"].targets}
   for result in results[1:]:
     assert result.nll == pytest.approx(results[0].nll, rel=1e-5)
@@ -83,8 +97,9 @@ def test_loaded_models_reproduce_the_runs_results(run_dir):
   saved = json.loads((run_dir / runs.RESULTS_FILE).read_text())["test"]
   for source in ("export", "checkpoint"):
     model, origin = runs.load_model(run, source)
-    result, _ = evaluate.evaluate_split(model, run.config.data_dir, "test", run.eval_mem_len,
-                                        tokenizer_sha256=run.tokenizer_sha256)
+    result, _ = evaluate.evaluate_split(
+      model, run.config.data_dir, "test", run.eval_mem_len, tokenizer_sha256=run.tokenizer_sha256
+    )
     assert origin.endswith("model.keras" if source == "export" else "ckpt-16")
     assert (result.tokens, result.words) == (saved["tokens"], saved["words"])
     assert result.token_perplexity == pytest.approx(saved["token_perplexity"], rel=1e-6)
@@ -92,8 +107,13 @@ def test_loaded_models_reproduce_the_runs_results(run_dir):
 
 
 def test_evaluate_script(run_dir):
-  result = run_script("scripts/evaluate.py", f"--model_dir={run_dir}", "--eval_mem_len=30",
-                      "--seq_len=5", "--eval_mode=expected")
+  result = run_script(
+    "scripts/evaluate.py",
+    f"--model_dir={run_dir}",
+    "--eval_mem_len=30",
+    "--seq_len=5",
+    "--eval_mode=expected",
+  )
   assert result.returncode == 0, result.stderr
   printed = json.loads(result.stdout)
   assert (printed["mem_len"], printed["seq_len"], printed["eval_mode"]) == (30, 5, "expected")
@@ -106,16 +126,20 @@ def test_evaluate_script(run_dir):
 
 
 def test_evaluate_refuses_bad_runs_and_datasets(run_dir, data):
-  result = run_script("scripts/evaluate.py", f"--model_dir={run_dir}",
-                      f"--data_dir={data / 'other'}")
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={run_dir}", f"--data_dir={data / 'other'}"
+  )
   assert "was built with another tokenizer" in error_line(result)
   assert "is not a run directory" in error_line(
-      run_script("scripts/evaluate.py", f"--model_dir={data}"))
-  assert "has no nope split" in error_line(run_script(
-      "scripts/evaluate.py", f"--model_dir={run_dir}", "--split=nope"))
+    run_script("scripts/evaluate.py", f"--model_dir={data}")
+  )
+  assert "has no nope split" in error_line(
+    run_script("scripts/evaluate.py", f"--model_dir={run_dir}", "--split=nope")
+  )
 
 
 # --- generation -------------------------------------------------------------------------------
+
 
 def reference_probabilities(log_probs, temperature, top_k, top_p):
   """Sorting everything, the obvious way."""
@@ -136,14 +160,17 @@ def reference_probabilities(log_probs, temperature, top_k, top_p):
   return out
 
 
-@pytest.mark.parametrize("temperature, top_k, top_p", [
-    (1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 5, 1.0), (1.0, 0, 0.6), (0.8, 7, 0.9), (1.0, 1, 1.0)])
+@pytest.mark.parametrize(
+  "temperature, top_k, top_p",
+  [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 5, 1.0), (1.0, 0, 0.6), (0.8, 7, 0.9), (1.0, 1, 1.0)],
+)
 def test_sampling_probabilities_against_a_reference(temperature, top_k, top_p):
   rng = np.random.default_rng(1)
   log_probs = np.log(rng.dirichlet(np.ones(30) * 0.5))
   probs = generate.sampling_probabilities(log_probs, temperature, top_k, top_p)
-  np.testing.assert_allclose(probs, reference_probabilities(log_probs, temperature, top_k,
-                                                            top_p), atol=1e-12)
+  np.testing.assert_allclose(
+    probs, reference_probabilities(log_probs, temperature, top_k, top_p), atol=1e-12
+  )
   assert probs.sum() == pytest.approx(1.0)
   if top_k:
     assert np.count_nonzero(probs) <= top_k
@@ -151,8 +178,9 @@ def test_sampling_probabilities_against_a_reference(temperature, top_k, top_p):
   assert greedy[np.argmax(log_probs)] == 1.0 and greedy.sum() == 1.0
 
 
-@pytest.mark.parametrize("changes", [dict(architecture="sfs"), dict(eval_mode="expected"),
-                                     dict(eval_mode="argmax")])
+@pytest.mark.parametrize(
+  "changes", [dict(architecture="sfs"), dict(eval_mode="expected"), dict(eval_mode="argmax")]
+)
 def test_incremental_log_probabilities_equal_one_forward_pass(changes):
   config = dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, mem_len=4, **changes)
   model = ParModel(config)
@@ -184,8 +212,15 @@ def test_same_seed_same_text():
 
 
 def test_generate_script(run_dir, data, tmp_path):
-  result = run_script("scripts/generate.py", f"--model_dir={run_dir}", "--prompt=w12 w13",
-                      "--max_tokens=30", "--seed=9", "--top_p=0.9", "--source=export")
+  result = run_script(
+    "scripts/generate.py",
+    f"--model_dir={run_dir}",
+    "--prompt=w12 w13",
+    "--max_tokens=30",
+    "--seed=9",
+    "--top_p=0.9",
+    "--source=export",
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.startswith("w12 w13") and len(result.stdout) > len("w12 w13\n")
 
@@ -193,20 +228,24 @@ def test_generate_script(run_dir, data, tmp_path):
   copy = tmp_path / "run"
   shutil.copytree(run_dir, copy)
   (copy / runs.TOKENIZER_FILE).unlink()
-  result = run_script("scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5",
-                      "--temperature=0")
+  result = run_script(
+    "scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5", "--temperature=0"
+  )
   assert result.returncode == 0, result.stderr
   shutil.copy(data / "other" / records.TOKENIZER_FILE, copy / runs.TOKENIZER_FILE)
   assert "is not the tokenizer" in error_line(
-      run_script("scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5"))
+    run_script("scripts/generate.py", f"--model_dir={copy}", "--max_tokens=5")
+  )
 
 
-@pytest.mark.parametrize("flag, message", [
+@pytest.mark.parametrize(
+  "flag, message",
+  [
     ("--max_tokens=0", "--max_tokens must be positive"),
     ("--temperature=-1", "--temperature cannot be negative"),
     ("--top_p=0", "--top_p must be in (0, 1]"),
     ("--top_k=-2", "--top_k cannot be negative"),
-])
+  ],
+)
 def test_generate_bad_flags(tmp_path, flag, message):
-  assert message in error_line(
-      run_script("scripts/generate.py", f"--model_dir={tmp_path}", flag))
+  assert message in error_line(run_script("scripts/generate.py", f"--model_dir={tmp_path}", flag))

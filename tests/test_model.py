@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.search import costs
-from par.model import blocks
 from par.config import ModelConfig
+from par.model import blocks
 from par.model.par_model import ParModel
+from par.search import costs
 
-CONFIG = ModelConfig(vocab_size=61, d_model=24, n_heads=3, d_ffn=40, n_blocks=4, mem_len=5,
-                     cutoffs=(9, 30), dropout=0.0)
+CONFIG = ModelConfig(
+  vocab_size=61,
+  d_model=24,
+  n_heads=3,
+  d_ffn=40,
+  n_blocks=4,
+  mem_len=5,
+  cutoffs=(9, 30),
+  dropout=0.0,
+)
 
 
 def make(config=CONFIG, **changes):
@@ -26,15 +34,19 @@ def make(config=CONFIG, **changes):
 
 
 def tokens(shape, seed=0):
-  return tf.constant(np.random.default_rng(seed).integers(0, CONFIG.vocab_size, size=shape),
-                     tf.int32)
+  return tf.constant(
+    np.random.default_rng(seed).integers(0, CONFIG.vocab_size, size=shape), tf.int32
+  )
 
 
-@pytest.mark.parametrize("changes", [
+@pytest.mark.parametrize(
+  "changes",
+  [
     dict(eval_mode="expected"),  # SuperNet: every branch of every block contributes.
     dict(architecture="sfis"),
     dict(architecture="ssss", untie_rel_bias=True),
-])
+  ],
+)
 def test_segments_with_full_memory_equal_one_pass(changes):
   """15 tokens as three segments of 5 with memory 10 == one segment of 15 without memory."""
   model = make(**changes, mem_len=10)
@@ -43,7 +55,7 @@ def test_segments_with_full_memory_equal_one_pass(changes):
   memory = model.initial_memory(2)
   parts = []
   for start in range(0, 15, 5):
-    hidden, memory = model(sequence[:, start:start + 5], memory=memory)
+    hidden, memory = model(sequence[:, start : start + 5], memory=memory)
     parts.append(hidden)
   np.testing.assert_allclose(np.concatenate(parts, 1), whole.numpy(), rtol=1e-4, atol=1e-5)
   assert int(memory.length) == 10
@@ -62,8 +74,9 @@ def test_memory_shorter_than_the_context_changes_outputs():
 
 def test_one_trace_serves_the_first_and_later_segments():
   model = make(sampling="single_path", dropout=0.1)
-  step = tf.function(lambda x, memory, seed: model(x, memory=memory, tau=tf.constant(0.5),
-                                                   seed=seed, training=True))
+  step = tf.function(
+    lambda x, memory, seed: model(x, memory=memory, tau=tf.constant(0.5), seed=seed, training=True)
+  )
   memory = model.initial_memory(2)
   for i in range(4):
     _, memory = step(tokens([2, 7], i), memory, tf.constant([0, i]))
@@ -95,7 +108,8 @@ def test_supernet_initialises_a_fixed_model_from_its_weights(pattern):
   memory = supernet.initial_memory(2)
   _, memory = supernet(x, memory=memory)  # A memory with states in it.
   fixed_memory = fixed.initial_memory(2).with_tensors(
-      [memory.states[k] for k in fixed.attending_blocks], memory.length)
+    [memory.states[k] for k in fixed.attending_blocks], memory.length
+  )
   expected, _ = supernet(x, memory=memory)  # eval_mode argmax: the derived architecture
   got, _ = fixed(x, memory=fixed_memory)
   np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
@@ -114,8 +128,10 @@ def test_nll_equals_log_probs_at_the_targets():
   assert count.numpy() == keep.sum()
 
 
-@pytest.mark.parametrize("changes", [dict(), dict(architecture="sfsi", untie_rel_bias=True),
-                                     dict(cutoffs=(), sampling="hard")])
+@pytest.mark.parametrize(
+  "changes",
+  [dict(), dict(architecture="sfsi", untie_rel_bias=True), dict(cutoffs=(), sampling="hard")],
+)
 def test_save_and_load_reproduce_outputs_exactly_without_pickle(tmp_path, changes):
   model = make(**changes)
   for variable in model.architecture_variables():
@@ -136,8 +152,9 @@ def test_save_and_load_reproduce_outputs_exactly_without_pickle(tmp_path, change
 @pytest.mark.parametrize("sampling", ["soft", "hard", "single_path"])
 def test_training_gradients_are_finite_at_low_temperature(sampling):
   model = make(sampling=sampling, dropout=0.1)
-  for variable, logits in zip(model.architecture_variables(),
-                              [[1e4, -1e4, 0], [0, 0, 0], [-50, 50, 50], [1e4, 1e4, -1e4]]):
+  for variable, logits in zip(
+    model.architecture_variables(), [[1e4, -1e4, 0], [0, 0, 0], [-50, 50, 50], [1e4, 1e4, -1e4]]
+  ):
     variable.assign(logits)
   x, y = tokens([2, 7], 8), tokens([2, 7], 9)
   with tf.GradientTape() as tape:
@@ -147,8 +164,7 @@ def test_training_gradients_are_finite_at_low_temperature(sampling):
   gradients = tape.gradient(loss, model.trainable_variables)
   assert np.isfinite(loss.numpy())
   # single_path leaves the unsampled branches without gradient (None).
-  assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all()
-             for g in gradients if g is not None)
+  assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all() for g in gradients if g is not None)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
@@ -170,15 +186,21 @@ def test_mixed_precision_is_close_to_float32(policy):
   np.testing.assert_allclose(total.numpy(), expected, rtol=0.02)
 
 
-@pytest.mark.parametrize("changes", [
-    dict(), dict(architecture="sfsi"), dict(architecture="ffii"), dict(architecture="siss",
-                                                                       untie_rel_bias=True),
-    dict(cutoffs=()), dict(cutoffs=(9,), proj_dims=(4,)), dict(d_head=5),
-])
+@pytest.mark.parametrize(
+  "changes",
+  [
+    dict(),
+    dict(architecture="sfsi"),
+    dict(architecture="ffii"),
+    dict(architecture="siss", untie_rel_bias=True),
+    dict(cutoffs=()),
+    dict(cutoffs=(9,), proj_dims=(4,)),
+    dict(d_head=5),
+  ],
+)
 def test_parameter_counts_match_the_model(changes):
   model = make(**changes)
-  cost = costs.model_cost(model.config, model.config.architecture or None, seq_len=7,
-                                 batch_size=2)
+  cost = costs.model_cost(model.config, model.config.architecture or None, seq_len=7, batch_size=2)
   assert cost["total"].params == model.count_params()
 
 
@@ -188,12 +210,14 @@ def test_flops_per_token_against_a_count_of_every_matrix_product(batch):
   t, m = 7, c.mem_len
   k, nh, d, n, h = m + t, c.n_heads * c.head_width, c.d_model, c.n_heads, c.head_width
   products = [  # (rows, inner, columns) of each product of one segment in one attention block
-      (batch * t, d, nh),  # queries
-      (batch * k, d, nh), (batch * k, d, nh),  # keys, values over memory and segment
-      (k, d, nh),  # relative encodings: one per distance, shared by the whole batch
-      (batch * n * t, h, k), (batch * n * t, h, k),  # content and position scores
-      (batch * n * t, k, h),  # weights times values
-      (batch * t, nh, d),  # output projection
+    (batch * t, d, nh),  # queries
+    (batch * k, d, nh),
+    (batch * k, d, nh),  # keys, values over memory and segment
+    (k, d, nh),  # relative encodings: one per distance, shared by the whole batch
+    (batch * n * t, h, k),
+    (batch * n * t, h, k),  # content and position scores
+    (batch * n * t, k, h),  # weights times values
+    (batch * t, nh, d),  # output projection
   ]
   attention = sum(2 * a * b * e for a, b, e in products) / (batch * t)
   per_kind = costs.block_costs(c, seq_len=t, batch_size=batch)
@@ -216,6 +240,7 @@ def test_softmax_flops_count_tails_by_their_share():
 
 def test_bad_model_settings_are_refused():
   from par.errors import ParError
+
   with pytest.raises(ParError, match="only use the letters"):
     make(architecture="sxfs")
   with pytest.raises(ParError, match="has 3 blocks"):
@@ -240,5 +265,6 @@ def test_exports_written_before_the_redesign_still_load(name):
   _, memory = model(tokens[:, :4], memory=memory)
   hidden, _ = model(tokens[:, 4:], memory=memory)
   assert model.pattern == patterns[name]
-  np.testing.assert_allclose(model.log_probs(hidden).numpy(), expected[f"{name}_log_probs"],
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    model.log_probs(hidden).numpy(), expected[f"{name}_log_probs"], rtol=1e-5, atol=1e-6
+  )

@@ -32,8 +32,9 @@ DATA_DIR, DATA_SOURCE, VOCAB_SIZE = {str(data_dir)!r}, {str(wt2_small)!r}, 3000
 EVAL_SPLIT, PROMPT, MAX_TOKENS = "valid", "The game", 20
 INSTALL, COLAB_CELLS = False, False
 """
-  NotebookClient(notebook, timeout=900, kernel_name="python3",
-                 resources={"metadata": {"path": str(ROOT)}}).execute()
+  NotebookClient(
+    notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+  ).execute()
 
   assert (run_dir / "results.json").is_file() and (run_dir / "export" / "model.keras").is_file()
   assert (data_dir / "wikitext2_bsz32_seqlen32" / "meta.json").is_file()

@@ -6,10 +6,14 @@ import re
 import numpy as np
 import pytest
 
-from helpers import counting_lines, error_line, run_script, write_corpus
+from helpers import counting_lines
+from helpers import error_line
+from helpers import run_script
+from helpers import write_corpus
 from par import cutoffs
+from par.config import DataConfig
+from par.config import TrainConfig
 from par.data import records
-from par.config import DataConfig, TrainConfig
 from par.data.build import build_dataset
 
 
@@ -22,7 +26,7 @@ def data_dir(tmp_path_factory):
 
 
 def printed_cutoffs(stdout):
-  line = [l for l in stdout.splitlines() if l.startswith("--cutoffs=none")][-1]
+  line = [x for x in stdout.splitlines() if x.startswith("--cutoffs=none")][-1]
   return tuple(int(v) for v in re.findall(r"--cutoffs=(\d+)", line))
 
 
@@ -43,26 +47,37 @@ def test_a_file_of_unsorted_counts_gives_a_flagfile_train_reads(tmp_path):
   source = tmp_path / "counts.txt"
   source.write_text("\n".join(" ".join(map(str, row)) for row in counts.reshape(50, 10)))
   output = tmp_path / "cuts.flags"
-  result = run_script("scripts/optimal_cuts.py", f"--filename={source}", "--d_model=64",
-                      f"--output={output}")
+  result = run_script(
+    "scripts/optimal_cuts.py", f"--filename={source}", "--d_model=64", f"--output={output}"
+  )
   assert result.returncode == 0, result.stderr
   expected, _ = cutoffs.solve(np.sort(counts)[::-1], cutoffs.grave_cost(64, 4), 3)
   assert printed_cutoffs(result.stdout) == expected.cutoffs
   assert f"speed-up {expected.speedup:.2f}x" in result.stdout
   assert "sorted by decreasing value" in result.stdout
-  train = run_script("scripts/train.py", "--flagfile=configs/base_model.flags",
-                     f"--flagfile={output}", "--print_config")
+  train = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/base_model.flags",
+    f"--flagfile={output}",
+    "--print_config",
+  )
   assert train.returncode == 0, train.stderr
   assert TrainConfig.from_json(train.stdout).model.cutoffs == expected.cutoffs
 
   # An existing output is kept unless --overwrite.
   before = output.read_text()
-  result = run_script("scripts/optimal_cuts.py", f"--filename={source}", "--clusters=2",
-                      f"--output={output}")
+  result = run_script(
+    "scripts/optimal_cuts.py", f"--filename={source}", "--clusters=2", f"--output={output}"
+  )
   assert "exists; pass --overwrite" in error_line(result)
   assert output.read_text() == before
-  result = run_script("scripts/optimal_cuts.py", f"--filename={source}", "--clusters=2",
-                      f"--output={output}", "--overwrite")
+  result = run_script(
+    "scripts/optimal_cuts.py",
+    f"--filename={source}",
+    "--clusters=2",
+    f"--output={output}",
+    "--overwrite",
+  )
   assert result.returncode == 0, result.stderr
   assert len(re.findall(r"--cutoffs=\d+", output.read_text())) == 1
   assert sorted(p.name for p in tmp_path.iterdir()) == ["counts.txt", "cuts.flags"]
@@ -72,8 +87,14 @@ def test_keep_order_and_auto_and_the_simple_model(tmp_path):
   source = tmp_path / "p.txt"
   probabilities = np.array([0.05, 0.3, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05, 0.04, 0.03, 0.02, 0.01])
   source.write_text("\n".join(map(str, probabilities)))
-  result = run_script("scripts/optimal_cuts.py", f"--filename={source}", "--keep_order",
-                      "--clusters=auto", "--max_clusters=4", "--cost=simple")
+  result = run_script(
+    "scripts/optimal_cuts.py",
+    f"--filename={source}",
+    "--keep_order",
+    "--clusters=auto",
+    "--max_clusters=4",
+    "--cost=simple",
+  )
   assert result.returncode == 0, result.stderr
   best, solutions = cutoffs.solve(probabilities, cutoffs.simple_cost(), "auto", 4)
   assert printed_cutoffs(result.stdout) == best.cutoffs
@@ -82,8 +103,9 @@ def test_keep_order_and_auto_and_the_simple_model(tmp_path):
 
 
 def test_a_dataset_is_optimised_in_id_order(data_dir):
-  result = run_script("scripts/optimal_cuts.py", f"--data_dir={data_dir}", "--d_model=32",
-                      "--proj_dims=8,2")
+  result = run_script(
+    "scripts/optimal_cuts.py", f"--data_dir={data_dir}", "--d_model=32", "--proj_dims=8,2"
+  )
   assert result.returncode == 0, result.stderr
   counts, _ = records.target_counts(data_dir, "train")
   model = cutoffs.grave_cost(32, proj_dims=(8, 2))
@@ -95,7 +117,9 @@ def test_a_dataset_is_optimised_in_id_order(data_dir):
   assert f"the best cost would be {ideal.cost:,.1f}" in result.stdout
 
 
-@pytest.mark.parametrize("content, flags, message", [
+@pytest.mark.parametrize(
+  "content, flags, message",
+  [
     ("", [], "is empty: expected counts or probabilities"),
     ("1 2 x3 4", [], "value 3 is 'x3', not a number"),
     ("1 2 -3 4", [], "value 3 is negative"),
@@ -104,7 +128,8 @@ def test_a_dataset_is_optimised_in_id_order(data_dir):
     ("3 2 1", ["--clusters=3"], "3 clusters need more than 3 ids"),
     ("3 2 1", ["--clusters=two"], "--clusters takes a number or 'auto'"),
     ("3 2 1 1", ["--proj_dims=4,x"], "--proj_dims takes integers"),
-])
+  ],
+)
 def test_bad_input_is_one_error_line(tmp_path, content, flags, message):
   source = tmp_path / "values.txt"
   source.write_text(content)
@@ -114,8 +139,11 @@ def test_bad_input_is_one_error_line(tmp_path, content, flags, message):
 
 def test_bad_sources_are_one_error_line(tmp_path):
   assert "exactly one of --filename and --data_dir" in error_line(
-      run_script("scripts/optimal_cuts.py"))
+    run_script("scripts/optimal_cuts.py")
+  )
   assert "cannot read" in error_line(
-      run_script("scripts/optimal_cuts.py", f"--filename={tmp_path / 'missing.txt'}"))
+    run_script("scripts/optimal_cuts.py", f"--filename={tmp_path / 'missing.txt'}")
+  )
   assert "is not a built dataset" in error_line(
-      run_script("scripts/optimal_cuts.py", f"--data_dir={tmp_path}"))
+    run_script("scripts/optimal_cuts.py", f"--data_dir={tmp_path}")
+  )

@@ -7,20 +7,25 @@ import json
 import numpy as np
 import pytest
 
-from helpers import counting_dataset, error_line, run_script
-from par.search import patterns
+from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
 from par import pipeline
-from par.config import ModelConfig, TrainConfig
+from par.config import ModelConfig
+from par.config import TrainConfig
 from par.errors import ParError
+from par.search import patterns
 
 
 def test_derivations_from_hand_made_probabilities():
-  probabilities = [[0.5, 0.3, 0.2],   # s
-                   [0.2, 0.7, 0.1],   # f
-                   [0.1, 0.2, 0.7],   # i
-                   [0.4, 0.5, 0.1],   # f
-                   [0.6, 0.2, 0.2],   # s
-                   [0.3, 0.3, 0.4]]   # i
+  probabilities = [
+    [0.5, 0.3, 0.2],  # s
+    [0.2, 0.7, 0.1],  # f
+    [0.1, 0.2, 0.7],  # i
+    [0.4, 0.5, 0.1],  # f
+    [0.6, 0.2, 0.2],  # s
+    [0.3, 0.3, 0.4],
+  ]  # i
   derived, ratio = patterns.derive(probabilities)
   assert derived["argmax"] == "sfifsi"
   assert ratio == 3  # 6 blocks, 2 attention blocks.
@@ -39,9 +44,18 @@ def data_dir(tmp_path_factory):
 
 def test_pipeline_end_to_end(tmp_path, data_dir):
   config = TrainConfig(
-      model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
-      data_dir=str(data_dir), train_steps=10, max_lr=3e-3, warmup_steps=2, arch_lr=0.05,
-      steps_per_loop=5, log_every=5, checkpoint_every=10, plot_every=5, seed=1)
+    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
+    data_dir=str(data_dir),
+    train_steps=10,
+    max_lr=3e-3,
+    warmup_steps=2,
+    arch_lr=0.05,
+    steps_per_loop=5,
+    log_every=5,
+    checkpoint_every=10,
+    plot_every=5,
+    seed=1,
+  )
   rows = pipeline.run_pipeline(config, tmp_path, ratio=2)
   summary = json.loads((tmp_path / "results.json").read_text())
   patterns = summary["patterns"]
@@ -63,10 +77,25 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
 
   # Again, through the script: finished runs are reused, the table is the same but for the
   # measured evaluation speed.
-  flags = ["--d_model=16", "--n_heads=2", "--d_ffn=24", "--n_blocks=4", "--mem_len=4",
-           "--cutoffs=20", f"--data_dir={data_dir}", "--train_steps=10", "--max_lr=3e-3",
-           "--warmup_steps=2", "--arch_lr=0.05", "--steps_per_loop=5", "--log_every=5",
-           "--checkpoint_every=10", "--plot_every=5", "--seed=1", "--ratio=2"]
+  flags = [
+    "--d_model=16",
+    "--n_heads=2",
+    "--d_ffn=24",
+    "--n_blocks=4",
+    "--mem_len=4",
+    "--cutoffs=20",
+    f"--data_dir={data_dir}",
+    "--train_steps=10",
+    "--max_lr=3e-3",
+    "--warmup_steps=2",
+    "--arch_lr=0.05",
+    "--steps_per_loop=5",
+    "--log_every=5",
+    "--checkpoint_every=10",
+    "--plot_every=5",
+    "--seed=1",
+    "--ratio=2",
+  ]
   result = run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", *flags)
   assert result.returncode == 0, result.stderr
   again = json.loads((tmp_path / "results.json").read_text())["rows"]
@@ -80,8 +109,14 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
 
 
 def test_pipeline_script_refuses_a_fixed_architecture(tmp_path):
-  assert "leave --architecture empty" in error_line(run_script(
-      "scripts/pipeline.py", f"--work_dir={tmp_path}", "--flagfile=configs/tiny.flags",
-      "--architecture=sfsf"))
-  assert "--ratio must be 0" in error_line(run_script(
-      "scripts/pipeline.py", f"--work_dir={tmp_path}", "--ratio=-1"))
+  assert "leave --architecture empty" in error_line(
+    run_script(
+      "scripts/pipeline.py",
+      f"--work_dir={tmp_path}",
+      "--flagfile=configs/tiny.flags",
+      "--architecture=sfsf",
+    )
+  )
+  assert "--ratio must be 0" in error_line(
+    run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--ratio=-1")
+  )

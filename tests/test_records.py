@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from par.data import text
-from par.data import records
 from par.config import DataConfig
+from par.data import records
+from par.data import text
 from par.errors import ParError
 
 
@@ -28,8 +28,12 @@ def naive_records(stream, batch_size, seq_len, remainder):
 
 
 SIZES = [  # (tokens, batch_size, seq_len): exact fits, one over, odd shapes, one lane.
-    (2 * 3 * 5 + 1, 2, 5), (2 * 3 * 5 + 2, 3, 5), (1000, 3, 7), (1025, 32, 32), (77, 1, 4),
-    (500, 5, 1),
+  (2 * 3 * 5 + 1, 2, 5),
+  (2 * 3 * 5 + 2, 3, 5),
+  (1000, 3, 7),
+  (1025, 32, 32),
+  (77, 1, 4),
+  (500, 5, 1),
 ]
 
 
@@ -46,8 +50,7 @@ def test_context_batch_matches_naive_reference(n, batch_size, seq_len, remainder
 
 @pytest.mark.parametrize("remainder", ["pad", "drop"])
 @pytest.mark.parametrize("n,batch_size,seq_len", SIZES)
-def test_every_token_after_the_first_is_a_target_exactly_once(n, batch_size, seq_len,
-                                                              remainder):
+def test_every_token_after_the_first_is_a_target_exactly_once(n, batch_size, seq_len, remainder):
   stream = np.arange(n, dtype=np.int32)
   got, dropped, padding = records.context_batch(stream, batch_size, seq_len, remainder)
   targets = got[:, :, 1:]
@@ -76,13 +79,29 @@ def write_dataset(directory, stream, batch_size=3, seq_len=4, shards=1, split="t
   written = records.write_split(windows, directory, split, shards)
   (directory / records.TOKENIZER_FILE).write_bytes(b"stand-in tokenizer")
   meta = records.DatasetMeta(
-      format_version=records.FORMAT_VERSION, vocab_size=10_000, batch_size=batch_size,
-      seq_len=seq_len, eos_id=1, pad_id=records.PAD_ID,
-      tokenizer_sha256=text.file_sha256(directory / records.TOKENIZER_FILE),
-      config=DataConfig(batch_size=batch_size, seq_len=seq_len), splits={split: records.SplitMeta(
-          source="x", source_sha256="y", lines=1, words=1, tokens=len(stream),
-          records=len(windows), targets=len(stream) - 1 - dropped, dropped_tokens=dropped,
-          padding=padding, shards=written)})
+    format_version=records.FORMAT_VERSION,
+    vocab_size=10_000,
+    batch_size=batch_size,
+    seq_len=seq_len,
+    eos_id=1,
+    pad_id=records.PAD_ID,
+    tokenizer_sha256=text.file_sha256(directory / records.TOKENIZER_FILE),
+    config=DataConfig(batch_size=batch_size, seq_len=seq_len),
+    splits={
+      split: records.SplitMeta(
+        source="x",
+        source_sha256="y",
+        lines=1,
+        words=1,
+        tokens=len(stream),
+        records=len(windows),
+        targets=len(stream) - 1 - dropped,
+        dropped_tokens=dropped,
+        padding=padding,
+        shards=written,
+      )
+    },
+  )
   (directory / records.META_FILE).write_text(meta.to_json())
   return windows
 
@@ -119,14 +138,17 @@ def test_meta_json_round_trip(tmp_path):
   assert records.DatasetMeta.from_json(meta.to_json()) == meta
 
 
-@pytest.mark.parametrize("damage,message", [
+@pytest.mark.parametrize(
+  "damage,message",
+  [
     (lambda d: (d / records.META_FILE).unlink(), "not a built dataset"),
     (lambda d: next((d / "train").iterdir()).unlink(), "is missing"),
     (lambda d: (d / records.TOKENIZER_FILE).write_bytes(b"another"), "not the tokenizer"),
     (lambda d: _truncate(next((d / "train").iterdir())), "truncated or of another shape"),
     (lambda d: _set_meta(d, format_version=99), "format 99"),
     (lambda d: _set_meta(d, seq_len=5), "truncated or of another shape"),
-])
+  ],
+)
 def test_load_dataset_refuses_damaged_datasets(tmp_path, damage, message):
   write_dataset(tmp_path, np.arange(100, dtype=np.int32))
   damage(tmp_path)
@@ -156,6 +178,7 @@ def _set_meta(directory, **fields):
 
 def test_records_are_little_endian_int32_windows(tmp_path):
   windows = write_dataset(tmp_path, np.arange(100, dtype=np.int32))
-  first = next(iter(tf.data.TFRecordDataset(
-      str(tmp_path / records.shard_file_name("train", 0, 1)))))
+  first = next(
+    iter(tf.data.TFRecordDataset(str(tmp_path / records.shard_file_name("train", 0, 1))))
+  )
   np.testing.assert_array_equal(np.frombuffer(first.numpy(), "<i4").reshape(3, 5), windows[0])

@@ -35,7 +35,9 @@ def test_without_warmup_the_first_step_is_near_the_peak():
 
 @pytest.mark.parametrize("kind", ["exp", "linear"])
 def test_temperature_hits_both_ends_exactly(kind):
-  tau = lambda step: float(schedules.temperature(step, 1.0, 0.1, 201, kind))
+  def tau(step):
+    return float(schedules.temperature(step, 1.0, 0.1, 201, kind))
+
   assert tau(0) == 1.0
   assert tau(200) == np.float32(0.1)  # exactly, in the float32 the step computes in
   assert tau(1000) == tau(200)
@@ -51,8 +53,12 @@ def test_temperature_end_value_is_the_float_given():
 
 def test_delayed_rate_is_zero_during_the_architecture_warmup():
   schedule = schedules.Delayed(3e-4, 5)
-  assert [float(schedule(s)) for s in (0, 4, 5, 100)] == [0.0, 0.0, pytest.approx(3e-4),
-                                                          pytest.approx(3e-4)]
+  assert [float(schedule(s)) for s in (0, 4, 5, 100)] == [
+    0.0,
+    0.0,
+    pytest.approx(3e-4),
+    pytest.approx(3e-4),
+  ]
 
 
 def test_keras_schedule_is_the_function():

@@ -6,22 +6,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from par.config import ModelConfig
+from par.config import TrainConfig
+from par.errors import ParError
 from par.search import collapse
 from par.search import costs
 from par.search import patterns
 from par.search import resource
-from par.config import ModelConfig, TrainConfig
-from par.errors import ParError
 
 
-@pytest.mark.parametrize("n_blocks, ratio, expected", [
-    (6, 3, "fsfsff"),        # 2 attention blocks at the centres of halves of blocks 0-3
+@pytest.mark.parametrize(
+  "n_blocks, ratio, expected",
+  [
+    (6, 3, "fsfsff"),  # 2 attention blocks at the centres of halves of blocks 0-3
     (12, 3, "fsfsfsfsffff"),  # 4 in the lower 8
     (16, 4, "fsffsfsffsffffff"),
-    (4, 5, "fsff"),          # at least one
-    (3, 1, "sss"),           # all attention: the lower part grows to hold them
+    (4, 5, "fsff"),  # at least one
+    (3, 1, "sss"),  # all attention: the lower part grows to hold them
     (1, 2, "s"),
-])
+  ],
+)
 def test_ratio_rule_by_hand(n_blocks, ratio, expected):
   assert patterns.derive_ratio(n_blocks, ratio) == expected
 
@@ -59,8 +63,7 @@ def test_latency_costs_subtract_the_identity_floor():
 
 
 def test_measured_latency_is_positive_and_orders_by_work():
-  config = ModelConfig(vocab_size=100, d_model=64, n_heads=4, d_ffn=2048, n_blocks=2,
-                       mem_len=16)
+  config = ModelConfig(vocab_size=100, d_model=64, n_heads=4, d_ffn=2048, n_blocks=2, mem_len=16)
   seconds = costs.measure_latency(config, batch_size=8, seq_len=32, repeats=5)
   assert all(s > 0 for s in seconds)
   assert seconds[1] > seconds[2]  # A 64 -> 2048 -> 64 feed-forward outlasts a copy.
@@ -93,11 +96,17 @@ def test_collapse_report():
 def test_resource_settings_are_checked():
   base = TrainConfig(model=ModelConfig(vocab_size=10000))
   for changes, error in [
-      (dict(resource="flops"), "together"),
-      (dict(resource_weight=1.0), "together"),
-      (dict(resource="watts", resource_weight=1.0), "none, flops or latency"),
-      (dict(resource="flops", resource_weight=1.0,
-            model=dataclasses.replace(base.model, architecture="sfsfsf")), "nothing to steer"),
+    (dict(resource="flops"), "together"),
+    (dict(resource_weight=1.0), "together"),
+    (dict(resource="watts", resource_weight=1.0), "none, flops or latency"),
+    (
+      dict(
+        resource="flops",
+        resource_weight=1.0,
+        model=dataclasses.replace(base.model, architecture="sfsfsf"),
+      ),
+      "nothing to steer",
+    ),
   ]:
     with pytest.raises(ParError, match=error):
       dataclasses.replace(base, **changes).validate()

@@ -9,17 +9,19 @@ import pytest
 import tensorflow as tf
 
 from helpers import counting_dataset
-from par.train import boundaries
+from par.config import ModelConfig
+from par.config import TrainConfig
 from par.data import records
+from par.errors import ParError
+from par.model.par_model import ParModel
+from par.train import boundaries
 from par.train import report
 from par.train import steps
 from par.train import trainer
-from par.config import ModelConfig, TrainConfig
-from par.errors import ParError
-from par.model.par_model import ParModel
 
-MODEL = ModelConfig(vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4,
-                    cutoffs=(20,), dropout=0.0)
+MODEL = ModelConfig(
+  vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.0
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +38,7 @@ def make_loop(config, total_steps=20):
   optimizers[0].build(model.weight_variables())
   optimizers[1].build(model.architecture_variables())
   state = steps.TrainState(model.initial_memory(4))
-  return steps.StepLoop(model, optimizers, state, config, total_steps,
-                        tf.distribute.get_strategy())
+  return steps.StepLoop(model, optimizers, state, config, total_steps, tf.distribute.get_strategy())
 
 
 def weights(loop):
@@ -46,9 +47,15 @@ def weights(loop):
 
 @pytest.mark.parametrize("architecture", ["", "sfs"])
 def test_one_call_of_n_steps_equals_n_calls_of_one(data_dir, architecture):
-  config = TrainConfig(model=dataclasses.replace(MODEL, architecture=architecture),
-                       data_dir=str(data_dir), train_steps=20, max_lr=3e-3, warmup_steps=2,
-                       arch_lr=0.05, seed=4)
+  config = TrainConfig(
+    model=dataclasses.replace(MODEL, architecture=architecture),
+    data_dir=str(data_dir),
+    train_steps=20,
+    max_lr=3e-3,
+    warmup_steps=2,
+    arch_lr=0.05,
+    seed=4,
+  )
   whole, single = make_loop(config), make_loop(config)
   dataset = records.load_dataset(data_dir, "train")
   result = whole.run(iter(dataset), whole.model.initial_memory(4), tf.constant(4))
@@ -68,27 +75,35 @@ def test_one_call_of_n_steps_equals_n_calls_of_one(data_dir, architecture):
 
 
 def test_the_first_step_reports_the_loss_of_the_initial_weights(data_dir):
-  config = TrainConfig(model=dataclasses.replace(MODEL, architecture="sfs"),
-                       data_dir=str(data_dir), train_steps=20, max_lr=3e-3, warmup_steps=2)
+  config = TrainConfig(
+    model=dataclasses.replace(MODEL, architecture="sfs"),
+    data_dir=str(data_dir),
+    train_steps=20,
+    max_lr=3e-3,
+    warmup_steps=2,
+  )
   loop = make_loop(config)
   inputs, targets = next(iter(records.load_dataset(data_dir, "train")))
   hidden, _ = loop.model(inputs, memory=loop.model.initial_memory(4))
   log_probs = loop.model.log_probs(hidden).numpy()
   expected = -np.take_along_axis(log_probs, targets.numpy()[..., None], -1).sum()
   before = weights(loop)
-  result = loop.run(iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4),
-                    tf.constant(1))
+  result = loop.run(
+    iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4), tf.constant(1)
+  )
   assert float(result.nll) == pytest.approx(expected, rel=1e-5)
   assert any(np.abs(a - b).max() > 0 for a, b in zip(before, weights(loop)))  # It trained.
 
 
 def test_a_non_finite_loss_stops_the_loop_without_counting_the_step(data_dir):
-  config = TrainConfig(model=dataclasses.replace(MODEL, architecture="sfs"),
-                       data_dir=str(data_dir), train_steps=20)
+  config = TrainConfig(
+    model=dataclasses.replace(MODEL, architecture="sfs"), data_dir=str(data_dir), train_steps=20
+  )
   loop = make_loop(config)
   loop.model.embedding.embeddings.assign(tf.fill(loop.model.embedding.embeddings.shape, np.nan))
-  result = loop.run(iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4),
-                    tf.constant(3))
+  result = loop.run(
+    iter(records.load_dataset(data_dir, "train")), loop.model.initial_memory(4), tf.constant(3)
+  )
   assert not bool(result.finite) and int(loop.state.step.numpy()) == 0
   assert float(result.tokens) == 0
 
@@ -108,18 +123,22 @@ def test_train_state_keeps_the_attending_blocks_memory_in_its_layout():
 
 # --- boundaries ----------------------------------------------------------------------------------
 
-BOOKS = TrainConfig(steps_per_loop=50, log_every=100, eval_every=0, checkpoint_every=1000,
-                    plot_every=250)
+BOOKS = TrainConfig(
+  steps_per_loop=50, log_every=100, eval_every=0, checkpoint_every=1000, plot_every=250
+)
 
 
-@pytest.mark.parametrize("step, position, expected", [
+@pytest.mark.parametrize(
+  "step, position, expected",
+  [
     (0, 0, 50),  # steps_per_loop
     (90, 90, 10),  # the next log
     (240, 240, 10),  # the next plot (250) comes before the log at 300
     (990, 990, 10),  # log and checkpoint at 1000
     (1180, 80, 20),  # the epoch of 100 records ends (with a log) at 1200
     (1995, 95, 5),  # the run ends at 2000
-])
+  ],
+)
 def test_the_loop_stops_at_the_next_boundary(step, position, expected):
   steps_per_epoch = 100 if step == 1180 else 1000
   assert boundaries.steps_to_next_stop(step, position, steps_per_epoch, 2000, BOOKS) == expected
@@ -136,7 +155,7 @@ def test_what_is_due_at_a_step():
   assert boundaries.due(90, False, 2000, never).evaluate
 
 
-# --- the meter and the plan ------------------------------------------------------------------------
+# --- the meter and the plan ------------------------------------------------------------------
 
 
 def loop_result(nll, tokens, norm=2.0, skipped=0.0):

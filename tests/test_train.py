@@ -16,17 +16,22 @@ import pytest
 import tensorflow as tf
 from absl import logging
 
-from helpers import ROOT, counting_dataset, error_line, run_script
-from par.train import host
+from helpers import ROOT
+from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
+from par.config import ModelConfig
+from par.config import TrainConfig
 from par.data import records
-from par.train import trainer
-from par.config import ModelConfig, TrainConfig
 from par.errors import ParError
-from par.train.evaluate import Evaluator
 from par.model.par_model import ParModel
+from par.train import host
+from par.train import trainer
+from par.train.evaluate import Evaluator
 
-MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,),
-                    dropout=0.1)
+MODEL = ModelConfig(
+  d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.1
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,21 +42,41 @@ def data_dir(tmp_path_factory):
 
 def tiny(data_dir, **changes):
   model_changes = {k: changes.pop(k) for k in list(changes) if hasattr(MODEL, k)}
-  base = TrainConfig(model=dataclasses.replace(MODEL, **model_changes), data_dir=str(data_dir),
-                     train_steps=12, max_lr=3e-3, warmup_steps=3, steps_per_loop=4,
-                     log_every=4, checkpoint_every=8, plot_every=4, seed=3)
+  base = TrainConfig(
+    model=dataclasses.replace(MODEL, **model_changes),
+    data_dir=str(data_dir),
+    train_steps=12,
+    max_lr=3e-3,
+    warmup_steps=3,
+    steps_per_loop=4,
+    log_every=4,
+    checkpoint_every=8,
+    plot_every=4,
+    seed=3,
+  )
   return dataclasses.replace(base, **changes)
 
 
 def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   meta = records.load_meta(data_dir)
   per_epoch = meta.splits["train"].records
-  config = tiny(data_dir, train_steps=per_epoch + 6, sampling="hard", plot_every=20,
-                checkpoint_every=20)
+  config = tiny(
+    data_dir, train_steps=per_epoch + 6, sampling="hard", plot_every=20, checkpoint_every=20
+  )
   results = trainer.train_and_evaluate(config, tmp_path)
   names = {p.name for p in tmp_path.iterdir()}
-  assert {"config.json", "training.log", "train", "valid", "test", "checkpoints",
-          "architecture.json", "plots", "results.json", "export"} <= names
+  assert {
+    "config.json",
+    "training.log",
+    "train",
+    "valid",
+    "test",
+    "checkpoints",
+    "architecture.json",
+    "plots",
+    "results.json",
+    "export",
+  } <= names
   saved = json.loads((tmp_path / "config.json").read_text())
   assert TrainConfig.from_dict(saved["config"]).model.vocab_size == 60
   log = (tmp_path / "training.log").read_text()
@@ -70,13 +95,22 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   kept = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("*.index"))
   assert kept == sorted(set(range(20, per_epoch + 6, 20)) | {per_epoch + 6})[-3:]
   tags = _summary_tags(tmp_path / "train")
-  assert {"loss", "learning_rate", "tau", "tokens_per_second", "token_perplexity",
-          "word_perplexity", "architecture/block0/s", "architecture"} <= tags
+  assert {
+    "loss",
+    "learning_rate",
+    "tau",
+    "tokens_per_second",
+    "token_perplexity",
+    "word_perplexity",
+    "architecture/block0/s",
+    "architecture",
+  } <= tags
   assert {"loss", "token_perplexity", "word_perplexity"} <= _summary_tags(tmp_path / "valid")
   # The export is the trained model: it evaluates to the reported test perplexity.
   exported = keras.saving.load_model(tmp_path / "export" / "model.keras")
-  result = Evaluator(exported, MODEL.mem_len)(records.load_dataset(data_dir, "test"), 4,
-                                              meta.splits["test"].words)
+  result = Evaluator(exported, MODEL.mem_len)(
+    records.load_dataset(data_dir, "test"), 4, meta.splits["test"].words
+  )
   assert result.token_perplexity == pytest.approx(results["test"]["token_perplexity"], rel=1e-5)
 
 
@@ -97,8 +131,9 @@ def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
   untrained = ParModel(dataclasses.replace(config.model, vocab_size=60))
   untrained.build()
   meta = records.load_meta(data_dir)
-  before = Evaluator(untrained, MODEL.mem_len)(records.load_dataset(data_dir, "valid"), 4,
-                                               meta.splits["valid"].words)
+  before = Evaluator(untrained, MODEL.mem_len)(
+    records.load_dataset(data_dir, "valid"), 4, meta.splits["valid"].words
+  )
   assert results["valid"]["loss"] < before.loss - 0.1, (results["valid"]["loss"], before.loss)
   architecture = json.loads((tmp_path / "architecture.json").read_text())
   assert architecture["pattern"] == "sfs" and architecture["history"] == []
@@ -109,16 +144,20 @@ def test_first_adam_step_moves_repeated_tokens_by_the_learning_rate(tmp_path, da
   # weight with a real gradient moves by the learning rate. Embedding gradients come as one
   # row per token occurrence; had the second moment been taken row by row (g1² + g2² for a
   # token seen twice), repeated tokens would move by less.
-  config = tiny(data_dir, train_steps=2, warmup_steps=1, dropout=0.0, architecture="sfs",
-                checkpoint_every=1)
+  config = tiny(
+    data_dir, train_steps=2, warmup_steps=1, dropout=0.0, architecture="sfs", checkpoint_every=1
+  )
   trainer.train_and_evaluate(config, tmp_path)
   keras.utils.set_random_seed(config.seed)  # The initial weights, as train_and_evaluate drew.
   model = ParModel(dataclasses.replace(config.model, vocab_size=60))
   model.build()
   before = model.embedding.embeddings.numpy()
   reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "ckpt-1"))
-  after = [reader.get_tensor(name) for name, shape in tf.train.list_variables(
-      str(tmp_path / "checkpoints" / "ckpt-1")) if name.startswith("model/") and shape == [60, 16]]
+  after = [
+    reader.get_tensor(name)
+    for name, shape in tf.train.list_variables(str(tmp_path / "checkpoints" / "ckpt-1"))
+    if name.startswith("model/") and shape == [60, 16]
+  ]
   assert len(after) == 1
   inputs, _ = next(iter(records.load_dataset(data_dir, "train")))
   tokens, counts = np.unique(inputs.numpy(), return_counts=True)
@@ -135,8 +174,9 @@ def test_evaluation_equals_a_hand_computation(data_dir):
   model = ParModel(dataclasses.replace(MODEL, vocab_size=60))
   model.build()
   meta = records.load_meta(data_dir)
-  result = Evaluator(model, mem_len=6)(records.load_dataset(data_dir, "valid"), 4,
-                                       meta.splits["valid"].words)
+  result = Evaluator(model, mem_len=6)(
+    records.load_dataset(data_dir, "valid"), 4, meta.splits["valid"].words
+  )
   # By hand: every record eagerly, memory carried, every non-padding target's log-probability.
   memory = model.initial_memory(4, 6)
   nll, count = 0.0, 0
@@ -157,10 +197,14 @@ def test_evaluation_equals_a_hand_computation(data_dir):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
   # A learning rate of 1e30 overflows the weights on the second step.
-  config = tiny(data_dir, max_lr=1e30, warmup_steps=1000, steps_per_loop=1, checkpoint_every=1,
-                log_every=1)
-  with pytest.raises(ParError, match=r"NaN or infinite at step 2; stopped without saving "
-                                     r"\(last checkpoint: .*ckpt-1\)"):
+  config = tiny(
+    data_dir, max_lr=1e30, warmup_steps=1000, steps_per_loop=1, checkpoint_every=1, log_every=1
+  )
+  with pytest.raises(
+    ParError,
+    match=r"NaN or infinite at step 2; stopped without saving "
+    r"\(last checkpoint: .*ckpt-1\)",
+  ):
     trainer.train_and_evaluate(config, tmp_path)
   assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index")) == ["ckpt-1.index"]
   assert not (tmp_path / "results.json").exists()
@@ -171,60 +215,93 @@ def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
   with pytest.raises(ParError, match=r"other settings \(max_lr\)"):
     trainer.train_and_evaluate(tiny(data_dir, train_steps=4, max_lr=1e-2), tmp_path)
   # Bookkeeping may change: a finished run with another log interval just reports again.
-  results = trainer.train_and_evaluate(tiny(data_dir, train_steps=4, log_every=1, plot_every=0),
-                                     tmp_path)
+  results = trainer.train_and_evaluate(
+    tiny(data_dir, train_steps=4, log_every=1, plot_every=0), tmp_path
+  )
   assert results["steps"] == 4
 
 
 def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
-  frozen = trainer.train_and_evaluate(tiny(data_dir, arch_warmup_steps=100, plot_every=0),
-                                    tmp_path / "frozen")
-  moving = trainer.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0),
-                                    tmp_path / "moving")
+  frozen = trainer.train_and_evaluate(
+    tiny(data_dir, arch_warmup_steps=100, plot_every=0), tmp_path / "frozen"
+  )
+  moving = trainer.train_and_evaluate(
+    tiny(data_dir, arch_lr=0.1, plot_every=0), tmp_path / "moving"
+  )
   del frozen, moving
-  probabilities = lambda run: np.array(json.loads((tmp_path / run / "architecture.json")
-                                                  .read_text())["probabilities"])
-  np.testing.assert_array_equal(probabilities("frozen"), np.full([3, 3], 1 / 3, np.float32)
-                                .round(6))
+
+  def probabilities(run):
+    return np.array(json.loads((tmp_path / run / "architecture.json").read_text())["probabilities"])
+
+  np.testing.assert_array_equal(
+    probabilities("frozen"), np.full([3, 3], 1 / 3, np.float32).round(6)
+  )
   assert np.abs(probabilities("moving") - 1 / 3).max() > 1e-3
 
   # The same search with a heavy FLOPs term: identity, which costs nothing, takes over, and the
   # collapse report says so.
-  trainer.train_and_evaluate(tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops",
-                                resource_weight=20.0), tmp_path / "cheap")
+  trainer.train_and_evaluate(
+    tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops", resource_weight=20.0),
+    tmp_path / "cheap",
+  )
   cheap = probabilities("cheap")
   assert cheap[:, 2].mean() > probabilities("moving")[:, 2].mean() + 0.2
   record = json.loads((tmp_path / "cheap" / "architecture.json").read_text())
   assert record["identity_dominates"] == [0, 1, 2] and record["pattern"] == "iii"
   costs = json.loads((tmp_path / "cheap" / "resource.json").read_text())["costs"]
   assert costs[2] == 0 and max(costs[:2]) == 1
-  assert "search collapse: identity dominates 3 of 3 blocks" in (
-      tmp_path / "cheap" / "training.log").read_text()
+  assert (
+    "search collapse: identity dominates 3 of 3 blocks"
+    in (tmp_path / "cheap" / "training.log").read_text()
+  )
   assert (tmp_path / "cheap" / "plots" / "probabilities.png").stat().st_size > 1000
 
 
 # --- interrupted runs, through the script ------------------------------------------------------
 
-RESUME_FLAGS = ["--d_model=16", "--n_heads=2", "--d_ffn=24", "--n_blocks=3", "--mem_len=4",
-                "--cutoffs=20", "--train_steps=40", "--max_lr=3e-3", "--warmup_steps=3",
-                "--steps_per_loop=2", "--log_every=10", "--checkpoint_every=4",
-                "--plot_every=0", "--seed=3", "--sampling=single_path"]
+RESUME_FLAGS = [
+  "--d_model=16",
+  "--n_heads=2",
+  "--d_ffn=24",
+  "--n_blocks=3",
+  "--mem_len=4",
+  "--cutoffs=20",
+  "--train_steps=40",
+  "--max_lr=3e-3",
+  "--warmup_steps=3",
+  "--steps_per_loop=2",
+  "--log_every=10",
+  "--checkpoint_every=4",
+  "--plot_every=0",
+  "--seed=3",
+  "--sampling=single_path",
+]
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, data_dir):
   model_dir = tmp_path_factory.mktemp("uninterrupted")
-  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
-                      *RESUME_FLAGS)
+  result = run_script(
+    "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={model_dir}", *RESUME_FLAGS
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return model_dir
 
 
 def _start(data_dir, model_dir):
   return subprocess.Popen(
-      [sys.executable, "scripts/train.py", f"--data_dir={data_dir}",
-       f"--model_dir={model_dir}", *RESUME_FLAGS],
-      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "scripts/train.py",
+      f"--data_dir={data_dir}",
+      f"--model_dir={model_dir}",
+      *RESUME_FLAGS,
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _wait_for_checkpoint(process, model_dir, after=0, timeout=180):
@@ -245,7 +322,10 @@ def _assert_same_run(model_dir, reference):
   for split in ("valid", "test"):
     assert got[split]["nll"] == pytest.approx(expected[split]["nll"], rel=1e-5)
   assert got["pattern"] == expected["pattern"]
-  final = lambda d: tf.train.load_checkpoint(str(d / "checkpoints" / "ckpt-40"))
+
+  def final(d):
+    return tf.train.load_checkpoint(str(d / "checkpoints" / "ckpt-40"))
+
   a, b = final(model_dir), final(reference)
   for name, _ in tf.train.list_variables(str(reference / "checkpoints" / "ckpt-40")):
     if name.startswith("model/"):
@@ -267,15 +347,17 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, data_dir,
       assert process.returncode == 128 + sig, stderr[-3000:]
       assert "Traceback" not in stderr
       assert stderr.strip().splitlines()[-1] == (
-          "interrupted" if sig == signal.SIGINT else "terminated")
+        "interrupted" if sig == signal.SIGINT else "terminated"
+      )
     if saved:
       assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in stderr
     saved = int(tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).rsplit("-", 1)[1])
     assert saved < 40, "the run finished before it could be stopped"
     if sig != signal.SIGKILL:
       assert f"ckpt-{saved}" in stderr
-  result = run_script("scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}",
-                      *RESUME_FLAGS)
+  result = run_script(
+    "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}", *RESUME_FLAGS
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in result.stderr
   _assert_same_run(tmp_path, uninterrupted)
@@ -320,10 +402,20 @@ def test_base_model_flags_are_the_reference_readmes_configuration():
   config = print_config("--flagfile=configs/base_model.flags")
   m = config.model
   assert (m.d_model, m.n_heads, m.d_ffn, m.n_blocks, m.mem_len, m.dropout) == (
-      128, 4, 1024, 6, 16, 0.1)
+    128,
+    4,
+    1024,
+    6,
+    16,
+    0.1,
+  )
   assert (m.cutoffs, m.proj_factor, m.architecture) == ((250, 2500), 4, "")
   assert (config.optimizer, config.max_lr, config.warmup_steps, config.epochs) == (
-      "adam", 1e-4, 4000, 20)
+    "adam",
+    1e-4,
+    4000,
+    20,
+  )
   assert (config.tau_start, config.tau_end, config.train_steps) == (1.0, 0.1, 0)
   assert config.data_dir == "data/wikitext2_bsz32_seqlen32"
 
@@ -337,22 +429,38 @@ def test_tiny_flags_and_overrides():
 
 
 def test_bad_flags_are_one_error_line(tmp_path):
-  result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
-                      f"--model_dir={tmp_path}", "--architecture=sxs", "--n_blocks=3")
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/tiny.flags",
+    f"--model_dir={tmp_path}",
+    "--architecture=sxs",
+    "--n_blocks=3",
+  )
   assert "only use the letters s (attention)" in error_line(result)
-  result = run_script("scripts/train.py", "--flagfile=configs/tiny.flags",
-                      f"--model_dir={tmp_path}", f"--data_dir={tmp_path / 'none'}")
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/tiny.flags",
+    f"--model_dir={tmp_path}",
+    f"--data_dir={tmp_path / 'none'}",
+  )
   assert "is not a built dataset" in error_line(result)
 
 
 def test_thread_pools_auto_and_explicit():
   # A fresh process: thread pools can only be set before TensorFlow's runtime starts.
-  code = ("import os; from par import cli; tf = cli.import_tensorflow(); "
-          "cli.configure_threads({}, {}); t = tf.config.threading; "
-          "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads(), "
-          "os.cpu_count())")
+  code = (
+    "import os; from par import cli; tf = cli.import_tensorflow(); "
+    "cli.configure_threads({}, {}); t = tf.config.threading; "
+    "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads(), "
+    "os.cpu_count())"
+  )
   for args, expected in (((-1, -1), lambda cpus: (cpus, 1)), ((3, 0), lambda cpus: (3, 0))):
-    result = subprocess.run([sys.executable, "-c", code.format(*args)], capture_output=True,
-                            text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+      [sys.executable, "-c", code.format(*args)],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      check=True,
+    )
     inter, intra, cpus = map(int, result.stdout.split())
     assert (inter, intra) == expected(cpus)

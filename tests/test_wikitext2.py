@@ -2,11 +2,12 @@
 
 import numpy as np
 import sentencepiece as spm
+from test_build_data import read_pairs
+from test_build_data import stream_from_records
 
-from par.data import records
 from par.config import DataConfig
+from par.data import records
 from par.data.build import build_dataset
-from test_build_data import read_pairs, stream_from_records
 
 
 def test_wt2_small_builds_exactly(tmp_path, wt2_small):
@@ -17,12 +18,14 @@ def test_wt2_small_builds_exactly(tmp_path, wt2_small):
   assert (train.lines, train.words) == (4358, 245_569)
   assert train.source_sha256.startswith("d790b833")
   assert meta.splits["valid"].lines == 3760 and meta.splits["valid"].source_sha256.startswith(
-      "f0737ed3")
+    "f0737ed3"
+  )
   # Records against the sentencepiece library's own encoding of the file. The two builds of
   # SentencePiece break exact score ties differently (see par/data/tokenizer.py): the text must
   # agree line by line, and the ids everywhere but at a few swapped pieces.
   processor = spm.SentencePieceProcessor(
-      model_proto=(tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes())
+    model_proto=(tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes()
+  )
   for split in ("train", "valid"):
     lines = (wt2_small / f"{split}.txt").read_text(encoding="utf-8").split("\n")[:-1]
     encoded = [processor.encode(line) for line in lines]
@@ -33,5 +36,6 @@ def test_wt2_small_builds_exactly(tmp_path, wt2_small):
     ends = np.nonzero(got == processor.eos_id())[0]
     starts = np.concatenate([[0], ends[:-1] + 1])
     assert [processor.decode(got[a:b].tolist()) for a, b in zip(starts, ends)] == [
-        processor.decode(ids) for ids in encoded]
+      processor.decode(ids) for ids in encoded
+    ]
   assert processor.encode(" <unk> ", out_type=str) == ["\u2581<unk>"]

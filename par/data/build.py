@@ -24,8 +24,9 @@ from par.data import tokenizer
 from par.errors import ParError
 
 
-def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False,
-                  reuse_existing=False):
+def build_dataset(
+  input_path, output_dir, config, sp_model=None, overwrite=False, reuse_existing=False
+):
   """Builds a dataset directory (layout in `par.records`).
 
   Args:
@@ -59,8 +60,12 @@ def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False
   texts = {split: text_lib.read_text(path) for split, path in files.items()}
   if model is None:
     model = tokenizer.train(texts["train"].lines, config)
-    logging.info("trained a %d-piece %s tokenizer in %.1f s", config.vocab_size,
-                 config.model_type, time.perf_counter() - start)
+    logging.info(
+      "trained a %d-piece %s tokenizer in %.1f s",
+      config.vocab_size,
+      config.model_type,
+      time.perf_counter() - start,
+    )
 
   sp = tokenizer.Tokenizer(model)
   streams = {}
@@ -69,12 +74,17 @@ def build_dataset(input_path, output_dir, config, sp_model=None, overwrite=False
     needed = config.batch_size * config.seq_len + 1
     if len(streams[split]) < needed:
       raise ParError(
-          f"the {split} split ({text.path}) has {len(streams[split])} tokens; batch_size "
-          f"{config.batch_size} x seq_len {config.seq_len} needs at least {needed}")
+        f"the {split} split ({text.path}) has {len(streams[split])} tokens; batch_size "
+        f"{config.batch_size} x seq_len {config.seq_len} needs at least {needed}"
+      )
 
   meta = _write(output_dir, config, sp, texts, streams)
-  logging.info("built %s in %.1f s: %s", output_dir, time.perf_counter() - start, ", ".join(
-      f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()))
+  logging.info(
+    "built %s in %.1f s: %s",
+    output_dir,
+    time.perf_counter() - start,
+    ", ".join(f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()),
+  )
   return meta, True
 
 
@@ -95,38 +105,53 @@ def _is_built_from(output_dir, files, config, model):
     return False
   if model is not None and tokenizer.sha256(model) != meta.tokenizer_sha256:
     return False
-  return all(meta.splits[split].source_sha256 == text_lib.file_sha256(path)
-             for split, path in files.items())
+  return all(
+    meta.splits[split].source_sha256 == text_lib.file_sha256(path) for split, path in files.items()
+  )
 
 
 def _write(output_dir, config, sp, texts, streams):
   """Writes the dataset into a temporary sibling, then renames it to output_dir."""
   output_dir.parent.mkdir(parents=True, exist_ok=True)
   _remove_abandoned_partials(output_dir)
-  work = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-",
-                               dir=output_dir.parent))
+  work = Path(
+    tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-", dir=output_dir.parent)
+  )
   try:
     built = work / "dataset"  # mkdtemp's own mode is 0700; this one follows the umask.
     built.mkdir()
     (built / records.TOKENIZER_FILE).write_bytes(sp.model_proto)
-    (built / records.VOCAB_FILE).write_text(tokenizer.vocab_text(sp.model_proto),
-                                            encoding="utf-8")
+    (built / records.VOCAB_FILE).write_text(tokenizer.vocab_text(sp.model_proto), encoding="utf-8")
     splits = {}
     for split, stream in streams.items():
       windows, dropped, padding = records.context_batch(
-          stream, config.batch_size, config.seq_len, config.remainder)
+        stream, config.batch_size, config.seq_len, config.remainder
+      )
       shards = records.write_split(windows, built, split, config.shards)
       text = texts[split]
       splits[split] = records.SplitMeta(
-          source=str(Path(text.path).resolve()), source_sha256=text.sha256,
-          lines=len(text.lines), words=text.words, tokens=len(stream), records=len(windows),
-          targets=len(stream) - 1 - dropped, dropped_tokens=dropped, padding=padding,
-          shards=shards)
+        source=str(Path(text.path).resolve()),
+        source_sha256=text.sha256,
+        lines=len(text.lines),
+        words=text.words,
+        tokens=len(stream),
+        records=len(windows),
+        targets=len(stream) - 1 - dropped,
+        dropped_tokens=dropped,
+        padding=padding,
+        shards=shards,
+      )
     meta = records.DatasetMeta(
-        format_version=records.FORMAT_VERSION, vocab_size=config.vocab_size,
-        batch_size=config.batch_size, seq_len=config.seq_len,
-        eos_id=sp.processor.eos_id(), pad_id=records.PAD_ID,
-        tokenizer_sha256=tokenizer.sha256(sp.model_proto), config=config, splits=splits)
+      format_version=records.FORMAT_VERSION,
+      vocab_size=config.vocab_size,
+      batch_size=config.batch_size,
+      seq_len=config.seq_len,
+      eos_id=sp.processor.eos_id(),
+      pad_id=records.PAD_ID,
+      tokenizer_sha256=tokenizer.sha256(sp.model_proto),
+      config=config,
+      splits=splits,
+    )
     (built / records.META_FILE).write_text(meta.to_json())
     if output_dir.exists():  # --overwrite, checked by the caller.
       old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from absl import logging
 
-from par.errors import ParError
 from par.data.text import SPLIT_FILE_NAMES
 from par.data.text import find_split_files
+from par.errors import ParError
 
 # WikiText-2 (v1, tokenized), Merity et al. 2016. The original host first, then mirrors.
 WIKITEXT2_URLS = (
-    "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
-    "https://wikitext.smerity.com/wikitext-2-v1.zip",
+  "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+  "https://wikitext.smerity.com/wikitext-2-v1.zip",
 )
 WIKITEXT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
 
@@ -59,8 +59,7 @@ def _extract_splits(archive, destination):
     raise ParError(f"{archive} is not a zip archive") from None
 
 
-def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEXT2_MD5,
-                      timeout=60):
+def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEXT2_MD5, timeout=60):
   """Puts WikiText-2's splits in destination/{train,valid,test}.txt.
 
   Args:
@@ -108,8 +107,10 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
     elif Path(source).is_file():
       got = _file_md5(source)
       if got != md5:
-        raise ParError(f"{source} has MD5 {got}, not {md5} (wikitext-2-v1.zip); for other text, "
-                       "unzip it and pass the directory")
+        raise ParError(
+          f"{source} has MD5 {got}, not {md5} (wikitext-2-v1.zip); for other text, "
+          "unzip it and pass the directory"
+        )
       _extract_splits(Path(source), splits)
       done = f"unpacked {source} (MD5 verified) into {destination}"
     else:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from par.data import text
 from par.config import DataConfig
+from par.data import text
 from par.errors import ParError
 
 FORMAT_VERSION = 1
@@ -124,8 +124,11 @@ def context_batch(stream, batch_size, seq_len, remainder="pad"):
     dropped, padding = 0, used - n
   item = flat.strides[0]
   records = np.lib.stride_tricks.as_strided(
-      flat, shape=(r, batch_size, seq_len + 1),
-      strides=(seq_len * item, r * seq_len * item, item), writeable=False)
+    flat,
+    shape=(r, batch_size, seq_len + 1),
+    strides=(seq_len * item, r * seq_len * item, item),
+    writeable=False,
+  )
   return records, dropped, padding
 
 
@@ -152,7 +155,8 @@ def write_split(records, dataset_dir, split, shards):
 
 def _tf():
   """TensorFlow, imported on first use: reading counts (`target_counts`) does not need it."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   return tf
 
 
@@ -164,16 +168,20 @@ def load_meta(data_dir):
   """Reads and checks meta.json of a built dataset."""
   path = Path(data_dir) / META_FILE
   if not path.is_file():
-    raise ParError(f"{data_dir} is not a built dataset (no {META_FILE}); build one with "
-                   "scripts/build_data.py or create_tfrecords.sh")
+    raise ParError(
+      f"{data_dir} is not a built dataset (no {META_FILE}); build one with "
+      "scripts/build_data.py or create_tfrecords.sh"
+    )
   try:
     value = json.loads(path.read_text())
     version = value.get("format_version")
   except (ValueError, AttributeError):
     raise ParError(f"{path} is not valid JSON") from None
   if version != FORMAT_VERSION:
-    raise ParError(f"{data_dir} has dataset format {version}; this version of par reads "
-                   f"format {FORMAT_VERSION}: rebuild it")
+    raise ParError(
+      f"{data_dir} has dataset format {version}; this version of par reads "
+      f"format {FORMAT_VERSION}: rebuild it"
+    )
   try:
     return DatasetMeta.from_json(path.read_text())
   except (TypeError, KeyError):
@@ -200,11 +208,15 @@ def check_dataset(data_dir, split, tokenizer_sha256=None):
     raise ParError(f"{model} is missing")
   actual = text.file_sha256(model)
   if actual != meta.tokenizer_sha256:
-    raise ParError(f"{model} is not the tokenizer {META_FILE} names (sha256 {actual[:12]}…, "
-                   f"expected {meta.tokenizer_sha256[:12]}…): rebuild the dataset")
+    raise ParError(
+      f"{model} is not the tokenizer {META_FILE} names (sha256 {actual[:12]}…, "
+      f"expected {meta.tokenizer_sha256[:12]}…): rebuild the dataset"
+    )
   if tokenizer_sha256 is not None and tokenizer_sha256 != meta.tokenizer_sha256:
-    raise ParError(f"{data_dir} was built with another tokenizer (sha256 "
-                   f"{meta.tokenizer_sha256[:12]}…) than expected ({tokenizer_sha256[:12]}…)")
+    raise ParError(
+      f"{data_dir} was built with another tokenizer (sha256 "
+      f"{meta.tokenizer_sha256[:12]}…) than expected ({tokenizer_sha256[:12]}…)"
+    )
   size = record_bytes(meta.batch_size, meta.seq_len) + _TFRECORD_FRAMING_BYTES
   for name, records in meta.splits[split].shards:
     path = data_dir / name
@@ -212,9 +224,10 @@ def check_dataset(data_dir, split, tokenizer_sha256=None):
       raise ParError(f"shard {path} is missing")
     if path.stat().st_size != records * size:
       raise ParError(
-          f"shard {path} has {path.stat().st_size} bytes, not the {records * size} of "
-          f"{records} records of [{meta.batch_size}, {meta.seq_len + 1}] int32: it is "
-          "truncated or of another shape; rebuild the dataset")
+        f"shard {path} has {path.stat().st_size} bytes, not the {records * size} of "
+        f"{records} records of [{meta.batch_size}, {meta.seq_len + 1}] int32: it is "
+        "truncated or of another shape; rebuild the dataset"
+      )
   return meta
 
 
@@ -250,8 +263,13 @@ def read_records(data_dir, split, tokenizer_sha256=None):
     frames = np.fromfile(path, np.uint8).reshape(records, data + _TFRECORD_FRAMING_BYTES)
     if np.any(frames[:, :8].copy().view("<u8") != data):
       raise ParError(f"shard {path} has a record of the wrong length: rebuild the dataset")
-    parts.append(frames[:, 12:12 + data].copy().view("<i4").astype(np.int32).reshape(
-        records, meta.batch_size, meta.seq_len + 1))
+    parts.append(
+      frames[:, 12 : 12 + data]
+      .copy()
+      .view("<i4")
+      .astype(np.int32)
+      .reshape(records, meta.batch_size, meta.seq_len + 1)
+    )
   return np.concatenate(parts), meta
 
 
@@ -261,8 +279,9 @@ def target_counts(data_dir, split="train"):
   targets = windows[:, :, 1:].reshape(-1)
   targets = targets[targets != PAD_ID]
   if targets.size and (targets.min() < 0 or targets.max() >= meta.vocab_size):
-    raise ParError(f"{data_dir}'s {split} split holds ids outside [0, {meta.vocab_size}): "
-                   "rebuild the dataset")
+    raise ParError(
+      f"{data_dir}'s {split} split holds ids outside [0, {meta.vocab_size}): rebuild the dataset"
+    )
   return np.bincount(targets, minlength=meta.vocab_size).astype(np.int64), meta
 
 
@@ -275,7 +294,7 @@ def resegment(windows, seq_len):
   """
   if seq_len < 1:
     raise ParError(f"the segment length must be positive, got {seq_len}")
-  records, lanes, _ = windows.shape
+  _records, lanes, _ = windows.shape
   inputs = np.maximum(windows[:, :, :-1], 0).transpose(1, 0, 2).reshape(lanes, -1)
   targets = windows[:, :, 1:].transpose(1, 0, 2).reshape(lanes, -1)
   segments = -(-inputs.shape[1] // seq_len)

@@ -21,7 +21,7 @@ SPLITS = ("train", "valid", "test")
 
 # Accepted file names per split, in a directory given as input.
 SPLIT_FILE_NAMES = {
-    split: (f"{split}.txt", f"wiki.{split}.tokens", f"wiki.{split}.raw") for split in SPLITS
+  split: (f"{split}.txt", f"wiki.{split}.tokens", f"wiki.{split}.raw") for split in SPLITS
 }
 
 
@@ -46,13 +46,15 @@ def find_split_files(path):
   for split, names in SPLIT_FILE_NAMES.items():
     matches = [path / name for name in names if (path / name).is_file()]
     if len(matches) > 1:
-      raise ParError(f"{path} has several {split} files ({', '.join(m.name for m in matches)});"
-                     " keep one")
+      raise ParError(
+        f"{path} has several {split} files ({', '.join(m.name for m in matches)}); keep one"
+      )
     if matches:
       found[split] = matches[0]
   if "train" not in found:
-    raise ParError(f"{path} has no train split: expected one of "
-                   f"{', '.join(SPLIT_FILE_NAMES['train'])}")
+    raise ParError(
+      f"{path} has no train split: expected one of {', '.join(SPLIT_FILE_NAMES['train'])}"
+    )
   return found
 
 
@@ -69,8 +71,9 @@ def read_text(path):
     line = data.count(b"\n", 0, e.start) + 1
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
     raise ParError(
-        f"{path}: invalid UTF-8 at line {line}, byte {column} ({data[e.start:e.end]!r}); "
-        "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8") from None
+      f"{path}: invalid UTF-8 at line {line}, byte {column} ({data[e.start : e.end]!r}); "
+      "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8"
+    ) from None
   sha256 = hashlib.sha256(data).hexdigest()
   del data  # Peak memory: keep one copy of the text at a time.
   if text.startswith("\ufeff"):  # A byte-order mark is not text.

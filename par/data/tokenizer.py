@@ -49,18 +49,25 @@ def train(lines, config):
   model = _BytesSink()
   try:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_writer=model,
-        vocab_size=config.vocab_size,
-        model_type=config.model_type,
-        character_coverage=config.character_coverage,
-        normalization_rule_name="nmt_nfkc_cf" if config.lowercase else "nmt_nfkc",
-        user_defined_symbols=symbols,
-        unk_id=UNK_ID, eos_id=EOS_ID, bos_id=-1, pad_id=-1,
-        unk_piece=_UNK_PIECE,
-        # Determinism and exactness: every sentence, in order, whatever its length.
-        input_sentence_size=0, shuffle_input_sentence=False, max_sentence_length=1 << 20,
-        num_threads=16, minloglevel=2)
+      sentence_iterator=iter(lines),
+      model_writer=model,
+      vocab_size=config.vocab_size,
+      model_type=config.model_type,
+      character_coverage=config.character_coverage,
+      normalization_rule_name="nmt_nfkc_cf" if config.lowercase else "nmt_nfkc",
+      user_defined_symbols=symbols,
+      unk_id=UNK_ID,
+      eos_id=EOS_ID,
+      bos_id=-1,
+      pad_id=-1,
+      unk_piece=_UNK_PIECE,
+      # Determinism and exactness: every sentence, in order, whatever its length.
+      input_sentence_size=0,
+      shuffle_input_sentence=False,
+      max_sentence_length=1 << 20,
+      num_threads=16,
+      minloglevel=2,
+    )
   except RuntimeError as e:
     raise _vocab_error(str(e), config) from None
   return model.data
@@ -70,14 +77,16 @@ def _vocab_error(message, config):
   too_high = re.search(r"value <= (\d+)", message)
   if too_high:
     return ParError(
-        f"vocab_size {config.vocab_size} is more than this text supports: a "
-        f"{config.model_type} vocabulary of it has at most {too_high.group(1)} pieces")
+      f"vocab_size {config.vocab_size} is more than this text supports: a "
+      f"{config.model_type} vocabulary of it has at most {too_high.group(1)} pieces"
+    )
   too_low = re.search(r"required_chars\. \d+ vs (\d+)", message)
   if too_low:
     return ParError(
-        f"vocab_size {config.vocab_size} is too small: this text needs at least "
-        f"{too_low.group(1)} pieces for its characters and control symbols (or lower "
-        "character_coverage)")
+      f"vocab_size {config.vocab_size} is too small: this text needs at least "
+      f"{too_low.group(1)} pieces for its characters and control symbols (or lower "
+      "character_coverage)"
+    )
   return ParError(f"SentencePiece training failed: {message.splitlines()[-1]}")
 
 
@@ -99,8 +108,9 @@ def load(model_proto):
   except (RuntimeError, OSError):
     raise ParError("not a SentencePiece model") from None
   if processor.eos_id() < 0:
-    raise ParError("the SentencePiece model has no end-of-sentence piece, needed as the "
-                   "end-of-line token")
+    raise ParError(
+      "the SentencePiece model has no end-of-sentence piece, needed as the end-of-line token"
+    )
   return processor
 
 
@@ -111,8 +121,10 @@ def sha256(model_proto):
 def vocab_text(model_proto):
   """The human-readable vocabulary: one "piece<TAB>score" line per id."""
   processor = load(model_proto)
-  return "".join(f"{processor.id_to_piece(i)}\t{processor.get_score(i):g}\n"
-                 for i in range(processor.get_piece_size()))
+  return "".join(
+    f"{processor.id_to_piece(i)}\t{processor.get_score(i):g}\n"
+    for i in range(processor.get_piece_size())
+  )
 
 
 class Tokenizer:
@@ -127,15 +139,16 @@ class Tokenizer:
 
   def __init__(self, model_proto):
     # TensorFlow only here: loading and checksumming a tokenizer (generation) need none.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
     self.processor = load(model_proto)  # A clear error for a bad model, before TensorFlow's.
     self.model_proto = model_proto
-    self._op = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32,
-                                              add_eos=True)
+    self._op = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32, add_eos=True)
     self._tokenize_batch = tf.function(
-        lambda lines: self._op.tokenize(lines).flat_values,
-        input_signature=[tf.TensorSpec([None], tf.string)])
+      lambda lines: self._op.tokenize(lines).flat_values,
+      input_signature=[tf.TensorSpec([None], tf.string)],
+    )
     self._options = tf.data.Options()
     self._options.threading.max_intra_op_parallelism = 0
 
@@ -153,11 +166,14 @@ class Tokenizer:
     Returns:
       1-D numpy int32 array.
     """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top (loaded by __init__)
-    dataset = (tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string))
-               .batch(lines_per_batch)
-               .map(self._tokenize_batch)
-               .prefetch(1)
-               .with_options(self._options))
+    import tensorflow as tf  # Loaded by __init__.
+
+    dataset = (
+      tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string))
+      .batch(lines_per_batch)
+      .map(self._tokenize_batch)
+      .prefetch(1)
+      .with_options(self._options)
+    )
     chunks = [chunk.numpy() for chunk in dataset]
     return np.concatenate(chunks) if chunks else np.zeros([0], np.int32)

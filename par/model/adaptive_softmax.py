@@ -31,8 +31,9 @@ class AdaptiveSoftmax(keras.layers.Layer):
     self.proj_dims = tuple(proj_dims)
     bounds = (0,) + self.cutoffs + (vocab_size,)
     if any(a >= b for a, b in zip(bounds, bounds[1:])):
-      raise ValueError(f"cutoffs must increase strictly below vocab_size {vocab_size}, got "
-                       f"{self.cutoffs}")
+      raise ValueError(
+        f"cutoffs must increase strictly below vocab_size {vocab_size}, got {self.cutoffs}"
+      )
     self.bounds = bounds  # Cluster k covers ids [bounds[k], bounds[k+1]); cluster 0 = head.
     self.widths = tail_widths(d_model, len(self.cutoffs), proj_factor, proj_dims)
 
@@ -60,10 +61,10 @@ class AdaptiveSoftmax(keras.layers.Layer):
   def log_probs(self, hidden):
     """Exact log-probabilities over the vocabulary: float32 [..., V]."""
     head = tf.nn.log_softmax(tf.cast(self.head(hidden), tf.float32), axis=-1)
-    shortlist = head[..., :self.bounds[1]]
+    shortlist = head[..., : self.bounds[1]]
     parts = [shortlist]
     for i in range(len(self.tails)):
-      cluster = head[..., self.bounds[1] + i:self.bounds[1] + i + 1]
+      cluster = head[..., self.bounds[1] + i : self.bounds[1] + i + 1]
       parts.append(cluster + self._tail_log_probs(i, hidden))
     return tf.concat(parts, axis=-1)
 
@@ -100,6 +101,11 @@ class AdaptiveSoftmax(keras.layers.Layer):
     return total, tf.reduce_sum(tf.cast(valid, tf.float32))
 
   def get_config(self):
-    return dict(super().get_config(), vocab_size=self.vocab_size, d_model=self.d_model,
-                cutoffs=list(self.cutoffs), proj_factor=self.proj_factor,
-                proj_dims=list(self.proj_dims))
+    return dict(
+      super().get_config(),
+      vocab_size=self.vocab_size,
+      d_model=self.d_model,
+      cutoffs=list(self.cutoffs),
+      proj_factor=self.proj_factor,
+      proj_dims=list(self.proj_dims),
+    )

@@ -133,14 +133,16 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
     kv = tf.matmul(tf.reshape(keys_in, [-1, d]), tf.cast(w_kv, dtype))
     r = tf.matmul(tf.cast(positions, dtype), tf.cast(tf.reshape(self.w_r, [d, n * h]), dtype))
     q = tf.transpose(tf.reshape(q, [batch, seg_len, n, h]), [0, 2, 1, 3])  # [B, N, T, H]
-    k, value = tf.unstack(tf.transpose(tf.reshape(kv, [batch, num_keys, 2, n, h]),
-                                       [2, 0, 3, 1, 4]))  # [B, N, K, H] each
+    k, value = tf.unstack(
+      tf.transpose(tf.reshape(kv, [batch, num_keys, 2, n, h]), [2, 0, 3, 1, 4])
+    )  # [B, N, K, H] each
     r = tf.transpose(tf.reshape(r, [num_keys, n, h]), [1, 2, 0])  # [N, H, K]
     content = tf.matmul(q + tf.cast(u, dtype)[:, None, :], k, transpose_b=True)  # [B, N, T, K]
     # Position scores batched over heads: [N, B*T, H] x [N, H, K].
     q_v = tf.reshape(tf.transpose(q + tf.cast(v, dtype)[:, None, :], [1, 0, 2, 3]), [n, -1, h])
-    position = tf.transpose(tf.reshape(tf.matmul(q_v, r), [n, batch, seg_len, num_keys]),
-                            [1, 0, 2, 3])
+    position = tf.transpose(
+      tf.reshape(tf.matmul(q_v, r), [n, batch, seg_len, num_keys]), [1, 0, 2, 3]
+    )
     position = rel_shift(position)
     # Softmax in float32 whatever the compute dtype (mixed precision).
     scores = tf.cast(content + position, tf.float32) * (1.0 / math.sqrt(h))
@@ -153,8 +155,14 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
     return tf.reshape(output, [batch, seg_len, d])
 
   def get_config(self):
-    return dict(super().get_config(), d_model=self.d_model, n_heads=self.n_heads,
-                d_head=self.d_head, dropatt=self.dropatt, own_bias=self.own_bias)
+    return dict(
+      super().get_config(),
+      d_model=self.d_model,
+      n_heads=self.n_heads,
+      d_head=self.d_head,
+      dropatt=self.dropatt,
+      own_bias=self.own_bias,
+    )
 
 
 def cache_memory(memory, segment):

@@ -30,12 +30,12 @@ architecture); "expected" mixes all branches with softmax(α), without noise.
 import keras
 import tensorflow as tf
 
-from par.model import attention
-from par.model import memory as memory_lib
-from par.model.dropout import Dropout
 from par.config import BLOCK_KINDS
 from par.config import EVAL_MODES
 from par.config import SAMPLING_MODES
+from par.model import attention
+from par.model import memory as memory_lib
+from par.model.dropout import Dropout
 
 BRANCHES = tuple(BLOCK_KINDS)  # The order of the architecture logits: s, f, i.
 
@@ -82,8 +82,7 @@ def mixture_weights(logits, mode, tau=1.0, noise=None):
 class AttentionBlock(keras.layers.Layer):
   """x -> LayerNorm(x + Dropout(RelativeAttention(x, memory))); returns (output, memory)."""
 
-  def __init__(self, d_model, n_heads, d_head, dropout=0.0, dropatt=0.0, own_bias=True,
-               **kwargs):
+  def __init__(self, d_model, n_heads, d_head, dropout=0.0, dropatt=0.0, own_bias=True, **kwargs):
     super().__init__(**kwargs)
     self.d_model = d_model
     self.n_heads = n_heads
@@ -94,15 +93,15 @@ class AttentionBlock(keras.layers.Layer):
 
   def build(self, input_shape=None):
     self.attention = attention.RelativeMultiHeadAttention(
-        self.d_model, self.n_heads, self.d_head, self.dropatt, self.own_bias, name="attention")
+      self.d_model, self.n_heads, self.d_head, self.dropatt, self.own_bias, name="attention"
+    )
     self.attention.build()
     self.output_dropout = Dropout(self.dropout)
     self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
     self.norm.build([None, None, self.d_model])
     self.built = True
 
-  def call(self, x, memory, positions, mask, u=None, v=None, tau=None, seed=None,
-           training=False):
+  def call(self, x, memory, positions, mask, u=None, v=None, tau=None, seed=None, training=False):
     """Returns (output [B, T, D], next memory [B, M, D]); tau and seed are not used."""
     del tau, seed
     attended = self.attention(x, memory, positions, mask, u=u, v=v, training=training)
@@ -110,9 +109,15 @@ class AttentionBlock(keras.layers.Layer):
     return output, attention.cache_memory(memory, x)
 
   def get_config(self):
-    return dict(super().get_config(), d_model=self.d_model, n_heads=self.n_heads,
-                d_head=self.d_head, dropout=self.dropout, dropatt=self.dropatt,
-                own_bias=self.own_bias)
+    return dict(
+      super().get_config(),
+      d_model=self.d_model,
+      n_heads=self.n_heads,
+      d_head=self.d_head,
+      dropout=self.dropout,
+      dropatt=self.dropatt,
+      own_bias=self.own_bias,
+    )
 
 
 @keras.saving.register_keras_serializable(package="par")
@@ -136,24 +141,43 @@ class FeedForwardBlock(keras.layers.Layer):
     self.norm.build([None, None, self.d_model])
     self.built = True
 
-  def call(self, x, memory=memory_lib.NONE, positions=None, mask=None, u=None, v=None,
-           tau=None, seed=None, training=False):
+  def call(
+    self,
+    x,
+    memory=memory_lib.NONE,
+    positions=None,
+    mask=None,
+    u=None,
+    v=None,
+    tau=None,
+    seed=None,
+    training=False,
+  ):
     """Returns (output [B, T, D], memory unchanged); only x and training are used."""
     del positions, mask, u, v, tau, seed
     hidden = self.inner_dropout(self.inner(x), training=training)
     return self.norm(x + self.output_dropout(self.outer(hidden), training=training)), memory
 
   def get_config(self):
-    return dict(super().get_config(), d_model=self.d_model, d_ffn=self.d_ffn,
-                dropout=self.dropout)
+    return dict(super().get_config(), d_model=self.d_model, d_ffn=self.d_ffn, dropout=self.dropout)
 
 
 @keras.saving.register_keras_serializable(package="par")
 class IdentityBlock(keras.layers.Layer):
   """x -> x: the block that skips."""
 
-  def call(self, x, memory=memory_lib.NONE, positions=None, mask=None, u=None, v=None,
-           tau=None, seed=None, training=False):
+  def call(
+    self,
+    x,
+    memory=memory_lib.NONE,
+    positions=None,
+    mask=None,
+    u=None,
+    v=None,
+    tau=None,
+    seed=None,
+    training=False,
+  ):
     """Returns (x, memory unchanged)."""
     del positions, mask, u, v, tau, seed, training
     return x, memory
@@ -163,8 +187,19 @@ class IdentityBlock(keras.layers.Layer):
 class StochasticBlock(keras.layers.Layer):
   """Attention, feed-forward or identity, mixed by Gumbel-Softmax over learned logits."""
 
-  def __init__(self, d_model, n_heads, d_head, d_ffn, dropout=0.0, dropatt=0.0,
-               own_bias=True, sampling="soft", eval_mode="argmax", **kwargs):
+  def __init__(
+    self,
+    d_model,
+    n_heads,
+    d_head,
+    d_ffn,
+    dropout=0.0,
+    dropatt=0.0,
+    own_bias=True,
+    sampling="soft",
+    eval_mode="argmax",
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     if sampling not in SAMPLING_MODES:
       raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
@@ -181,19 +216,26 @@ class StochasticBlock(keras.layers.Layer):
     self.eval_mode = eval_mode
 
   def build(self, input_shape=None):
-    self.attention_block = AttentionBlock(self.d_model, self.n_heads, self.d_head,
-                                          self.dropout, self.dropatt, self.own_bias,
-                                          name="attention_block")
+    self.attention_block = AttentionBlock(
+      self.d_model,
+      self.n_heads,
+      self.d_head,
+      self.dropout,
+      self.dropatt,
+      self.own_bias,
+      name="attention_block",
+    )
     self.attention_block.build()
-    self.feed_forward_block = FeedForwardBlock(self.d_model, self.d_ffn, self.dropout,
-                                               name="feed_forward_block")
+    self.feed_forward_block = FeedForwardBlock(
+      self.d_model, self.d_ffn, self.dropout, name="feed_forward_block"
+    )
     self.feed_forward_block.build()
-    self.arch_logits = self.add_weight(name="arch_logits", shape=[len(BRANCHES)],
-                                       initializer="zeros", dtype="float32")
+    self.arch_logits = self.add_weight(
+      name="arch_logits", shape=[len(BRANCHES)], initializer="zeros", dtype="float32"
+    )
     self.built = True
 
-  def call(self, x, memory, positions, mask, u=None, v=None, tau=1.0, seed=None,
-           training=False):
+  def call(self, x, memory, positions, mask, u=None, v=None, tau=1.0, seed=None, training=False):
     """Returns (output [B, T, D], new memory [B, M, D]).
 
     Args:
@@ -212,25 +254,33 @@ class StochasticBlock(keras.layers.Layer):
     weights, index = mixture_weights(self.arch_logits, mode, tau, noise)
     weights = tf.cast(weights, x.dtype)
     branches = (
-        lambda: self.attention_block(x, memory, positions, mask, u=u, v=v,
-                                     training=training)[0],
-        lambda: self.feed_forward_block(x, training=training)[0],
-        lambda: x,
+      lambda: self.attention_block(x, memory, positions, mask, u=u, v=v, training=training)[0],
+      lambda: self.feed_forward_block(x, training=training)[0],
+      lambda: x,
     )
     if mode in ("single_path", "argmax"):
       # Only the chosen branch runs; its weight is 1 forward (and straight-through in
       # single_path, so the logits get gradients).
-      output = tf.switch_case(index, [
-          (lambda k=k: weights[k] * branches[k]()) for k in range(len(BRANCHES))])
+      output = tf.switch_case(
+        index, [(lambda k=k: weights[k] * branches[k]()) for k in range(len(BRANCHES))]
+      )
     else:
       output = tf.add_n([weights[k] * branches[k]() for k in range(len(BRANCHES))])
     return output, attention.cache_memory(memory, x)
 
   def get_config(self):
-    return dict(super().get_config(), d_model=self.d_model, n_heads=self.n_heads,
-                d_head=self.d_head, d_ffn=self.d_ffn, dropout=self.dropout,
-                dropatt=self.dropatt, own_bias=self.own_bias, sampling=self.sampling,
-                eval_mode=self.eval_mode)
+    return dict(
+      super().get_config(),
+      d_model=self.d_model,
+      n_heads=self.n_heads,
+      d_head=self.d_head,
+      d_ffn=self.d_ffn,
+      dropout=self.dropout,
+      dropatt=self.dropatt,
+      own_bias=self.own_bias,
+      sampling=self.sampling,
+      eval_mode=self.eval_mode,
+    )
 
 
 KEEPS_MEMORY = "s?"  # The kinds of block that attend, hence keep memory.
@@ -247,11 +297,22 @@ def make_block(kind, config, own_bias, name):
   """
   c = config
   if kind == "?":
-    block = StochasticBlock(c.d_model, c.n_heads, c.head_width, c.d_ffn, c.dropout, c.dropatt,
-                            own_bias, c.sampling, c.eval_mode, name=name)
+    block = StochasticBlock(
+      c.d_model,
+      c.n_heads,
+      c.head_width,
+      c.d_ffn,
+      c.dropout,
+      c.dropatt,
+      own_bias,
+      c.sampling,
+      c.eval_mode,
+      name=name,
+    )
   elif kind == "s":
-    block = AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, own_bias,
-                           name=name)
+    block = AttentionBlock(
+      c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, own_bias, name=name
+    )
   elif kind == "f":
     block = FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, name=name)
   elif kind == "i":

@@ -27,8 +27,9 @@ def keep_mask(shape, rate, seed):
     seed: int32 [2] stateless seed.
   """
   size = tf.reduce_prod(shape)
-  words = tf.random.stateless_uniform([(size + 1) // 2], seed, minval=None, maxval=None,
-                                      dtype=tf.uint32)
+  words = tf.random.stateless_uniform(
+    [(size + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32
+  )
   halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
   threshold = tf.constant(round(rate * _LEVELS), tf.int32)
   return tf.reshape(tf.cast(halves, tf.int32) >= threshold, shape)
@@ -52,7 +53,8 @@ class Dropout(keras.layers.Dropout):
     if context is not None and context.num_replicas_in_sync > 1:
       # Mirrored seed generators agree across replicas: give each replica its own masks.
       seed = tf.random.experimental.stateless_fold_in(
-          tf.cast(seed, tf.int64), tf.cast(context.replica_id_in_sync_group, tf.int64))
+        tf.cast(seed, tf.int64), tf.cast(context.replica_id_in_sync_group, tf.int64)
+      )
     seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
     keep = keep_mask(tf.shape(inputs), self.rate, seed)
     scale = tf.cast(1.0 / keep_probability(self.rate), inputs.dtype)

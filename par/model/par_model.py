@@ -16,12 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from par.config import ModelConfig
+from par.config import argmax_pattern
 from par.model import attention
 from par.model import blocks
 from par.model import memory as memory_lib
 from par.model.adaptive_softmax import AdaptiveSoftmax
-from par.config import ModelConfig
-from par.config import argmax_pattern
 from par.model.dropout import Dropout
 from par.model.memory import Memory
 
@@ -48,23 +48,30 @@ class ParModel(keras.Model):
   def build(self, input_shape=None):
     c = self.config
     self.embedding = keras.layers.Embedding(
-        c.vocab_size, c.d_model, embeddings_initializer=keras.initializers.RandomNormal(
-            stddev=0.02), name="embedding")
+      c.vocab_size,
+      c.d_model,
+      embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+      name="embedding",
+    )
     self.embedding.build([None, None])
     shared_bias = self.has_shared_bias
     if shared_bias:
       bias_init = keras.initializers.RandomNormal(stddev=0.02)
-      self.rel_bias_u = self.add_weight(name="rel_bias_u", shape=[c.n_heads, c.head_width],
-                                        initializer=bias_init)
-      self.rel_bias_v = self.add_weight(name="rel_bias_v", shape=[c.n_heads, c.head_width],
-                                        initializer=bias_init)
-    self.blocks = [blocks.make_block(kind, c, not shared_bias, f"block{k}")
-                   for k, kind in enumerate(self.kinds)]
+      self.rel_bias_u = self.add_weight(
+        name="rel_bias_u", shape=[c.n_heads, c.head_width], initializer=bias_init
+      )
+      self.rel_bias_v = self.add_weight(
+        name="rel_bias_v", shape=[c.n_heads, c.head_width], initializer=bias_init
+      )
+    self.blocks = [
+      blocks.make_block(kind, c, not shared_bias, f"block{k}") for k, kind in enumerate(self.kinds)
+    ]
     self.input_dropout = Dropout(c.dropout)
     self.position_dropout = Dropout(c.dropout)
     self.output_dropout = Dropout(c.dropout)
-    self.softmax = AdaptiveSoftmax(c.vocab_size, c.d_model, c.cutoffs, c.proj_factor,
-                                   c.proj_dims, name="softmax")
+    self.softmax = AdaptiveSoftmax(
+      c.vocab_size, c.d_model, c.cutoffs, c.proj_factor, c.proj_dims, name="softmax"
+    )
     self.softmax.build()
     self.built = True
 
@@ -86,8 +93,13 @@ class ParModel(keras.Model):
   def initial_memory(self, batch_size, mem_len=None):
     """An empty memory: zeros [B, M, D] for each attending block, length 0."""
     mem_len = self.config.mem_len if mem_len is None else mem_len
-    return memory_lib.empty([kind in blocks.KEEPS_MEMORY for kind in self.kinds], batch_size,
-                            mem_len, self.config.d_model, self.compute_dtype)
+    return memory_lib.empty(
+      [kind in blocks.KEEPS_MEMORY for kind in self.kinds],
+      batch_size,
+      mem_len,
+      self.config.d_model,
+      self.compute_dtype,
+    )
 
   def call(self, tokens, memory=None, tau=1.0, seed=None, training=False):
     """Hidden states and the next memory.
@@ -120,8 +132,9 @@ class ParModel(keras.Model):
     for k, (block, state) in enumerate(zip(self.blocks, memory.states)):
       # Each block folds its index into the seed: its own Gumbel noise (stochastic blocks).
       block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
-      x, state = block(x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed,
-                       training=training)
+      x, state = block(
+        x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed, training=training
+      )
       new_states.append(state)
     hidden = self.output_dropout(x, training=training)
     length = tf.minimum(memory.length + seg_len, mem_len)
@@ -150,7 +163,8 @@ class ParModel(keras.Model):
     """softmax(logits) per block: numpy float32 [n_blocks, 3], columns s, f, i."""
     if not self.is_supernet:
       return np.eye(len(blocks.BRANCHES), dtype=np.float32)[
-          [blocks.BRANCHES.index(kind) for kind in self.config.architecture]]
+        [blocks.BRANCHES.index(kind) for kind in self.config.architecture]
+      ]
     return np.stack([tf.nn.softmax(v).numpy() for v in self.architecture_variables()])
 
   def derived_pattern(self):
@@ -171,8 +185,9 @@ class ParModel(keras.Model):
       if isinstance(source, blocks.StochasticBlock):
         source = {"s": source.attention_block, "f": source.feed_forward_block}.get(kind)
       elif self.config.architecture and source.__class__ is not target.__class__:
-        raise ValueError(f"cannot make a {pattern!r} model from a fixed "
-                         f"{self.config.architecture!r} one")
+        raise ValueError(
+          f"cannot make a {pattern!r} model from a fixed {self.config.architecture!r} one"
+        )
       if source is not None:
         target.set_weights(source.get_weights())
     return fixed

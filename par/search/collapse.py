@@ -21,12 +21,12 @@ def collapse_report(probabilities):
     (blocks, message): the indices, and a one-line warning or None.
   """
   probabilities = np.asarray(probabilities)
-  dominated = [b for b, row in enumerate(probabilities)
-               if row.argmax() == 2 and row[2] >= DOMINANT]
+  dominated = [b for b, row in enumerate(probabilities) if row.argmax() == 2 and row[2] >= DOMINANT]
   if 2 * len(dominated) < len(probabilities):
     return dominated, None
   listed = ", ".join(f"{b} ({probabilities[b, 2]:.2f})" for b in dominated)
   return dominated, (
-      f"search collapse: identity dominates {len(dominated)} of {len(probabilities)} blocks "
-      f"(block (p_identity): {listed}); consider --arch_warmup_steps, a lower --arch_lr, "
-      "a higher --tau_end or --arch_weight_decay")
+    f"search collapse: identity dominates {len(dominated)} of {len(probabilities)} blocks "
+    f"(block (p_identity): {listed}); consider --arch_warmup_steps, a lower --arch_lr, "
+    "a higher --tau_end or --arch_weight_decay"
+  )

@@ -57,12 +57,13 @@ def block_costs(config, seq_len, batch_size, mem_len=None):
   keys = mem_len + seq_len
   nh = n * h
   attention_params = 5 * d * nh + 2 * d + (2 * nh if config.untie_rel_bias else 0)
-  attention_flops = 2 * nh * (d * (2 + 2 * keys / seq_len + keys / (batch_size * seq_len))
-                              + 3 * keys)
+  attention_flops = (
+    2 * nh * (d * (2 + 2 * keys / seq_len + keys / (batch_size * seq_len)) + 3 * keys)
+  )
   costs = {
-      "s": Cost(attention_params, attention_flops),
-      "f": Cost(2 * d * f + f + d + 2 * d, 4.0 * d * f),
-      "i": Cost(0, 0.0),
+    "s": Cost(attention_params, attention_flops),
+    "f": Cost(2 * d * f + f + d + 2 * d, 4.0 * d * f),
+    "i": Cost(0, 0.0),
   }
   costs["?"] = costs["s"] + costs["f"] + Cost(3, 0.0)  # 3 architecture logits
   return costs
@@ -108,8 +109,12 @@ def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_
     block_total += Cost(2 * config.n_heads * config.head_width, 0.0)  # shared u, v
   embedding = Cost(config.vocab_size * config.d_model, 0.0)
   softmax = softmax_cost(config, tail_shares)
-  return {"embedding": embedding, "blocks": block_total, "softmax": softmax,
-          "total": embedding + block_total + softmax}
+  return {
+    "embedding": embedding,
+    "blocks": block_total,
+    "softmax": softmax,
+    "total": embedding + block_total + softmax,
+  }
 
 
 def measure_latency(model_config, batch_size, seq_len, repeats=20):
@@ -118,21 +123,22 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
   Times compiled forward passes of freshly built blocks on [batch_size, seq_len, d_model]
   with a full memory, after a warm-up call; the median of `repeats` runs.
   """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from par.model import attention  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
+  from par.model import attention
   from par.model import blocks
+
   c = model_config
   x = tf.random.normal([batch_size, seq_len, c.d_model])
   memory = tf.random.normal([batch_size, c.mem_len, c.d_model])
   positions = attention.relative_positions(c.mem_len + seq_len, c.d_model, c.clamp_len)
   mask = attention.attention_mask(seq_len, c.mem_len, tf.constant(c.mem_len))
-  attend = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt,
-                                 True)
+  attend = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, True)
   feed = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout)
   runs = {
-      "s": tf.function(lambda: attend(x, memory, positions, mask, training=False)[0]),
-      "f": tf.function(lambda: feed(x, training=False)[0]),
-      "i": tf.function(lambda: tf.identity(x)),
+    "s": tf.function(lambda: attend(x, memory, positions, mask, training=False)[0]),
+    "f": tf.function(lambda: feed(x, training=False)[0]),
+    "i": tf.function(lambda: tf.identity(x)),
   }
   seconds = []
   for kind in BLOCK_KINDS:

@@ -10,11 +10,11 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-from matplotlib import animation  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
 
-from par.config import BLOCK_KINDS  # pylint: disable=g-import-not-at-top,wrong-import-position
+from par.config import BLOCK_KINDS
 
 _LABELS = {"s": "attention", "f": "feed-forward", "i": "identity"}
 
@@ -29,10 +29,18 @@ def _draw(axes, probabilities, title):
   best = probabilities.argmax(1)
   for row, values in enumerate(probabilities):
     for column, value in enumerate(values):
-      axes.text(column, row, f"{value:.2f}", ha="center", va="center",
-                color="black" if value > 0.6 else "white", fontsize=9)
-    axes.add_patch(plt.Rectangle((best[row] - 0.5, row - 0.5), 1, 1, fill=False,
-                                 edgecolor="red", linewidth=2))
+      axes.text(
+        column,
+        row,
+        f"{value:.2f}",
+        ha="center",
+        va="center",
+        color="black" if value > 0.6 else "white",
+        fontsize=9,
+      )
+    axes.add_patch(
+      plt.Rectangle((best[row] - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
+    )
   return image
 
 
@@ -97,8 +105,15 @@ def trajectories_png(history):
   blocks = values.shape[1]
   columns = min(blocks, 3)
   rows = -(-blocks // columns)
-  figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.2 * rows), dpi=100,
-                              sharex=True, sharey=True, squeeze=False)
+  figure, axes = plt.subplots(
+    rows,
+    columns,
+    figsize=(3.2 * columns, 2.2 * rows),
+    dpi=100,
+    sharex=True,
+    sharey=True,
+    squeeze=False,
+  )
   try:
     for b, panel in enumerate(axes.flat):
       if b >= blocks:

@@ -14,8 +14,8 @@ when the run starts and kept in the run directory, so a resumed run uses the sam
 
 import numpy as np
 
-from par.search import costs as costs_lib
 from par.config import BLOCK_KINDS
+from par.search import costs as costs_lib
 
 
 def flops_costs(model_config, seq_len, batch_size):
@@ -40,7 +40,8 @@ def _normalise(values):
 
 def resource_penalty(arch_variables, costs):
   """R = mean over blocks of the expected cost under softmax(logits): a float32 scalar."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf
+
   costs = tf.constant(costs, tf.float32)
   logits = tf.stack([tf.cast(v, tf.float32) for v in arch_variables])
   return tf.reduce_mean(tf.reduce_sum(tf.nn.softmax(logits, axis=-1) * costs, axis=-1))

@@ -19,8 +19,7 @@ def steps_to_next_stop(step, position, steps_per_epoch, total_steps, config):
     config: the `TrainConfig` (steps_per_loop and the *_every intervals; 0 means never).
   """
   stops = [total_steps, step + config.steps_per_loop, step + steps_per_epoch - position]
-  for every in (config.log_every, config.eval_every, config.checkpoint_every,
-                config.plot_every):
+  for every in (config.log_every, config.eval_every, config.checkpoint_every, config.plot_every):
     if every:
       stops.append((step // every + 1) * every)
   return min(stops) - step
@@ -40,7 +39,8 @@ def due(step, epoch_done, total_steps, config):
   """What is due at `step`, where a loop call ended; `epoch_done` if it ended an epoch."""
   last = step == total_steps
   return Due(
-      log=step % config.log_every == 0 or last or epoch_done,
-      plot=bool(config.plot_every) and step % config.plot_every == 0,
-      evaluate=bool(config.eval_every and step % config.eval_every == 0) or epoch_done,
-      checkpoint=step % config.checkpoint_every == 0 or last)
+    log=step % config.log_every == 0 or last or epoch_done,
+    plot=bool(config.plot_every) and step % config.plot_every == 0,
+    evaluate=bool(config.eval_every and step % config.eval_every == 0) or epoch_done,
+    checkpoint=step % config.checkpoint_every == 0 or last,
+  )

@@ -18,9 +18,9 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
-from par.train import distribute
 from par.errors import ParError
 from par.runs import CHECKPOINT_DIR
+from par.train import distribute
 
 
 class Checkpoints:
@@ -35,9 +35,12 @@ class Checkpoints:
 
   def __init__(self, model, optimizers, state, loss_scale, model_dir, keep, strategy):
     weights, arch = optimizers
-    parts = {"model": [v.value for v in model.variables],
-             "weights_optimizer": [v.value for v in weights.variables],
-             "arch_optimizer": [v.value for v in arch.variables], "state": state}
+    parts = {
+      "model": [v.value for v in model.variables],
+      "weights_optimizer": [v.value for v in weights.variables],
+      "arch_optimizer": [v.value for v in arch.variables],
+      "state": state,
+    }
     if loss_scale is not None:
       parts["loss_scale"] = loss_scale
     self.checkpoint = tf.train.Checkpoint(**parts)
@@ -46,10 +49,14 @@ class Checkpoints:
     self.chief = distribute.is_chief(strategy)
     self.directory = Path(model_dir) / CHECKPOINT_DIR
     # Every worker saves (saving synchronises them); only the chief's copy is kept.
-    own = (self.directory if self.chief else
-           Path(model_dir) / f"{CHECKPOINT_DIR}-{distribute.worker_name(strategy)}")
-    self.manager = tf.train.CheckpointManager(self.checkpoint, own,
-                                              max_to_keep=keep if self.chief else 1)
+    own = (
+      self.directory
+      if self.chief
+      else Path(model_dir) / f"{CHECKPOINT_DIR}-{distribute.worker_name(strategy)}"
+    )
+    self.manager = tf.train.CheckpointManager(
+      self.checkpoint, own, max_to_keep=keep if self.chief else 1
+    )
 
   @property
   def latest(self):

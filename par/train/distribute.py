@@ -30,25 +30,28 @@ def split_cpu(devices):
   cpu = tf.config.list_physical_devices("CPU")[0]
   try:
     tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+      cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+    )
   except RuntimeError:
-    raise ParError("--cpu_devices must be set before TensorFlow initialises its devices")\
-        from None
+    raise ParError("--cpu_devices must be set before TensorFlow initialises its devices") from None
 
 
 def _tf_config():
   text = os.environ.get("TF_CONFIG", "")
   if not text:
-    raise ParError("--strategy=multi_worker needs TF_CONFIG (cluster and task as JSON), see "
-                   "the README's 'Scaling out'")
+    raise ParError(
+      "--strategy=multi_worker needs TF_CONFIG (cluster and task as JSON), see "
+      "the README's 'Scaling out'"
+    )
   try:
     value = json.loads(text)
     workers = value["cluster"]["worker"]
     task = value["task"]
-    task["type"], int(task["index"])  # pylint: disable=expression-not-assigned
+    task["type"], int(task["index"])
   except (ValueError, KeyError, TypeError):
-    raise ParError("TF_CONFIG is not JSON with cluster.worker and task.type/index: "
-                   f"{text[:80]}") from None
+    raise ParError(
+      f"TF_CONFIG is not JSON with cluster.worker and task.type/index: {text[:80]}"
+    ) from None
   if not workers:
     raise ParError("TF_CONFIG lists no workers")
   return value
@@ -129,7 +132,7 @@ def lanes(strategy, make_dataset, batch_size):
     width = batch_size // replicas
 
     def split(*tensors):  # [B, T] -> [local, b, T]: this pipeline's replicas, in order
-      return tuple(tf.reshape(t, [replicas, width, -1])[first:first + local] for t in tensors)
+      return tuple(tf.reshape(t, [replicas, width, -1])[first : first + local] for t in tensors)
 
     # The pipeline hands consecutive elements to its replicas in turn: one per replica.
     return make_dataset().map(split).unbatch()
@@ -162,8 +165,9 @@ def scatter_memory(strategy, memory):
 
   def local(context):
     r = context.replica_id_in_sync_group
-    return memory.with_tensors([tf.split(s, replicas, axis=0)[r] for s in memory.tensors],
-                               tf.identity(memory.length))
+    return memory.with_tensors(
+      [tf.split(s, replicas, axis=0)[r] for s in memory.tensors], tf.identity(memory.length)
+    )
 
   return strategy.experimental_distribute_values_from_function(local)
 
@@ -172,5 +176,7 @@ def gather_memory(strategy, memory):
   """The memory of all lanes, in lane order, from the per-replica memories."""
   if strategy.num_replicas_in_sync == 1:
     return strategy.experimental_local_results(memory)[0]
-  return memory.with_tensors([strategy.gather(s, axis=0) for s in memory.tensors],
-                             strategy.experimental_local_results(memory.length)[0])
+  return memory.with_tensors(
+    [strategy.gather(s, axis=0) for s in memory.tensors],
+    strategy.experimental_local_results(memory.length)[0],
+  )

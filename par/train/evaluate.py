@@ -14,8 +14,8 @@ import math
 
 import tensorflow as tf
 
-from par.train import distribute
 from par.data import records
+from par.train import distribute
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +37,14 @@ class Result:
     return math.exp(self.nll / self.words) if self.words else float("nan")
 
   def to_dict(self):
-    return {"loss": self.loss, "token_perplexity": self.token_perplexity,
-            "word_perplexity": self.word_perplexity, "tokens": self.tokens,
-            "words": self.words, "nll": self.nll}
+    return {
+      "loss": self.loss,
+      "token_perplexity": self.token_perplexity,
+      "word_perplexity": self.word_perplexity,
+      "tokens": self.tokens,
+      "words": self.words,
+      "nll": self.nll,
+    }
 
 
 class Evaluator:
@@ -69,8 +74,7 @@ class Evaluator:
       nll, tokens, memory = strategy.run(step, args=(inputs, targets, memory))
       # Float64 sums: a split has up to ~1e8 tokens, beyond float32's exact integers.
       total += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None), tf.float64)
-      count += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None),
-                       tf.float64)
+      count += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None), tf.float64)
     return total, count
 
   def __call__(self, dataset, batch_size, words=0):
@@ -110,8 +114,10 @@ class SplitEvaluator:
     if split in self._last and self._last[split][0] == step:
       return self._last[split][1], False
     dataset = distribute.lanes(
-        self.strategy, lambda: records.load_dataset(self.data_dir, split).prefetch(2),
-        self.meta.batch_size)
+      self.strategy,
+      lambda: records.load_dataset(self.data_dir, split).prefetch(2),
+      self.meta.batch_size,
+    )
     lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
     result = self.evaluator(dataset, lanes, self.meta.splits[split].words)
     self._last[split] = (step, result)

@@ -72,8 +72,9 @@ class StopSignals:
     if self.received is not None:
       raise Interrupted(signum)
     self.received = signum
-    os.write(2, f"signal {signum}: saving a checkpoint, then stopping "
-                "(again to stop now)\n".encode())
+    os.write(
+      2, f"signal {signum}: saving a checkpoint, then stopping (again to stop now)\n".encode()
+    )
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -104,8 +105,10 @@ class Progress:
     width = 24
     filled = int(width * step / self.total)
     eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
-                     f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | ETA {eta_text} ")
+    sys.stderr.write(
+      f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
+      f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | ETA {eta_text} "
+    )
     sys.stderr.flush()
 
   def close(self):

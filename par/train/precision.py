@@ -2,8 +2,9 @@
 
 Under `mixed_float16` and `mixed_bfloat16` the variables stay float32 and layers compute in
 16 bits; attention and adaptive-softmax normalisation and the loss are float32 (see
-par/model/attention.py and par/model/adaptive_softmax.py). float16's narrow range needs the loss scaled
-so that small gradients do not flush to zero; bfloat16 has float32's range and needs none.
+par/model/attention.py and par/model/adaptive_softmax.py). float16's narrow range needs the
+loss scaled so that small gradients do not flush to zero; bfloat16 has float32's range and
+needs none.
 
 `LossScale` is the usual dynamic scheme (as in Micikevicius et al. 2018 and Keras's
 LossScaleOptimizer): start at 2^15, halve and skip the step when a gradient is not finite,
@@ -35,10 +36,20 @@ class LossScale(tf.Module):
   def __init__(self, initial=2.0**15, growth_steps=2000):
     super().__init__(name="loss_scale")
     self.growth_steps = growth_steps
-    self.scale = tf.Variable(initial, dtype=tf.float32, trainable=False, name="scale",
-                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="good_steps",
-                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.scale = tf.Variable(
+      initial,
+      dtype=tf.float32,
+      trainable=False,
+      name="scale",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+    self.good_steps = tf.Variable(
+      0,
+      dtype=tf.int64,
+      trainable=False,
+      name="good_steps",
+      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
 
   def unscale(self, grads):
     """The true gradients, and whether all of them, on every replica, are finite.

@@ -14,12 +14,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from par.search import collapse
-from par.train import host
-from par.search import plots
 from par import runs
-from par.train import schedules
 from par.config import BLOCK_KINDS
+from par.search import collapse
+from par.search import plots
+from par.train import host
+from par.train import schedules
 
 _GIF_FRAMES = 50
 _SPLITS = ("train", "valid", "test")
@@ -96,8 +96,17 @@ class Reporter:
     loss_scale: the run's `precision.LossScale`, or None.
   """
 
-  def __init__(self, model_dir, model, config, total_steps, start_step, train_words_per_token,
-               chief=True, loss_scale=None):
+  def __init__(
+    self,
+    model_dir,
+    model,
+    config,
+    total_steps,
+    start_step,
+    train_words_per_token,
+    chief=True,
+    loss_scale=None,
+  ):
     self.model_dir = model_dir
     self.model = model
     self.config = config
@@ -105,8 +114,14 @@ class Reporter:
     self.train_words_per_token = train_words_per_token
     self.chief = chief
     self.loss_scale = loss_scale
-    self.writers = {split: (tf.summary.create_file_writer(str(model_dir / split)) if chief
-                            else tf.summary.create_noop_writer()) for split in _SPLITS}
+    self.writers = {
+      split: (
+        tf.summary.create_file_writer(str(model_dir / split))
+        if chief
+        else tf.summary.create_noop_writer()
+      )
+      for split in _SPLITS
+    }
     self.history = runs.load_history(model_dir, start_step)
     self.progress = host.Progress(total_steps, start_step, enabled=chief)
 
@@ -114,22 +129,35 @@ class Reporter:
     """The training interval that ended at `step`: log line, summaries, progress bar."""
     c = self.config
     loss = meter.loss
-    tau = float(schedules.temperature(step - 1, c.tau_start, c.tau_end, self.total_steps,
-                                      c.tau_schedule))
+    tau = float(
+      schedules.temperature(step - 1, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
+    )
     rate = float(schedules.learning_rate(step - 1, c.max_lr, c.warmup_steps, self.total_steps))
-    logging.info("step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | tau %.3f | "
-                 "grad norm %.3f | %s | %.0f tok/s", step, self.total_steps, epoch, loss,
-                 math.exp(min(loss, 80.0)), rate, tau, meter.mean_norm, self.model.pattern,
-                 meter.speed)
+    logging.info(
+      "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | tau %.3f | "
+      "grad norm %.3f | %s | %.0f tok/s",
+      step,
+      self.total_steps,
+      epoch,
+      loss,
+      math.exp(min(loss, 80.0)),
+      rate,
+      tau,
+      meter.mean_norm,
+      self.model.pattern,
+      meter.speed,
+    )
     if meter.skipped:
-      logging.info("loss scaling: %d of %d steps skipped (gradients overflowed float16), "
-                   "scale now %g", meter.skipped, meter.steps,
-                   float(self.loss_scale.scale.numpy()))
+      logging.info(
+        "loss scaling: %d of %d steps skipped (gradients overflowed float16), scale now %g",
+        meter.skipped,
+        meter.steps,
+        float(self.loss_scale.scale.numpy()),
+      )
     with self.writers["train"].as_default(step=step):
       tf.summary.scalar("loss", loss)
       tf.summary.scalar("token_perplexity", math.exp(min(loss, 80.0)))
-      tf.summary.scalar("word_perplexity",
-                        math.exp(min(loss / self.train_words_per_token, 80.0)))
+      tf.summary.scalar("word_perplexity", math.exp(min(loss / self.train_words_per_token, 80.0)))
       tf.summary.scalar("learning_rate", rate)
       tf.summary.scalar("tau", tau)
       tf.summary.scalar("gradient_norm", meter.mean_norm)
@@ -140,9 +168,15 @@ class Reporter:
 
   def evaluation(self, split, step, result):
     """An `evaluate.Result` of `split` at `step`: log line and summaries."""
-    logging.info("%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f "
-                 "(%d tokens)", split, step, result.loss, result.token_perplexity,
-                 result.word_perplexity, result.tokens)
+    logging.info(
+      "%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f (%d tokens)",
+      split,
+      step,
+      result.loss,
+      result.token_perplexity,
+      result.word_perplexity,
+      result.tokens,
+    )
     with self.writers[split].as_default(step=step):
       tf.summary.scalar("loss", result.loss)
       tf.summary.scalar("token_perplexity", result.token_perplexity)
@@ -151,9 +185,13 @@ class Reporter:
   def _record(self, history):
     probabilities = self.model.architecture_probabilities()
     dominated, _ = collapse.collapse_report(probabilities)
-    return {"columns": list(BLOCK_KINDS), "pattern": self.model.derived_pattern(),
-            "probabilities": probabilities.round(6).tolist(), "identity_dominates": dominated,
-            "history": history}
+    return {
+      "columns": list(BLOCK_KINDS),
+      "pattern": self.model.derived_pattern(),
+      "probabilities": probabilities.round(6).tolist(),
+      "identity_dominates": dominated,
+      "history": history,
+    }
 
   def architecture(self, step, draw=False):
     """The SuperNet's architecture at `step`: architecture.json, summaries, a heatmap if
@@ -189,10 +227,11 @@ class Reporter:
     if self.model.is_supernet:
       self.architecture(self.total_steps, draw=True)
       history = [(h["step"], np.array(h["probabilities"])) for h in self.history]
-      plots.animate(history[::-(-len(history) // _GIF_FRAMES)],  # At most _GIF_FRAMES frames.
-                    self.model_dir / "plots" / "architecture.gif")
-      (self.model_dir / "plots" / "probabilities.png").write_bytes(
-          plots.trajectories_png(history))
+      plots.animate(
+        history[:: -(-len(history) // _GIF_FRAMES)],  # At most _GIF_FRAMES frames.
+        self.model_dir / "plots" / "architecture.gif",
+      )
+      (self.model_dir / "plots" / "probabilities.png").write_bytes(plots.trajectories_png(history))
       _, warning = collapse.collapse_report(self.model.architecture_probabilities())
       if warning:
         logging.warning(warning)

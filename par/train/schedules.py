@@ -52,8 +52,11 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     return learning_rate(step, self.max_lr, self.warmup_steps, self.total_steps)
 
   def get_config(self):
-    return {"max_lr": self.max_lr, "warmup_steps": self.warmup_steps,
-            "total_steps": self.total_steps}
+    return {
+      "max_lr": self.max_lr,
+      "warmup_steps": self.warmup_steps,
+      "total_steps": self.total_steps,
+    }
 
 
 @keras.saving.register_keras_serializable(package="par")

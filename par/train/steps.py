@@ -18,8 +18,8 @@ import keras
 import tensorflow as tf
 
 from par.model import memory as memory_lib
-from par.train import schedules
 from par.search import resource
+from par.train import schedules
 
 _NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
 
@@ -34,8 +34,9 @@ class TrainState(tf.Module):
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     self.position = tf.Variable(0, dtype=tf.int64, trainable=False, name="position")
     self.keeps = memory.keeps  # The layout; only the attending blocks' states are saved.
-    self.memory_states = [tf.Variable(s, trainable=False, name=f"memory{k}")
-                          for k, s in enumerate(memory.tensors)]
+    self.memory_states = [
+      tf.Variable(s, trainable=False, name=f"memory{k}") for k, s in enumerate(memory.tensors)
+    ]
     self.memory_length = tf.Variable(memory.length, trainable=False, name="memory_length")
 
   def save_memory(self, memory):
@@ -44,8 +45,9 @@ class TrainState(tf.Module):
     self.memory_length.assign(memory.length)
 
   def memory(self):
-    return memory_lib.assemble(self.keeps, [v.read_value() for v in self.memory_states],
-                               self.memory_length.read_value())
+    return memory_lib.assemble(
+      self.keeps, [v.read_value() for v in self.memory_states], self.memory_length.read_value()
+    )
 
 
 def make_optimizers(config, total_steps, weight_variables):
@@ -59,12 +61,16 @@ def make_optimizers(config, total_steps, weight_variables):
   if config.optimizer == "adamw":
     weights = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
     weights.exclude_from_weight_decay(
-        var_list=[v for v in weight_variables if v.name in _NO_WEIGHT_DECAY])
+      var_list=[v for v in weight_variables if v.name in _NO_WEIGHT_DECAY]
+    )
   else:
     weights = keras.optimizers.Adam(rate)
-  arch = keras.optimizers.Adam(schedules.Delayed(config.arch_lr, config.arch_warmup_steps),
-                               beta_1=0.5, beta_2=0.999,
-                               weight_decay=config.arch_weight_decay or None)
+  arch = keras.optimizers.Adam(
+    schedules.Delayed(config.arch_lr, config.arch_warmup_steps),
+    beta_1=0.5,
+    beta_2=0.999,
+    weight_decay=config.arch_weight_decay or None,
+  )
   return weights, arch
 
 
@@ -106,8 +112,9 @@ class StepLoop:
     costs: the resource term's block costs (par/search.py), or None without one.
   """
 
-  def __init__(self, model, optimizers, state, config, total_steps, strategy, loss_scale=None,
-               costs=None):
+  def __init__(
+    self, model, optimizers, state, config, total_steps, strategy, loss_scale=None, costs=None
+  ):
     self.model = model
     self.weights_optimizer, self.arch_optimizer = optimizers
     self.state = state
@@ -120,8 +127,9 @@ class StepLoop:
     self.arch_variables = model.architecture_variables()
     self.replicas = strategy.num_replicas_in_sync
     # The step's computation; collectives and updates stay outside XLA.
-    self._gradients = (tf.function(self.gradients, jit_compile=True) if config.jit_compile
-                       else self.gradients)
+    self._gradients = (
+      tf.function(self.gradients, jit_compile=True) if config.jit_compile else self.gradients
+    )
     self.run = tf.function(self._run)
 
   def gradients(self, inputs, targets, memory, step, global_count, scale):
@@ -131,16 +139,18 @@ class StepLoop:
     none; summed NLL; target count; next memory).
     """
     c = self.config
-    tau = schedules.temperature(step, c.tau_start, c.tau_end, self.total_steps,
-                                c.tau_schedule)
+    tau = schedules.temperature(step, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
     seed = tf.stack([tf.constant(c.seed, tf.int64), step])
     with tf.GradientTape() as tape:
       hidden, memory = self.model(inputs, memory=memory, tau=tau, seed=seed, training=True)
       nll, count = self.model.nll(hidden, targets)
       loss = nll / tf.maximum(global_count, 1.0)
       if self.costs is not None:  # Summed over replicas, like the gradients: divide by them.
-        loss += (c.resource_weight / self.replicas *
-                 resource.resource_penalty(self.arch_variables, self.costs))
+        loss += (
+          c.resource_weight
+          / self.replicas
+          * resource.resource_penalty(self.arch_variables, self.costs)
+        )
       loss *= scale
     variables = self.weight_variables + self.arch_variables
     grads = tape.gradient(loss, variables)
@@ -172,9 +182,9 @@ class StepLoop:
     global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
     loss_scale = self.loss_scale
     scale = loss_scale.scale.read_value() if loss_scale is not None else tf.constant(1.0)
-    grads, nll, count, memory = self._gradients(inputs, targets, memory,
-                                                self.state.step.read_value(), global_count,
-                                                scale)
+    grads, nll, count, memory = self._gradients(
+      inputs, targets, memory, self.state.step.read_value(), global_count, scale
+    )
     if loss_scale is not None:
       grads, finite = loss_scale.unscale(grads)
     weights = len(self.weight_variables)
@@ -197,8 +207,9 @@ class StepLoop:
     memory = strategy.run(lambda m: tf.nest.map_structure(tf.identity, m), args=(memory,))
     for _ in tf.range(num_steps):
       inputs, targets = next(iterator)
-      nll, count, norm, memory, skipped = strategy.run(self.replica_step,
-                                                       args=(inputs, targets, memory))
+      nll, count, norm, memory, skipped = strategy.run(
+        self.replica_step, args=(inputs, targets, memory)
+      )
       nll = strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None)
       count = strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
       norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)

@@ -26,23 +26,23 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from par import runs
+from par.config import BLOCK_KINDS
+from par.config import TrainConfig
+from par.data import records
+from par.errors import Interrupted
+from par.errors import ParError
+from par.model.par_model import ParModel
+from par.search import costs as costs_lib
+from par.search import resource
 from par.train import boundaries
 from par.train import checkpoint as checkpoint_lib
-from par.search import costs as costs_lib
 from par.train import distribute
 from par.train import evaluate
 from par.train import host
 from par.train import precision
-from par.data import records
 from par.train import report
-from par import runs
-from par.search import resource
 from par.train import steps
-from par.config import BLOCK_KINDS
-from par.config import TrainConfig
-from par.errors import Interrupted
-from par.errors import ParError
-from par.model.par_model import ParModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +63,13 @@ def make_plan(config, meta, replicas):
   if meta.batch_size % replicas:
     raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
   steps_per_epoch = meta.splits["train"].records
-  return Plan(steps_per_epoch, config.train_steps or config.epochs * steps_per_epoch,
-              replicas, meta.batch_size // replicas, meta.batch_size * meta.seq_len)
+  return Plan(
+    steps_per_epoch,
+    config.train_steps or config.epochs * steps_per_epoch,
+    replicas,
+    meta.batch_size // replicas,
+    meta.batch_size * meta.seq_len,
+  )
 
 
 def train_and_evaluate(config: TrainConfig, model_dir, strategy=None) -> dict:
@@ -90,17 +95,25 @@ def train_and_evaluate(config: TrainConfig, model_dir, strategy=None) -> dict:
   with precision.policy(config.validate().mixed_precision):
     # --- Data and run directory ---------------------------------------------------------------
     meta = records.load_meta(config.data_dir)
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, vocab_size=meta.vocab_size)).validate()
+    config = dataclasses.replace(
+      config, model=dataclasses.replace(config.model, vocab_size=meta.vocab_size)
+    ).validate()
     plan = make_plan(config, meta, strategy.num_replicas_in_sync)
     chief = distribute.is_chief(strategy)
     runs.prepare(model_dir, config, meta, write=chief)
     log_file = host.LogFile(model_dir / runs.LOG_FILE) if chief else contextlib.nullcontext()
     with log_file, host.StopSignals() as stop:
-      logging.info("run %s: %d steps (%d per epoch), %d replicas, %s, %s", model_dir,
-                   plan.total_steps, plan.steps_per_epoch, plan.replicas,
-                   config.mixed_precision, "SuperNet search" if not config.model.architecture
-                   else f"fixed architecture {config.model.architecture}")
+      logging.info(
+        "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
+        model_dir,
+        plan.total_steps,
+        plan.steps_per_epoch,
+        plan.replicas,
+        config.mixed_precision,
+        "SuperNet search"
+        if not config.model.architecture
+        else f"fixed architecture {config.model.architecture}",
+      )
 
       # --- Model, optimizers, state and checkpoints (in the strategy's scope) ---------------
       keras.utils.set_random_seed(config.seed)
@@ -111,35 +124,52 @@ def train_and_evaluate(config: TrainConfig, model_dir, strategy=None) -> dict:
         optimizers[0].build(model.weight_variables())
         optimizers[1].build(model.architecture_variables())
         state = steps.TrainState(model.initial_memory(meta.batch_size))
-        loss_scale = (precision.LossScale() if config.mixed_precision == "mixed_float16"
-                      else None)
-      checkpoints = checkpoint_lib.Checkpoints(model, optimizers, state, loss_scale, model_dir,
-                                               config.keep_checkpoints, strategy)
+        loss_scale = precision.LossScale() if config.mixed_precision == "mixed_float16" else None
+      checkpoints = checkpoint_lib.Checkpoints(
+        model, optimizers, state, loss_scale, model_dir, config.keep_checkpoints, strategy
+      )
 
       # --- Restore, then the pieces the loop calls ------------------------------------------
       restored = checkpoints.restore()
       if restored:
-        logging.info("resumed from %s at step %d (epoch %d, record %d)", restored,
-                     int(state.step.numpy()), int(state.epoch.numpy()),
-                     int(state.position.numpy()))
-      costs = (_resource_costs(config, model_dir, meta, plan.lanes, strategy, chief)
-               if model.is_supernet else None)
-      step_loop = steps.StepLoop(model, optimizers, state, config, plan.total_steps,
-                                 strategy, loss_scale, costs)
-      reporter = report.Reporter(model_dir, model, config, plan.total_steps,
-                                 int(state.step.numpy()),
-                                 meta.splits["train"].words / meta.splits["train"].tokens,
-                                 chief, loss_scale)
-      evaluations = evaluate.SplitEvaluator(model, config.data_dir, meta,
-                                            config.eval_mem_len or config.model.mem_len,
-                                            strategy)
+        logging.info(
+          "resumed from %s at step %d (epoch %d, record %d)",
+          restored,
+          int(state.step.numpy()),
+          int(state.epoch.numpy()),
+          int(state.position.numpy()),
+        )
+      costs = (
+        _resource_costs(config, model_dir, meta, plan.lanes, strategy, chief)
+        if model.is_supernet
+        else None
+      )
+      step_loop = steps.StepLoop(
+        model, optimizers, state, config, plan.total_steps, strategy, loss_scale, costs
+      )
+      reporter = report.Reporter(
+        model_dir,
+        model,
+        config,
+        plan.total_steps,
+        int(state.step.numpy()),
+        meta.splits["train"].words / meta.splits["train"].tokens,
+        chief,
+        loss_scale,
+      )
+      evaluations = evaluate.SplitEvaluator(
+        model, config.data_dir, meta, config.eval_mem_len or config.model.mem_len, strategy
+      )
 
       # --- The loop ---------------------------------------------------------------------------
       meter = train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan)
 
       # --- Final evaluation and export -------------------------------------------------------
-      results = {"steps": plan.total_steps, "pattern": model.pattern,
-                 "train_tokens_per_second": meter.tokens_per_second}
+      results = {
+        "steps": plan.total_steps,
+        "pattern": model.pattern,
+        "train_tokens_per_second": meter.tokens_per_second,
+      }
       for split in ("valid", "test"):
         if split in meta.splits:
           results[split] = _evaluate(evaluations, reporter, split, plan.total_steps).to_dict()
@@ -172,19 +202,28 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
     reporter.architecture(0, draw=bool(config.plot_every))
   while step < plan.total_steps:
     if iterator is None:  # An epoch starts, or resumes `position` records into it.
-      iterator = iter(distribute.lanes(
-          strategy, lambda skip=position: records.load_dataset(config.data_dir, "train")
-          .skip(skip).prefetch(2), meta.batch_size))
+      iterator = iter(
+        distribute.lanes(
+          strategy,
+          lambda skip=position: (
+            records.load_dataset(config.data_dir, "train").skip(skip).prefetch(2)
+          ),
+          meta.batch_size,
+        )
+      )
       memory = empty_memory if memory is None else memory
-    num_steps = boundaries.steps_to_next_stop(step, position, plan.steps_per_epoch,
-                                              plan.total_steps, config)
+    num_steps = boundaries.steps_to_next_stop(
+      step, position, plan.steps_per_epoch, plan.total_steps, config
+    )
     start = time.perf_counter()
     result = step_loop.run(iterator, memory, tf.constant(num_steps))
     if not bool(result.finite):
-      raise ParError(f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "
-                     f"stopped without saving (last checkpoint: "
-                     f"{checkpoints.latest or 'none yet'}). Lower --max_lr, lengthen "
-                     "--warmup_steps or set --clip_norm")
+      raise ParError(
+        f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "
+        f"stopped without saving (last checkpoint: "
+        f"{checkpoints.latest or 'none yet'}). Lower --max_lr, lengthen "
+        "--warmup_steps or set --clip_norm"
+      )
     meter.add(result, num_steps, time.perf_counter() - start)
     memory, step, position = result.memory, step + num_steps, position + num_steps
     epoch_done = position == plan.steps_per_epoch
@@ -238,8 +277,12 @@ def _resource_costs(config, model_dir, meta, lanes, strategy, write):
   else:
     seconds = _agree(strategy, costs_lib.measure_latency(config.model, lanes, meta.seq_len))
     costs, detail = resource.latency_costs(seconds), {"seconds": dict(zip(BLOCK_KINDS, seconds))}
-  logging.info("resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
-               config.resource, config.resource_weight, *costs)
+  logging.info(
+    "resource term (%s, weight %g): block costs s %.3f, f %.3f, i %.3f",
+    config.resource,
+    config.resource_weight,
+    *costs,
+  )
   if write:
     runs.write_json(path, dict(detail, resource=config.resource, costs=costs))
   return costs
