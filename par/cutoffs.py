@@ -56,8 +56,10 @@ to a >= m; the argument above still holds, since a feasible for b stays feasible
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from par.config import tail_widths
 from par.errors import ParError
@@ -103,7 +105,7 @@ class CostModel:
     return 2.0 * self.d_model * width, 2.0 * width
 
 
-def grave_cost(d_model, proj_factor=4, proj_dims=()):
+def grave_cost(d_model: int, proj_factor: int = 4, proj_dims: Sequence[int] = ()) -> CostModel:
   """Grave et al.'s model with the model's projection widths, in FLOPs per token."""
   if d_model < 1 or proj_factor < 1 or any(w < 1 for w in proj_dims):
     raise ParError(
@@ -113,7 +115,7 @@ def grave_cost(d_model, proj_factor=4, proj_dims=()):
   return CostModel("grave", "FLOPs", 2.0 * d_model, False, d_model, proj_factor, tuple(proj_dims))
 
 
-def simple_cost():
+def simple_cost() -> CostModel:
   """Σ over clusters of size × probability mass, the head included: the reference's objective."""
   return CostModel("simple", "size x mass", 1.0, head_by_mass=True)
 
@@ -135,7 +137,7 @@ class Solution:
     return self.full_cost / self.cost
 
 
-def check_counts(values):
+def check_counts(values: npt.ArrayLike) -> np.ndarray:
   """Counts or probabilities as float64, or a ParError naming what is wrong with them."""
   counts = np.asarray(values, dtype=np.float64).reshape(-1)
   if counts.size == 0:
@@ -153,7 +155,7 @@ def check_counts(values):
   return counts
 
 
-def cost_of(counts, cutoffs, model):
+def cost_of(counts: npt.ArrayLike, cutoffs: Sequence[int], model: CostModel) -> float:
   """Cost per token of given cutoffs, straight from the definition (no dynamic program)."""
   counts = check_counts(counts)
   n = counts.size
@@ -211,7 +213,13 @@ def _layer(previous, prefix, fixed, rate, first, min_size=1, only_last=False):
   return values, argmins
 
 
-def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
+def solve(
+  counts: npt.ArrayLike,
+  model: CostModel,
+  clusters: int | str = 3,
+  max_clusters: int = 8,
+  min_size: int = 1,
+) -> tuple[Solution, list[Solution]]:
   """Exact optimal cutoffs for the ids in the order given.
 
   Args:
@@ -291,7 +299,7 @@ def solve(counts, model, clusters=3, max_clusters=8, min_size=1):
   return best, solutions
 
 
-def order_report(counts):
+def order_report(counts: npt.ArrayLike) -> tuple[np.ndarray, int, float]:
   """How far id order departs from frequency order.
 
   Returns:

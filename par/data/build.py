@@ -18,6 +18,7 @@ from pathlib import Path
 
 from absl import logging
 
+from par.config import DataConfig
 from par.data import records
 from par.data import text as text_lib
 from par.data import tokenizer
@@ -25,9 +26,14 @@ from par.errors import ParError
 
 
 def build_dataset(
-  input_path, output_dir, config, sp_model=None, overwrite=False, reuse_existing=False
-):
-  """Builds a dataset directory (layout in `par.records`).
+  input_path: str | os.PathLike,
+  output_dir: str | os.PathLike,
+  config: DataConfig,
+  sp_model: str | os.PathLike | None = None,
+  overwrite: bool = False,
+  reuse_existing: bool = False,
+) -> tuple[records.DatasetMeta, bool]:
+  """Builds a dataset directory (layout in `par.data.records`).
 
   Args:
     input_path: a directory of split files (see `text.SPLIT_FILE_NAMES`) or one text file,

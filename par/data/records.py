@@ -24,6 +24,8 @@ a shard's size alone tells whether it holds the records meta.json promises.
 
 import dataclasses
 import json
+import os
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,9 @@ import numpy as np
 from par.config import DataConfig
 from par.data import text
 from par.errors import ParError
+
+if typing.TYPE_CHECKING:  # TensorFlow is imported on first use (`_tf`), not to annotate.
+  import tensorflow as tf
 
 FORMAT_VERSION = 1
 PAD_ID = -1
@@ -231,7 +236,9 @@ def check_dataset(data_dir, split, tokenizer_sha256=None):
   return meta
 
 
-def load_dataset(data_dir, split, tokenizer_sha256=None):
+def load_dataset(
+  data_dir: str | os.PathLike, split: str, tokenizer_sha256: str | None = None
+) -> "tf.data.Dataset":
   """The records of a split, in order, as (inputs, targets) int32 [batch_size, seq_len].
 
   Targets equal to PAD_ID mark padding; the matching inputs are clamped to 0. The files are

@@ -101,7 +101,14 @@ class ParModel(keras.Model):
       self.compute_dtype,
     )
 
-  def call(self, tokens, memory=None, tau=1.0, seed=None, training=False):
+  def call(
+    self,
+    tokens: tf.Tensor,
+    memory: Memory | None = None,
+    tau: float | tf.Tensor = 1.0,
+    seed: tf.Tensor | None = None,
+    training: bool = False,
+  ) -> tuple[tf.Tensor, Memory]:
     """Hidden states and the next memory.
 
     Args:

@@ -12,6 +12,7 @@ SuperNet's deterministic architecture (eval_mode).
 import dataclasses
 import math
 
+import keras
 import tensorflow as tf
 
 from par.data import records
@@ -53,7 +54,9 @@ class Evaluator:
   Build it once and call it for every evaluation: the loop is traced on the first call.
   """
 
-  def __init__(self, model, mem_len, strategy=None):
+  def __init__(
+    self, model: keras.Model, mem_len: int, strategy: tf.distribute.Strategy | None = None
+  ):
     self.model = model
     self.mem_len = mem_len
     self.strategy = strategy or tf.distribute.get_strategy()
@@ -77,7 +80,7 @@ class Evaluator:
       count += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None), tf.float64)
     return total, count
 
-  def __call__(self, dataset, batch_size, words=0):
+  def __call__(self, dataset: tf.data.Dataset, batch_size: int, words: int = 0) -> Result:
     """Evaluates a (distributed) dataset of (inputs, targets); returns a `Result`.
 
     Args:

@@ -19,6 +19,7 @@ is fixed, so a run restored from a checkpoint continues exactly as an uninterrup
 
 import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -72,7 +73,11 @@ def make_plan(config, meta, replicas):
   )
 
 
-def train_and_evaluate(config: TrainConfig, model_dir, strategy=None) -> dict:
+def train_and_evaluate(
+  config: TrainConfig,
+  model_dir: str | os.PathLike,
+  strategy: tf.distribute.Strategy | None = None,
+) -> dict:
   """Trains `config` in `model_dir`, resuming what is there; returns the final metrics.
 
   Args:
