@@ -6,7 +6,7 @@ and tails [c_1, c_2), ..., [c_{K-1}, N); the cutoffs c_1 < ... < c_{K-1} are wha
 `--cutoffs` takes. We want the cutoffs that minimise the expected cost per token.
 
 Cost model (Grave et al. 2017, "Efficient softmax approximation for GPUs", section 4, linear
-in the matrix sizes), in FLOPs per target token (2 per multiply-add, as `par.architecture`):
+in the matrix sizes), in FLOPs per target token (2 per multiply-add, as `par.search.costs`):
 
   head:    runs for every token:                 2·d·(c_1 + K - 1)
   tail i:  runs for the share P_i of tokens in it: P_i · 2·(d·d_i + d_i·size_i)

@@ -24,7 +24,7 @@ Suite `train` (scripts/train.py as users run it, each case a fresh process):
   expected) and of its derived fixed model (weights copied): after a tracing call, three
   rounds alternating the three models, the best round of each;
 - a 2048 x 2048 float32 matmul in TensorFlow's default thread pools: the machine's rate, to
-  which training is compared by FLOP count (3 x forward FLOPs per token, par.architecture,
+  which training is compared by FLOP count (3 x forward FLOPs per token, par.search.costs,
   with the train split's tail shares); and a matmul of the base model's feed-forward shape,
   [1024, 128] x [128, 1024], which bounds what the model's own matmuls can reach.
 

@@ -166,6 +166,7 @@ def test_bad_input_is_one_clear_error_and_writes_nothing(tmp_path, kind):
   assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_script_reports_bad_input_in_one_line(tmp_path, counting_corpus):
   (tmp_path / "ds").mkdir()
   result = run_script(
@@ -218,6 +219,7 @@ def big_corpus(tmp_path):
   return write_corpus(tmp_path / "text", {"train": counting_lines(60_000)}), model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_build_leaves_nothing_that_looks_complete(tmp_path, big_corpus, sig):
   corpus_dir, model = big_corpus

@@ -186,6 +186,7 @@ def test_create_tfrecords_offline_says_how_to_supply_the_data(tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
   site = tmp_path / "site"
   write_corpus(

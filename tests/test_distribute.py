@@ -242,6 +242,7 @@ _MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpus_equals_one_device(tmp_path, data_dir):
   result = subprocess.run(
     [sys.executable, "-c", _MIRRORED, str(data_dir), str(tmp_path)],
@@ -324,6 +325,7 @@ def _start_workers(data_dir, model_dir, ports):
   return workers
 
 
+@pytest.mark.slow
 def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir):
   reference = tmp_path / "one_device"
   result = run_script(
@@ -363,6 +365,7 @@ def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir)
     assert got[split]["nll"] == pytest.approx(expected[split]["nll"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_strategy_flag_errors_are_one_line(tmp_path, data_dir):
   base = [
     "scripts/train.py",

@@ -106,6 +106,7 @@ def test_loaded_models_reproduce_the_runs_results(run_dir):
     assert result.word_perplexity == pytest.approx(saved["word_perplexity"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_script(run_dir):
   result = run_script(
     "scripts/evaluate.py",
@@ -211,6 +212,7 @@ def test_same_seed_same_text():
   assert generator.step_traces == 1
 
 
+@pytest.mark.slow
 def test_generate_script(run_dir, data, tmp_path):
   result = run_script(
     "scripts/generate.py",

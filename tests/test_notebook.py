@@ -2,6 +2,7 @@
 shows what it promises; the committed notebook carries no outputs."""
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from helpers import ROOT
@@ -21,6 +22,7 @@ def _text(cell):
   return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
+@pytest.mark.slow
 def test_notebook_runs_headless(tmp_path, wt2_small):
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))

@@ -42,6 +42,7 @@ def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("pipeline"), valid_lines=60, test_lines=50)
 
 
+@pytest.mark.slow
 def test_pipeline_end_to_end(tmp_path, data_dir):
   config = TrainConfig(
     model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),

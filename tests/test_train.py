@@ -332,6 +332,7 @@ def _assert_same_run(model_dir, reference):
       np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, data_dir, uninterrupted):
   # Killed (SIGKILL), resumed and stopped with Ctrl-C, resumed and stopped with SIGTERM, then
   # resumed to the end: the weights and results of the uninterrupted run.
@@ -428,6 +429,7 @@ def test_tiny_flags_and_overrides():
   assert config.model.cutoffs == (100, 900)
 
 
+@pytest.mark.slow
 def test_bad_flags_are_one_error_line(tmp_path):
   result = run_script(
     "scripts/train.py",
@@ -446,6 +448,7 @@ def test_bad_flags_are_one_error_line(tmp_path):
   assert "is not a built dataset" in error_line(result)
 
 
+@pytest.mark.slow
 def test_thread_pools_auto_and_explicit():
   # A fresh process: thread pools can only be set before TensorFlow's runtime starts.
   code = (

@@ -109,7 +109,7 @@ class StepLoop:
     total_steps: the run's length, which the temperature schedule needs.
     strategy: the `tf.distribute` strategy.
     loss_scale: a `precision.LossScale` under mixed_float16, else None.
-    costs: the resource term's block costs (par/search.py), or None without one.
+    costs: the resource term's block costs (par/search/resource.py), or None without one.
   """
 
   def __init__(
