@@ -16,6 +16,7 @@ import typing
 from absl import flags
 
 from par import cli
+from par import runs
 from par.config import ModelConfig
 from par.config import RuntimeConfig
 from par.config import TrainConfig
@@ -139,7 +140,7 @@ def define_run_source():
   _SOURCE["source"] = flags.DEFINE_enum(
     "source",
     "checkpoint",
-    ["checkpoint", "export"],
+    list(runs.SOURCES),
     "Weights from the latest checkpoint (or --checkpoint) or from export/model.keras.",
   )
   _SOURCE["checkpoint"] = flags.DEFINE_string(

@@ -64,6 +64,8 @@ import numpy.typing as npt
 from par.config import tail_widths
 from par.errors import ParError
 
+COST_MODELS = ("grave", "simple")  # `grave_cost` and `simple_cost`
+
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:

@@ -39,6 +39,7 @@ RESULTS_FILE = "results.json"
 LOG_FILE = "training.log"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_FILE = Path("export") / "model.keras"
+SOURCES = ("checkpoint", "export")  # Where `load_model` takes a run's weights from.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +233,7 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
     except (AssertionError, ValueError, tf.errors.OpError) as e:
       raise ParError(f"cannot load {origin}: {str(e).splitlines()[0]}") from None
   else:
-    raise ParError(f"source must be checkpoint or export, got {source!r}")
+    raise ParError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
   if eval_mode and eval_mode != loaded.config.eval_mode and loaded.is_supernet:
     model = ParModel(dataclasses.replace(loaded.config, eval_mode=eval_mode))
     model.build()

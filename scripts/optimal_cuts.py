@@ -53,7 +53,7 @@ _MIN_SIZE = flags.DEFINE_integer(
 _COST = flags.DEFINE_enum(
   "cost",
   "grave",
-  ["grave", "simple"],
+  list(cutoffs.COST_MODELS),
   "grave: FLOPs per token with the tails' projections "
   "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
   "mass, the reference implementation's objective.",
