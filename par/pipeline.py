@@ -205,10 +205,10 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   }
   (work_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
   (work_dir / RESULTS_MD).write_text(markdown(rows))
-  plots = work_dir / SEARCH / "plots"
+  plots = work_dir / SEARCH / runs.PLOTS_DIR
   heatmaps = sorted(plots.glob("architecture-*.png"))
   if heatmaps:
     shutil.copyfile(heatmaps[-1], work_dir / "architecture.png")
-  if (plots / "probabilities.png").is_file():
-    shutil.copyfile(plots / "probabilities.png", work_dir / "probabilities.png")
+  if (plots / runs.PROBABILITIES_FILE).is_file():
+    shutil.copyfile(plots / runs.PROBABILITIES_FILE, work_dir / runs.PROBABILITIES_FILE)
   return rows

@@ -39,6 +39,9 @@ RESULTS_FILE = "results.json"
 LOG_FILE = "training.log"
 CHECKPOINT_DIR = "checkpoints"
 EXPORT_FILE = Path("export") / "model.keras"
+PLOTS_DIR = "plots"
+GIF_FILE = "architecture.gif"
+PROBABILITIES_FILE = "probabilities.png"
 SOURCES = ("checkpoint", "export")  # Where `load_model` takes a run's weights from.
 
 
@@ -62,12 +65,23 @@ class Run:
 # --- writing -----------------------------------------------------------------------------------
 
 
+def write_bytes(path, data):
+  """Writes a file atomically (a figure, say): a reader never sees half of it."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_bytes(data)
+  os.replace(temporary, path)
+
+
 def write_json(path, value):
   """Writes JSON atomically: a reader never sees half a file."""
-  path = Path(path)
-  temporary = path.with_name(path.name + ".tmp")
-  temporary.write_text(json.dumps(value, indent=2) + "\n")
-  os.replace(temporary, path)
+  write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
+
+
+def heatmap_path(model_dir, step):
+  """The architecture heatmap drawn at `step`."""
+  return Path(model_dir) / PLOTS_DIR / f"architecture-{step:07d}.png"
 
 
 def read_json(path):

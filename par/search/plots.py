@@ -6,6 +6,8 @@ outlined. Rendering uses matplotlib's Agg backend, so it works without a display
 """
 
 import io
+import tempfile
+from pathlib import Path
 
 import matplotlib
 
@@ -66,12 +68,11 @@ def heatmap_png(probabilities, title=""):
     plt.close(figure)
 
 
-def animate(history, path, fps=4):
-  """Writes an animated GIF of the heatmap over training.
+def animation_gif(history, fps=4):
+  """GIF bytes of the heatmap over training, one frame per entry.
 
   Args:
     history: sequence of (step, probabilities [n_blocks, 3]).
-    path: the .gif to write.
     fps: frames per second.
   """
   if not history:
@@ -87,7 +88,10 @@ def animate(history, path, fps=4):
       _draw(axes, probabilities, f"step {step}")
 
     movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
-    movie.save(str(path), writer=animation.PillowWriter(fps=fps))
+    with tempfile.TemporaryDirectory() as work:  # Pillow's writer takes a file name.
+      path = Path(work) / "architecture.gif"
+      movie.save(str(path), writer=animation.PillowWriter(fps=fps))
+      return path.read_bytes()
   finally:
     plt.close(figure)
 

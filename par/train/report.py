@@ -209,8 +209,7 @@ class Reporter:
       if draw:
         png = plots.heatmap_png(probabilities, f"step {step}: {self.model.derived_pattern()}")
         tf.summary.image("architecture", tf.image.decode_png(png)[None])
-        (self.model_dir / "plots").mkdir(exist_ok=True)
-        (self.model_dir / "plots" / f"architecture-{step:07d}.png").write_bytes(png)
+        runs.write_bytes(runs.heatmap_path(self.model_dir, step), png)
 
   def close_progress(self):
     self.progress.close()
@@ -227,11 +226,10 @@ class Reporter:
     if self.model.is_supernet:
       self.architecture(self.total_steps, draw=True)
       history = [(h["step"], np.array(h["probabilities"])) for h in self.history]
-      plots.animate(
-        history[:: -(-len(history) // _GIF_FRAMES)],  # At most _GIF_FRAMES frames.
-        self.model_dir / "plots" / "architecture.gif",
-      )
-      (self.model_dir / "plots" / "probabilities.png").write_bytes(plots.trajectories_png(history))
+      frames = history[:: -(-len(history) // _GIF_FRAMES)]  # At most _GIF_FRAMES frames.
+      plot_dir = self.model_dir / runs.PLOTS_DIR
+      runs.write_bytes(plot_dir / runs.GIF_FILE, plots.animation_gif(frames))
+      runs.write_bytes(plot_dir / runs.PROBABILITIES_FILE, plots.trajectories_png(history))
       _, warning = collapse.collapse_report(self.model.architecture_probabilities())
       if warning:
         logging.warning(warning)
