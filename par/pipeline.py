@@ -24,7 +24,6 @@ from pathlib import Path
 from absl import logging
 
 from par import runs
-from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.search import costs
@@ -39,25 +38,21 @@ RESULTS_MD = "results.md"
 
 def _finished(config, model_dir):
   """The results of a finished run of `config` in model_dir, None if unfinished or absent."""
-  path = model_dir / runs.RESULTS_FILE
-  if not path.is_file():
+  if not runs.is_finished(model_dir):
     return None
   run = runs.read_run(model_dir)
   mine = dataclasses.replace(
     config, model=dataclasses.replace(config.model, vocab_size=run.config.model.vocab_size)
   )
-  changed = [
-    f.name
-    for f in dataclasses.fields(TrainConfig)
-    if f.name not in TrainConfig.RESUMABLE_CHANGES
-    and getattr(mine, f.name) != getattr(run.config, f.name)
-  ]
+  changed = runs.changed_settings(run.config, mine)
+  if run.dataset != runs.dataset_summary(records.load_meta(config.data_dir)):
+    changed.append("the dataset")
   if changed:
     raise ParError(
       f"{model_dir} holds a run with other settings ({', '.join(changed)}); "
       "choose another work directory"
     )
-  return json.loads(path.read_text())
+  return runs.read_results(model_dir)
 
 
 def _train(config, model_dir, strategy):

@@ -88,6 +88,17 @@ def read_json(path):
   return json.loads(Path(path).read_text())
 
 
+def read_results(model_dir):
+  """results.json of a run, or None if it has none yet."""
+  path = Path(model_dir) / RESULTS_FILE
+  return read_json(path) if path.is_file() else None
+
+
+def is_finished(model_dir):
+  """Whether a run wrote everything its end writes: results.json, then the export."""
+  return (Path(model_dir) / RESULTS_FILE).is_file() and (Path(model_dir) / EXPORT_FILE).is_file()
+
+
 def dataset_summary(meta):
   """What identifies the dataset a run trains on (kept in config.json)."""
   return {
@@ -96,6 +107,21 @@ def dataset_summary(meta):
     "seq_len": meta.seq_len,
     "train_records": meta.splits["train"].records,
   }
+
+
+def changed_settings(previous, config):
+  """The fields of two TrainConfigs that differ and would change a run's result.
+
+  data_dir is not compared: a run is tied to its dataset by the dataset's identity
+  (`dataset_summary`), wherever the files are.
+  """
+  return [
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in TrainConfig.RESUMABLE_CHANGES
+    and f.name != "data_dir"
+    and getattr(previous, f.name) != getattr(config, f.name)
+  ]
 
 
 def prepare(model_dir, config, meta, write=True):
@@ -120,13 +146,7 @@ def prepare(model_dir, config, meta, write=True):
       previous = TrainConfig.from_dict(saved["config"])
     except (ValueError, KeyError, TypeError, ParError):
       raise ParError(f"{path} is not a config this version of par wrote") from None
-    changed = [
-      f.name
-      for f in dataclasses.fields(TrainConfig)
-      if f.name not in TrainConfig.RESUMABLE_CHANGES
-      and f.name != "data_dir"
-      and getattr(previous, f.name) != getattr(config, f.name)
-    ]
+    changed = changed_settings(previous, config)
     if changed or saved.get("dataset") != dataset:
       what = ", ".join(changed) if changed else "the dataset"
       raise ParError(
@@ -196,7 +216,7 @@ def load_tokenizer(run, data_dir=None):
           f"(sha256 {tokenizer.sha256(proto)[:12]}…, expected "
           f"{run.tokenizer_sha256[:12]}…)"
         )
-      return tokenizer.load(proto)
+      return tokenizer.load(proto, path)
   raise ParError(
     f"no tokenizer for {run.model_dir}: none of {', '.join(str(p) for p in candidates)} exists"
   )

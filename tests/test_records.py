@@ -121,7 +121,7 @@ def test_sharded_records_read_back_in_order(tmp_path, shards):
   np.testing.assert_array_equal(inputs, np.maximum(windows[:, :, :-1], 0))
   meta = records.load_meta(tmp_path)
   assert len(meta.splits["train"].shards) == min(shards, len(windows))
-  assert sum(r for _, r in meta.splits["train"].shards) == len(windows)
+  assert sum(s.records for s in meta.splits["train"].shards) == len(windows)
 
 
 def test_padding_reaches_targets_only(tmp_path):

@@ -53,7 +53,9 @@ def build_dataset(
   output_dir = Path(output_dir)
   model = _read_model(sp_model) if sp_model else None
   if model is not None:
-    config = dataclasses.replace(config, vocab_size=tokenizer.load(model).get_piece_size())
+    config = dataclasses.replace(
+      config, vocab_size=tokenizer.load(model, sp_model).get_piece_size()
+    )
   if output_dir.exists():
     if reuse_existing and _is_built_from(output_dir, files, config, model):
       logging.info("%s is up to date with its inputs and settings; reusing it", output_dir)

@@ -28,6 +28,7 @@ import os
 import typing
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 
 from par.config import DataConfig
@@ -43,6 +44,15 @@ META_FILE = "meta.json"
 TOKENIZER_FILE = "spm.model"
 VOCAB_FILE = "spm.vocab"
 _TFRECORD_FRAMING_BYTES = 16  # uint64 length, uint32 CRC of length, uint32 CRC of data.
+_CHUNK_RECORDS = 1024  # Records read at a time when scanning a shard: memory stays bounded.
+
+
+class Shard(typing.NamedTuple):
+  """One file of a split's records."""
+
+  file: str  # relative to the dataset directory
+  records: int
+  sha256: str | None = None  # of the file; None in datasets built before this was kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +68,7 @@ class SplitMeta:
   targets: int  # tokens predicted across all records: N - 1 - dropped_tokens
   dropped_tokens: int  # tail tokens left out ("drop" remainder)
   padding: int  # PAD_ID entries in the last records ("pad" remainder)
-  shards: tuple  # ((file name relative to the dataset, records), ...) in reading order
+  shards: tuple  # `Shard`s in reading order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +88,7 @@ class DatasetMeta:
   def to_json(self):
     value = dataclasses.asdict(self)
     for split in value["splits"].values():
-      split["shards"] = [{"file": f, "records": r} for f, r in split["shards"]]
+      split["shards"] = [Shard(*s)._asdict() for s in split["shards"]]
     return json.dumps(value, indent=2) + "\n"
 
   @classmethod
@@ -86,7 +96,7 @@ class DatasetMeta:
     value = json.loads(text)
     splits = {}
     for name, split in value.pop("splits").items():
-      shards = tuple((s["file"], s["records"]) for s in split.pop("shards"))
+      shards = tuple(Shard(s["file"], s["records"], s.get("sha256")) for s in split.pop("shards"))
       splits[name] = SplitMeta(shards=shards, **split)
     return cls(config=DataConfig.from_dict(value.pop("config")), splits=splits, **value)
 
@@ -142,7 +152,7 @@ def shard_file_name(split, index, count):
 
 
 def write_split(records, dataset_dir, split, shards):
-  """Writes records [R, B, T+1] as `shards` consecutive TFRecord files; returns their list."""
+  """Writes records [R, B, T+1] as `shards` consecutive TFRecord files; returns their `Shard`s."""
   dataset_dir = Path(dataset_dir)
   (dataset_dir / split).mkdir(parents=True, exist_ok=True)
   total = len(records)
@@ -154,7 +164,7 @@ def write_split(records, dataset_dir, split, shards):
     with _tf().io.TFRecordWriter(str(dataset_dir / name)) as writer:
       for record in records[begin:end]:
         writer.write(record.astype("<i4", copy=False).tobytes())
-    written.append((name, end - begin))
+    written.append(Shard(name, end - begin, text.file_sha256(dataset_dir / name)))
   return tuple(written)
 
 
@@ -193,16 +203,59 @@ def load_meta(data_dir):
     raise ParError(f"{path} does not have the fields of format {FORMAT_VERSION}") from None
 
 
-def check_dataset(data_dir, split, tokenizer_sha256=None):
+def _masked_crc(data):
+  """The CRC a TFRecord frame stores: CRC-32C, rotated right by 15 bits, plus a constant."""
+  crc = google_crc32c.value(data)
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _scan(path, records, data_bytes):
+  """The raw windows of a shard's records, `_CHUNK_RECORDS` at a time, every frame checked.
+
+  Yields (index of the chunk's first record, bytes of its windows, one after another).
+
+  Raises:
+    ParError: naming the file and the (1-based) record whose length field or CRCs are wrong.
+  """
+  frame = data_bytes + _TFRECORD_FRAMING_BYTES
+  with open(path, "rb") as f:
+    for first in range(0, records, _CHUNK_RECORDS):
+      count = min(_CHUNK_RECORDS, records - first)
+      chunk = f.read(frame * count)
+      windows = []
+      for k in range(count):
+        at = k * frame  # [length u64][its CRC u32][window][its CRC u32], little-endian
+        header, data = chunk[at : at + 8], chunk[at + 12 : at + 12 + data_bytes]
+        header_crc = int.from_bytes(chunk[at + 8 : at + 12], "little")
+        data_crc = int.from_bytes(chunk[at + 12 + data_bytes : at + frame], "little")
+        if int.from_bytes(header, "little") != data_bytes or header_crc != _masked_crc(header):
+          raise ParError(
+            f"shard {path}: record {first + k + 1} of {records} has a damaged length field; "
+            "rebuild the dataset"
+          )
+        if data_crc != _masked_crc(data):
+          raise ParError(
+            f"shard {path}: record {first + k + 1} of {records} is damaged (its CRC does not "
+            "match its contents); rebuild the dataset"
+          )
+        windows.append(data)
+      yield first, b"".join(windows)
+
+
+def check_dataset(data_dir, split, tokenizer_sha256=None, records=False, verify=False):
   """Checks that a split of a built dataset is complete and consistent; returns the meta.
+
+  Always: meta.json, the tokenizer's sha256 and every shard's size. Cheap: it reads no record.
 
   Args:
     data_dir: the dataset directory.
     split: split name.
     tokenizer_sha256: if given, the tokenizer the caller expects (e.g. a model's).
+    records: also read every record and check its length field and CRCs (fast: CRC-32C in C).
+    verify: also compare every shard's sha256 with the one meta.json keeps.
 
   Raises:
-    ParError: naming the first problem found.
+    ParError: naming the first problem found (for a damaged record: the file and the record).
   """
   data_dir = Path(data_dir)
   meta = load_meta(data_dir)
@@ -222,18 +275,58 @@ def check_dataset(data_dir, split, tokenizer_sha256=None):
       f"{data_dir} was built with another tokenizer (sha256 "
       f"{meta.tokenizer_sha256[:12]}…) than expected ({tokenizer_sha256[:12]}…)"
     )
-  size = record_bytes(meta.batch_size, meta.seq_len) + _TFRECORD_FRAMING_BYTES
-  for name, records in meta.splits[split].shards:
-    path = data_dir / name
+  data_bytes = record_bytes(meta.batch_size, meta.seq_len)
+  size = data_bytes + _TFRECORD_FRAMING_BYTES
+  for shard in meta.splits[split].shards:
+    path = data_dir / shard.file
     if not path.is_file():
       raise ParError(f"shard {path} is missing")
-    if path.stat().st_size != records * size:
+    if path.stat().st_size != shard.records * size:
       raise ParError(
-        f"shard {path} has {path.stat().st_size} bytes, not the {records * size} of "
-        f"{records} records of [{meta.batch_size}, {meta.seq_len + 1}] int32: it is "
+        f"shard {path} has {path.stat().st_size} bytes, not the {shard.records * size} of "
+        f"{shard.records} records of [{meta.batch_size}, {meta.seq_len + 1}] int32: it is "
         "truncated or of another shape; rebuild the dataset"
       )
+  for shard in meta.splits[split].shards if records else ():
+    for _ in _scan(data_dir / shard.file, shard.records, data_bytes):
+      pass
+  for shard in meta.splits[split].shards if verify else ():
+    path = data_dir / shard.file
+    if shard.sha256 is None:
+      raise ParError(
+        f"{data_dir} was built before shard checksums were kept in {META_FILE}: rebuild it "
+        "to verify its shards"
+      )
+    if text.file_sha256(path) != shard.sha256:
+      raise ParError(
+        f"shard {path} is not the file {META_FILE} names (sha256 differs): it was changed "
+        "after the build; rebuild the dataset"
+      )
   return meta
+
+
+def check_vocabulary(data_dir, meta):
+  """Raises ParError unless meta.json's vocab_size is its tokenizer's (an edited file would
+  build a model whose ids the tokenizer cannot decode)."""
+  from par.data import tokenizer  # Here: most readers of records need no tokenizer.
+
+  path = Path(data_dir) / TOKENIZER_FILE
+  pieces = tokenizer.load(path.read_bytes(), path).get_piece_size()
+  if pieces != meta.vocab_size:
+    raise ParError(
+      f"{Path(data_dir) / META_FILE} gives vocab_size {meta.vocab_size}, but its tokenizer "
+      f"has {pieces} pieces: the file was edited; rebuild the dataset"
+    )
+
+
+def damage_error(data_dir, split, error):
+  """The one-line error for TensorFlow's DataLossError while reading a split: the damaged file
+  and record if a scan finds them (a shard changed after the checks), else the error itself."""
+  try:
+    check_dataset(data_dir, split, records=True)
+  except ParError as e:
+    return e
+  return ParError(f"reading the {split} split of {data_dir} failed: {str(error).splitlines()[0]}")
 
 
 def load_dataset(
@@ -242,11 +335,13 @@ def load_dataset(
   """The records of a split, in order, as (inputs, targets) int32 [batch_size, seq_len].
 
   Targets equal to PAD_ID mark padding; the matching inputs are clamped to 0. The files are
-  checked first (see `check_dataset`).
+  checked first (`check_dataset`, sizes only); TensorFlow's reader checks every record's CRC
+  as it reads it and raises `tf.errors.DataLossError` on a damaged one (`damage_error` names
+  it).
   """
   meta = check_dataset(data_dir, split, tokenizer_sha256)
   shape = [meta.batch_size, meta.seq_len + 1]
-  files = [str(Path(data_dir) / name) for name, _ in meta.splits[split].shards]
+  files = [str(Path(data_dir) / shard.file) for shard in meta.splits[split].shards]
 
   def parse(serialized):
     tf = _tf()  # Local to `parse`: AutoGraph refuses a closure over it.
@@ -259,25 +354,15 @@ def load_dataset(
 def read_records(data_dir, split, tokenizer_sha256=None):
   """The records of a split as one numpy int32 array [R, B, T+1], read without TensorFlow.
 
-  Each TFRecord frame is a fixed-size header, the raw window and a CRC (see `check_dataset`,
-  which runs first); the length in every header is checked, the CRCs are not.
+  Every record's length field and CRCs are checked as it is read (`check_dataset` runs first).
   """
   meta = check_dataset(data_dir, split, tokenizer_sha256)
-  data = record_bytes(meta.batch_size, meta.seq_len)
+  data_bytes = record_bytes(meta.batch_size, meta.seq_len)
   parts = []
-  for name, records in meta.splits[split].shards:
-    path = Path(data_dir) / name
-    frames = np.fromfile(path, np.uint8).reshape(records, data + _TFRECORD_FRAMING_BYTES)
-    if np.any(frames[:, :8].copy().view("<u8") != data):
-      raise ParError(f"shard {path} has a record of the wrong length: rebuild the dataset")
-    parts.append(
-      frames[:, 12 : 12 + data]
-      .copy()
-      .view("<i4")
-      .astype(np.int32)
-      .reshape(records, meta.batch_size, meta.seq_len + 1)
-    )
-  return np.concatenate(parts), meta
+  for shard in meta.splits[split].shards:
+    for _, windows in _scan(Path(data_dir) / shard.file, shard.records, data_bytes):
+      parts.append(np.frombuffer(windows, "<i4").astype(np.int32))
+  return np.concatenate(parts).reshape(-1, meta.batch_size, meta.seq_len + 1), meta
 
 
 def target_counts(data_dir, split="train"):

@@ -100,17 +100,21 @@ class _BytesSink:
     self.data += data
 
 
-def load(model_proto):
-  """A `sentencepiece.SentencePieceProcessor` for a serialized model; ParError if invalid."""
+def load(model_proto, path=None):
+  """A `sentencepiece.SentencePieceProcessor` for a serialized model; ParError if invalid.
+
+  Args:
+    model_proto: the model's bytes.
+    path: the file they came from, named in errors.
+  """
+  what = str(path) if path else "the tokenizer"
   processor = spm.SentencePieceProcessor()
   try:
     processor.LoadFromSerializedProto(model_proto)
   except (RuntimeError, OSError):
-    raise ParError("not a SentencePiece model") from None
+    raise ParError(f"{what} is not a SentencePiece model") from None
   if processor.eos_id() < 0:
-    raise ParError(
-      "the SentencePiece model has no end-of-sentence piece, needed as the end-of-line token"
-    )
+    raise ParError(f"{what} has no end-of-sentence piece, which par needs as the end-of-line token")
   return processor
 
 

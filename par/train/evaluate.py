@@ -122,7 +122,10 @@ class SplitEvaluator:
       self.meta.batch_size,
     )
     lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
-    result = self.evaluator(dataset, lanes, self.meta.splits[split].words)
+    try:
+      result = self.evaluator(dataset, lanes, self.meta.splits[split].words)
+    except tf.errors.DataLossError as e:  # A shard changed after the checks.
+      raise records.damage_error(self.data_dir, split, e) from None
     self._last[split] = (step, result)
     return result, True
 
@@ -140,11 +143,14 @@ def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=
     tokenizer_sha256: the tokenizer the model was trained with; a dataset built with
       another is refused.
   """
-  meta = records.check_dataset(data_dir, split, tokenizer_sha256)
+  meta = records.check_dataset(data_dir, split, tokenizer_sha256, records=True)
   if not seq_len or seq_len == meta.seq_len:
     dataset = records.load_dataset(data_dir, split, tokenizer_sha256)
   else:
     windows, _ = records.read_records(data_dir, split, tokenizer_sha256)
     dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
-  result = Evaluator(model, mem_len)(dataset, meta.batch_size, meta.splits[split].words)
+  try:
+    result = Evaluator(model, mem_len)(dataset, meta.batch_size, meta.splits[split].words)
+  except tf.errors.DataLossError as e:  # A shard changed after the checks.
+    raise records.damage_error(data_dir, split, e) from None
   return result, meta

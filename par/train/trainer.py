@@ -73,6 +73,22 @@ def make_plan(config, meta, replicas):
   )
 
 
+def checked_data(config):
+  """The dataset's meta, and the config with what the dataset decides, once every split the run
+  will read is checked: sizes, every record's CRC, the vocabulary against the tokenizer.
+
+  The config's data_dir becomes absolute, so the run can be evaluated or resumed from any
+  working directory; its vocab_size becomes the dataset's.
+  """
+  meta = records.load_meta(config.data_dir)
+  data_dir = str(Path(config.data_dir).resolve())
+  records.check_vocabulary(data_dir, meta)
+  for split in meta.splits:
+    records.check_dataset(data_dir, split, records=True)
+  model = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
+  return dataclasses.replace(config, data_dir=data_dir, model=model).validate(), meta
+
+
 def train_and_evaluate(
   config: TrainConfig,
   model_dir: str | os.PathLike,
@@ -99,10 +115,7 @@ def train_and_evaluate(
   strategy = strategy or tf.distribute.get_strategy()
   with precision.policy(config.validate().mixed_precision):
     # --- Data and run directory ---------------------------------------------------------------
-    meta = records.load_meta(config.data_dir)
-    config = dataclasses.replace(
-      config, model=dataclasses.replace(config.model, vocab_size=meta.vocab_size)
-    ).validate()
+    config, meta = checked_data(config)
     plan = make_plan(config, meta, strategy.num_replicas_in_sync)
     chief = distribute.is_chief(strategy)
     runs.prepare(model_dir, config, meta, write=chief)
@@ -144,6 +157,15 @@ def train_and_evaluate(
           int(state.epoch.numpy()),
           int(state.position.numpy()),
         )
+      previous = runs.read_results(model_dir)
+      if int(state.step.numpy()) == plan.total_steps and runs.is_finished(model_dir):
+        logging.info(
+          "%s finished at step %d already: its results stand (scripts/evaluate.py evaluates "
+          "it again)",
+          model_dir,
+          plan.total_steps,
+        )
+        return previous
       costs = (
         _resource_costs(config, model_dir, meta, plan.lanes, strategy, chief)
         if model.is_supernet
@@ -170,10 +192,12 @@ def train_and_evaluate(
       meter = train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan)
 
       # --- Final evaluation and export -------------------------------------------------------
+      # A run that resumes at its last step times nothing: it keeps what the training timed.
+      speed = meter.tokens_per_second or (previous or {}).get("train_tokens_per_second")
       results = {
         "steps": plan.total_steps,
         "pattern": model.pattern,
-        "train_tokens_per_second": meter.tokens_per_second,
+        "train_tokens_per_second": speed,
       }
       for split in ("valid", "test"):
         if split in meta.splits:
@@ -221,7 +245,10 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
       step, position, plan.steps_per_epoch, plan.total_steps, config
     )
     start = time.perf_counter()
-    result = step_loop.run(iterator, memory, tf.constant(num_steps))
+    try:
+      result = step_loop.run(iterator, memory, tf.constant(num_steps))
+    except tf.errors.DataLossError as e:  # A shard changed after the checks.
+      raise records.damage_error(config.data_dir, "train", e) from None
     if not bool(result.finite):
       raise ParError(
         f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "

@@ -1,0 +1,203 @@
+"""Faults and bad input, injected: damaged data, checkpoints and disks, signals, odd flags.
+
+Each case gets one line naming what is wrong and where, a non-zero exit, nothing of the
+user's lost or overwritten, and never a number printed as right when it may be wrong.
+docs/FAULTS.md lists the cases and what each gets.
+"""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
+from par.config import ModelConfig
+from par.config import TrainConfig
+from par.data import records
+from par.errors import ParError
+
+FRAME = 4 * 9 * 4 + 16  # A record of the counting dataset: [4, 9] int32 and 16 bytes of framing.
+MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,))
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+  return counting_dataset(tmp_path_factory.mktemp("pristine"))
+
+
+@pytest.fixture
+def data_dir(pristine, tmp_path):
+  """A copy of the counting dataset, for one test to damage."""
+  return shutil.copytree(pristine, tmp_path / "ds")
+
+
+def shard(data_dir, split):
+  return data_dir / split / f"{split}-00000-of-00001.tfrecord"
+
+
+def flip(path, record, offset=40, count=16):
+  """Inverts `count` bytes of a record's window: its CRC no longer matches."""
+  data = bytearray(path.read_bytes())
+  at = record * FRAME + 12 + offset
+  data[at : at + count] = bytes(b ^ 0xFF for b in data[at : at + count])
+  path.write_bytes(bytes(data))
+
+
+def stale_crc(path, record):
+  """Changes one token id inside a record, leaving the record's CRC as it was."""
+  data = bytearray(path.read_bytes())
+  at = record * FRAME + 12 + 4 * 5
+  data[at] = (data[at] + 1) % 50
+  path.write_bytes(bytes(data))
+
+
+def tiny(data_dir, **changes):
+  config = TrainConfig(
+    model=MODEL,
+    data_dir=str(data_dir),
+    train_steps=8,
+    steps_per_loop=4,
+    log_every=4,
+    checkpoint_every=4,
+    plot_every=0,
+  )
+  return dataclasses.replace(config, **changes)
+
+
+# --- damaged shards ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_a_damaged_shard_is_named_before_training_starts(data_dir, tmp_path, split):
+  from par.train import trainer
+
+  flip(shard(data_dir, split), record=2)
+  with pytest.raises(
+    ParError,
+    match=rf"{split}-00000-of-00001.tfrecord: record 3 of \d+ is "
+    r"damaged \(its CRC does not match",
+  ):
+    trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # Found before anything was trained or written.
+
+
+def test_a_stale_crc_never_gives_a_perplexity(data_dir):
+  from par.model.par_model import ParModel
+  from par.train import evaluate
+
+  stale_crc(shard(data_dir, "valid"), record=1)
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60))
+  model.build()
+  for seq_len in (0, 5):  # The records as built (TensorFlow's reader), and cut anew (numpy).
+    with pytest.raises(ParError, match=r"valid-00000-of-00001\.tfrecord: record 2 of"):
+      evaluate.evaluate_split(model, data_dir, "valid", mem_len=4, seq_len=seq_len)
+  with pytest.raises(ParError, match="record 2 of"):
+    records.read_records(data_dir, "valid")
+
+
+def test_target_counts_verify_crcs(data_dir):
+  stale_crc(shard(data_dir, "train"), record=0)
+  with pytest.raises(ParError, match=r"train-00000-of-00001\.tfrecord: record 1 of"):
+    records.target_counts(data_dir)
+
+
+def test_optimal_cuts_on_a_damaged_dataset_is_one_line(data_dir):
+  stale_crc(shard(data_dir, "train"), record=4)
+  result = run_script("scripts/optimal_cuts.py", f"--data_dir={data_dir}", "--clusters=2")
+  assert "train-00000-of-00001.tfrecord: record 5 of" in error_line(result)
+
+
+@pytest.mark.slow
+def test_evaluate_script_on_a_stale_crc_prints_no_perplexity(data_dir, tmp_path):
+  from par.train import trainer
+
+  trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
+  stale_crc(shard(data_dir, "valid"), record=1)
+  for extra in ([], ["--seq_len=5"]):
+    result = run_script("scripts/evaluate.py", f"--model_dir={tmp_path / 'run'}", *extra)
+    assert "valid-00000-of-00001.tfrecord: record 2 of" in error_line(result)
+    assert "perplexity" not in result.stdout
+
+
+def test_a_shard_damaged_while_training_reads_it_is_named(data_dir):
+  # TensorFlow's reader checks CRCs too; its DataLossError becomes the same one line.
+  import tensorflow as tf
+
+  flip(shard(data_dir, "valid"), record=3)
+  dataset = records.load_dataset(data_dir, "valid")  # Sizes only: the damage is inside.
+  with pytest.raises(tf.errors.DataLossError) as raised:
+    for _ in dataset:
+      pass
+  error = records.damage_error(data_dir, "valid", raised.value)
+  assert "valid-00000-of-00001.tfrecord: record 4 of" in str(error)
+
+
+def test_check_data_script_and_verify(data_dir):
+  result = run_script("scripts/check_data.py", f"--data_dir={data_dir}")
+  assert result.returncode == 0 and "valid: " in result.stdout and "CRCs ok" in result.stdout
+  # A shard replaced by another well-formed one: every CRC holds, the sha256 does not.
+  meta = records.load_meta(data_dir)
+  windows, _ = records.read_records(data_dir, "test")
+  records.write_split(np.flip(windows, 0), data_dir, "test", 1)
+  assert run_script("scripts/check_data.py", f"--data_dir={data_dir}").returncode == 0
+  result = run_script("scripts/check_data.py", f"--data_dir={data_dir}", "--verify")
+  assert "test-00000-of-00001.tfrecord is not the file meta.json names" in error_line(result)
+  assert meta.splits["test"].shards[0].sha256 is not None
+  flip(shard(data_dir, "train"), record=0)
+  result = run_script("scripts/check_data.py", f"--data_dir={data_dir}")
+  assert "train-00000-of-00001.tfrecord: record 1 of" in error_line(result)
+
+
+def test_an_edited_vocab_size_is_refused_before_training(data_dir, tmp_path):
+  from par.train import trainer
+
+  path = data_dir / records.META_FILE
+  value = json.loads(path.read_text())
+  value["vocab_size"] += 5
+  path.write_text(json.dumps(value))
+  with pytest.raises(ParError, match="gives vocab_size 65, but its tokenizer has 60 pieces"):
+    trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
+
+
+# --- run directories ---------------------------------------------------------------------------
+
+
+def test_a_finished_run_run_again_keeps_its_results(data_dir, tmp_path):
+  from par.train import trainer
+
+  first = trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
+  assert first["train_tokens_per_second"] is not None
+  stamp = (tmp_path / "run" / "results.json").stat().st_mtime_ns
+  again = trainer.train_and_evaluate(tiny(data_dir, log_every=2), tmp_path / "run")
+  assert again == first  # The measured throughput too, not null.
+  assert (tmp_path / "run" / "results.json").stat().st_mtime_ns == stamp  # Not rewritten.
+  assert "finished at step 8 already" in (tmp_path / "run" / "training.log").read_text()
+  # A run that died after results.json but before its export ends again, and keeps the
+  # throughput its training measured.
+  shutil.rmtree(tmp_path / "run" / "export")
+  ended = trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
+  assert ended["train_tokens_per_second"] == first["train_tokens_per_second"]
+  assert ended["valid"]["nll"] == pytest.approx(first["valid"]["nll"], rel=1e-6)
+  assert (tmp_path / "run" / "export" / "model.keras").is_file()
+
+
+def test_a_run_finds_its_dataset_from_any_working_directory(data_dir, tmp_path, monkeypatch):
+  from par import runs
+  from par.train import trainer
+
+  monkeypatch.chdir(data_dir.parent)
+  trainer.train_and_evaluate(tiny("ds"), tmp_path / "run")  # A relative --data_dir.
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  monkeypatch.chdir(elsewhere)
+  run = runs.read_run(tmp_path / "run")
+  assert run.config.data_dir == str(data_dir.resolve())
+  records.check_dataset(run.config.data_dir, "valid", run.tokenizer_sha256)
+  # Resuming with the absolute path (or from the first directory with the relative one) is
+  # the same run: the dataset's identity, not its path, ties them.
+  again = trainer.train_and_evaluate(tiny(data_dir.resolve()), tmp_path / "run")
+  assert again["steps"] == 8
