@@ -34,9 +34,9 @@ def main(argv):
     )
   except download.DownloadError as e:
     raise cli.ParError(
-      f"{e}. Get wikitext-2-v1.zip (MD5 {download.WIKITEXT2_MD5}) another way and pass "
-      "--source=/path/to/wikitext-2-v1.zip, or --source=DIR holding train.txt, valid.txt "
-      "and test.txt"
+      f"{e}. Get wikitext-2-v1.zip (MD5 {download.WIKITEXT2_MD5}) another way, then run "
+      "./create_tfrecords.sh --source=/path/to/wikitext-2-v1.zip (or --source=DIR holding "
+      "train.txt, valid.txt and test.txt), then ./base_model.sh again"
     ) from None
 
 

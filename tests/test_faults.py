@@ -201,3 +201,70 @@ def test_a_run_finds_its_dataset_from_any_working_directory(data_dir, tmp_path, 
   # the same run: the dataset's identity, not its path, ties them.
   again = trainer.train_and_evaluate(tiny(data_dir.resolve()), tmp_path / "run")
   assert again["steps"] == 8
+
+
+# --- sources and first runs ----------------------------------------------------------------------
+
+
+def test_an_explicit_source_is_used_or_refused_never_ignored(tmp_path):
+  from helpers import counting_lines
+  from helpers import write_corpus
+  from par.data import download
+
+  first = write_corpus(tmp_path / "first", {"train": counting_lines(30), "valid": ["a b"]})
+  other = write_corpus(tmp_path / "other", {"train": counting_lines(40), "valid": ["a b"]})
+  dest = tmp_path / "data" / "wikitext-2"
+  download.prepare_wikitext2(dest, source=first)
+  before = {p.name: p.read_bytes() for p in dest.iterdir()}
+  assert "already holds the splits" in download.prepare_wikitext2(dest, source=first)
+  with pytest.raises(
+    ParError,
+    match=r"holds other text than --source .*other; nothing was "
+    r"changed: move or delete",
+  ):
+    download.prepare_wikitext2(dest, source=other)
+  assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+  assert "reusing it" in download.prepare_wikitext2(dest)  # No source: the copy there.
+  result = run_script(
+    "./create_tfrecords.sh", f"--data_dir={tmp_path / 'data'}", f"--source={other}"
+  )
+  assert "holds other text than --source" in error_line(result)
+  assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+
+
+def test_the_offline_error_names_the_command_to_run(tmp_path):
+  result = run_script(
+    "scripts/fetch_wikitext2.py",
+    f"--dest={tmp_path / 'wt2'}",
+    "--url=http://127.0.0.1:9/wikitext-2-v1.zip",
+    "--timeout=5",
+  )
+  line = error_line(result)
+  assert "./create_tfrecords.sh --source=" in line and "./base_model.sh" in line
+
+
+@pytest.mark.slow
+def test_the_readmes_offline_command_builds_the_sample(tmp_path, wt2_small):
+  import re
+
+  from helpers import ROOT
+
+  readme = (ROOT / "README.md").read_text()
+  command = re.search(
+    r"\./create_tfrecords\.sh --source=\.\./shared/data/wt2-small "
+    r"--vocab_size=(\d+)",
+    readme,
+  )
+  assert command, "the README no longer gives the sample's command"
+  result = run_script(
+    "./create_tfrecords.sh", f"--data_dir={tmp_path}", f"--source={wt2_small}"
+  )  # The default 12,000 pieces: too many.
+  bound = re.search(r"has at most (\d+) pieces", error_line(result))
+  assert bound and int(command[1]) <= int(bound[1])
+  result = run_script(
+    "./create_tfrecords.sh",
+    f"--data_dir={tmp_path}",
+    f"--source={wt2_small}",
+    f"--vocab_size={command[1]}",
+  )
+  assert result.returncode == 0, result.stderr[-2000:]

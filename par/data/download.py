@@ -16,6 +16,7 @@ from pathlib import Path
 from absl import logging
 
 from par.data.text import SPLIT_FILE_NAMES
+from par.data.text import file_sha256
 from par.data.text import find_split_files
 from par.errors import ParError
 
@@ -29,6 +30,19 @@ WIKITEXT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
 
 class DownloadError(ParError):
   """No URL gave the archive with the expected checksum."""
+
+
+def _same_splits(new, existing, source):
+  """The sentence for an existing destination that holds `source`'s splits; else a ParError."""
+  names = sorted(p.name for p in new.iterdir())
+  if names == sorted(p.name for p in existing.iterdir()) and all(
+    file_sha256(new / name) == file_sha256(existing / name) for name in names
+  ):
+    return f"{existing} already holds the splits of {source}; reusing it"
+  raise ParError(
+    f"{existing} exists and holds other text than --source {source}; nothing was changed: "
+    f"move or delete {existing} to use --source, or build elsewhere with --data_dir"
+  )
 
 
 def _file_md5(path):
@@ -63,8 +77,9 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
   """Puts WikiText-2's splits in destination/{train,valid,test}.txt.
 
   Args:
-    destination: directory to create. If it exists it is reused as it is: it only ever
-      appears complete, because it is assembled in a temporary sibling and renamed.
+    destination: directory to create; it only ever appears complete, because it is assembled
+      in a temporary sibling and renamed. If it exists it is reused as it is, unless a
+      `source` with other splits is given: that is refused, never overwritten.
     source: None to download; a zip archive (checked against `md5`); or a directory of split
       files (any of SPLIT_FILE_NAMES; train required), copied as they are.
     urls: where to download from, tried in order until one gives the right checksum.
@@ -75,12 +90,12 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
     A sentence saying what was done, for the log.
   """
   destination = Path(destination)
-  if destination.is_dir():
-    return f"{destination} exists; reusing it (delete it to fetch the data again)"
-  if destination.exists():
+  if destination.exists() and not destination.is_dir():
     raise ParError(f"{destination} exists and is not a directory")
   if source is not None and not Path(source).exists():
     raise ParError(f"--source {source} does not exist")
+  if destination.is_dir() and source is None:
+    return f"{destination} exists; reusing it (delete it to fetch the data again)"
   destination.parent.mkdir(parents=True, exist_ok=True)
   work = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
   try:
@@ -117,6 +132,8 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
       for split, path in find_split_files(source).items():
         shutil.copyfile(path, splits / f"{split}.txt")
       done = f"copied the splits of {source} into {destination}"
+    if destination.is_dir():  # Only with an explicit source: the same splits, or refused.
+      return _same_splits(splits, destination, source)
     os.rename(splits, destination)
     return done
   finally:
