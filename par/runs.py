@@ -222,13 +222,55 @@ def load_tokenizer(run, data_dir=None):
   )
 
 
-def _latest_checkpoint(run):
+def checkpoints(directory):
+  """The checkpoints TensorFlow's state file lists in `directory`, newest first."""
   import tensorflow as tf
 
-  latest = tf.train.latest_checkpoint(str(run.model_dir / CHECKPOINT_DIR))
-  if latest is None:
-    raise ParError(f"{run.model_dir} has no checkpoint yet")
-  return latest
+  state = tf.train.get_checkpoint_state(str(directory))
+  return list(reversed(state.all_model_checkpoint_paths)) if state else []
+
+
+def damage(error):
+  """The reason a restore failed, if it means damaged files (truncated, corrupted or missing
+  parts); None for other failures, such as a checkpoint of another model."""
+  import tensorflow as tf
+
+  if isinstance(
+    error, (IndexError, tf.errors.DataLossError, tf.errors.NotFoundError, tf.errors.OutOfRangeError)
+  ):
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+  return None
+
+
+def _restore(checkpoint, path):
+  """Restores every variable of `checkpoint` (a tf.train.Checkpoint) from `path`.
+
+  Raises:
+    ParError: the checkpoint is of another model or run.
+    Others: damaged files (see `damage`).
+  """
+  import tensorflow as tf
+
+  try:
+    checkpoint.restore(path).expect_partial().assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.OpError) as e:
+    if damage(e) is None:
+      raise ParError(f"cannot load {path}: {str(e).splitlines()[0]}") from None
+    raise
+
+
+def _intact_checkpoint(run, checkpoint, skip):
+  """The newest checkpoint of the run other than `skip` that restores whole, or None."""
+  for path in checkpoints(run.model_dir / CHECKPOINT_DIR):
+    if path == skip:
+      continue
+    try:
+      _restore(checkpoint, path)
+      return path
+    except Exception as e:  # damage() tells damaged files from other failures.
+      if damage(e) is None:
+        raise
+  return None
 
 
 def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
@@ -258,14 +300,28 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
       raise ParError(f"{path} does not hold a PAR model")
     origin = str(path)
   elif source == "checkpoint":
-    origin = checkpoint or _latest_checkpoint(run)
+    listed = checkpoints(run.model_dir / CHECKPOINT_DIR)
+    if not checkpoint and not listed:
+      raise ParError(f"{run.model_dir} has no checkpoint yet")
+    origin = checkpoint or listed[0]
     loaded = ParModel(config)
     loaded.build()
     restore = tf.train.Checkpoint(model=[v.value for v in loaded.variables])
     try:
-      restore.restore(origin).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise ParError(f"cannot load {origin}: {str(e).splitlines()[0]}") from None
+      _restore(restore, origin)
+    except Exception as e:  # damage() tells damaged files from other failures.
+      reason = damage(e)
+      if reason is None:
+        raise
+      intact = _intact_checkpoint(run, restore, skip=origin)
+      instead = (
+        f"use --checkpoint={intact}"
+        if intact
+        else "no other checkpoint is intact; use --source=export"
+        if (run.model_dir / EXPORT_FILE).is_file()
+        else "no other checkpoint is intact"
+      )
+      raise ParError(f"checkpoint {origin} is damaged ({reason}); {instead}") from None
   else:
     raise ParError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
   if eval_mode and eval_mode != loaded.config.eval_mode and loaded.is_supernet:

@@ -268,3 +268,85 @@ def test_the_readmes_offline_command_builds_the_sample(tmp_path, wt2_small):
     f"--vocab_size={command[1]}",
   )
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+# --- damaged checkpoints -----------------------------------------------------------------------
+
+
+def truncate(path, keep=0.5):
+  data = path.read_bytes()
+  path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.fixture(scope="module")
+def finished_run(pristine, tmp_path_factory):
+  """A run of 12 steps checkpointed at 4, 8 and 12; returns (run directory, results)."""
+  from par.train import trainer
+
+  model_dir = tmp_path_factory.mktemp("finished") / "run"
+  results = trainer.train_and_evaluate(tiny(pristine, train_steps=12), model_dir)
+  return model_dir, results
+
+
+@pytest.fixture
+def run_dir(finished_run, tmp_path):
+  return shutil.copytree(finished_run[0], tmp_path / "run")
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(finished_run, run_dir, pristine):
+  from par.train import trainer
+
+  checkpoints = run_dir / "checkpoints"
+  truncate(checkpoints / "ckpt-12.data-00000-of-00001")
+  (run_dir / "results.json").unlink()  # As if the run had died after saving step 12.
+  shutil.rmtree(run_dir / "export")
+  results = trainer.train_and_evaluate(tiny(pristine, train_steps=12), run_dir)
+  log = (run_dir / "training.log").read_text()
+  assert "ckpt-12 is damaged (Read less bytes than requested); kept as" in log
+  assert f"resumed from {checkpoints / 'ckpt-8'}" in log
+  assert (checkpoints / "damaged-ckpt-12.index").is_file()  # Kept, never deleted.
+  assert (checkpoints / "damaged-ckpt-12.data-00000-of-00001").is_file()
+  # Steps 9 to 12 again, from step 8's state: the uninterrupted run's result.
+  assert results["valid"]["nll"] == pytest.approx(finished_run[1]["valid"]["nll"], rel=1e-5)
+  assert [p.name for p in sorted(checkpoints.glob("ckpt-*.index"))] == [
+    "ckpt-12.index",
+    "ckpt-4.index",
+    "ckpt-8.index",
+  ]
+
+
+def test_with_no_intact_checkpoint_resume_is_one_line(run_dir, pristine):
+  from par.train import trainer
+
+  for index in sorted((run_dir / "checkpoints").glob("ckpt-*.index")):
+    truncate(index.with_name(index.name.replace(".index", ".data-00000-of-00001")), 0.3)
+  with pytest.raises(ParError, match=r"no checkpoint in .* is intact"):
+    trainer.train_and_evaluate(tiny(pristine, train_steps=12), run_dir)
+  assert len(list((run_dir / "checkpoints").glob("damaged-ckpt-*.index"))) == 3
+
+
+def test_loading_a_damaged_checkpoint_names_the_one_to_use(run_dir):
+  from par import runs
+
+  truncate(run_dir / "checkpoints" / "ckpt-12.data-00000-of-00001")
+  run = runs.read_run(run_dir)
+  with pytest.raises(
+    ParError,
+    match=r"checkpoint .*ckpt-12 is damaged \(Read less bytes than "
+    r"requested\); use --checkpoint=.*ckpt-8$",
+  ):
+    runs.load_model(run)
+  _, origin = runs.load_model(run, checkpoint=str(run_dir / "checkpoints" / "ckpt-8"))
+  assert origin.endswith("ckpt-8")
+  (run_dir / "checkpoints" / "ckpt-8.index").unlink()
+  (run_dir / "checkpoints" / "ckpt-4.index").unlink()
+  with pytest.raises(ParError, match="no other checkpoint is intact; use --source=export"):
+    runs.load_model(run)
+
+
+@pytest.mark.slow
+def test_evaluate_and_generate_on_a_damaged_checkpoint_are_one_line(run_dir):
+  truncate(run_dir / "checkpoints" / "ckpt-12.data-00000-of-00001")
+  for script in ("scripts/evaluate.py", "scripts/generate.py"):
+    line = error_line(run_script(script, f"--model_dir={run_dir}"))
+    assert "ckpt-12 is damaged" in line and "use --checkpoint=" in line

@@ -18,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
+from par import runs
 from par.errors import ParError
 from par.runs import CHECKPOINT_DIR
 from par.train import distribute
@@ -46,16 +47,21 @@ class Checkpoints:
     self.checkpoint = tf.train.Checkpoint(**parts)
     self.state = state
     self.strategy = strategy
+    self.keep = keep
     self.chief = distribute.is_chief(strategy)
     self.directory = Path(model_dir) / CHECKPOINT_DIR
     # Every worker saves (saving synchronises them); only the chief's copy is kept.
-    own = (
+    self.own = (
       self.directory
       if self.chief
       else Path(model_dir) / f"{CHECKPOINT_DIR}-{distribute.worker_name(strategy)}"
     )
+    self._manage()
+
+  def _manage(self):
+    """(Re)opens the manager, which reads the state file's list of checkpoints."""
     self.manager = tf.train.CheckpointManager(
-      self.checkpoint, own, max_to_keep=keep if self.chief else 1
+      self.checkpoint, self.own, max_to_keep=self.keep if self.chief else 1
     )
 
   @property
@@ -64,14 +70,45 @@ class Checkpoints:
     return self.manager.latest_checkpoint
 
   def restore(self):
-    """Restores the newest checkpoint of the run directory, if any; returns its path or None."""
-    latest = tf.train.latest_checkpoint(self.directory)
-    if latest:
+    """Restores the newest intact checkpoint of the run directory, if any; returns its path.
+
+    A damaged checkpoint (truncated, corrupted, a part missing) is set aside, renamed
+    damaged-ckpt-N.* and never deleted, with a warning, and the next older one is tried.
+
+    Raises:
+      ParError: checkpoints exist but none is intact, or one belongs to another run.
+    """
+    listed = runs.checkpoints(self.directory)
+    for k, path in enumerate(listed):
       try:
-        self.checkpoint.restore(latest).assert_consumed()
-      except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise ParError(f"cannot resume from {latest}: {str(e).splitlines()[0]}") from None
-    return latest
+        self.checkpoint.restore(path).assert_consumed()
+      except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+        reason = runs.damage(e)
+        if reason is None:
+          raise ParError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from None
+        kept = self._set_aside(path)
+        logging.warning("checkpoint %s is damaged (%s); kept as %s", path, reason, kept)
+        continue
+      if k:
+        logging.warning("resuming from %s, the newest intact checkpoint", path)
+      return path
+    if listed:
+      raise ParError(
+        f"no checkpoint in {self.directory} is intact (each is kept as damaged-ckpt-*); "
+        "start again in another --model_dir"
+      )
+    return None
+
+  def _set_aside(self, path):
+    """Renames a damaged checkpoint's files and drops it from the state file (chief only)."""
+    path = Path(path)
+    kept = path.with_name(f"damaged-{path.name}")
+    if self.chief:
+      for part in path.parent.glob(f"{path.name}.*"):
+        part.rename(part.with_name(f"damaged-{part.name}"))
+      _drop_from_state(self.directory, path)
+      self._manage()
+    return f"{kept}.*"
 
   def save(self, memory=None):
     """Saves at the state's step; `memory` (per replica) is kept unless None (epoch start)."""
@@ -83,3 +120,30 @@ class Checkpoints:
     else:
       shutil.rmtree(self.manager.directory, ignore_errors=True)
     return path
+
+
+def _drop_from_state(directory, path):
+  """Removes `path` from TensorFlow's checkpoint state file, keeping the others' timestamps.
+
+  The manager forgets checkpoints listed without timestamps, and the public
+  `update_checkpoint_state` drops them (and is deprecated), so this calls the function the
+  manager itself uses (TensorFlow is pinned to 2.21).
+  """
+  from tensorflow.python.checkpoint import checkpoint_management
+
+  state = tf.train.get_checkpoint_state(str(directory))
+  kept = [
+    (p, t)
+    for p, t in zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
+    if p != str(path)
+  ]
+  if not kept:
+    (Path(directory) / "checkpoint").unlink()
+    return
+  checkpoint_management.update_checkpoint_state_internal(
+    str(directory),
+    kept[-1][0],
+    [p for p, _ in kept],
+    all_model_checkpoint_timestamps=[t for _, t in kept],
+    last_preserved_timestamp=state.last_preserved_timestamp,
+  )
