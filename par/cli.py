@@ -1,7 +1,8 @@
 """What every script in `scripts/` shares: clean exits and a quiet TensorFlow import.
 
 Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it gives:
-- a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1;
+- a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1, and so does
+  a failure to write (a read-only place, a full disk: `errors.explain_write_error`);
 - output into a closed pipe (`| head`) ends quietly with status 141, as shells report it;
 - SIGTERM unwinds like Ctrl-C (as `par.errors.Interrupted`), so `finally` blocks remove
   temporary files, and the exit status is 128 + the signal number (130 for Ctrl-C, 143 for
@@ -20,6 +21,7 @@ from absl import app
 
 from par.errors import Interrupted
 from par.errors import ParError  # Re-exported for scripts.
+from par.errors import explain_write_error
 
 
 def _raise_interrupted(signum, frame):
@@ -46,6 +48,11 @@ def run(main):
     except Interrupted as e:
       print("interrupted" if e.signum == signal.SIGINT else "terminated", file=sys.stderr)
       sys.exit(128 + e.signum)
+    except Exception as e:  # A read-only place, a full disk: one line; anything else, a bug.
+      message = explain_write_error(e)
+      if message is None:
+        raise
+      sys.exit(f"error: {message}")
 
   app.run(guarded_main)
 

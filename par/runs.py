@@ -23,9 +23,9 @@ from the Keras export (`safe_mode`, so nothing in it can run code). Neither uses
 import dataclasses
 import json
 import os
-import shutil
 from pathlib import Path
 
+from par import errors
 from par.config import TrainConfig
 from par.data import records
 from par.data import tokenizer
@@ -70,8 +70,13 @@ def write_bytes(path, data):
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   temporary = path.with_name(path.name + ".tmp")
-  temporary.write_bytes(data)
-  os.replace(temporary, path)
+  try:
+    with errors.writing(path):
+      temporary.write_bytes(data)
+      os.replace(temporary, path)
+  except BaseException:
+    temporary.unlink(missing_ok=True)
+    raise
 
 
 def write_json(path, value):
@@ -138,6 +143,8 @@ def prepare(model_dir, config, meta, write=True):
     ParError: model_dir holds a run with other settings or another dataset.
   """
   model_dir = Path(model_dir)
+  if model_dir.exists() and not model_dir.is_dir():
+    raise ParError(f"--model_dir {model_dir} is a file, not a directory; choose another path")
   path = model_dir / CONFIG_FILE
   dataset = dataset_summary(meta)
   if path.is_file() and (model_dir / CHECKPOINT_DIR).is_dir():
@@ -155,11 +162,12 @@ def prepare(model_dir, config, meta, write=True):
       )
   if not write:
     return
-  model_dir.mkdir(parents=True, exist_ok=True)
+  with errors.writing(model_dir):
+    model_dir.mkdir(parents=True, exist_ok=True)
   write_json(path, {"config": config.to_dict(), "dataset": dataset})
-  partial = model_dir / (TOKENIZER_FILE + ".partial")
-  shutil.copyfile(Path(config.data_dir) / records.TOKENIZER_FILE, partial)
-  os.replace(partial, model_dir / TOKENIZER_FILE)
+  write_bytes(
+    model_dir / TOKENIZER_FILE, (Path(config.data_dir) / records.TOKENIZER_FILE).read_bytes()
+  )
 
 
 def load_history(model_dir, step):
@@ -176,8 +184,13 @@ def export(model, model_dir):
   path = Path(model_dir) / EXPORT_FILE
   path.parent.mkdir(exist_ok=True)
   partial = path.with_name("model.partial.keras")
-  model.save(partial)
-  os.replace(partial, path)
+  try:
+    with errors.writing(path):
+      model.save(partial)
+      os.replace(partial, path)
+  except BaseException:
+    partial.unlink(missing_ok=True)
+    raise
 
 
 # --- reading -----------------------------------------------------------------------------------

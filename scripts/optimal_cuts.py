@@ -24,6 +24,7 @@ from absl import flags
 from par import cli
 from par import config_flags
 from par import cutoffs
+from par import errors
 from par.config import ModelConfig
 from par.config import tail_widths
 
@@ -140,10 +141,11 @@ def _write_flagfile(path, solution, model, source):
     + ["--cutoffs=none\n"]
     + [f"--cutoffs={c}\n" for c in solution.cutoffs]
   )
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  with errors.writing(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with errors.writing(path), os.fdopen(fd, "w", encoding="utf-8") as f:
       f.write(text)
     os.replace(temporary, path)
   except BaseException:
@@ -154,7 +156,7 @@ def _write_flagfile(path, solution, model, source):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if (_FILENAME.value is None) == (_DATA_DIR.value is None):
+  if bool(_FILENAME.value) == bool(_DATA_DIR.value):
     raise cli.ParError("give exactly one of --filename and --data_dir")
   model = _model()
   clusters = _clusters(model)

@@ -350,3 +350,142 @@ def test_evaluate_and_generate_on_a_damaged_checkpoint_are_one_line(run_dir):
   for script in ("scripts/evaluate.py", "scripts/generate.py"):
     line = error_line(run_script(script, f"--model_dir={run_dir}"))
     assert "ckpt-12 is damaged" in line and "use --checkpoint=" in line
+
+
+# --- unwritable and full disks -------------------------------------------------------------------
+
+
+@pytest.fixture
+def mount(tmp_path):
+  """mount(kind, size=None) -> a directory on a read-only bind mount ("ro") or a tmpfs of
+  `size` ("tmpfs"); skips, saying why, where this machine forbids mounting (not root)."""
+  import subprocess
+
+  mounted = []
+
+  def make(kind, size=None):
+    target = tmp_path / f"{kind}{len(mounted)}"
+    target.mkdir()
+    if kind == "tmpfs":
+      commands = [["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)]]
+    else:
+      source = tmp_path / f"source{len(mounted)}"
+      source.mkdir()
+      commands = [
+        ["mount", "--bind", str(source), str(target)],
+        ["mount", "-o", "remount,bind,ro", str(target)],
+      ]
+    for command in commands:
+      done = subprocess.run(command, capture_output=True, text=True)
+      if done.returncode:
+        if mounted or command is not commands[0]:
+          subprocess.run(["umount", str(target)], capture_output=True)
+        pytest.skip(
+          f"cannot mount here ({done.stderr.strip() or done.returncode}): "
+          "these tests need root and mount rights"
+        )
+    mounted.append(target)
+    return target
+
+  yield make
+  for target in mounted:
+    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def leftovers(directory):
+  """Temporary or half-written files anywhere under `directory`."""
+  return sorted(
+    str(p.relative_to(directory))
+    for p in directory.rglob("*")
+    if any(mark in p.name for mark in (".tmp", "_temp", "partial"))
+  )
+
+
+def test_a_read_only_model_dir_is_one_line(data_dir, mount):
+  from par.train import trainer
+
+  read_only = mount("ro")
+  with pytest.raises(ParError, match=rf"cannot write {read_only}/run: the place is read-only"):
+    trainer.train_and_evaluate(tiny(data_dir), read_only / "run")
+
+
+def test_a_model_dir_that_is_a_file_is_one_line(data_dir, tmp_path):
+  from par.train import trainer
+
+  (tmp_path / "afile").write_text("mine\n")
+  with pytest.raises(ParError, match="is a file, not a directory"):
+    trainer.train_and_evaluate(tiny(data_dir), tmp_path / "afile")
+  assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("size", ["300k", "420k", "560k", "700k"])
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(data_dir, mount, size):
+  import tensorflow as tf
+
+  from par import runs
+  from par.train import trainer
+
+  full = mount("tmpfs", size)
+  run = full / "run"
+  with pytest.raises(ParError, match=rf"no space left on the device while writing {run}"):
+    trainer.train_and_evaluate(tiny(data_dir, plot_every=4), run)
+  assert leftovers(full) == []
+  for name in ("config.json", "architecture.json", "results.json"):
+    if (run / name).exists():
+      json.loads((run / name).read_text())  # Whole, or not there.
+  for path in runs.checkpoints(run / "checkpoints"):  # Every checkpoint listed restores.
+    reader = tf.train.load_checkpoint(path)
+    for name, _ in tf.train.list_variables(path):
+      reader.get_tensor(name)
+
+
+def test_a_read_only_or_full_dataset_output_is_one_line(pristine, mount):
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+
+  text = pristine.parent / "text"
+  config = DataConfig(vocab_size=60, batch_size=4, seq_len=8)
+  read_only = mount("ro")
+  with pytest.raises(ParError, match=rf"cannot write {read_only}/ds: the place is read-only"):
+    build_dataset(text, read_only / "ds", config)
+  full = mount("tmpfs", "100k")
+  with pytest.raises(ParError, match=rf"no space left on the device while writing {full}/ds"):
+    build_dataset(text, full / "ds", config)
+  assert sorted(p.name for p in full.iterdir()) == []
+
+
+def test_optimal_cuts_output_on_a_read_only_disk_is_one_line(data_dir, mount):
+  read_only = mount("ro")
+  result = run_script(
+    "scripts/optimal_cuts.py",
+    f"--data_dir={data_dir}",
+    "--clusters=2",
+    f"--output={read_only / 'cuts.flags'}",
+  )
+  assert f"cannot write {read_only / 'cuts.flags'}" in error_line(result)
+
+
+@pytest.mark.slow
+def test_train_script_on_a_read_only_or_full_disk_is_one_line(data_dir, mount):
+  flags = [
+    "--d_model=16",
+    "--n_heads=2",
+    "--d_ffn=24",
+    "--n_blocks=3",
+    "--mem_len=4",
+    "--cutoffs=20",
+    "--train_steps=8",
+    "--checkpoint_every=4",
+    "--log_every=4",
+  ]
+  read_only = mount("ro")
+  result = run_script(
+    "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={read_only / 'run'}", *flags
+  )
+  assert "the place is read-only" in error_line(result)
+  full = mount("tmpfs", "420k")
+  result = run_script(
+    "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={full / 'run'}", *flags
+  )
+  assert "no space left on the device" in error_line(result)
+  assert "Logging error" not in result.stderr and leftovers(full) == []

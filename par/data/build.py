@@ -18,6 +18,7 @@ from pathlib import Path
 
 from absl import logging
 
+from par import errors
 from par.config import DataConfig
 from par.data import records
 from par.data import text as text_lib
@@ -86,7 +87,8 @@ def build_dataset(
         f"{config.batch_size} x seq_len {config.seq_len} needs at least {needed}"
       )
 
-  meta = _write(output_dir, config, sp, texts, streams)
+  with errors.writing(output_dir):
+    meta = _write(output_dir, config, sp, texts, streams)
   logging.info(
     "built %s in %.1f s: %s",
     output_dir,

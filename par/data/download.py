@@ -15,6 +15,7 @@ from pathlib import Path
 
 from absl import logging
 
+from par import errors
 from par.data.text import SPLIT_FILE_NAMES
 from par.data.text import file_sha256
 from par.data.text import find_split_files
@@ -96,8 +97,9 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
     raise ParError(f"--source {source} does not exist")
   if destination.is_dir() and source is None:
     return f"{destination} exists; reusing it (delete it to fetch the data again)"
-  destination.parent.mkdir(parents=True, exist_ok=True)
-  work = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+  with errors.writing(destination):
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
   try:
     splits = work / "splits"
     splits.mkdir()

@@ -18,6 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 from absl import logging
 
+from par import errors
 from par import runs
 from par.errors import ParError
 from par.runs import CHECKPOINT_DIR
@@ -114,7 +115,13 @@ class Checkpoints:
     """Saves at the state's step; `memory` (per replica) is kept unless None (epoch start)."""
     if memory is not None:
       self.state.save_memory(distribute.gather_memory(self.strategy, memory))
-    path = self.manager.save(checkpoint_number=int(self.state.step.numpy()))
+    step = int(self.state.step.numpy())
+    try:
+      with errors.writing(self.manager.directory):
+        path = self.manager.save(checkpoint_number=step)
+    except BaseException:  # A full disk, say: TensorFlow leaves its temporary directory.
+      shutil.rmtree(Path(self.manager.directory) / f"ckpt-{step}_temp", ignore_errors=True)
+      raise
     if self.chief:
       logging.info("saved %s", path)
     else:

@@ -34,11 +34,30 @@ def only_our_info(record):
   return PACKAGE_ROOT in path.parents
 
 
+class _FileHandler(std_logging.FileHandler):
+  """A log file that, once it cannot be written (a full disk), stops with one warning instead
+  of printing logging's traceback for every record."""
+
+  failed = False
+
+  def emit(self, record):
+    if not self.failed:
+      super().emit(record)
+
+  def handleError(self, record):
+    del record
+    if not self.failed:
+      self.failed = True
+      os.write(
+        2, f"warning: cannot write {self.baseFilename}; the log goes on on stderr only\n".encode()
+      )
+
+
 class LogFile:
   """Copies absl logging to model_dir/training.log while training runs."""
 
   def __init__(self, path):
-    self.handler = std_logging.FileHandler(path)
+    self.handler = _FileHandler(path)
     self.handler.setFormatter(logging.PythonFormatter())
 
   def __enter__(self):
