@@ -489,3 +489,118 @@ def test_train_script_on_a_read_only_or_full_disk_is_one_line(data_dir, mount):
   )
   assert "no space left on the device" in error_line(result)
   assert "Logging error" not in result.stderr and leftovers(full) == []
+
+
+# --- signals -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_epochs(tmp_path_factory):
+  """A dataset whose epoch takes a tiny model tens of seconds in one loop call."""
+  from helpers import counting_lines
+  from helpers import write_corpus
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+
+  root = tmp_path_factory.mktemp("long")
+  write_corpus(root / "text", {"train": counting_lines(20000), "valid": counting_lines(300, 10**6)})
+  build_dataset(root / "text", root / "ds", DataConfig(vocab_size=50, batch_size=4, seq_len=8))
+  return root / "ds"
+
+
+def start_long_run(data_dir, model_dir):
+  """scripts/train.py on one epoch in a single loop call; returns the process once training
+  has started (the run's first log line)."""
+  import subprocess
+  import sys
+  import time
+
+  from helpers import ROOT
+
+  meta = records.load_meta(data_dir)
+  steps = meta.splits["train"].records
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "scripts/train.py",
+      f"--data_dir={data_dir}",
+      f"--model_dir={model_dir}",
+      "--d_model=16",
+      "--n_heads=2",
+      "--d_ffn=24",
+      "--n_blocks=3",
+      "--mem_len=4",
+      "--cutoffs=20",
+      f"--train_steps={steps}",
+      f"--steps_per_loop={steps}",
+      f"--log_every={steps}",
+      f"--checkpoint_every={steps}",
+      "--plot_every=0",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  log = model_dir / "training.log"
+  deadline = time.monotonic() + 120
+  while not (log.is_file() and "run " in log.read_text()) and time.monotonic() < deadline:
+    assert process.poll() is None, process.communicate()[1][-2000:]
+    time.sleep(0.1)
+  time.sleep(10)  # Past tracing, inside the loop call (the epoch's one call lasts ~40 s).
+  return process, steps
+
+
+def wait_for(process, text, timeout):
+  """Seconds until `text` appears on the process's stderr (None if it never did)."""
+  import threading
+  import time
+
+  seen, lines = threading.Event(), []
+
+  def read():
+    for line in process.stderr:
+      lines.append(line)
+      if text in line:
+        seen.set()
+
+  threading.Thread(target=read, daemon=True).start()
+  start = time.monotonic()
+  return (time.monotonic() - start if seen.wait(timeout) else None), lines
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_acknowledged_at_once_and_saves_where_it_stopped(long_epochs, tmp_path):
+  import signal
+  import time
+
+  process, steps = start_long_run(long_epochs, tmp_path / "run")
+  process.send_signal(signal.SIGINT)
+  acknowledged, lines = wait_for(process, "signal 2: saving a checkpoint", timeout=30)
+  start = time.monotonic()
+  process.wait(timeout=60)
+  took = time.monotonic() - start
+  stderr = "".join(lines)
+  assert acknowledged is not None and acknowledged < 5, stderr[-2000:]
+  assert process.returncode == 130 and took < 20 and "Traceback" not in stderr
+  log = (tmp_path / "run" / "training.log").read_text()
+  stopped = int(log.split("stopped at step ")[1].split()[0])
+  assert stopped < steps  # Before the loop call's end: it was stopped, not waited for.
+  assert (tmp_path / "run" / "checkpoints" / f"ckpt-{stopped}.index").is_file()
+  assert "valid at step" not in log  # The epoch end's evaluation did not run.
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_at_once(long_epochs, tmp_path):
+  import signal
+  import time
+
+  process, _ = start_long_run(long_epochs, tmp_path / "run")
+  process.send_signal(signal.SIGINT)
+  acknowledged, lines = wait_for(process, "signal 2: saving", timeout=30)
+  assert acknowledged is not None
+  start = time.monotonic()
+  process.send_signal(signal.SIGINT)
+  process.wait(timeout=30)
+  assert process.returncode == 130 and time.monotonic() - start < 5
+  assert any("stopping now" in line for line in lines)

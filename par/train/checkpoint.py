@@ -92,6 +92,13 @@ class Checkpoints:
         continue
       if k:
         logging.warning("resuming from %s, the newest intact checkpoint", path)
+      logging.info(
+        "resumed from %s at step %d (epoch %d, record %d)",
+        path,
+        int(self.state.step.numpy()),
+        int(self.state.epoch.numpy()),
+        int(self.state.position.numpy()),
+      )
       return path
     if listed:
       raise ParError(

@@ -52,17 +52,29 @@ class Evaluator:
   """A compiled evaluation loop for one model, memory length and strategy.
 
   Build it once and call it for every evaluation: the loop is traced on the first call.
+
+  Args:
+    model: the ParModel.
+    mem_len: the memory length.
+    strategy: the strategy (default: the current one).
+    stop: a bool tf.Variable that, once set, ends an evaluation given `records` early (its
+      result is then partial: the caller must not report it).
   """
 
   def __init__(
-    self, model: keras.Model, mem_len: int, strategy: tf.distribute.Strategy | None = None
+    self,
+    model: keras.Model,
+    mem_len: int,
+    strategy: tf.distribute.Strategy | None = None,
+    stop: tf.Variable | None = None,
   ):
     self.model = model
     self.mem_len = mem_len
     self.strategy = strategy or tf.distribute.get_strategy()
+    self.stop = stop
     self._run = tf.function(self._loop)
 
-  def _loop(self, dataset, batch_size):
+  def _loop(self, dataset, batch_size, records):
     strategy, model = self.strategy, self.model
     memory = strategy.run(lambda: model.initial_memory(batch_size, self.mem_len))
     total = tf.constant(0.0, tf.float64)
@@ -73,22 +85,39 @@ class Evaluator:
       nll, tokens = model.nll(hidden, targets)
       return nll, tokens, memory
 
-    for inputs, targets in dataset:
+    def add(total, count, inputs, targets, memory):
       nll, tokens, memory = strategy.run(step, args=(inputs, targets, memory))
       # Float64 sums: a split has up to ~1e8 tokens, beyond float32's exact integers.
       total += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None), tf.float64)
       count += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None), tf.float64)
+      return total, count, memory
+
+    if records is None:  # Every record there is.
+      for inputs, targets in dataset:
+        total, count, memory = add(total, count, inputs, targets, memory)
+      return total, count
+    # A count of records: a tf.range loop, which can stop early (`for x in` a distributed
+    # dataset cannot break).
+    iterator = iter(dataset)
+    for _ in tf.range(records):
+      if self.stop is not None and self.stop:
+        break
+      inputs, targets = next(iterator)
+      total, count, memory = add(total, count, inputs, targets, memory)
     return total, count
 
-  def __call__(self, dataset: tf.data.Dataset, batch_size: int, words: int = 0) -> Result:
+  def __call__(
+    self, dataset: tf.data.Dataset, batch_size: int, words: int = 0, records: int | None = None
+  ) -> Result:
     """Evaluates a (distributed) dataset of (inputs, targets); returns a `Result`.
 
     Args:
       dataset: records of one split, in order, as given to the strategy.
       batch_size: lanes per replica.
       words: the split's word count, for word-level perplexity.
+      records: how many records the dataset holds, if known: then `stop` can end it early.
     """
-    total, count = self._run(dataset, batch_size)
+    total, count = self._run(dataset, batch_size, None if records is None else tf.constant(records))
     return Result(float(total), int(count), int(words))
 
 
@@ -103,13 +132,14 @@ class SplitEvaluator:
     data_dir, meta: the dataset and its `records.DatasetMeta`.
     mem_len: the evaluation memory length.
     strategy: the training's strategy.
+    stop: see `Evaluator`.
   """
 
-  def __init__(self, model, data_dir, meta, mem_len, strategy):
+  def __init__(self, model, data_dir, meta, mem_len, strategy, stop=None):
     self.data_dir = data_dir
     self.meta = meta
     self.strategy = strategy
-    self.evaluator = Evaluator(model, mem_len, strategy)
+    self.evaluator = Evaluator(model, mem_len, strategy, stop)
     self._last = {}  # split -> (step, Result)
 
   def __call__(self, split, step):
@@ -123,7 +153,8 @@ class SplitEvaluator:
     )
     lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
     try:
-      result = self.evaluator(dataset, lanes, self.meta.splits[split].words)
+      info = self.meta.splits[split]
+      result = self.evaluator(dataset, lanes, info.words, info.records)
     except tf.errors.DataLossError as e:  # A shard changed after the checks.
       raise records.damage_error(self.data_dir, split, e) from None
     self._last[split] = (step, result)

@@ -16,7 +16,6 @@ from pathlib import Path
 from absl import logging
 
 import par
-from par.errors import Interrupted
 
 # The project: par/ and scripts/. Only their INFO lines go to the log.
 PACKAGE_ROOT = Path(par.__file__).resolve().parents[1]
@@ -77,10 +76,22 @@ class LogFile:
 
 
 class StopSignals:
-  """SIGINT and SIGTERM ask the loop to save and stop; a second one stops at once."""
+  """SIGINT and SIGTERM ask the run to save and stop; a second one stops at once.
 
-  def __init__(self):
+  The first is acknowledged at once, as long as the main thread waits in Python (see
+  `call`) rather than inside TensorFlow: Python runs signal handlers only between the main
+  thread's bytecodes. It sets `received` and runs the `on_stop` callbacks in a new thread,
+  where they may call TensorFlow (from the handler itself, an op could land in whatever graph
+  the main thread is tracing). The second ends the process at once (`os._exit`), as safe as
+  SIGKILL: files are written whole or not at all.
+
+  Args:
+    on_stop: callables run (in a new thread) when the first signal arrives.
+  """
+
+  def __init__(self, on_stop=()):
     self.received = None
+    self.on_stop = list(on_stop)
     self._previous = {}
 
   def _handle(self, signum, frame):
@@ -89,11 +100,14 @@ class StopSignals:
     # The loop logs when it sees `received`; the user gets an unbuffered line now.
     del frame
     if self.received is not None:
-      raise Interrupted(signum)
+      os.write(2, f"signal {signum} again: stopping now\n".encode())
+      os._exit(128 + signum)
     self.received = signum
     os.write(
       2, f"signal {signum}: saving a checkpoint, then stopping (again to stop now)\n".encode()
     )
+    for callback in self.on_stop:
+      threading.Thread(target=callback, daemon=True).start()
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -104,6 +118,29 @@ class StopSignals:
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
+
+
+def call(function, *args):
+  """`function(*args)` on a worker thread, the main thread waiting for it in Python.
+
+  A lock wait is interruptible on POSIX, so signal handlers run at once while `function`
+  spends minutes inside TensorFlow. Its exceptions are re-raised here.
+  """
+  outcome = {}
+
+  def work():
+    try:
+      outcome["value"] = function(*args)
+    except BaseException as e:
+      outcome["error"] = e
+
+  worker = threading.Thread(target=work, daemon=True)
+  worker.start()
+  while worker.is_alive():
+    worker.join(0.5)
+  if "error" in outcome:
+    raise outcome["error"]
+  return outcome.get("value")
 
 
 class Progress:

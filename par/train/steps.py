@@ -1,7 +1,8 @@
 """The training step and the multi-step loop, compiled; the state a checkpoint adds to them.
 
 `StepLoop.run(iterator, memory, num_steps)` is one `tf.function` that runs up to `num_steps`
-steps with no host sync: it reads the step from `TrainState.step`, derives the learning rate
+steps with no host sync (fewer if `StepLoop.stop` is set meanwhile; the state's step says how
+many ran): it reads the step from `TrainState.step`, derives the learning rate
 (inside the optimizers' schedules), the temperature and the Gumbel seed (seed, step) from it,
 and carries the memory from step to step. It returns the summed NLL, token count, gradient
 norm and skipped steps of the steps it ran, and stops early, without counting the step, at
@@ -126,6 +127,8 @@ class StepLoop:
     self.weight_variables = model.weight_variables()
     self.arch_variables = model.architecture_variables()
     self.replicas = strategy.num_replicas_in_sync
+    # Set from the host (a signal) while `run` executes; checked before every step.
+    self.stop = tf.Variable(False, trainable=False, name="stop_requested")
     # The step's computation; collectives and updates stay outside XLA.
     self._gradients = (
       tf.function(self.gradients, jit_compile=True) if config.jit_compile else self.gradients
@@ -206,6 +209,8 @@ class StepLoop:
     # In the form the step returns it (a worker with one replica unwraps PerReplica values).
     memory = strategy.run(lambda m: tf.nest.map_structure(tf.identity, m), args=(memory,))
     for _ in tf.range(num_steps):
+      if self.stop:  # The run was asked to stop: end here, before reading the next record.
+        break
       inputs, targets = next(iterator)
       nll, count, norm, memory, skipped = strategy.run(
         self.replica_step, args=(inputs, targets, memory)

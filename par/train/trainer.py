@@ -148,15 +148,7 @@ def train_and_evaluate(
       )
 
       # --- Restore, then the pieces the loop calls ------------------------------------------
-      restored = checkpoints.restore()
-      if restored:
-        logging.info(
-          "resumed from %s at step %d (epoch %d, record %d)",
-          restored,
-          int(state.step.numpy()),
-          int(state.epoch.numpy()),
-          int(state.position.numpy()),
-        )
+      checkpoints.restore()
       previous = runs.read_results(model_dir)
       if int(state.step.numpy()) == plan.total_steps and runs.is_finished(model_dir):
         logging.info(
@@ -184,40 +176,65 @@ def train_and_evaluate(
         chief,
         loss_scale,
       )
+      stop.on_stop.append(lambda: step_loop.stop.assign(True))  # Ends a loop call early.
       evaluations = evaluate.SplitEvaluator(
-        model, config.data_dir, meta, config.eval_mem_len or config.model.mem_len, strategy
+        model,
+        config.data_dir,
+        meta,
+        config.eval_mem_len or config.model.mem_len,
+        strategy,
+        step_loop.stop,
       )
 
       # --- The loop ---------------------------------------------------------------------------
       meter = train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan)
 
       # --- Final evaluation and export -------------------------------------------------------
-      # A run that resumes at its last step times nothing: it keeps what the training timed.
-      speed = meter.tokens_per_second or (previous or {}).get("train_tokens_per_second")
-      results = {
-        "steps": plan.total_steps,
-        "pattern": model.pattern,
-        "train_tokens_per_second": speed,
-      }
-      for split in ("valid", "test"):
-        if split in meta.splits:
-          results[split] = _evaluate(evaluations, reporter, split, plan.total_steps).to_dict()
-      if checkpoints.latest is None or not checkpoints.latest.endswith(f"-{plan.total_steps}"):
-        checkpoints.save()
-      reporter.flush()
-      if chief:
-        runs.write_json(model_dir / runs.RESULTS_FILE, results)
-        runs.export(model, model_dir)
-        reporter.finish(results)
-      return results
+      return finish(
+        model,
+        model_dir,
+        checkpoints,
+        reporter,
+        evaluations,
+        stop,
+        meta,
+        plan,
+        meter.tokens_per_second or (previous or {}).get("train_tokens_per_second"),
+      )
+
+
+def finish(model, model_dir, checkpoints, reporter, evaluations, stop, meta, plan, speed):
+  """The end of a run: final valid and test metrics, a checkpoint at the last step, and (on
+  the chief) results.json, the export and the final plots; returns the results.
+
+  `speed` is the training throughput (a run resumed at its last step times nothing and
+  passes what its training timed before).
+  """
+  results = {"steps": plan.total_steps, "pattern": model.pattern, "train_tokens_per_second": speed}
+  for split in ("valid", "test"):
+    if split in meta.splits:
+      result = _evaluate(evaluations, reporter, stop, split, plan.total_steps)
+      if result is None:
+        stopped(checkpoints, stop, None, plan.total_steps)
+      results[split] = result.to_dict()
+  if not (checkpoints.latest or "").endswith(f"-{plan.total_steps}"):
+    checkpoints.save()
+  reporter.flush()
+  if distribute.is_chief(checkpoints.strategy):
+    runs.write_json(model_dir / runs.RESULTS_FILE, results)
+    runs.export(model, model_dir)
+    reporter.finish(results)
+  return results
 
 
 def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan):
   """Runs the loop from the state's step to the end; returns the run's `report.Meter`.
 
   Each call of the compiled loop runs up to the next boundary (`boundaries`); between calls
-  the host logs, evaluates, checkpoints and plots what is due, and stops (after saving) when
-  a signal asked it to.
+  the host logs, evaluates, checkpoints and plots what is due. The calls run while the main
+  thread waits in Python (`host.call`), so a signal is acknowledged at once; it stops the
+  compiled loop before its next step, and the host saves at the step reached, without
+  evaluating, and raises `Interrupted`.
   """
   state = step_loop.state
   step = int(state.step.numpy())
@@ -229,7 +246,7 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
   meter = report.Meter(plan.tokens_per_step)
   if step == 0:
     reporter.architecture(0, draw=bool(config.plot_every))
-  while step < plan.total_steps:
+  while step < plan.total_steps and stop.received is None:
     if iterator is None:  # An epoch starts, or resumes `position` records into it.
       iterator = iter(
         distribute.lanes(
@@ -246,9 +263,10 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
     )
     start = time.perf_counter()
     try:
-      result = step_loop.run(iterator, memory, tf.constant(num_steps))
+      result = host.call(step_loop.run, iterator, memory, tf.constant(num_steps))
     except tf.errors.DataLossError as e:  # A shard changed after the checks.
       raise records.damage_error(config.data_dir, "train", e) from None
+    done = int(state.step.numpy()) - step  # num_steps, or fewer if stopped or not finite.
     if not bool(result.finite):
       raise ParError(
         f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "
@@ -256,13 +274,15 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
         f"{checkpoints.latest or 'none yet'}). Lower --max_lr, lengthen "
         "--warmup_steps or set --clip_norm"
       )
-    meter.add(result, num_steps, time.perf_counter() - start)
-    memory, step, position = result.memory, step + num_steps, position + num_steps
+    meter.add(result, done, time.perf_counter() - start)
+    memory, step, position = result.memory, step + done, position + done
     epoch_done = position == plan.steps_per_epoch
     if epoch_done:
       epoch, position, memory, iterator = epoch + 1, 0, None, None
     state.epoch.assign(epoch)
     state.position.assign(position)
+    if stop.received is not None:
+      break
 
     due = boundaries.due(step, epoch_done, plan.total_steps, config)
     if due.log:
@@ -271,19 +291,28 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
     if due.log or due.plot:
       reporter.architecture(step, draw=due.plot)
     if due.evaluate and "valid" in meta.splits:
-      _evaluate(evaluations, reporter, "valid", step)
+      _evaluate(evaluations, reporter, stop, "valid", step)
     if due.checkpoint or stop.received is not None:
       checkpoints.save(memory)
-    if stop.received is not None:
-      reporter.close_progress()
-      logging.warning("stopped at step %d on signal %d", step, stop.received)
-      raise Interrupted(stop.received)
   reporter.close_progress()
+  if stop.received is not None:
+    stopped(checkpoints, stop, memory, step)
   return meter
 
 
-def _evaluate(evaluations, reporter, split, step):
-  result, fresh = evaluations(split, step)
+def stopped(checkpoints, stop, memory, step):
+  """Saves at `step` (unless that checkpoint exists) and raises `Interrupted`."""
+  if not (checkpoints.latest or "").endswith(f"-{step}"):
+    checkpoints.save(memory)
+  logging.warning("stopped at step %d on signal %d", step, stop.received)
+  raise Interrupted(stop.received)
+
+
+def _evaluate(evaluations, reporter, stop, split, step):
+  """The split's evaluation at `step`, reported once; None if a signal cut it short."""
+  result, fresh = host.call(evaluations, split, step)
+  if stop.received is not None:
+    return None  # Partial: neither reported nor kept.
   if fresh:
     reporter.evaluation(split, step, result)
   return result
