@@ -78,19 +78,22 @@ class Generator:
       rows.append(log_probs[0])
     return np.stack(rows)
 
-  def generate(self, prompt_ids, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
-    """Samples `max_tokens` ids after the prompt (at least one id); returns them as a list."""
+  def stream(self, prompt_ids, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+    """Yields `max_tokens` sampled ids after the prompt (at least one id), one at a time."""
     rng = np.random.default_rng(seed)
     log_probs, memory = self.feed(prompt_ids, self.start())
-    last, generated = log_probs[-1], []
-    for _ in range(max_tokens):
+    last = log_probs[-1]
+    for k in range(max_tokens):
       probs = sampling_probabilities(last, temperature, top_k, top_p)
       token = int(rng.choice(probs.size, p=probs))
-      generated.append(token)
-      if len(generated) < max_tokens:
+      yield token
+      if k + 1 < max_tokens:
         log_probs, memory = self.feed([token], memory)
         last = log_probs[0]
-    return generated
+
+  def generate(self, prompt_ids, max_tokens, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+    """The ids `stream` yields, as a list."""
+    return list(self.stream(prompt_ids, max_tokens, temperature, top_k, top_p, seed))
 
   @property
   def step_traces(self):

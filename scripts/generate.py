@@ -8,6 +8,9 @@ so every token costs the same. The same run, prompt, flags and --seed give the s
 The tokenizer is the run's own copy (or its dataset's), checked against the run's checksum.
 """
 
+import math
+import sys
+
 from absl import flags
 
 from par import cli
@@ -37,6 +40,8 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def _check_flags():
   if _MAX_TOKENS.value < 1:
     raise cli.ParError(f"--max_tokens must be positive, got {_MAX_TOKENS.value}")
+  if not math.isfinite(_TEMPERATURE.value):
+    raise cli.ParError(f"--temperature must be a finite number, got {_TEMPERATURE.value}")
   if _TEMPERATURE.value < 0:
     raise cli.ParError(f"--temperature cannot be negative, got {_TEMPERATURE.value}")
   if _TOP_K.value < 0:
@@ -60,6 +65,24 @@ def decode(processor, ids):
   return "\n".join(lines + [processor.decode(line)])
 
 
+def encode_prompt(processor, prompt):
+  """The prompt's ids, its lines separated by end-of-line ids; warns (one line, on stderr) of
+  characters the tokenizer does not know, which the model sees, and the output shows, as ⁇."""
+  ids, unknown = [], []
+  for k, line in enumerate(prompt.split("\n")):
+    pieces = processor.encode(line, out_type="proto").pieces
+    ids += ([processor.eos_id()] if k else []) + [piece.id for piece in pieces]
+    unknown += [piece.surface for piece in pieces if piece.id == processor.unk_id()]
+  if unknown:
+    shown = " ".join(dict.fromkeys(unknown))  # In order, each once.
+    print(
+      f"warning: the tokenizer does not know {shown!r} of the prompt; the model sees it, "
+      "and the output shows it, as ⁇",
+      file=sys.stderr,
+    )
+  return ids
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -73,20 +96,26 @@ def main(argv):
   from par import generate  # After the quiet import.
 
   model, _ = runs.load_model(run, *config_flags.run_source())
-  # The text so far ends a line, as every line in training does; then the prompt's lines.
-  prompt = []
-  for k, line in enumerate(_PROMPT.value.split("\n")):
-    prompt += ([processor.eos_id()] if k else []) + processor.encode(line)
+  prompt = encode_prompt(processor, _PROMPT.value)
   generator = generate.Generator(model, _MEM_LEN.value or run.eval_mem_len)
-  generated = generator.generate(
-    [processor.eos_id()] + prompt,
+  tokens = generator.stream(
+    [processor.eos_id()] + prompt,  # The text so far ends a line, as every line in training.
     _MAX_TOKENS.value,
     _TEMPERATURE.value,
     _TOP_K.value,
     _TOP_P.value,
     _SEED.value,
   )
-  print(decode(processor, prompt + generated))
+  # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown.
+  shown = decode(processor, prompt)
+  print(shown, end="", flush=True)
+  generated = []
+  for token in tokens:
+    generated.append(token)
+    text = decode(processor, prompt + generated)
+    print(text[len(shown) :] if text.startswith(shown) else "", end="", flush=True)
+    shown = text if text.startswith(shown) else shown
+  print(flush=True)
 
 
 if __name__ == "__main__":

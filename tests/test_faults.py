@@ -604,3 +604,49 @@ def test_a_second_ctrl_c_stops_at_once(long_epochs, tmp_path):
   process.wait(timeout=30)
   assert process.returncode == 130 and time.monotonic() - start < 5
   assert any("stopping now" in line for line in lines)
+
+
+# --- generation ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--temperature=nan", "--temperature=inf", "--top_p=nan"])
+def test_generation_refuses_nan_and_inf(tmp_path, flag):
+  result = run_script("scripts/generate.py", f"--model_dir={tmp_path}", flag)
+  assert "must be" in error_line(result)
+
+
+@pytest.mark.slow
+def test_generation_warns_of_unknown_characters_and_streams_until_ctrl_c(finished_run):
+  import signal
+  import subprocess
+  import sys
+  import time
+
+  from helpers import ROOT
+
+  run_dir, _ = finished_run
+  result = run_script(
+    "scripts/generate.py", f"--model_dir={run_dir}", "--prompt=w7 日本 w8 日", "--max_tokens=5"
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "warning: the tokenizer does not know '日本 日' of the prompt" in result.stderr
+  # A long generation stopped with Ctrl-C keeps what it printed.
+  process = subprocess.Popen(
+    [
+      sys.executable,
+      "scripts/generate.py",
+      f"--model_dir={run_dir}",
+      "--prompt=w7 w8",
+      "--max_tokens=1000000",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+  )
+  first = process.stdout.read(40)  # The prompt, then tokens as they come.
+  time.sleep(1)
+  process.send_signal(signal.SIGINT)
+  rest, stderr = process.communicate(timeout=60)
+  text = (first + rest).decode()
+  assert process.returncode == 130 and b"Traceback" not in stderr
+  assert text.startswith("w7 w8") and len(text) > 60
