@@ -48,8 +48,9 @@ done
 
 # ${a[@]+"${a[@]}"}: an empty array under set -u, also in the bash 3 of macOS.
 "$PYTHON" scripts/fetch_wikitext2.py --dest="$data_dir/wikitext-2" ${fetch_args[@]+"${fetch_args[@]}"}
+# Vocabulary 12000, batch 32, seq_len 32 and one shard are build_data.py's defaults; they are
+# not passed, so that a given --sp_model (whose size decides) is not contradicted.
 "$PYTHON" scripts/build_data.py \
   --input="$data_dir/wikitext-2" \
   --output_dir="$data_dir/wikitext2_bsz${batch_size}_seqlen${seq_len}" \
-  --vocab_size=12000 --batch_size=32 --seq_len=32 --shards=1 \
   --reuse_existing ${build_args[@]+"${build_args[@]}"}

@@ -44,6 +44,20 @@ def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = DataConfig(**config_flags.read(DataConfig)).validate()
+  if _SP_MODEL.value and flags.FLAGS["vocab_size"].present:
+    from pathlib import Path
+
+    from par.data import tokenizer
+
+    path = Path(_SP_MODEL.value)
+    if not path.is_file():
+      raise cli.ParError(f"--sp_model {path} does not exist")
+    pieces = tokenizer.load(path.read_bytes(), path).get_piece_size()
+    if pieces != config.vocab_size:
+      raise cli.ParError(
+        f"--vocab_size {config.vocab_size} and --sp_model {path} ({pieces} pieces) disagree: "
+        "the model decides the vocabulary; drop --vocab_size"
+      )
   cli.import_tensorflow()
   from par.data import build  # After the quiet import.
 

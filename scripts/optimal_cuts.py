@@ -14,6 +14,7 @@ Prints the cost, the speed-up over the full softmax and flags to paste into scri
 """
 
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -204,6 +205,13 @@ def main(argv):
       f"rank, Spearman {spearman:.3f}); in frequency order the best cost would be "
       f"{ideal.cost:,.1f} "
       f"({1 - ideal.cost / best.cost:.1%} less than in id order)"
+    )
+  if best.speedup < 1:
+    print(
+      f"warning: the cheapest {best.clusters} clusters cost more than the full softmax "
+      f"(speed-up {best.speedup:.2f}x); a plain softmax (--cutoffs=none) is cheaper, or try "
+      "--clusters=auto",
+      file=sys.stderr,
     )
   print(_flag_line(best))
   if _OUTPUT.value:

@@ -650,3 +650,49 @@ def test_generation_warns_of_unknown_characters_and_streams_until_ctrl_c(finishe
   text = (first + rest).decode()
   assert process.returncode == 130 and b"Traceback" not in stderr
   assert text.startswith("w7 w8") and len(text) > 60
+
+
+# --- smaller -------------------------------------------------------------------------------------
+
+
+def test_reuse_existing_says_what_differs(pristine, tmp_path):
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+
+  text = shutil.copytree(pristine.parent / "text", tmp_path / "text")
+  config = DataConfig(vocab_size=60, batch_size=4, seq_len=8)
+  build_dataset(text, tmp_path / "ds", config)
+  other = dataclasses.replace(config, seq_len=7)
+  with pytest.raises(ParError, match=r"differs: settings seq_len 8 -> 7\); pass --overwrite"):
+    build_dataset(text, tmp_path / "ds", other, reuse_existing=True)
+  with (text / "valid.txt").open("a") as f:
+    f.write("w1 w2\n")
+  with pytest.raises(ParError, match=r"differs: the text of valid\)"):
+    build_dataset(text, tmp_path / "ds", config, reuse_existing=True)
+
+
+def test_sp_model_and_a_different_vocab_size_are_refused(pristine, tmp_path):
+  model = pristine / records.TOKENIZER_FILE  # 60 pieces
+  text = pristine.parent / "text"
+  base = [
+    "scripts/build_data.py",
+    f"--input={text}",
+    "--batch_size=4",
+    "--seq_len=8",
+    f"--sp_model={model}",
+  ]
+  result = run_script(*base, f"--output_dir={tmp_path / 'a'}", "--vocab_size=8000")
+  assert "--vocab_size 8000 and --sp_model" in error_line(result)
+  assert "(60 pieces) disagree" in error_line(result) and not (tmp_path / "a").exists()
+  bad = tmp_path / "bad.model"
+  bad.write_bytes(b"not a model at all")
+  result = run_script(*base[:-1], f"--sp_model={bad}", f"--output_dir={tmp_path / 'b'}")
+  assert f"{bad} is not a SentencePiece model" in error_line(result)
+
+
+def test_optimal_cuts_warns_when_its_cutoffs_are_slower_than_the_full_softmax(tmp_path):
+  counts = tmp_path / "flat.txt"
+  counts.write_text("5\n" * 6)
+  result = run_script("scripts/optimal_cuts.py", f"--filename={counts}", "--clusters=3")
+  assert result.returncode == 0
+  assert "warning: the cheapest 3 clusters cost more than the full softmax" in result.stderr

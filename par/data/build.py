@@ -58,11 +58,13 @@ def build_dataset(
       config, vocab_size=tokenizer.load(model, sp_model).get_piece_size()
     )
   if output_dir.exists():
-    if reuse_existing and _is_built_from(output_dir, files, config, model):
+    differences = _differences(output_dir, files, config, model)
+    if reuse_existing and not differences:
       logging.info("%s is up to date with its inputs and settings; reusing it", output_dir)
       return records.load_meta(output_dir), False
     if not overwrite:
-      raise ParError(f"{output_dir} already exists; pass --overwrite to replace it")
+      why = f" (it differs: {'; '.join(differences)})" if reuse_existing else ""
+      raise ParError(f"{output_dir} already exists{why}; pass --overwrite to replace it")
     if not (output_dir / records.META_FILE).is_file():
       raise ParError(f"{output_dir} exists and is not a built dataset; not replacing it")
 
@@ -105,19 +107,33 @@ def _read_model(path):
     raise ParError(f"cannot read the tokenizer model {path}: {e.strerror}") from None
 
 
-def _is_built_from(output_dir, files, config, model):
-  """Whether output_dir holds a dataset built from these files, settings and tokenizer."""
+def _differences(output_dir, files, config, model):
+  """How output_dir differs from a build of these files, settings and tokenizer: a list of
+  short phrases, empty when it was built from exactly them."""
   try:
     meta = records.load_meta(output_dir)
   except ParError:
-    return False
-  if meta.config != config or set(meta.splits) != set(files):
-    return False
+    return ["it is not a built dataset"]
+  found = []
+  changed = [
+    f"{name} {getattr(meta.config, name)!r} -> {getattr(config, name)!r}"
+    for name in (f.name for f in dataclasses.fields(config))
+    if getattr(meta.config, name) != getattr(config, name)
+  ]
+  if changed:
+    found.append("settings " + ", ".join(changed))
+  if set(meta.splits) != set(files):
+    found.append(f"splits {sorted(meta.splits)} -> {sorted(files)}")
   if model is not None and tokenizer.sha256(model) != meta.tokenizer_sha256:
-    return False
-  return all(
-    meta.splits[split].source_sha256 == text_lib.file_sha256(path) for split, path in files.items()
-  )
+    found.append("another tokenizer (--sp_model)")
+  edited = [
+    split
+    for split, path in files.items()
+    if split in meta.splits and meta.splits[split].source_sha256 != text_lib.file_sha256(path)
+  ]
+  if edited:
+    found.append(f"the text of {', '.join(edited)}")
+  return found
 
 
 def _write(output_dir, config, sp, texts, streams):
