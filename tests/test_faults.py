@@ -696,3 +696,24 @@ def test_optimal_cuts_warns_when_its_cutoffs_are_slower_than_the_full_softmax(tm
   result = run_script("scripts/optimal_cuts.py", f"--filename={counts}", "--clusters=3")
   assert result.returncode == 0
   assert "warning: the cheapest 3 clusters cost more than the full softmax" in result.stderr
+
+
+def test_the_fault_table_is_complete():
+  import ast
+  import re
+
+  from helpers import ROOT
+
+  table = (ROOT / "docs" / "FAULTS.md").read_text()
+  named = re.findall(r"`(?:(test_\w+)\.py::)?(test_\w+)`", table)
+
+  def tests_of(module):
+    tree = ast.parse((ROOT / "tests" / f"{module}.py").read_text())
+    return {
+      n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+    }
+
+  here = tests_of("test_faults") - {"test_the_fault_table_is_complete"}
+  assert here <= {test for module, test in named if not module}, "tests missing from the table"
+  for module, test in named:
+    assert test in tests_of(module or "test_faults"), f"{module or 'test_faults'}::{test}"
