@@ -418,7 +418,15 @@ def test_a_model_dir_that_is_a_file_is_one_line(data_dir, tmp_path):
   assert (tmp_path / "afile").read_text() == "mine\n"
 
 
-@pytest.mark.parametrize("size", ["300k", "420k", "560k", "700k"])
+@pytest.mark.parametrize(  # Full at the first writes, a checkpoint, later, the export.
+  "size",
+  [
+    pytest.param("300k", marks=pytest.mark.slow),
+    "420k",
+    pytest.param("560k", marks=pytest.mark.slow),
+    pytest.param("700k", marks=pytest.mark.slow),
+  ],
+)
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(data_dir, mount, size):
   import tensorflow as tf
 
@@ -671,6 +679,7 @@ def test_reuse_existing_says_what_differs(pristine, tmp_path):
     build_dataset(text, tmp_path / "ds", config, reuse_existing=True)
 
 
+@pytest.mark.slow
 def test_sp_model_and_a_different_vocab_size_are_refused(pristine, tmp_path):
   model = pristine / records.TOKENIZER_FILE  # 60 pieces
   text = pristine.parent / "text"
