@@ -146,11 +146,11 @@ def _drop_from_state(directory, path):
   from tensorflow.python.checkpoint import checkpoint_management
 
   state = tf.train.get_checkpoint_state(str(directory))
-  kept = [
-    (p, t)
-    for p, t in zip(state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
-    if p != str(path)
-  ]
+  paths = list(state.all_model_checkpoint_paths)
+  stamps = list(state.all_model_checkpoint_timestamps)
+  if len(stamps) != len(paths):  # A state file written without them: the manager's default.
+    stamps = [state.last_preserved_timestamp] * len(paths)
+  kept = [(p, t) for p, t in zip(paths, stamps) if p != str(path)]
   if not kept:
     (Path(directory) / "checkpoint").unlink()
     return
