@@ -15,6 +15,7 @@ from absl import flags
 
 from par import cli
 from par import config_flags
+from par import signals
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _PROMPT = flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
@@ -106,15 +107,24 @@ def main(argv):
     _TOP_P.value,
     _SEED.value,
   )
-  # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown.
-  shown = decode(processor, prompt)
-  print(shown, end="", flush=True)
-  generated = []
-  for token in tokens:
-    generated.append(token)
-    text = decode(processor, prompt + generated)
-    print(text[len(shown) :] if text.startswith(shown) else "", end="", flush=True)
-    shown = text if text.startswith(shown) else shown
+  # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown. A
+  # signal is taken between two tokens, never inside TensorFlow (par/signals.py).
+  print(decode(processor, prompt), end="", flush=True)
+  eos = processor.eos_id()
+  line = prompt[max((k for k, t in enumerate(prompt) if t == eos), default=-1) + 1 :]
+  printed = processor.decode(line)  # Of the last line: only it is decoded again, as a piece
+  with signals.StopSignals() as stop:  # may change its neighbour's spacing.
+    for token in tokens:
+      stop.check()
+      if token == eos:
+        print(flush=True)
+        line, printed = [], ""
+        continue
+      line.append(token)
+      text = processor.decode(line)
+      if text.startswith(printed):
+        print(text[len(printed) :], end="", flush=True)
+        printed = text
   print(flush=True)
 
 

@@ -1,5 +1,7 @@
 """Shared fixtures: the ../shared data and a synthetic counting corpus."""
 
+import os
+
 import pytest
 
 from helpers import SHARED_DATA
@@ -7,6 +9,8 @@ from helpers import counting_lines
 from helpers import write_corpus
 from par import cli
 
+# A script a test runs that crashes in native code (SIGSEGV, SIGABRT) prints its Python stack.
+os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 cli.import_tensorflow()  # Once, quietly, before any test module imports it loudly.
 
 

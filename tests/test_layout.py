@@ -9,7 +9,7 @@ from helpers import ROOT
 
 # Each layer may import the layers before it, never those after (runs beside train).
 LAYERS = [
-  {"par.errors", "par.config"},
+  {"par.errors", "par.signals", "par.config"},
   {"par.data"},
   {"par.model"},
   {"par.search"},

@@ -20,12 +20,12 @@ from helpers import ROOT
 from helpers import counting_dataset
 from helpers import error_line
 from helpers import run_script
+from par import signals
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
-from par.train import host
 from par.train import trainer
 from par.train.evaluate import Evaluator
 
@@ -382,7 +382,7 @@ def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():
   handler = SignalsOnce()
   logging.get_absl_logger().addHandler(handler)
   try:
-    with host.StopSignals() as stop:
+    with signals.StopSignals() as stop:
       logging.warning("a step's log line")
     assert stop.received == signal.SIGTERM
     assert handler.deepest == 1

@@ -74,7 +74,7 @@ class Evaluator:
     self.stop = stop
     self._run = tf.function(self._loop)
 
-  def _loop(self, dataset, batch_size, records):
+  def _loop(self, iterator, batch_size, records):
     strategy, model = self.strategy, self.model
     memory = strategy.run(lambda: model.initial_memory(batch_size, self.mem_len))
     total = tf.constant(0.0, tf.float64)
@@ -93,12 +93,11 @@ class Evaluator:
       return total, count, memory
 
     if records is None:  # Every record there is.
-      for inputs, targets in dataset:
+      for inputs, targets in iterator:
         total, count, memory = add(total, count, inputs, targets, memory)
       return total, count
     # A count of records: a tf.range loop, which can stop early (`for x in` a distributed
-    # dataset cannot break).
-    iterator = iter(dataset)
+    # iterator cannot break).
     for _ in tf.range(records):
       if self.stop is not None and self.stop:
         break
@@ -117,7 +116,13 @@ class Evaluator:
       words: the split's word count, for word-level perplexity.
       records: how many records the dataset holds, if known: then `stop` can end it early.
     """
-    total, count = self._run(dataset, batch_size, None if records is None else tf.constant(records))
+    # The iterator is made here, eagerly: one made inside the function is destroyed by it, and
+    # a distributed iterator's end then waits for a thread of the pool the function holds (a
+    # deadlock seen under MirroredStrategy on 2 CPUs).
+    iterator = iter(dataset)
+    total, count = self._run(
+      iterator, batch_size, None if records is None else tf.constant(records)
+    )
     return Result(float(total), int(count), int(words))
 
 

@@ -1,13 +1,13 @@
-"""Host plumbing of a training run: the log file, the stop signals and the progress bar.
+"""Host plumbing of a training run: the log file, the worker-thread call and the progress bar.
 
-None of this touches TensorFlow. The trainer enters `LogFile` and `StopSignals` around the
-run; the reporter (par/train/report.py) draws the `Progress` bar.
+None of this touches TensorFlow. The trainer enters `LogFile` and `par.signals.StopSignals`
+around the run and makes its long calls through `call`; the reporter (par/train/report.py)
+draws the `Progress` bar.
 """
 
 import logging as std_logging
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -73,51 +73,6 @@ class LogFile:
     logging.get_absl_logger().removeHandler(self.handler)
     logging.set_verbosity(self.verbosity)
     self.handler.close()
-
-
-class StopSignals:
-  """SIGINT and SIGTERM ask the run to save and stop; a second one stops at once.
-
-  The first is acknowledged at once, as long as the main thread waits in Python (see
-  `call`) rather than inside TensorFlow: Python runs signal handlers only between the main
-  thread's bytecodes. It sets `received` and runs the `on_stop` callbacks in a new thread,
-  where they may call TensorFlow (from the handler itself, an op could land in whatever graph
-  the main thread is tracing). The second ends the process at once (`os._exit`), as safe as
-  SIGKILL: files are written whole or not at all.
-
-  Args:
-    on_stop: callables run (in a new thread) when the first signal arrives.
-  """
-
-  def __init__(self, on_stop=()):
-    self.received = None
-    self.on_stop = list(on_stop)
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    # Python runs this between two bytecodes of the main thread, which may be inside a log
-    # handler's flush: logging from here re-enters that stream ("reentrant call" errors).
-    # The loop logs when it sees `received`; the user gets an unbuffered line now.
-    del frame
-    if self.received is not None:
-      os.write(2, f"signal {signum} again: stopping now\n".encode())
-      os._exit(128 + signum)
-    self.received = signum
-    os.write(
-      2, f"signal {signum}: saving a checkpoint, then stopping (again to stop now)\n".encode()
-    )
-    for callback in self.on_stop:
-      threading.Thread(target=callback, daemon=True).start()
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in (signal.SIGINT, signal.SIGTERM):
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
 
 
 def call(function, *args):

@@ -8,7 +8,7 @@ calls a piece that lives on its own:
   par/train/boundaries.py   when the host acts between loop calls (pure functions of the step)
   par/train/checkpoint.py   what a checkpoint holds, saving and restoring
   par/train/report.py       log lines, TensorBoard summaries, the architecture record and plots
-  par/train/host.py         the log file, stop signals and progress bar
+  par/train/host.py         the log file, the worker-thread call and progress bar
   par/runs.py         the run directory's files
   par/train/evaluate.py     exact evaluation of a split
 
@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from par import runs
+from par import signals
 from par.config import BLOCK_KINDS
 from par.config import TrainConfig
 from par.data import records
@@ -120,7 +121,7 @@ def train_and_evaluate(
     chief = distribute.is_chief(strategy)
     runs.prepare(model_dir, config, meta, write=chief)
     log_file = host.LogFile(model_dir / runs.LOG_FILE) if chief else contextlib.nullcontext()
-    with log_file, host.StopSignals() as stop:
+    with log_file, signals.StopSignals("saving a checkpoint, then stopping") as stop:
       logging.info(
         "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
         model_dir,
