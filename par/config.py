@@ -25,6 +25,7 @@ TAU_SCHEDULES = ("exp", "linear")
 RESOURCES = ("none", "flops", "latency")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
+TOKENIZERS = ("sentencepiece", "word", "char")
 MODEL_TYPES = ("unigram", "bpe")
 REMAINDERS = ("pad", "drop")
 
@@ -92,10 +93,26 @@ class _Settings:
 class DataConfig(_Settings):
   """How `build_dataset` turns text into context-batched records."""
 
+  tokenizer: str = setting(
+    "sentencepiece",
+    "sentencepiece: pieces learned from the train split (--vocab_size); word: the train "
+    "split's whitespace words by frequency (WikiText-103 as Transformer-XL); char: bytes by "
+    "frequency (enwik8, text8; results in bits per character).",
+    TOKENIZERS,
+  )
   vocab_size: int = setting(
     12000,
     "Pieces in the SentencePiece vocabulary, control symbols included (ignored when "
-    "an existing tokenizer model is given).",
+    "an existing tokenizer model is given; word and char vocabularies take their size "
+    "from the text: see --min_count and --max_vocab).",
+  )
+  min_count: int = setting(
+    1, "word and char: symbols seen fewer times in the train split become <unk>."
+  )
+  max_vocab: int = setting(
+    0,
+    "word and char: keep at most this many ids, <unk> and <eos> included, the rarest "
+    "symbols becoming <unk> (0: every symbol of the train split).",
   )
   model_type: str = setting(
     "unigram", "SentencePiece algorithm: unigram (Kudo 2018) or bpe.", MODEL_TYPES
@@ -129,6 +146,12 @@ class DataConfig(_Settings):
   def validate(self):
     self._check_choices()
     _check(self.vocab_size >= 2, f"vocab_size must be at least 2, got {self.vocab_size}")
+    _check(self.min_count >= 1, f"min_count must be at least 1, got {self.min_count}")
+    _check(
+      self.max_vocab == 0 or self.max_vocab >= 3,
+      f"max_vocab must be 0 (no limit) or at least 3 (<unk>, <eos> and a symbol), got "
+      f"{self.max_vocab}",
+    )
     _check(
       0.0 < self.character_coverage <= 1.0,
       f"character_coverage must be in (0, 1], got {self.character_coverage}",

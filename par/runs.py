@@ -32,7 +32,7 @@ from par.data import tokenizer
 from par.errors import ParError
 
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "spm.model"
+TOKENIZER_FILE = records.TOKENIZER_FILE  # A SentencePiece run's; see `Run.tokenizer_file`.
 ARCHITECTURE_FILE = "architecture.json"
 RESOURCE_FILE = "resource.json"
 RESULTS_FILE = "results.json"
@@ -51,11 +51,20 @@ class Run:
 
   model_dir: Path
   config: TrainConfig
-  dataset: dict  # tokenizer_sha256, batch_size, seq_len, train_records
+  dataset: dict  # `dataset_summary`: tokenizer (kind) and sha256, batch_size, seq_len, ...
 
   @property
   def tokenizer_sha256(self):
     return self.dataset["tokenizer_sha256"]
+
+  @property
+  def tokenizer(self):
+    """The tokenizer's kind (runs from before word and char vocabularies: sentencepiece)."""
+    return self.dataset.get("tokenizer", "sentencepiece")
+
+  @property
+  def tokenizer_file(self):
+    return records.TOKENIZER_FILES[self.tokenizer]
 
   @property
   def eval_mem_len(self):
@@ -107,6 +116,7 @@ def is_finished(model_dir):
 def dataset_summary(meta):
   """What identifies the dataset a run trains on (kept in config.json)."""
   return {
+    "tokenizer": meta.tokenizer,
     "tokenizer_sha256": meta.tokenizer_sha256,
     "batch_size": meta.batch_size,
     "seq_len": meta.seq_len,
@@ -154,7 +164,8 @@ def prepare(model_dir, config, meta, write=True):
     except (ValueError, KeyError, TypeError, ParError):
       raise ParError(f"{path} is not a config this version of par wrote") from None
     changed = changed_settings(previous, config)
-    if changed or saved.get("dataset") != dataset:
+    # Runs from before word and char vocabularies name no tokenizer kind: SentencePiece's.
+    if changed or dict({"tokenizer": "sentencepiece"}, **saved.get("dataset", {})) != dataset:
       what = ", ".join(changed) if changed else "the dataset"
       raise ParError(
         f"{model_dir} holds a run with other settings ({what}); resume it with "
@@ -166,7 +177,7 @@ def prepare(model_dir, config, meta, write=True):
     model_dir.mkdir(parents=True, exist_ok=True)
   write_json(path, {"config": config.to_dict(), "dataset": dataset})
   write_bytes(
-    model_dir / TOKENIZER_FILE, (Path(config.data_dir) / records.TOKENIZER_FILE).read_bytes()
+    model_dir / meta.tokenizer_file, (Path(config.data_dir) / meta.tokenizer_file).read_bytes()
   )
 
 
@@ -215,21 +226,23 @@ def read_run(model_dir):
 
 
 def load_tokenizer(run, data_dir=None):
-  """The run's SentencePiece processor: its own copy, or data_dir's; checked by checksum."""
-  candidates = [run.model_dir / TOKENIZER_FILE]
+  """The run's tokenizer as a `tokenizer.Codec`: its own copy, or data_dir's; checked by
+  checksum."""
+  name = run.tokenizer_file
+  candidates = [run.model_dir / name]
   for directory in (data_dir, run.config.data_dir):
     if directory:
-      candidates.append(Path(directory) / TOKENIZER_FILE)
+      candidates.append(Path(directory) / name)
   for path in candidates:
     if path.is_file():
-      proto = path.read_bytes()
-      if tokenizer.sha256(proto) != run.tokenizer_sha256:
+      data = path.read_bytes()
+      if tokenizer.sha256(data) != run.tokenizer_sha256:
         raise ParError(
           f"{path} is not the tokenizer {run.model_dir} was trained with "
-          f"(sha256 {tokenizer.sha256(proto)[:12]}…, expected "
+          f"(sha256 {tokenizer.sha256(data)[:12]}…, expected "
           f"{run.tokenizer_sha256[:12]}…)"
         )
-      return tokenizer.load(proto, path)
+      return tokenizer.load_codec(run.tokenizer, data, path)
   raise ParError(
     f"no tokenizer for {run.model_dir}: none of {', '.join(str(p) for p in candidates)} exists"
   )

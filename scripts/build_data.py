@@ -3,8 +3,14 @@ r"""Builds a context-batched TFRecord dataset from text.
   python scripts/build_data.py --input=data/wikitext-2 \
       --output_dir=data/wikitext2_bsz32_seqlen32 --vocab_size=12000
 
-Trains a SentencePiece tokenizer on the train split (or uses --sp_model), tokenizes every split
-with one end-of-line token per line and writes records of [batch_size, seq_len + 1] tokens.
+  python scripts/build_data.py --input=data/wikitext-103 --tokenizer=word \
+      --output_dir=data/wt103_word --batch_size=60 --seq_len=150
+  python scripts/build_data.py --input=data/enwik8 --tokenizer=char \
+      --output_dir=data/enwik8_char --batch_size=22 --seq_len=512
+
+Trains a SentencePiece tokenizer on the train split (or uses --sp_model), or counts its words
+(--tokenizer=word) or bytes (--tokenizer=char) by frequency, tokenizes every split with one
+end-of-line token per line and writes records of [batch_size, seq_len + 1] tokens.
 The layout of the output is described in par/data/records.py and data/README.md. The flags after
 --reuse_existing are the fields of par.config.DataConfig.
 """
@@ -44,6 +50,17 @@ def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = DataConfig(**config_flags.read(DataConfig)).validate()
+  present = [name for name in ("vocab_size", "min_count", "max_vocab") if flags.FLAGS[name].present]
+  if config.tokenizer == "sentencepiece" and {"min_count", "max_vocab"} & set(present):
+    raise cli.ParError(
+      "--min_count and --max_vocab shape word and char vocabularies; SentencePiece takes "
+      "--vocab_size"
+    )
+  if config.tokenizer != "sentencepiece" and ("vocab_size" in present or _SP_MODEL.value):
+    raise cli.ParError(
+      f"a {config.tokenizer} vocabulary takes its size from the text: use --min_count or "
+      "--max_vocab, not --vocab_size or --sp_model"
+    )
   if _SP_MODEL.value and flags.FLAGS["vocab_size"].present:
     from pathlib import Path
 
@@ -71,11 +88,14 @@ def main(argv):
   )
   for split, info in meta.splits.items():
     logging.info(
-      "%s: %d lines, %d words, %d tokens, %d records, %d dropped, %d padding",
+      "%s: %d lines, %d words, %d characters, %d tokens (%d unknown), %d records, %d dropped, "
+      "%d padding",
       split,
       info.lines,
       info.words,
+      info.characters,
       info.tokens,
+      info.unknown,
       info.records,
       info.dropped_tokens,
       info.padding,

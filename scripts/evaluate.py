@@ -1,4 +1,4 @@
-r"""Evaluates a trained run on any split: exact token- and word-level perplexity, as JSON.
+r"""Evaluates a trained run on any split: exact perplexities and bits per character, as JSON.
 
   python scripts/evaluate.py --model_dir=runs/base_model --split=test
   python scripts/evaluate.py --model_dir=runs/tiny --source=export --eval_mem_len=256 \
@@ -6,7 +6,8 @@ r"""Evaluates a trained run on any split: exact token- and word-level perplexity
 
 Loads the run's latest checkpoint (or --checkpoint, or its export) without pickle, checks
 that the dataset was built with the run's tokenizer, and prints one JSON line: loss, token
-and word perplexity, tokens, words, summed NLL, and what was evaluated how.
+and word perplexity, bits per character, tokens, words, characters, summed NLL, and what was
+evaluated how.
 """
 
 import json

@@ -54,31 +54,31 @@ def _check_flags():
   config_flags.run_source()
 
 
-def decode(processor, ids):
+def decode(codec, ids):
   """Text of token ids: end-of-line tokens become newlines."""
   lines, line = [], []
   for token in ids:
-    if token == processor.eos_id():
-      lines.append(processor.decode(line))
+    if token == codec.eos_id:
+      lines.append(codec.decode(line))
       line = []
     else:
       line.append(token)
-  return "\n".join(lines + [processor.decode(line)])
+  return "\n".join(lines + [codec.decode(line)])
 
 
-def encode_prompt(processor, prompt):
+def encode_prompt(codec, prompt):
   """The prompt's ids, its lines separated by end-of-line ids; warns (one line, on stderr) of
-  characters the tokenizer does not know, which the model sees, and the output shows, as ⁇."""
+  what the tokenizer does not know, which the model sees, and the output shows, as unknown."""
   ids, unknown = [], []
   for k, line in enumerate(prompt.split("\n")):
-    pieces = processor.encode(line, out_type="proto").pieces
-    ids += ([processor.eos_id()] if k else []) + [piece.id for piece in pieces]
-    unknown += [piece.surface for piece in pieces if piece.id == processor.unk_id()]
+    some, missing = codec.encode(line)
+    ids += ([codec.eos_id] if k else []) + some
+    unknown += missing
   if unknown:
     shown = " ".join(dict.fromkeys(unknown))  # In order, each once.
     print(
       f"warning: the tokenizer does not know {shown!r} of the prompt; the model sees it, "
-      "and the output shows it, as ⁇",
+      f"and the output shows it, as {codec.decode([codec.unk_id]).strip()}",
       file=sys.stderr,
     )
   return ids
@@ -91,16 +91,16 @@ def main(argv):
   from par import runs
 
   run = runs.read_run(_MODEL_DIR.value)
-  processor = runs.load_tokenizer(run, _DATA_DIR.value)  # Before TensorFlow's slow import.
+  codec = runs.load_tokenizer(run, _DATA_DIR.value)  # Before TensorFlow's slow import.
   cli.import_tensorflow()
   cli.configure_threads()
   from par import generate  # After the quiet import.
 
   model, _ = runs.load_model(run, *config_flags.run_source())
-  prompt = encode_prompt(processor, _PROMPT.value)
+  prompt = encode_prompt(codec, _PROMPT.value)
   generator = generate.Generator(model, _MEM_LEN.value or run.eval_mem_len)
   tokens = generator.stream(
-    [processor.eos_id()] + prompt,  # The text so far ends a line, as every line in training.
+    [codec.eos_id] + prompt,  # The text so far ends a line, as every line in training.
     _MAX_TOKENS.value,
     _TEMPERATURE.value,
     _TOP_K.value,
@@ -109,10 +109,10 @@ def main(argv):
   )
   # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown. A
   # signal is taken between two tokens, never inside TensorFlow (par/signals.py).
-  print(decode(processor, prompt), end="", flush=True)
-  eos = processor.eos_id()
+  print(decode(codec, prompt), end="", flush=True)
+  eos = codec.eos_id
   line = prompt[max((k for k, t in enumerate(prompt) if t == eos), default=-1) + 1 :]
-  printed = processor.decode(line)  # Of the last line: only it is decoded again, as a piece
+  printed = codec.decode(line)  # Of the last line: only it is decoded again, as a piece
   with signals.StopSignals() as stop:  # may change its neighbour's spacing.
     for token in tokens:
       stop.check()
@@ -121,7 +121,7 @@ def main(argv):
         line, printed = [], ""
         continue
       line.append(token)
-      text = processor.decode(line)
+      text = codec.decode(line)
       if text.startswith(printed):
         print(text[len(printed) :], end="", flush=True)
         printed = text

@@ -44,9 +44,10 @@ def main(argv):
   for split in ("valid", "test"):
     if split in results:
       r = results[split]
+      bpc = f", bpc {r['bpc']:.4f}" if r.get("bpc") is not None else ""
       print(
         f"{split}: token perplexity {r['token_perplexity']:.2f}, word perplexity "
-        f"{r['word_perplexity']:.2f}"
+        f"{r['word_perplexity']:.2f}{bpc}"
       )
   print(f"architecture: {results['pattern']}")
 

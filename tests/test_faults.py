@@ -159,7 +159,7 @@ def test_an_edited_vocab_size_is_refused_before_training(data_dir, tmp_path):
   value = json.loads(path.read_text())
   value["vocab_size"] += 5
   path.write_text(json.dumps(value))
-  with pytest.raises(ParError, match="gives vocab_size 65, but its tokenizer has 60 pieces"):
+  with pytest.raises(ParError, match="gives vocab_size 65, but its tokenizer has 60 ids"):
     trainer.train_and_evaluate(tiny(data_dir), tmp_path / "run")
 
 

@@ -1,6 +1,7 @@
 """Building a dataset directory from text: the body of scripts/build_data.py.
 
-text files -> tokenizer (trained on train, or given) -> token streams -> records -> directory.
+text files -> tokenizer (trained or counted on train, or given) -> token streams -> records
+-> directory. The tokenizer is SentencePiece, or a word or char vocabulary (par/data/vocab.py).
 
 Everything that can be wrong with the input is found before anything is written. The
 directory is then assembled in a hidden temporary sibling and renamed into place at the end,
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 from absl import logging
@@ -23,6 +25,7 @@ from par.config import DataConfig
 from par.data import records
 from par.data import text as text_lib
 from par.data import tokenizer
+from par.data import vocab as vocab_lib
 from par.errors import ParError
 
 
@@ -41,7 +44,8 @@ def build_dataset(
       which becomes the train split.
     output_dir: the dataset directory to create.
     config: `par.config.DataConfig`.
-    sp_model: path of an existing SentencePiece model to use instead of training one.
+    sp_model: path of an existing SentencePiece model to use instead of training one
+      (config.tokenizer sentencepiece only).
     overwrite: replace an existing output_dir.
     reuse_existing: if output_dir was built from the same files and settings, keep it.
 
@@ -49,6 +53,8 @@ def build_dataset(
     (meta, built): the `records.DatasetMeta`, and False if an existing dataset was reused.
   """
   config.validate()
+  if sp_model and config.tokenizer != "sentencepiece":
+    raise ParError(f"a SentencePiece model ({sp_model}) cannot make a {config.tokenizer} dataset")
   start = time.perf_counter()
   files = text_lib.find_split_files(input_path)
   output_dir = Path(output_dir)
@@ -68,20 +74,18 @@ def build_dataset(
     if not (output_dir / records.META_FILE).is_file():
       raise ParError(f"{output_dir} exists and is not a built dataset; not replacing it")
 
-  texts = {split: text_lib.read_text(path) for split, path in files.items()}
-  if model is None:
-    model = tokenizer.train(texts["train"].lines, config)
-    logging.info(
-      "trained a %d-piece %s tokenizer in %.1f s",
-      config.vocab_size,
-      config.model_type,
-      time.perf_counter() - start,
-    )
-
-  sp = tokenizer.Tokenizer(model)
-  streams = {}
+  binary = config.tokenizer == "char"  # Bytes, exactly as stored.
+  texts = {split: text_lib.read_text(path, binary) for split, path in files.items()}
+  made = _make_tokenizer(config, texts["train"].lines, model)
+  logging.info(
+    "%s tokenizer of %d ids ready in %.1f s",
+    config.tokenizer,
+    made.vocab_size,
+    time.perf_counter() - start,
+  )
+  streams, unknown = {}, {}
   for split, text in texts.items():
-    streams[split] = sp.tokenize(text.lines)
+    streams[split], unknown[split] = made.tokenize(text.lines)
     needed = config.batch_size * config.seq_len + 1
     if len(streams[split]) < needed:
       raise ParError(
@@ -90,7 +94,7 @@ def build_dataset(
       )
 
   with errors.writing(output_dir):
-    meta = _write(output_dir, config, sp, texts, streams)
+    meta = _write(output_dir, config, made, texts, streams, unknown)
   logging.info(
     "built %s in %.1f s: %s",
     output_dir,
@@ -98,6 +102,50 @@ def build_dataset(
     ", ".join(f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()),
   )
   return meta, True
+
+
+@dataclasses.dataclass(frozen=True)
+class _Tokenizer:
+  """A dataset's tokenizer, ready to write and to tokenize with, whatever its kind."""
+
+  kind: str
+  data: bytes  # its file
+  vocab_size: int
+  eos_id: int
+  tokenize: typing.Callable  # lines -> (int32 stream with an end of line after each, unknown)
+  readable: str | None = None  # SentencePiece's spm.vocab
+
+
+def _make_tokenizer(config, train_lines, model):
+  """The tokenizer of config.tokenizer: SentencePiece's `model` if given, else trained on the
+  train split's lines; a word or char vocabulary counted on them."""
+  if config.tokenizer != "sentencepiece":
+    vocabulary = vocab_lib.Vocabulary.count(
+      config.tokenizer, train_lines, config.min_count, config.max_vocab
+    )
+    return _Tokenizer(
+      config.tokenizer,
+      vocabulary.to_bytes(),
+      vocabulary.size,
+      vocab_lib.EOS_ID,
+      vocabulary.tokenize,
+    )
+  if model is None:
+    model = tokenizer.train(train_lines, config)
+  sp = tokenizer.Tokenizer(model)
+
+  def tokenize(lines):
+    stream = sp.tokenize(lines)
+    return stream, int((stream == tokenizer.UNK_ID).sum())
+
+  return _Tokenizer(
+    "sentencepiece",
+    model,
+    sp.vocab_size,
+    sp.processor.eos_id(),
+    tokenize,
+    tokenizer.vocab_text(model),
+  )
 
 
 def _read_model(path):
@@ -136,7 +184,7 @@ def _differences(output_dir, files, config, model):
   return found
 
 
-def _write(output_dir, config, sp, texts, streams):
+def _write(output_dir, config, made, texts, streams, unknown):
   """Writes the dataset into a temporary sibling, then renames it to output_dir."""
   output_dir.parent.mkdir(parents=True, exist_ok=True)
   _remove_abandoned_partials(output_dir)
@@ -146,8 +194,9 @@ def _write(output_dir, config, sp, texts, streams):
   try:
     built = work / "dataset"  # mkdtemp's own mode is 0700; this one follows the umask.
     built.mkdir()
-    (built / records.TOKENIZER_FILE).write_bytes(sp.model_proto)
-    (built / records.VOCAB_FILE).write_text(tokenizer.vocab_text(sp.model_proto), encoding="utf-8")
+    (built / records.TOKENIZER_FILES[made.kind]).write_bytes(made.data)
+    if made.readable is not None:
+      (built / records.VOCAB_FILE).write_text(made.readable, encoding="utf-8")
     splits = {}
     for split, stream in streams.items():
       windows, dropped, padding = records.context_batch(
@@ -166,17 +215,20 @@ def _write(output_dir, config, sp, texts, streams):
         dropped_tokens=dropped,
         padding=padding,
         shards=shards,
+        characters=text.characters,
+        unknown=unknown[split],
       )
     meta = records.DatasetMeta(
       format_version=records.FORMAT_VERSION,
-      vocab_size=config.vocab_size,
+      vocab_size=made.vocab_size,
       batch_size=config.batch_size,
       seq_len=config.seq_len,
-      eos_id=sp.processor.eos_id(),
+      eos_id=made.eos_id,
       pad_id=records.PAD_ID,
-      tokenizer_sha256=tokenizer.sha256(sp.model_proto),
+      tokenizer_sha256=tokenizer.sha256(made.data),
       config=config,
       splits=splits,
+      tokenizer=made.kind,
     )
     (built / records.META_FILE).write_text(meta.to_json())
     if output_dir.exists():  # --overwrite, checked by the caller.

@@ -14,8 +14,9 @@ valid id) or dropped (fewer than B·T tokens); `DataConfig.remainder` chooses.
 
 On disk, a built dataset is one directory:
 
-  meta.json              format version, sizes, tokenizer sha256, per-split counts
-  spm.model, spm.vocab   the SentencePiece tokenizer (binary model, readable vocabulary)
+  meta.json              format version, sizes, tokenizer kind and sha256, per-split counts
+  spm.model, spm.vocab   a SentencePiece tokenizer (binary model, readable vocabulary), or
+  vocab.json             a word or char vocabulary (par/data/vocab.py)
   <split>/<split>-00000-of-0000S.tfrecord   the split's records, in order
 
 Each TFRecord record is the raw little-endian int32 bytes of one [B, T+1] window array, so
@@ -33,6 +34,7 @@ import numpy as np
 
 from par.config import DataConfig
 from par.data import text
+from par.data import vocab
 from par.errors import ParError
 
 if typing.TYPE_CHECKING:  # TensorFlow is imported on first use (`_tf`), not to annotate.
@@ -41,8 +43,10 @@ if typing.TYPE_CHECKING:  # TensorFlow is imported on first use (`_tf`), not to 
 FORMAT_VERSION = 1
 PAD_ID = -1
 META_FILE = "meta.json"
-TOKENIZER_FILE = "spm.model"
-VOCAB_FILE = "spm.vocab"
+# The tokenizer's file, by kind (DataConfig.tokenizer); identified by its sha256 in meta.json.
+TOKENIZER_FILES = {"sentencepiece": "spm.model", "word": vocab.FILE, "char": vocab.FILE}
+TOKENIZER_FILE = TOKENIZER_FILES["sentencepiece"]
+VOCAB_FILE = "spm.vocab"  # SentencePiece's pieces and scores, to read
 _TFRECORD_FRAMING_BYTES = 16  # uint64 length, uint32 CRC of length, uint32 CRC of data.
 _CHUNK_RECORDS = 1024  # Records read at a time when scanning a shard: memory stays bounded.
 
@@ -69,6 +73,8 @@ class SplitMeta:
   dropped_tokens: int  # tail tokens left out ("drop" remainder)
   padding: int  # PAD_ID entries in the last records ("pad" remainder)
   shards: tuple  # `Shard`s in reading order
+  characters: int = 0  # characters (bytes for char) + one per line; 0 if unknown (older builds)
+  unknown: int = 0  # word and char: symbols not in the vocabulary, become <unk>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +90,11 @@ class DatasetMeta:
   tokenizer_sha256: str
   config: DataConfig  # the settings it was built with
   splits: dict  # split name -> SplitMeta
+  tokenizer: str = "sentencepiece"  # its kind; the file is `tokenizer.FILES[tokenizer]`
+
+  @property
+  def tokenizer_file(self):
+    return TOKENIZER_FILES[self.tokenizer]
 
   def to_json(self):
     value = dataclasses.asdict(self)
@@ -261,7 +272,7 @@ def check_dataset(data_dir, split, tokenizer_sha256=None, records=False, verify=
   meta = load_meta(data_dir)
   if split not in meta.splits:
     raise ParError(f"{data_dir} has no {split} split (it has {', '.join(meta.splits)})")
-  model = data_dir / TOKENIZER_FILE
+  model = data_dir / meta.tokenizer_file
   if not model.is_file():
     raise ParError(f"{model} is missing")
   actual = text.file_sha256(model)
@@ -310,12 +321,12 @@ def check_vocabulary(data_dir, meta):
   build a model whose ids the tokenizer cannot decode)."""
   from par.data import tokenizer  # Here: most readers of records need no tokenizer.
 
-  path = Path(data_dir) / TOKENIZER_FILE
-  pieces = tokenizer.load(path.read_bytes(), path).get_piece_size()
+  path = Path(data_dir) / meta.tokenizer_file
+  pieces = tokenizer.load_codec(meta.tokenizer, path.read_bytes(), path).vocab_size
   if pieces != meta.vocab_size:
     raise ParError(
       f"{Path(data_dir) / META_FILE} gives vocab_size {meta.vocab_size}, but its tokenizer "
-      f"has {pieces} pieces: the file was edited; rebuild the dataset"
+      f"has {pieces} ids: the file was edited; rebuild the dataset"
     )
 
 

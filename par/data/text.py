@@ -30,9 +30,10 @@ class SplitText:
   """One split's text, as the tokenizer will see it."""
 
   path: str
-  lines: list  # str per line, without the line terminator
+  lines: list  # str (bytes if read as binary) per line, without the line terminator
   sha256: str  # of the file's bytes
   words: int  # whitespace words + one end-of-line word per line
+  characters: int  # characters (bytes if binary) + one per line: what bits per char divide by
 
 
 def find_split_files(path):
@@ -58,13 +59,24 @@ def find_split_files(path):
   return found
 
 
-def read_text(path):
-  """Reads one split file; raises ParError if it is empty or not UTF-8."""
+def read_text(path, binary=False):
+  """Reads one split file; raises ParError if it is empty or (unless binary) not UTF-8.
+
+  Args:
+    path: the file.
+    binary: keep the lines as bytes, exactly as stored (for byte-level vocabularies): no
+      decoding, no byte-order mark or carriage return removed.
+  """
   path = Path(path)
   try:
     data = path.read_bytes()
   except OSError as e:
     raise ParError(f"cannot read {path}: {e.strerror}") from None
+  sha256 = hashlib.sha256(data).hexdigest()
+  if binary:
+    if not data.strip():
+      raise ParError(f"{path} is empty")
+    return _split_text(str(path), data, b"\n", sha256)
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
@@ -74,19 +86,23 @@ def read_text(path):
       f"{path}: invalid UTF-8 at line {line}, byte {column} ({data[e.start : e.end]!r}); "
       "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8"
     ) from None
-  sha256 = hashlib.sha256(data).hexdigest()
   del data  # Peak memory: keep one copy of the text at a time.
   if text.startswith("\ufeff"):  # A byte-order mark is not text.
     text = text[1:]
   if not text.strip():
     raise ParError(f"{path} is empty")
-  lines = text.replace("\r\n", "\n").split("\n")
+  return _split_text(str(path), text.replace("\r\n", "\n"), "\n", sha256)
+
+
+def _split_text(path, text, newline, sha256):
+  lines = text.split(newline)
   del text
-  if lines[-1] == "":  # The terminator of the last line does not start a new one.
+  if not lines[-1]:  # The terminator of the last line does not start a new one.
     lines.pop()
   # Line by line: splitting the whole text at once would hold every word as an object.
   words = sum(len(line.split()) for line in lines) + len(lines)
-  return SplitText(str(path), lines, sha256, words)
+  characters = sum(map(len, lines)) + len(lines)
+  return SplitText(path, lines, sha256, words, characters)
 
 
 def file_sha256(path):

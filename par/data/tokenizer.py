@@ -1,4 +1,8 @@
-"""SentencePiece vocabularies: training one, and tokenizing text with it inside tf.data.
+"""Tokenizers: SentencePiece (trained here, run inside tf.data), and the common face of all
+three kinds (`Codec`) for generation and the tools.
+
+Word and char vocabularies live in par/data/vocab.py; a dataset's meta.json names its kind,
+and its file (`records.TOKENIZER_FILES`) is identified by sha256 whatever the kind.
 
 Piece ids: 0 is SentencePiece's unknown piece, 1 the end-of-line token appended to every
 line; no begin-of-sentence or padding piece is reserved (padding in records is -1, never
@@ -22,6 +26,7 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from par.data import vocab as vocab_lib
 from par.errors import ParError
 
 UNK_ID = 0
@@ -181,3 +186,55 @@ class Tokenizer:
     )
     chunks = [chunk.numpy() for chunk in dataset]
     return np.concatenate(chunks) if chunks else np.zeros([0], np.int32)
+
+
+class Codec:
+  """One line of text to ids and back, whatever the tokenizer (for generation and the tools).
+
+  Attributes:
+    kind: "sentencepiece", "word" or "char".
+    vocab_size, eos_id, unk_id: ints.
+  """
+
+  def __init__(self, kind, processor=None, vocabulary=None):
+    self.kind = kind
+    self._processor = processor
+    self._vocabulary = vocabulary
+    if processor is not None:
+      self.vocab_size = processor.get_piece_size()
+      self.eos_id, self.unk_id = processor.eos_id(), processor.unk_id()
+    else:
+      self.vocab_size = vocabulary.size
+      self.eos_id, self.unk_id = vocab_lib.EOS_ID, vocab_lib.UNK_ID
+
+  def encode(self, line):
+    """(the ids of one line, without its end of line; the parts of it the tokenizer does not
+    know, which became the unknown id)."""
+    if self._processor is not None:
+      pieces = self._processor.encode(line, out_type="proto").pieces
+      return [p.id for p in pieces], [p.surface for p in pieces if p.id == self.unk_id]
+    if self.kind == "char":  # Character by character, to name the unknown ones.
+      ids, unknown = [], []
+      for character in line:
+        some, missing = self._vocabulary.encode_line(character.encode("utf-8"))
+        ids += some.tolist()
+        unknown += [character] if missing else []
+      return ids, unknown
+    ids, unknown = self._vocabulary.encode_line(line)
+    return ids.tolist(), unknown
+
+  def decode(self, ids):
+    """The text of one line's ids."""
+    if self._processor is not None:
+      return self._processor.decode([int(i) for i in ids])
+    return self._vocabulary.decode(ids)
+
+
+def load_codec(kind, data, path=None):
+  """The `Codec` of a tokenizer file's bytes; ParError (naming `path`) if it is not one."""
+  if kind == "sentencepiece":
+    return Codec(kind, processor=load(data, path))
+  vocabulary = vocab_lib.Vocabulary.from_bytes(data, path)
+  if vocabulary.kind != kind:
+    raise ParError(f"{path or 'the vocabulary'} is a {vocabulary.kind} vocabulary, not {kind}")
+  return Codec(kind, vocabulary=vocabulary)

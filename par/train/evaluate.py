@@ -2,9 +2,12 @@
 
   token perplexity = exp(Σ NLL / Σ predicted tokens)
   word perplexity  = exp(Σ NLL / words)
+  bits per character = Σ NLL / (characters · ln 2)
 
 where words are the split's whitespace words plus one per line (meta.json), the denominator
-of word-level results on WikiText. Every token of the split after its first is scored once
+of word-level results on WikiText, and characters its characters plus one per line (bytes
+for a char dataset, whose tokens they are: bpc is then the loss in bits, as Transformer-XL
+reports enwik8 and text8). Every token of the split after its first is scored once
 (padding is masked), with the memory carried across records as in training, and the
 SuperNet's deterministic architecture (eval_mode).
 """
@@ -24,6 +27,7 @@ class Result:
   nll: float  # summed negative log-likelihood, nats
   tokens: int  # predicted tokens
   words: int  # words of the split (0 if unknown)
+  characters: int = 0  # characters of the split (0 if unknown)
 
   @property
   def loss(self):
@@ -37,6 +41,10 @@ class Result:
   def word_perplexity(self):
     return math.exp(self.nll / self.words) if self.words else float("nan")
 
+  @property
+  def bpc(self):
+    return self.nll / (self.characters * math.log(2)) if self.characters else float("nan")
+
   def to_dict(self):
     return {
       "loss": self.loss,
@@ -45,6 +53,8 @@ class Result:
       "tokens": self.tokens,
       "words": self.words,
       "nll": self.nll,
+      "bpc": self.bpc if self.characters else None,  # None: a dataset built without counts
+      "characters": self.characters,
     }
 
 
@@ -106,7 +116,12 @@ class Evaluator:
     return total, count
 
   def __call__(
-    self, dataset: tf.data.Dataset, batch_size: int, words: int = 0, records: int | None = None
+    self,
+    dataset: tf.data.Dataset,
+    batch_size: int,
+    words: int = 0,
+    records: int | None = None,
+    characters: int = 0,
   ) -> Result:
     """Evaluates a (distributed) dataset of (inputs, targets); returns a `Result`.
 
@@ -115,6 +130,7 @@ class Evaluator:
       batch_size: lanes per replica.
       words: the split's word count, for word-level perplexity.
       records: how many records the dataset holds, if known: then `stop` can end it early.
+      characters: the split's character count, for bits per character.
     """
     # The iterator is made here, eagerly: one made inside the function is destroyed by it, and
     # a distributed iterator's end then waits for a thread of the pool the function holds (a
@@ -123,7 +139,7 @@ class Evaluator:
     total, count = self._run(
       iterator, batch_size, None if records is None else tf.constant(records)
     )
-    return Result(float(total), int(count), int(words))
+    return Result(float(total), int(count), int(words), int(characters))
 
 
 class SplitEvaluator:
@@ -159,7 +175,7 @@ class SplitEvaluator:
     lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
     try:
       info = self.meta.splits[split]
-      result = self.evaluator(dataset, lanes, info.words, info.records)
+      result = self.evaluator(dataset, lanes, info.words, info.records, info.characters)
     except tf.errors.DataLossError as e:  # A shard changed after the checks.
       raise records.damage_error(self.data_dir, split, e) from None
     self._last[split] = (step, result)
@@ -186,7 +202,10 @@ def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=
     windows, _ = records.read_records(data_dir, split, tokenizer_sha256)
     dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
   try:
-    result = Evaluator(model, mem_len)(dataset, meta.batch_size, meta.splits[split].words)
+    info = meta.splits[split]
+    result = Evaluator(model, mem_len)(
+      dataset, meta.batch_size, info.words, characters=info.characters
+    )
   except tf.errors.DataLossError as e:  # A shard changed after the checks.
     raise records.damage_error(data_dir, split, e) from None
   return result, meta

@@ -92,6 +92,8 @@ class Reporter:
     total_steps: the run's length.
     start_step: where this process starts (0, or the step resumed from).
     train_words_per_token: words / tokens of the train split (for word perplexity).
+    train_characters_per_token: characters / tokens of the train split (for bits per
+      character; 0 if the dataset does not count them).
     chief: whether this process writes files.
     loss_scale: the run's `precision.LossScale`, or None.
   """
@@ -106,12 +108,14 @@ class Reporter:
     train_words_per_token,
     chief=True,
     loss_scale=None,
+    train_characters_per_token=0.0,
   ):
     self.model_dir = model_dir
     self.model = model
     self.config = config
     self.total_steps = total_steps
     self.train_words_per_token = train_words_per_token
+    self.train_characters_per_token = train_characters_per_token
     self.chief = chief
     self.loss_scale = loss_scale
     self.writers = {
@@ -158,6 +162,8 @@ class Reporter:
       tf.summary.scalar("loss", loss)
       tf.summary.scalar("token_perplexity", math.exp(min(loss, 80.0)))
       tf.summary.scalar("word_perplexity", math.exp(min(loss / self.train_words_per_token, 80.0)))
+      if self.train_characters_per_token:
+        tf.summary.scalar("bpc", loss / self.train_characters_per_token / math.log(2))
       tf.summary.scalar("learning_rate", rate)
       tf.summary.scalar("tau", tau)
       tf.summary.scalar("gradient_norm", meter.mean_norm)
@@ -169,18 +175,21 @@ class Reporter:
   def evaluation(self, split, step, result):
     """An `evaluate.Result` of `split` at `step`: log line and summaries."""
     logging.info(
-      "%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f (%d tokens)",
+      "%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f%s (%d tokens)",
       split,
       step,
       result.loss,
       result.token_perplexity,
       result.word_perplexity,
+      f", bpc {result.bpc:.4f}" if result.characters else "",
       result.tokens,
     )
     with self.writers[split].as_default(step=step):
       tf.summary.scalar("loss", result.loss)
       tf.summary.scalar("token_perplexity", result.token_perplexity)
       tf.summary.scalar("word_perplexity", result.word_perplexity)
+      if result.characters:
+        tf.summary.scalar("bpc", result.bpc)
 
   def _record(self, history):
     probabilities = self.model.architecture_probabilities()

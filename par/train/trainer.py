@@ -176,6 +176,7 @@ def train_and_evaluate(
         meta.splits["train"].words / meta.splits["train"].tokens,
         chief,
         loss_scale,
+        meta.splits["train"].characters / meta.splits["train"].tokens,
       )
       stop.on_stop.append(lambda: step_loop.stop.assign(True))  # Ends a loop call early.
       evaluations = evaluate.SplitEvaluator(
