@@ -1,10 +1,12 @@
 """Reading split files, and getting WikiText-2 from a local HTTP server, a zip or a directory."""
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import http.server
 import io
+import json
 import threading
 import zipfile
 
@@ -122,8 +124,13 @@ def test_download_with_the_right_md5_unpacks_the_splits(tmp_path, mirror):
   dest = tmp_path / "data" / "wikitext-2"
   message = download.prepare_wikitext2(dest, urls=[url], md5=md5)
   assert "MD5 verified" in message
-  assert {p.name: p.read_text() for p in dest.iterdir()} == {
+  assert {p.name: p.read_text() for p in dest.glob("*.txt")} == {
     f"{s}.txt": t for s, t in SPLIT_TEXT.items()
+  }
+  source = json.loads((dest / download.SOURCE_FILE).read_text())
+  assert (source["from"], source["md5"]) == (url, md5)
+  assert source["splits"] == {
+    s: hashlib.sha256(t.encode()).hexdigest() for s, t in SPLIT_TEXT.items()
   }
   assert leftovers(dest.parent) == []
 
@@ -164,7 +171,7 @@ def test_local_zip_and_directory_sources(tmp_path):
 
 def test_fetch_script_offline_says_how_to_supply_the_data(tmp_path):
   result = run_script(
-    "scripts/fetch_wikitext2.py",
+    "scripts/fetch_data.py",
     f"--dest={tmp_path / 'wt2'}",
     "--url=http://127.0.0.1:9/wikitext-2-v1.zip",
     "--timeout=5",
@@ -224,3 +231,89 @@ def test_create_tfrecords_downloads_builds_and_then_reuses(tmp_path):
     assert (data / "wikitext-2" / f"{split}.txt").read_bytes() == (
       tmp_path / "text" / f"{split}.txt"
     ).read_bytes()
+
+
+# --- WikiText-103, enwik8 and text8 ----------------------------------------------------------
+
+
+def test_wikitext103_is_checked_against_its_published_md5(tmp_path):
+  site = tmp_path / "site"
+  site.mkdir()
+  data, md5 = make_zip()
+  (site / "wikitext-103-v1.zip").write_bytes(data)
+  with serve(site) as base:
+    url = f"{base}/wikitext-103-v1.zip"
+    with pytest.raises(download.DownloadError, match="expected 9ddaacaf6af0710eda8c456decff7832"):
+      download.prepare("wikitext-103", tmp_path / "a", urls=[url])
+    assert "MD5 verified" in download.prepare("wikitext-103", tmp_path / "b", urls=[url], md5=md5)
+  assert (tmp_path / "b" / "valid.txt").read_text() == SPLIT_TEXT["valid"]
+  assert not (tmp_path / "a").exists() and leftovers(tmp_path) == []
+
+
+@pytest.fixture
+def small_enwik8(monkeypatch):
+  """enwik8 of 10,000,123 bytes (the real one has 10^8): bytes beyond ASCII, cut mid-way."""
+  size = 2 * 5_000_000 + 123
+  pattern = "naïve <page> ☃ text\n".encode()
+  data = (pattern * (size // len(pattern) + 1))[:size]
+  corpora = dict(download.CORPORA)
+  for name in ("enwik8", "text8"):
+    corpora[name] = dataclasses.replace(corpora[name], size=size)
+  monkeypatch.setattr(download, "CORPORA", corpora)
+  return data
+
+
+def test_enwik8_is_downloaded_and_cut_as_transformer_xl_cuts_it(tmp_path, small_enwik8):
+  site = tmp_path / "site"
+  site.mkdir()
+  with zipfile.ZipFile(site / "enwik8.zip", "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("enwik8", small_enwik8)
+  with serve(site) as base:
+    message = download.prepare("enwik8", tmp_path / "enwik8", urls=[f"{base}/enwik8.zip"])
+  assert "recorded in SOURCE.json" in message  # No published MD5 to check against.
+  dest = tmp_path / "enwik8"
+  n = len(small_enwik8)
+  assert (dest / "train.txt").read_bytes() == small_enwik8[: n - 10_000_000]
+  assert (dest / "valid.txt").read_bytes() == small_enwik8[n - 10_000_000 : n - 5_000_000]
+  assert (dest / "test.txt").read_bytes() == small_enwik8[n - 5_000_000 :]
+  source = json.loads((dest / download.SOURCE_FILE).read_text())
+  assert source["md5"] == hashlib.md5((site / "enwik8.zip").read_bytes()).hexdigest()
+  assert source["sha256"] == hashlib.sha256((site / "enwik8.zip").read_bytes()).hexdigest()
+
+
+def test_text8_from_its_unpacked_file_and_a_wrong_size_refused(tmp_path, small_enwik8):
+  (tmp_path / "text8").write_bytes(small_enwik8)
+  assert "cut" in download.prepare("text8", tmp_path / "a", source=tmp_path / "text8")
+  assert (tmp_path / "a" / "test.txt").read_bytes() == small_enwik8[-5_000_000:]
+  (tmp_path / "short").write_bytes(small_enwik8[:-1])
+  with pytest.raises(ParError, match="has 10,000,122 bytes, not the published 10,000,123"):
+    download.prepare("text8", tmp_path / "b", source=tmp_path / "short")
+  assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_create_tfrecords_builds_a_word_dataset_of_a_served_wikitext103(tmp_path):
+  site = tmp_path / "site"
+  site.mkdir()
+  lines = {split: counting_lines(n) for split, n in (("train", 900), ("valid", 200), ("test", 200))}
+  write_corpus(tmp_path / "text", lines)
+  with zipfile.ZipFile(site / "wikitext-103-v1.zip", "w") as z:
+    for split in text.SPLITS:
+      z.write(tmp_path / "text" / f"{split}.txt", f"wikitext-103/wiki.{split}.tokens")
+  md5 = hashlib.md5((site / "wikitext-103-v1.zip").read_bytes()).hexdigest()
+  with serve(site) as base:
+    result = run_script(
+      "./create_tfrecords.sh",
+      "--dataset=wikitext-103",
+      f"--data_dir={tmp_path / 'data'}",
+      f"--url={base}/wikitext-103-v1.zip",
+      f"--md5={md5}",
+      "--batch_size=4",
+      "--seq_len=8",
+    )
+  assert result.returncode == 0, result.stderr[-2000:]
+  meta = json.loads((tmp_path / "data" / "wikitext103_word_bsz4_seqlen8" / "meta.json").read_text())
+  assert meta["tokenizer"] == "word"
+  words = " ".join(lines["train"]).split()
+  assert meta["vocab_size"] == len(set(words)) + 2  # <unk>, <eos> and every train word
+  assert meta["splits"]["valid"]["tokens"] == sum(len(line.split()) + 1 for line in lines["valid"])

@@ -234,7 +234,7 @@ def test_an_explicit_source_is_used_or_refused_never_ignored(tmp_path):
 
 def test_the_offline_error_names_the_command_to_run(tmp_path):
   result = run_script(
-    "scripts/fetch_wikitext2.py",
+    "scripts/fetch_data.py",
     f"--dest={tmp_path / 'wt2'}",
     "--url=http://127.0.0.1:9/wikitext-2-v1.zip",
     "--timeout=5",

@@ -1,10 +1,19 @@
-"""Fetching WikiText-2: download (URLs, MD5) or a local copy, unpacked into split files.
+"""Fetching the corpora: download (URLs, checksums) or a local copy, as split files.
+
+  wikitext-2, wikitext-103   the zip's wiki.{train,valid,test}.tokens (Merity et al. 2016)
+  enwik8, text8              the zip's one 100,000,000-byte file, cut as Transformer-XL's
+                             preparation scripts cut it: the last 5,000,000 bytes are test,
+                             the 5,000,000 before them valid, the rest (90M) train; the bytes
+                             are kept exactly (enwik8's cuts split multi-byte characters)
 
 The destination only ever appears complete: it is assembled in a temporary sibling and
-renamed into place.
+renamed into place. It holds train.txt, valid.txt, test.txt and SOURCE.json (what they came
+from: the archive's name, MD5 and sha256, and each split's sha256).
 """
 
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -21,22 +30,68 @@ from par.data.text import file_sha256
 from par.data.text import find_split_files
 from par.errors import ParError
 
-# WikiText-2 (v1, tokenized), Merity et al. 2016. The original host first, then mirrors.
-WIKITEXT2_URLS = (
-  "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
-  "https://wikitext.smerity.com/wikitext-2-v1.zip",
-)
-WIKITEXT2_MD5 = "542ccefacc6c27f945fb54453812b3cd"
+SOURCE_FILE = "SOURCE.json"
+_CUT_BYTES = 5_000_000  # valid and test of enwik8 and text8
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+  """A published corpus: where it is and how its archive becomes split files."""
+
+  name: str
+  archive: str  # the file name it is published as
+  urls: tuple  # the original host first, then mirrors
+  md5: str | None  # of the archive; None where no checksum is published
+  member: str | None = None  # enwik8, text8: the one file, cut into the splits
+  size: int | None = None  # the member's published size in bytes
+
+
+CORPORA = {
+  c.name: c
+  for c in (
+    Corpus(
+      "wikitext-2",
+      "wikitext-2-v1.zip",
+      (
+        "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+        "https://wikitext.smerity.com/wikitext-2-v1.zip",
+      ),
+      "542ccefacc6c27f945fb54453812b3cd",
+    ),
+    Corpus(
+      "wikitext-103",
+      "wikitext-103-v1.zip",
+      (
+        "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-103-v1.zip",
+        "https://wikitext.smerity.com/wikitext-103-v1.zip",
+      ),
+      "9ddaacaf6af0710eda8c456decff7832",
+    ),
+    # Mahoney publishes no checksum for these two; the member's size (100,000,000 bytes, as
+    # published) is checked, and the archive's MD5 and sha256 are recorded in SOURCE.json.
+    Corpus(
+      "enwik8", "enwik8.zip", ("http://mattmahoney.net/dc/enwik8.zip",), None, "enwik8", 10**8
+    ),
+    Corpus("text8", "text8.zip", ("http://mattmahoney.net/dc/text8.zip",), None, "text8", 10**8),
+  )
+}
+# Kept for the WikiText-2 callers.
+WIKITEXT2_URLS = CORPORA["wikitext-2"].urls
+WIKITEXT2_MD5 = CORPORA["wikitext-2"].md5
 
 
 class DownloadError(ParError):
-  """No URL gave the archive with the expected checksum."""
+  """No URL gave the archive (with the expected checksum)."""
 
 
 def _same_splits(new, existing, source):
   """The sentence for an existing destination that holds `source`'s splits; else a ParError."""
-  names = sorted(p.name for p in new.iterdir())
-  if names == sorted(p.name for p in existing.iterdir()) and all(
+
+  def split_files(directory):  # SOURCE.json says where they came from: it may differ.
+    return sorted(p.name for p in directory.iterdir() if p.name != SOURCE_FILE)
+
+  names = split_files(new)
+  if names == split_files(existing) and all(
     file_sha256(new / name) == file_sha256(existing / name) for name in names
   ):
     return f"{existing} already holds the splits of {source}; reusing it"
@@ -54,16 +109,38 @@ def _file_md5(path):
   return digest.hexdigest()
 
 
+def _cut(data, destination, what, size):
+  """Writes destination/{train,valid,test}.txt from one corpus file's bytes."""
+  if size is not None and len(data) != size:
+    raise ParError(f"{what} has {len(data):,} bytes, not the published {size:,}")
+  if len(data) <= 2 * _CUT_BYTES:
+    raise ParError(f"{what} has {len(data):,} bytes: too few to cut 5,000,000 for valid and test")
+  end = len(data)
+  for split, part in (
+    ("train", data[: end - 2 * _CUT_BYTES]),
+    ("valid", data[end - 2 * _CUT_BYTES : end - _CUT_BYTES]),
+    ("test", data[end - _CUT_BYTES :]),
+  ):
+    (destination / f"{split}.txt").write_bytes(part)
+
+
 def _download(url, destination, timeout):
   with urllib.request.urlopen(url, timeout=timeout) as response, open(destination, "wb") as out:
     shutil.copyfileobj(response, out, length=1 << 20)
 
 
-def _extract_splits(archive, destination):
-  """Writes destination/{split}.txt from a zip's wiki.{split}.tokens (or accepted names)."""
+def _extract_splits(archive, destination, corpus):
+  """Writes destination/{split}.txt from the archive: its split files, or its one member cut."""
   try:
     with zipfile.ZipFile(archive) as z:
       by_name = {Path(name).name: name for name in z.namelist() if not name.endswith("/")}
+      if corpus.member is not None:
+        if corpus.member not in by_name:
+          raise ParError(f"{archive} has no file {corpus.member}")
+        _cut(
+          z.read(by_name[corpus.member]), destination, f"{corpus.member} in {archive}", corpus.size
+        )
+        return
       for split, names in SPLIT_FILE_NAMES.items():
         member = next((by_name[n] for n in names if n in by_name), None)
         if member is None:
@@ -74,22 +151,42 @@ def _extract_splits(archive, destination):
     raise ParError(f"{archive} is not a zip archive") from None
 
 
+def _record(splits, corpus, origin, archive=None):
+  """Writes SOURCE.json: where the splits came from, and the checksums of everything."""
+  value = {"corpus": corpus.name, "from": str(origin)}
+  if archive is not None:
+    value.update(archive=corpus.archive, md5=_file_md5(archive), sha256=file_sha256(archive))
+  value["splits"] = {p.stem: file_sha256(p) for p in sorted(splits.iterdir()) if p.suffix == ".txt"}
+  (splits / SOURCE_FILE).write_text(json.dumps(value, indent=2) + "\n")
+
+
 def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEXT2_MD5, timeout=60):
-  """Puts WikiText-2's splits in destination/{train,valid,test}.txt.
+  """`prepare` of WikiText-2 (kept for its callers)."""
+  return prepare("wikitext-2", destination, source, urls, md5, timeout)
+
+
+def prepare(name, destination, source=None, urls=None, md5=None, timeout=60):
+  """Puts corpus `name`'s splits in destination/{train,valid,test}.txt (and SOURCE.json).
 
   Args:
+    name: a key of CORPORA.
     destination: directory to create; it only ever appears complete, because it is assembled
       in a temporary sibling and renamed. If it exists it is reused as it is, unless a
       `source` with other splits is given: that is refused, never overwritten.
-    source: None to download; a zip archive (checked against `md5`); or a directory of split
-      files (any of SPLIT_FILE_NAMES; train required), copied as they are.
-    urls: where to download from, tried in order until one gives the right checksum.
-    md5: the archive's expected MD5 (WikiText-2 v1's by default).
+    source: None to download; the archive (checked against `md5`); for enwik8 and text8 also
+      the unpacked file; or a directory of split files (any of SPLIT_FILE_NAMES; train
+      required), copied as they are.
+    urls: where to download from, tried in order until one gives the right archive (default:
+      the corpus's).
+    md5: the archive's expected MD5 (default: the corpus's published one, if any).
     timeout: seconds without progress before a download is abandoned.
 
   Returns:
     A sentence saying what was done, for the log.
   """
+  corpus = CORPORA[name]
+  urls = urls or corpus.urls
+  md5 = md5 or corpus.md5
   destination = Path(destination)
   if destination.exists() and not destination.is_dir():
     raise ParError(f"{destination} exists and is not a directory")
@@ -103,40 +200,54 @@ def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEX
   try:
     splits = work / "splits"
     splits.mkdir()
-    if source is None:
-      archive = work / "wikitext-2-v1.zip"
-      failures = []
-      for url in urls:
-        logging.info("downloading %s", url)
-        try:
-          _download(url, archive, timeout)
-        except (urllib.error.URLError, OSError, ValueError) as e:
-          failures.append(f"{url}: {getattr(e, 'reason', e)}")
-          continue
-        got = _file_md5(archive)
-        if got == md5:
-          break
-        failures.append(f"{url}: MD5 {got}, expected {md5}")
-      else:
-        raise DownloadError("could not download WikiText-2 (" + "; ".join(failures) + ")")
-      _extract_splits(archive, splits)
-      done = f"downloaded {url} (MD5 verified) and unpacked it into {destination}"
-    elif Path(source).is_file():
-      got = _file_md5(source)
-      if got != md5:
-        raise ParError(
-          f"{source} has MD5 {got}, not {md5} (wikitext-2-v1.zip); for other text, "
-          "unzip it and pass the directory"
-        )
-      _extract_splits(Path(source), splits)
-      done = f"unpacked {source} (MD5 verified) into {destination}"
-    else:
-      for split, path in find_split_files(source).items():
-        shutil.copyfile(path, splits / f"{split}.txt")
-      done = f"copied the splits of {source} into {destination}"
+    with errors.writing(destination):
+      done = _fetch(corpus, splits, work, source, urls, md5, timeout, destination)
     if destination.is_dir():  # Only with an explicit source: the same splits, or refused.
       return _same_splits(splits, destination, source)
     os.rename(splits, destination)
     return done
   finally:
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _fetch(corpus, splits, work, source, urls, md5, timeout, destination):
+  """Fills `splits` from a download or `source`; returns the sentence saying so."""
+  checked = "MD5 verified" if md5 else f"MD5 {{}} recorded in {SOURCE_FILE}"
+  if source is None:
+    archive = work / corpus.archive
+    failures = []
+    for url in urls:
+      logging.info("downloading %s", url)
+      try:
+        _download(url, archive, timeout)
+      except (urllib.error.URLError, OSError, ValueError) as e:
+        failures.append(f"{url}: {getattr(e, 'reason', e)}")
+        continue
+      got = _file_md5(archive)
+      if md5 is None or got == md5:
+        break
+      failures.append(f"{url}: MD5 {got}, expected {md5}")
+    else:
+      raise DownloadError(f"could not download {corpus.name} (" + "; ".join(failures) + ")")
+    _extract_splits(archive, splits, corpus)
+    _record(splits, corpus, url, archive)
+    return f"downloaded {url} ({checked.format(got)}) and unpacked it into {destination}"
+  source = Path(source)
+  if source.is_dir():
+    for split, path in find_split_files(source).items():
+      shutil.copyfile(path, splits / f"{split}.txt")
+    _record(splits, corpus, source.resolve())
+    return f"copied the splits of {source} into {destination}"
+  if corpus.member is not None and not zipfile.is_zipfile(source):  # enwik8 or text8 itself
+    _cut(source.read_bytes(), splits, str(source), corpus.size)
+    _record(splits, corpus, source.resolve())
+    return f"cut {source} into {destination}"
+  got = _file_md5(source)
+  if md5 is not None and got != md5:
+    raise ParError(
+      f"{source} has MD5 {got}, not {md5} ({corpus.archive}); for other text, "
+      "unzip it and pass the directory"
+    )
+  _extract_splits(source, splits, corpus)
+  _record(splits, corpus, source.resolve(), source)
+  return f"unpacked {source} ({checked.format(got)}) into {destination}"
