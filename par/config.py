@@ -217,10 +217,35 @@ class ModelConfig(_Settings):
     "given before it (a flagfile's), alone it means a plain softmax.",
   )
   proj_factor: int = setting(
-    4, "Tail cluster i projects to d_model / proj_factor**(i+1), unless --proj_dims."
+    4,
+    "Tail cluster i projects to d_model / proj_factor**(i+1), unless --proj_dims (par's "
+    "own softmax: not with --div_val).",
   )
   proj_dims: tuple[int, ...] = setting(
     (), "Explicit projection width per tail cluster (repeated or comma-separated)."
+  )
+  div_val: int = setting(
+    0,
+    "Transformer-XL's adaptive input and output (Baevski & Auli 2019): cluster i of the "
+    "vocabulary (split at --cutoffs) is embedded and scored at width d_model / div_val**i, "
+    "projected to d_model when narrower (div_val > 1). 1 keeps one width and no projections, "
+    "as Transformer-XL's WikiText-103 and enwik8 models. 0: a plain input embedding and par's "
+    "own softmax, its tails projected by --proj_factor.",
+  )
+  tie_weight: bool = setting(
+    False,
+    "The output layer scores each cluster with its input embedding (Press & Wolf 2017), as "
+    "Transformer-XL does; needs --div_val.",
+  )
+  tie_projs: bool = setting(
+    False,
+    "The tails share their projection between input and output, as Transformer-XL's "
+    "WikiText-103 models; needs --div_val above 1 (at 1 there are none).",
+  )
+  same_length: bool = setting(
+    False,
+    "Every position attends to the same number of keys (the window of its memory and "
+    "segment of one length), as Transformer-XL's evaluation.",
   )
   architecture: str = setting(
     "",
@@ -247,6 +272,10 @@ class ModelConfig(_Settings):
 
   @property
   def tail_widths(self):
+    if self.div_val:  # Transformer-XL's: cluster i (head 0) at d_model // div_val**i.
+      return tuple(
+        max(1, self.d_model // self.div_val ** (i + 1)) for i in range(len(self.cutoffs))
+      )
     return tail_widths(self.d_model, len(self.cutoffs), self.proj_factor, self.proj_dims)
 
   def validate(self):
@@ -277,6 +306,20 @@ class ModelConfig(_Settings):
     )
     _check(
       all(d >= 1 for d in self.proj_dims), f"proj_dims must be positive, got {list(self.proj_dims)}"
+    )
+    _check(self.div_val >= 0, f"div_val must be 0 (off) or more, got {self.div_val}")
+    _check(
+      not self.tie_weight or self.div_val,
+      "tie_weight ties Transformer-XL's adaptive input and output: set --div_val (1 for one width)",
+    )
+    _check(
+      not self.tie_projs or self.div_val > 1,
+      f"tie_projs shares the tails' projections, which only div_val above 1 makes (got "
+      f"div_val {self.div_val})",
+    )
+    _check(
+      not (self.div_val and self.proj_dims),
+      "proj_dims shapes par's own softmax; with --div_val the widths are d_model / div_val**i",
     )
     if self.architecture:
       _check(
@@ -353,6 +396,16 @@ class TrainConfig(_Settings):
     "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn).",
   )
   eval_mem_len: int = setting(0, "Memory length in evaluation (0: --mem_len); may exceed it.")
+  eval_clamp_len: int = setting(
+    -1,
+    "Relative distances clamped in evaluation, as Transformer-XL evaluates (-1: the model's "
+    "--clamp_len; 0: none).",
+  )
+  eval_same_length: bool = setting(
+    False,
+    "Evaluate with every position attending to the same number of keys (Transformer-XL's "
+    "evaluation; always when the model's --same_length).",
+  )
   jit_compile: bool = setting(
     False, "Compile each training step with XLA (for GPUs and TPUs; slow to compile on CPUs)."
   )
@@ -417,6 +470,10 @@ class TrainConfig(_Settings):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     for name in ("eval_every", "plot_every", "eval_mem_len"):
       _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
+    _check(
+      self.eval_clamp_len >= -1,
+      f"eval_clamp_len must be -1 (the model's), 0 (none) or more, got {self.eval_clamp_len}",
+    )
     return self
 
 

@@ -107,9 +107,11 @@ def define_training():
   define(RuntimeConfig)
 
 
-def training_config():
-  """The validated TrainConfig the flags give (vocab_size is the dataset's at training)."""
-  model = ModelConfig(**read(ModelConfig, skip=("vocab_size",)))
+def training_config(vocab_size=None):
+  """The validated TrainConfig the flags give, with `vocab_size` (at training, the dataset's;
+  None: ModelConfig's default)."""
+  sized = {} if vocab_size is None else {"vocab_size": vocab_size}
+  model = ModelConfig(**sized, **read(ModelConfig, skip=("vocab_size",)))
   return TrainConfig(model=model, **read(TrainConfig)).validate()
 
 

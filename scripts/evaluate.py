@@ -3,6 +3,8 @@ r"""Evaluates a trained run on any split: exact perplexities and bits per charac
   python scripts/evaluate.py --model_dir=runs/base_model --split=test
   python scripts/evaluate.py --model_dir=runs/tiny --source=export --eval_mem_len=256 \
       --seq_len=64
+  python scripts/evaluate.py --model_dir=runs/txl_wt103_base --split=test --seq_len=64 \
+      --eval_mem_len=640 --clamp_len=400 --same_length     # Transformer-XL's protocol
 
 Loads the run's latest checkpoint (or --checkpoint, or its export) without pickle, checks
 that the dataset was built with the run's tokenizer, and prints one JSON line: loss, token
@@ -31,6 +33,18 @@ _SEQ_LEN = flags.DEFINE_integer(
   "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
 )
 config_flags.define_field(ModelConfig, "eval_mode", default=None, help_note="Default: the run's.")
+_CLAMP_LEN = flags.DEFINE_integer(
+  "clamp_len",
+  None,
+  "Relative distances above this share one encoding (Transformer-XL evaluates WikiText-103 "
+  "with 400); 0: none. Default: the run's --eval_clamp_len, else its model's --clamp_len.",
+)
+_SAME_LENGTH = flags.DEFINE_bool(
+  "same_length",
+  None,
+  "Every position attends to the same number of keys, as Transformer-XL evaluates. Default: "
+  "the run's --eval_same_length or its model's --same_length.",
+)
 config_flags.define_run_source()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -38,8 +52,8 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0:
-    raise cli.ParError("--eval_mem_len and --seq_len cannot be negative")
+  if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0 or (_CLAMP_LEN.value or 0) < 0:
+    raise cli.ParError("--eval_mem_len, --seq_len and --clamp_len cannot be negative")
   config_flags.run_source()  # Checks it before the slow part.
   from par import runs
   from par.data import records
@@ -53,8 +67,21 @@ def main(argv):
 
   model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
   mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
+  clamp_len = _CLAMP_LEN.value
+  if clamp_len is None:
+    clamp_len = run.config.eval_clamp_len if run.config.eval_clamp_len >= 0 else None
+  same_length = _SAME_LENGTH.value
+  if same_length is None:
+    same_length = run.config.eval_same_length or run.config.model.same_length
   result, meta = evaluate.evaluate_split(
-    model, data_dir, _SPLIT.value, mem_len, _SEQ_LEN.value, run.tokenizer_sha256
+    model,
+    data_dir,
+    _SPLIT.value,
+    mem_len,
+    _SEQ_LEN.value,
+    run.tokenizer_sha256,
+    clamp_len,
+    same_length,
   )
   print(
     json.dumps(
@@ -67,6 +94,8 @@ def main(argv):
         eval_mode=model.config.eval_mode if model.is_supernet else None,
         mem_len=mem_len,
         seq_len=_SEQ_LEN.value or meta.seq_len,
+        clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
+        same_length=same_length,
       )
     )
   )

@@ -8,6 +8,9 @@ Running the same command again resumes from the last checkpoint in --model_dir, 
 name in par.config.ModelConfig, TrainConfig or RuntimeConfig, where each is described once.
 """
 
+import json
+import sys
+
 from absl import flags
 
 from par import cli
@@ -17,21 +20,66 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (created or r
 _PRINT_CONFIG = flags.DEFINE_bool(
   "print_config",
   False,
-  "Print the configuration the flags give, as JSON, and exit "
-  "(the vocabulary size is the dataset's at training time).",
+  "Print the configuration the flags give, as JSON, with the model's exact parameter count "
+  "and its forward FLOPs per token, and exit.",
+)
+_VOCAB_SIZE = flags.DEFINE_integer(
+  "vocab_size",
+  None,
+  "For --print_config: the vocabulary to count with (default: the dataset's; training "
+  "always takes the dataset's).",
 )
 
 config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
+def _dataset_meta(data_dir, required):
+  """The dataset's meta.json (None if there is none and it is not `required`)."""
+  from par.data import records
+
+  try:
+    return records.load_meta(data_dir)
+  except cli.ParError:
+    if required:
+      raise
+    return None
+
+
+def _with_costs(config, meta, counted):
+  """The config as a dict, plus `parameters` (exact) and `flops_per_token` (forward, every
+  tail computed: full log-probabilities), counted at the dataset's segment length and batch,
+  else at segments as long as the memory and batch 1; None without a vocabulary size."""
+  from par.search import costs
+
+  value = config.to_dict()
+  if not counted:
+    print(
+      "warning: no vocabulary size (no dataset at --data_dir, no --vocab_size): parameters "
+      "and FLOPs are not counted",
+      file=sys.stderr,
+    )
+    return dict(value, parameters=None, flops_per_token=None)
+  model = config.model
+  seq_len, batch_size = (meta.seq_len, meta.batch_size) if meta else (model.mem_len or 1, 1)
+  total = costs.model_cost(
+    model, model.architecture or None, seq_len=seq_len, batch_size=batch_size
+  )["total"]
+  counted_at = {"seq_len": seq_len, "batch_size": batch_size, "mem_len": model.mem_len}
+  return dict(value, parameters=total.params, flops_per_token=total.flops, counted_at=counted_at)
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = config_flags.training_config()
+  if _VOCAB_SIZE.value is not None and not _PRINT_CONFIG.value:
+    raise cli.ParError("--vocab_size is for --print_config; training takes the dataset's")
+  meta = _dataset_meta(flags.FLAGS.data_dir, required=not _PRINT_CONFIG.value)
+  vocab_size = _VOCAB_SIZE.value or (meta.vocab_size if meta else None)
+  config = config_flags.training_config(vocab_size)
   runtime = config_flags.runtime_config()
   if _PRINT_CONFIG.value:
-    print(config.to_json())
+    print(json.dumps(_with_costs(config, meta, counted=vocab_size is not None), indent=2))
     return
   if not _MODEL_DIR.value:
     raise cli.ParError("--model_dir is required")

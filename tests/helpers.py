@@ -76,3 +76,15 @@ def error_line(result):
   errors = [line for line in lines if line.startswith("error: ")]
   assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
   return errors[0]
+
+
+def printed_config(stdout):
+  """The TrainConfig `scripts/train.py --print_config` printed (without its counts)."""
+  import json
+
+  from par.config import TrainConfig
+
+  value = json.loads(stdout)
+  for key in ("parameters", "flops_per_token", "counted_at"):
+    value.pop(key, None)
+  return TrainConfig.from_dict(value)

@@ -72,9 +72,9 @@ def test_a_tail_runs_only_for_its_own_tokens(monkeypatch):
   rows = {}
   original = layer._tail_log_probs
 
-  def spy(i, hidden):
+  def spy(i, hidden, tied=None):
     rows[i] = int(hidden.shape[0])
-    return original(i, hidden)
+    return original(i, hidden, tied)
 
   monkeypatch.setattr(layer, "_tail_log_probs", spy)
   targets = np.array([[0, 3, 8, 9, 19, -1, 21]])  # head 2, tail0 3, tail1 1, padding 1

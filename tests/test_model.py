@@ -196,6 +196,12 @@ def test_mixed_precision_is_close_to_float32(policy):
     dict(cutoffs=()),
     dict(cutoffs=(9,), proj_dims=(4,)),
     dict(d_head=5),
+    dict(div_val=1),
+    dict(div_val=1, tie_weight=True),
+    dict(div_val=1, tie_weight=True, cutoffs=()),
+    dict(div_val=2),
+    dict(div_val=2, tie_weight=True, tie_projs=True),
+    dict(div_val=4, tie_projs=True, architecture="sfsi"),
   ],
 )
 def test_parameter_counts_match_the_model(changes):

@@ -8,11 +8,11 @@ import pytest
 
 from helpers import counting_lines
 from helpers import error_line
+from helpers import printed_config
 from helpers import run_script
 from helpers import write_corpus
 from par import cutoffs
 from par.config import DataConfig
-from par.config import TrainConfig
 from par.data import records
 from par.data.build import build_dataset
 
@@ -62,7 +62,7 @@ def test_a_file_of_unsorted_counts_gives_a_flagfile_train_reads(tmp_path):
     "--print_config",
   )
   assert train.returncode == 0, train.stderr
-  assert TrainConfig.from_json(train.stdout).model.cutoffs == expected.cutoffs
+  assert printed_config(train.stdout).model.cutoffs == expected.cutoffs
 
   # An existing output is kept unless --overwrite.
   before = output.read_text()

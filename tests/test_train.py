@@ -19,6 +19,7 @@ from absl import logging
 from helpers import ROOT
 from helpers import counting_dataset
 from helpers import error_line
+from helpers import printed_config
 from helpers import run_script
 from par import signals
 from par.config import ModelConfig
@@ -396,7 +397,7 @@ def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():
 def print_config(*flags):
   result = run_script("scripts/train.py", *flags, "--print_config")
   assert result.returncode == 0, result.stderr
-  return TrainConfig.from_json(result.stdout)
+  return printed_config(result.stdout)
 
 
 def test_base_model_flags_are_the_reference_readmes_configuration():

@@ -54,29 +54,42 @@ class AdaptiveSoftmax(keras.layers.Layer):
       self.tails.append(tail)
     self.built = True
 
-  def _tail_log_probs(self, i, hidden):
+  @property
+  def num_tails(self):
+    return len(self.cutoffs)
+
+  def _head_log_probs(self, hidden, tied=None):
+    del tied
+    return tf.nn.log_softmax(tf.cast(self.head(hidden), tf.float32), axis=-1)
+
+  def _tail_log_probs(self, i, hidden, tied=None):
+    del tied
     logits = self.tails[i](self.projections[i](hidden))
     return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
 
-  def log_probs(self, hidden):
-    """Exact log-probabilities over the vocabulary: float32 [..., V]."""
-    head = tf.nn.log_softmax(tf.cast(self.head(hidden), tf.float32), axis=-1)
+  def log_probs(self, hidden, tied=None):
+    """Exact log-probabilities over the vocabulary: float32 [..., V].
+
+    `tied`: the `AdaptiveEmbedding` whose weights a tied softmax scores with.
+    """
+    head = self._head_log_probs(hidden, tied)
     shortlist = head[..., : self.bounds[1]]
     parts = [shortlist]
-    for i in range(len(self.tails)):
+    for i in range(self.num_tails):
       cluster = head[..., self.bounds[1] + i : self.bounds[1] + i + 1]
-      parts.append(cluster + self._tail_log_probs(i, hidden))
+      parts.append(cluster + self._tail_log_probs(i, hidden, tied))
     return tf.concat(parts, axis=-1)
 
   def call(self, hidden):
     return self.log_probs(hidden)
 
-  def nll(self, hidden, targets):
+  def nll(self, hidden, targets, tied=None):
     """Summed negative log-likelihood and the number of targets, padding (< 0) excluded.
 
     Args:
       hidden: [..., D] final hidden states.
       targets: int [...] token ids; negative ids are padding.
+      tied: the `AdaptiveEmbedding` whose weights a tied softmax scores with.
 
     Returns:
       (sum_nll float32 scalar, count float32 scalar).
@@ -90,12 +103,12 @@ class AdaptiveSoftmax(keras.layers.Layer):
     for cutoff in self.cutoffs:
       cluster += tf.cast(safe >= cutoff, tf.int32)
     head_target = tf.where(cluster == 0, safe, self.bounds[1] + cluster - 1)
-    head = tf.nn.log_softmax(tf.cast(self.head(hidden), tf.float32), axis=-1)
+    head = self._head_log_probs(hidden, tied)
     nll = -tf.gather(head, head_target, batch_dims=1)
     total = tf.reduce_sum(tf.where(valid, nll, 0.0))
-    for i in range(len(self.tails)):
+    for i in range(self.num_tails):
       rows = tf.where(valid & (cluster == i + 1))[:, 0]  # Only this tail's tokens.
-      tail = self._tail_log_probs(i, tf.gather(hidden, rows))
+      tail = self._tail_log_probs(i, tf.gather(hidden, rows), tied)
       in_tail = tf.gather(safe, rows) - self.bounds[i + 1]
       total -= tf.reduce_sum(tf.gather(tail, in_tail, batch_dims=1))
     return total, tf.reduce_sum(tf.cast(valid, tf.float32))
@@ -109,3 +122,167 @@ class AdaptiveSoftmax(keras.layers.Layer):
       proj_factor=self.proj_factor,
       proj_dims=list(self.proj_dims),
     )
+
+
+def cluster_widths(d_model, num_clusters, div_val):
+  """Transformer-XL's width of each cluster (head first): d_model // div_val**i, at least 1."""
+  return tuple(max(1, d_model // div_val**i) for i in range(num_clusters))
+
+
+def _matrix(layer, name, shape):
+  return layer.add_weight(
+    name=name, shape=shape, initializer=keras.initializers.RandomNormal(stddev=0.02)
+  )
+
+
+@keras.saving.register_keras_serializable(package="par")
+class AdaptiveEmbedding(keras.layers.Layer):
+  """Transformer-XL's adaptive input (Baevski & Auli 2019): tokens [B, T] -> [B, T, D].
+
+  Cluster i of the vocabulary (bounds as the adaptive softmax's) has a table of width
+  w_i = d_model // div_val**i; with div_val > 1 each is projected to d_model by P_i [D, w_i]
+  (e @ P_iᵀ). With div_val 1 there is one table [V, D] and no projection: a plain embedding.
+  A tied softmax scores cluster i with `tables()[i]` and, with tie_projs, `projections[i]`.
+  """
+
+  def __init__(self, vocab_size, d_model, cutoffs=(), div_val=1, **kwargs):
+    super().__init__(**kwargs)
+    self.vocab_size = vocab_size
+    self.d_model = d_model
+    self.cutoffs = tuple(cutoffs)
+    self.div_val = div_val
+    self.bounds = (0,) + self.cutoffs + (vocab_size,)
+    self.widths = cluster_widths(d_model, len(self.bounds) - 1, div_val)
+
+  def build(self, input_shape=None):
+    if self.div_val == 1:
+      self.table = _matrix(self, "table", [self.vocab_size, self.d_model])
+      self.cluster_tables, self.projections = [], []
+    else:
+      sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
+      self.cluster_tables = [
+        _matrix(self, f"table{i}", [size, width])
+        for i, (size, width) in enumerate(zip(sizes, self.widths))
+      ]
+      self.projections = [
+        _matrix(self, f"projection{i}", [self.d_model, width])
+        for i, width in enumerate(self.widths)
+      ]
+    self.built = True
+
+  def tables(self):
+    """Each cluster's table [size_i, w_i] (slices of the one table when div_val is 1)."""
+    if self.div_val == 1:
+      return [self.table[a:b] for a, b in zip(self.bounds, self.bounds[1:])]
+    return list(self.cluster_tables)
+
+  def call(self, tokens):
+    tokens = tf.cast(tokens, tf.int32)
+    if self.div_val == 1:
+      return tf.gather(tf.cast(self.table, self.compute_dtype), tokens)
+    flat = tf.reshape(tokens, [-1])
+    out = tf.zeros([tf.size(flat), self.d_model], self.compute_dtype)
+    for i, (low, high) in enumerate(zip(self.bounds, self.bounds[1:])):
+      rows = tf.where((flat >= low) & (flat < high))  # Only this cluster's tokens.
+      table = tf.cast(self.cluster_tables[i], self.compute_dtype)
+      vectors = tf.gather(table, tf.gather_nd(flat, rows) - low)
+      vectors = tf.matmul(
+        vectors, tf.cast(self.projections[i], self.compute_dtype), transpose_b=True
+      )
+      out = tf.tensor_scatter_nd_update(out, rows, vectors)
+    return tf.reshape(out, tf.concat([tf.shape(tokens), [self.d_model]], 0))
+
+  def get_config(self):
+    return dict(
+      super().get_config(),
+      vocab_size=self.vocab_size,
+      d_model=self.d_model,
+      cutoffs=list(self.cutoffs),
+      div_val=self.div_val,
+    )
+
+
+@keras.saving.register_keras_serializable(package="par")
+class TransformerXLSoftmax(AdaptiveSoftmax):
+  """Transformer-XL's adaptive softmax (`ProjectedAdaptiveLogSoftmax`), exact like ours.
+
+  Cluster i (the head is 0) is scored at width w_i = d_model // div_val**i: the hidden state
+  is projected by P_i [D, w_i] (div_val > 1 only), then multiplied by the cluster's weights
+  [size_i, w_i] plus a bias; the head also scores one entry per tail with its own cluster
+  weights. With tie_weight the weights are the input embedding's tables; with tie_projs the
+  tails' projections are the input's (the head's stays its own, as in Transformer-XL).
+  """
+
+  def __init__(
+    self, vocab_size, d_model, cutoffs=(), div_val=1, tie_weight=False, tie_projs=False, **kwargs
+  ):
+    super().__init__(vocab_size, d_model, cutoffs, **kwargs)
+    self.div_val = div_val
+    self.tie_weight = tie_weight
+    self.tie_projs = tie_projs
+    self.cluster_widths = cluster_widths(d_model, len(self.bounds) - 1, div_val)
+    self.widths = self.cluster_widths[1:]
+
+  def build(self, input_shape=None):
+    sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
+    self.own_projections = [
+      _matrix(self, f"projection{i}", [self.d_model, width])
+      if self.div_val > 1 and not (i and self.tie_projs)
+      else None
+      for i, width in enumerate(self.cluster_widths)
+    ]
+    self.own_weights = []
+    if not self.tie_weight:
+      if self.div_val == 1:
+        self.weight = _matrix(self, "weight", [self.vocab_size, self.d_model])
+      else:
+        self.own_weights = [
+          _matrix(self, f"weight{i}", [size, width])
+          for i, (size, width) in enumerate(zip(sizes, self.cluster_widths))
+        ]
+    zeros = keras.initializers.Zeros()
+    self.biases = [
+      self.add_weight(name=f"bias{i}", shape=[size], initializer=zeros)
+      for i, size in enumerate(sizes)
+    ]
+    if self.num_tails:
+      self.cluster_weight = _matrix(
+        self, "cluster_weight", [self.num_tails, self.cluster_widths[0]]
+      )
+      self.cluster_bias = self.add_weight(
+        name="cluster_bias", shape=[self.num_tails], initializer=zeros
+      )
+    self.built = True
+
+  def _cluster_weights(self, i, tied):
+    if self.tie_weight:
+      return tied.tables()[i]
+    if self.div_val == 1:
+      return self.weight[self.bounds[i] : self.bounds[i + 1]]
+    return self.own_weights[i]
+
+  def _logits(self, i, hidden, tied, head=False):
+    projection = self.own_projections[i]
+    if projection is None and self.div_val > 1:  # tie_projs: the input's projection
+      projection = tied.projections[i]
+    weights, bias = self._cluster_weights(i, tied), self.biases[i]
+    if head and self.num_tails:  # one more entry per tail
+      weights = tf.concat([weights, self.cluster_weight], 0)
+      bias = tf.concat([bias, self.cluster_bias], 0)
+    dtype = hidden.dtype
+    if projection is not None:
+      hidden = tf.matmul(hidden, tf.cast(projection, dtype))
+    logits = tf.matmul(hidden, tf.cast(weights, dtype), transpose_b=True) + tf.cast(bias, dtype)
+    return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+
+  def _head_log_probs(self, hidden, tied=None):
+    return self._logits(0, hidden, tied, head=True)
+
+  def _tail_log_probs(self, i, hidden, tied=None):
+    return self._logits(i + 1, hidden, tied)
+
+  def get_config(self):
+    config = super().get_config()
+    for name in ("proj_factor", "proj_dims"):
+      config.pop(name)
+    return dict(config, div_val=self.div_val, tie_weight=self.tie_weight, tie_projs=self.tie_projs)

@@ -36,17 +36,24 @@ def relative_positions(num_keys, d_model, clamp_len=0):
   return tf.concat([tf.sin(angle), tf.cos(angle)], axis=-1)[:, :d_model]
 
 
-def attention_mask(seg_len, mem_len, memory_length):
+def attention_mask(seg_len, mem_len, memory_length, same_length=False):
   """Which keys each query may see: bool [T, K], True = visible.
 
   Args:
     seg_len: T (int or scalar tensor).
     mem_len: M, the memory's fixed size (int or scalar tensor).
     memory_length: how many of the M memory slots (the last ones) hold states.
+    same_length: Transformer-XL's: once memory and segment hold more than M states, query i
+      sees only the M keys ending at itself, so every query sees as many (else the first
+      query of a segment sees M + 1 keys and the last M + T).
   """
   query = tf.range(seg_len)[:, None]
   key = tf.range(mem_len + seg_len)[None, :]
-  return (key <= mem_len + query) & (key >= mem_len - memory_length)
+  visible = (key <= mem_len + query) & (key >= mem_len - memory_length)
+  if same_length:
+    crowded = memory_length + seg_len > mem_len
+    visible &= tf.logical_not(crowded) | (key > query)
+  return visible
 
 
 def rel_shift(x):

@@ -21,7 +21,9 @@ from par.config import argmax_pattern
 from par.model import attention
 from par.model import blocks
 from par.model import memory as memory_lib
+from par.model.adaptive_softmax import AdaptiveEmbedding
 from par.model.adaptive_softmax import AdaptiveSoftmax
+from par.model.adaptive_softmax import TransformerXLSoftmax
 from par.model.dropout import Dropout
 from par.model.memory import Memory
 
@@ -47,12 +49,17 @@ class ParModel(keras.Model):
 
   def build(self, input_shape=None):
     c = self.config
-    self.embedding = keras.layers.Embedding(
-      c.vocab_size,
-      c.d_model,
-      embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
-      name="embedding",
-    )
+    if c.div_val:  # Transformer-XL's adaptive input, tied or not to its softmax
+      self.embedding = AdaptiveEmbedding(
+        c.vocab_size, c.d_model, c.cutoffs, c.div_val, name="embedding"
+      )
+    else:
+      self.embedding = keras.layers.Embedding(
+        c.vocab_size,
+        c.d_model,
+        embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+        name="embedding",
+      )
     self.embedding.build([None, None])
     shared_bias = self.has_shared_bias
     if shared_bias:
@@ -69,9 +76,14 @@ class ParModel(keras.Model):
     self.input_dropout = Dropout(c.dropout)
     self.position_dropout = Dropout(c.dropout)
     self.output_dropout = Dropout(c.dropout)
-    self.softmax = AdaptiveSoftmax(
-      c.vocab_size, c.d_model, c.cutoffs, c.proj_factor, c.proj_dims, name="softmax"
-    )
+    if c.div_val:
+      self.softmax = TransformerXLSoftmax(
+        c.vocab_size, c.d_model, c.cutoffs, c.div_val, c.tie_weight, c.tie_projs, name="softmax"
+      )
+    else:
+      self.softmax = AdaptiveSoftmax(
+        c.vocab_size, c.d_model, c.cutoffs, c.proj_factor, c.proj_dims, name="softmax"
+      )
     self.softmax.build()
     self.built = True
 
@@ -108,6 +120,8 @@ class ParModel(keras.Model):
     tau: float | tf.Tensor = 1.0,
     seed: tf.Tensor | None = None,
     training: bool = False,
+    clamp_len: int | None = None,
+    same_length: bool | None = None,
   ) -> tuple[tf.Tensor, Memory]:
     """Hidden states and the next memory.
 
@@ -118,6 +132,8 @@ class ParModel(keras.Model):
       seed: [2] int stateless seed of the SuperNet's Gumbel noise (training only); each block
         folds in its index.
       training: dropout, and architecture sampling in the SuperNet.
+      clamp_len, same_length: the model's settings unless given (Transformer-XL's evaluation
+        protocol changes them at evaluation time; neither changes a weight).
 
     Returns:
       (hidden [B, T, D] in the compute dtype, next `Memory`).
@@ -129,9 +145,11 @@ class ParModel(keras.Model):
     mem_len = memory.mem_len
     x = self.embedding(tokens) * math.sqrt(c.d_model)
     x = self.input_dropout(x, training=training)
-    positions = attention.relative_positions(mem_len + seg_len, c.d_model, c.clamp_len)
+    clamp_len = c.clamp_len if clamp_len is None else clamp_len
+    same_length = c.same_length if same_length is None else same_length
+    positions = attention.relative_positions(mem_len + seg_len, c.d_model, clamp_len)
     positions = self.position_dropout(tf.cast(positions, x.dtype), training=training)
-    mask = attention.attention_mask(seg_len, mem_len, memory.length)
+    mask = attention.attention_mask(seg_len, mem_len, memory.length, same_length)
     u = v = None
     if self.has_shared_bias:
       u, v = self.rel_bias_u, self.rel_bias_v
@@ -147,13 +165,18 @@ class ParModel(keras.Model):
     length = tf.minimum(memory.length + seg_len, mem_len)
     return hidden, Memory(tuple(new_states), length)
 
+  @property
+  def _tied(self):
+    """The input embedding a tied softmax scores with."""
+    return self.embedding if self.config.tie_weight or self.config.tie_projs else None
+
   def nll(self, hidden, targets):
     """(summed NLL float32, number of non-padding targets float32)."""
-    return self.softmax.nll(hidden, targets)
+    return self.softmax.nll(hidden, targets, self._tied)
 
   def log_probs(self, hidden):
     """Exact log-probabilities float32 [..., V]."""
-    return self.softmax.log_probs(hidden)
+    return self.softmax.log_probs(hidden, self._tied)
 
   # --- the architecture ---------------------------------------------------------------------
 

@@ -78,6 +78,8 @@ def softmax_cost(config, tail_shares=None):
       None counts every tail for every token, the cost of computing full log-probabilities.
   """
   d, v = config.d_model, config.vocab_size
+  if config.div_val:
+    return _transformer_xl_softmax_cost(config, tail_shares)
   if not config.cutoffs:
     return Cost(d * v + v, 2.0 * d * v)
   bounds = (0,) + tuple(config.cutoffs) + (v,)
@@ -88,6 +90,47 @@ def softmax_cost(config, tail_shares=None):
     share = 1.0 if tail_shares is None else tail_shares[i]
     cost += Cost(d * width + width * size + size, 2.0 * (d * width + width * size) * share)
   return cost
+
+
+def _clusters(config):
+  """(size, width) of each cluster of Transformer-XL's adaptive input and softmax, head first."""
+  bounds = (0,) + tuple(config.cutoffs) + (config.vocab_size,)
+  return [
+    (b - a, max(1, config.d_model // config.div_val**i))
+    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
+  ]
+
+
+def _transformer_xl_softmax_cost(config, tail_shares):
+  """`softmax_cost` of `TransformerXLSoftmax`: tied weights and projections are the input
+  embedding's parameters, counted there; their FLOPs are the softmax's."""
+  d, tails = config.d_model, len(config.cutoffs)
+  projected = config.div_val > 1
+  cost = Cost(0, 0.0)
+  for i, (size, width) in enumerate(_clusters(config)):
+    scored = size + (tails if i == 0 else 0)  # the head also scores one entry per tail
+    share = 1.0 if i == 0 or tail_shares is None else tail_shares[i - 1]
+    params = size + (tails * width + tails if i == 0 else 0)  # biases; cluster weights
+    params += 0 if config.tie_weight else size * width
+    params += d * width if projected and not (i and config.tie_projs) else 0
+    flops = 2.0 * ((d * width if projected else 0) + width * scored) * share
+    cost += Cost(params, flops)
+  return cost
+
+
+def embedding_cost(config, tail_shares=None):
+  """The input embedding: a table (FLOPs 0), or Transformer-XL's adaptive input, whose
+  projections cost each token its cluster's (all in the head when `tail_shares` is None)."""
+  if config.div_val <= 1:  # one table [V, D], no projection
+    return Cost(config.vocab_size * config.d_model, 0.0)
+  clusters = _clusters(config)
+  shares = [0.0] * len(config.cutoffs) if tail_shares is None else list(tail_shares)
+  shares = [1.0 - sum(shares)] + shares
+  d = config.d_model
+  return Cost(
+    sum(size * width + d * width for size, width in clusters),
+    sum(2.0 * d * width * share for (_, width), share in zip(clusters, shares)),
+  )
 
 
 def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_shares=None):
@@ -107,7 +150,7 @@ def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_
     block_total += per_kind[kind]
   if not config.untie_rel_bias and ("s" in kinds or "?" in kinds):  # As ParModel does.
     block_total += Cost(2 * config.n_heads * config.head_width, 0.0)  # shared u, v
-  embedding = Cost(config.vocab_size * config.d_model, 0.0)
+  embedding = embedding_cost(config, tail_shares)
   softmax = softmax_cost(config, tail_shares)
   return {
     "embedding": embedding,

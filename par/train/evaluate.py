@@ -69,6 +69,7 @@ class Evaluator:
     strategy: the strategy (default: the current one).
     stop: a bool tf.Variable that, once set, ends an evaluation given `records` early (its
       result is then partial: the caller must not report it).
+    clamp_len, same_length: Transformer-XL's evaluation settings (None: the model's).
   """
 
   def __init__(
@@ -77,9 +78,13 @@ class Evaluator:
     mem_len: int,
     strategy: tf.distribute.Strategy | None = None,
     stop: tf.Variable | None = None,
+    clamp_len: int | None = None,
+    same_length: bool | None = None,
   ):
     self.model = model
     self.mem_len = mem_len
+    self.clamp_len = clamp_len
+    self.same_length = same_length
     self.strategy = strategy or tf.distribute.get_strategy()
     self.stop = stop
     self._run = tf.function(self._loop)
@@ -91,7 +96,13 @@ class Evaluator:
     count = tf.constant(0.0, tf.float64)
 
     def step(inputs, targets, memory):
-      hidden, memory = model(inputs, memory=memory, training=False)
+      hidden, memory = model(
+        inputs,
+        memory=memory,
+        training=False,
+        clamp_len=self.clamp_len,
+        same_length=self.same_length,
+      )
       nll, tokens = model.nll(hidden, targets)
       return nll, tokens, memory
 
@@ -156,11 +167,13 @@ class SplitEvaluator:
     stop: see `Evaluator`.
   """
 
-  def __init__(self, model, data_dir, meta, mem_len, strategy, stop=None):
+  def __init__(
+    self, model, data_dir, meta, mem_len, strategy, stop=None, clamp_len=None, same_length=None
+  ):
     self.data_dir = data_dir
     self.meta = meta
     self.strategy = strategy
-    self.evaluator = Evaluator(model, mem_len, strategy, stop)
+    self.evaluator = Evaluator(model, mem_len, strategy, stop, clamp_len, same_length)
     self._last = {}  # split -> (step, Result)
 
   def __call__(self, split, step):
@@ -182,7 +195,16 @@ class SplitEvaluator:
     return result, True
 
 
-def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=None):
+def evaluate_split(
+  model,
+  data_dir,
+  split,
+  mem_len,
+  seq_len=0,
+  tokenizer_sha256=None,
+  clamp_len=None,
+  same_length=None,
+):
   """Evaluates `model` on a split of a built dataset; returns (`Result`, the dataset's meta).
 
   Args:
@@ -194,6 +216,7 @@ def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=
       cuts each lane's text into segments of this length (`records.resegment`).
     tokenizer_sha256: the tokenizer the model was trained with; a dataset built with
       another is refused.
+    clamp_len, same_length: Transformer-XL's evaluation settings (None: the model's).
   """
   meta = records.check_dataset(data_dir, split, tokenizer_sha256, records=True)
   if not seq_len or seq_len == meta.seq_len:
@@ -203,9 +226,8 @@ def evaluate_split(model, data_dir, split, mem_len, seq_len=0, tokenizer_sha256=
     dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
   try:
     info = meta.splits[split]
-    result = Evaluator(model, mem_len)(
-      dataset, meta.batch_size, info.words, characters=info.characters
-    )
+    evaluator = Evaluator(model, mem_len, clamp_len=clamp_len, same_length=same_length)
+    result = evaluator(dataset, meta.batch_size, info.words, characters=info.characters)
   except tf.errors.DataLossError as e:  # A shard changed after the checks.
     raise records.damage_error(data_dir, split, e) from None
   return result, meta

@@ -186,6 +186,8 @@ def train_and_evaluate(
         config.eval_mem_len or config.model.mem_len,
         strategy,
         step_loop.stop,
+        None if config.eval_clamp_len < 0 else config.eval_clamp_len,
+        config.eval_same_length or config.model.same_length,
       )
 
       # --- The loop ---------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+"""Transformer-XL parity: adaptive input, tied weights and projections, same_length against
+a naive mask, and the published parameter counts of its WikiText-103 and enwik8 models."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import run_script
+from par.config import ModelConfig
+from par.model import attention
+from par.model.adaptive_softmax import AdaptiveEmbedding
+from par.model.par_model import ParModel
+from par.search import costs
+
+CONFIG = ModelConfig(
+  vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=2, mem_len=6, cutoffs=(10, 30)
+)
+
+
+def make(**changes):
+  model = ParModel(dataclasses.replace(CONFIG, architecture="sf", **changes))
+  model.build()
+  return model
+
+
+def test_adaptive_input_with_div_val_1_is_a_plain_embedding():
+  layer = AdaptiveEmbedding(60, 16, (10, 30), div_val=1)
+  layer.build()
+  table = np.random.default_rng(0).normal(size=[60, 16]).astype(np.float32)
+  layer.table.assign(table)
+  ids = np.array([[0, 9, 10, 29, 30, 59]])
+  np.testing.assert_array_equal(layer(ids).numpy(), table[ids])
+  assert [w.shape for w in layer.weights] == [(60, 16)]  # no projection
+
+
+def test_adaptive_input_embeds_each_cluster_at_its_width():
+  layer = AdaptiveEmbedding(60, 16, (10, 30), div_val=2)
+  layer.build()
+  assert [tuple(t.shape) for t in layer.tables()] == [(10, 16), (20, 8), (30, 4)]
+  ids = np.array([[3, 12, 45], [29, 0, 30]])
+  got = layer(ids).numpy()
+  for (b, t), token in np.ndenumerate(ids):  # a loop over tokens: its cluster, row, projection
+    i = int(token >= 10) + int(token >= 30)
+    low = (0, 10, 30)[i]
+    row = layer.tables()[i].numpy()[token - low]
+    np.testing.assert_allclose(got[b, t], row @ layer.projections[i].numpy().T, rtol=1e-5)
+
+
+def test_tied_weights_are_one_variable_with_gradients_from_both_uses():
+  model = make(div_val=1, tie_weight=True)
+  table = model.embedding.table
+  assert [v.path for v in model.weights if v.shape == (60, 16)] == [table.path]
+  ids = tf.constant([[1, 12, 40, 59]])
+
+  def gradient(through_input):
+    with tf.GradientTape() as tape:
+      hidden, _ = model(ids)
+      loss, _ = model.nll(hidden if through_input else tf.stop_gradient(hidden), ids)
+    return tf.convert_to_tensor(tape.gradient(loss, table)).numpy()
+
+  both, output = gradient(True), gradient(False)
+  through_input = both - output
+  used = np.isin(np.arange(60), ids.numpy())
+  assert (np.abs(through_input[used]).sum(axis=1) > 0).all()  # the input's rows
+  assert np.abs(through_input[~used]).max() < 1e-6
+  assert (np.abs(output).sum(axis=1) > 0).all()  # the softmax scores every row: all learn
+
+
+def test_tied_projections_are_shared_but_the_heads_is_its_own():
+  model = make(div_val=2, tie_weight=True, tie_projs=True)
+  names = sorted(v.path.split("/", 1)[1] for v in model.weights if "projection" in v.path)
+  assert names == [
+    "embedding/projection0",
+    "embedding/projection1",
+    "embedding/projection2",
+    "softmax/projection0",
+  ]
+
+
+@pytest.mark.parametrize("changes", [dict(div_val=1, tie_weight=True), dict(div_val=2)])
+def test_transformer_xl_softmax_is_exact(changes):
+  model = make(**changes)
+  ids = tf.constant(np.random.default_rng(1).integers(0, 60, [2, 7]), tf.int32)
+  hidden, _ = model(ids)
+  log_probs = model.log_probs(hidden)
+  np.testing.assert_allclose(tf.reduce_logsumexp(log_probs, -1).numpy(), 0.0, atol=1e-5)
+  nll, count = model.nll(hidden, ids)
+  expected = -tf.reduce_sum(tf.gather(log_probs, ids, batch_dims=2))
+  assert count == 14
+  np.testing.assert_allclose(nll.numpy(), expected.numpy(), rtol=1e-5)
+
+
+def naive_same_length_mask(seg_len, mem_len, memory_length):
+  """Transformer-XL's mask, its own way: keys [real memory ; segment], triu(1 + mlen) and
+  tril(-shift) masked, placed in our [M + T] keys (the first M - mlen slots empty)."""
+  qlen, mlen = seg_len, memory_length
+  klen = mlen + qlen
+  mask_len = klen - mem_len
+  shift = qlen - mask_len if mask_len > 0 else qlen
+  visible = np.zeros([qlen, mem_len + qlen], bool)
+  for i in range(qlen):
+    for j in range(klen):
+      masked = j >= i + 1 + mlen or j <= i - shift
+      visible[i, mem_len - mlen + j] = not masked
+  return visible
+
+
+@pytest.mark.parametrize("seg_len", [1, 3, 5])
+@pytest.mark.parametrize("memory_length", [0, 2, 4])
+def test_same_length_mask_is_transformer_xls(seg_len, memory_length):
+  mem_len = 4
+  got = attention.attention_mask(seg_len, mem_len, memory_length, same_length=True).numpy()
+  np.testing.assert_array_equal(got, naive_same_length_mask(seg_len, mem_len, memory_length))
+  if memory_length == mem_len:  # full memory: every query sees exactly M keys
+    assert (got.sum(axis=1) == mem_len).all()
+
+
+def test_clamp_len_and_same_length_change_nothing_when_they_cannot_bind():
+  model = make(div_val=1)
+  ids = tf.constant([[1, 2, 3]])
+  memory = model.initial_memory(1, 8)  # empty memory, 3 tokens: nothing to clamp or limit
+  base, _ = model(ids, memory=memory)
+  other, _ = model(ids, memory=memory, clamp_len=50, same_length=True)
+  np.testing.assert_allclose(base.numpy(), other.numpy(), rtol=1e-6)
+  clamped, _ = model(ids, memory=memory, clamp_len=1)
+  assert not np.allclose(base.numpy(), clamped.numpy())
+
+
+# Transformer-XL's published models: 16 layers of attention and feed-forward (32 PAR blocks).
+WT103_BASE = ModelConfig(
+  vocab_size=267_735,
+  d_model=410,
+  n_heads=10,
+  d_head=41,
+  d_ffn=2100,
+  n_blocks=32,
+  mem_len=150,
+  cutoffs=(20_000, 40_000, 200_000),
+  div_val=1,
+  tie_weight=True,
+  architecture="sf" * 16,
+)
+ENWIK8_BASE = ModelConfig(
+  vocab_size=204,
+  d_model=512,
+  n_heads=8,
+  d_head=64,
+  d_ffn=2048,
+  n_blocks=24,
+  mem_len=512,
+  cutoffs=(),
+  div_val=1,
+  tie_weight=True,
+  architecture="sf" * 12,
+)
+
+
+def test_published_parameter_counts():
+  # Dai et al. 2019: 151M for the WikiText-103 base model, 41M for the 12-layer enwik8 one.
+  wt103 = costs.model_cost(WT103_BASE, WT103_BASE.architecture, seq_len=150, batch_size=60)
+  assert wt103["total"].params == pytest.approx(151e6, rel=0.005)
+  enwik8 = costs.model_cost(ENWIK8_BASE, ENWIK8_BASE.architecture, seq_len=512, batch_size=22)
+  assert enwik8["total"].params == pytest.approx(41e6, rel=0.005)
+
+
+def test_print_config_gives_parameters_and_flops_without_a_dataset(tmp_path):
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/txl_wt103_base.flags",
+    f"--data_dir={tmp_path / 'none'}",
+    "--vocab_size=267735",
+    "--print_config",
+  )
+  assert result.returncode == 0, result.stderr
+  printed = json.loads(result.stdout)
+  model = ModelConfig.from_dict(printed["model"])
+  assert printed["counted_at"] == {"seq_len": 150, "batch_size": 1, "mem_len": 150}
+  expected = costs.model_cost(model, model.architecture, seq_len=150, batch_size=1)["total"]
+  assert printed["parameters"] == expected.params
+  assert printed["parameters"] == pytest.approx(151e6, rel=0.005)
+  assert printed["flops_per_token"] == expected.flops
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/txl_enwik8_base.flags",
+    f"--data_dir={tmp_path / 'none'}",
+    "--vocab_size=204",  # Transformer-XL's enwik8 vocabulary
+    "--print_config",
+  )
+  assert json.loads(result.stdout)["parameters"] == pytest.approx(41e6, rel=0.005)
+
+
+@pytest.mark.slow
+def test_a_tied_adaptive_run_trains_and_evaluates_with_transformer_xls_protocol(tmp_path):
+  from helpers import SHARED_DATA
+  from par.config import DataConfig
+  from par.config import TrainConfig
+  from par.data.build import build_dataset
+  from par.train import trainer
+
+  config = DataConfig(tokenizer="word", batch_size=4, seq_len=16, max_vocab=500)
+  build_dataset(SHARED_DATA / "wt2-small", tmp_path / "ds", config)
+  model = dataclasses.replace(
+    CONFIG, cutoffs=(50, 200), div_val=2, tie_weight=True, tie_projs=True, architecture="sfsf"
+  )
+  model = dataclasses.replace(model, n_blocks=4, vocab_size=500)
+  train = TrainConfig(
+    model=model,
+    data_dir=str(tmp_path / "ds"),
+    train_steps=4,
+    plot_every=0,
+    eval_mem_len=24,
+    eval_clamp_len=10,
+    eval_same_length=True,
+  )
+  trained = trainer.train_and_evaluate(train, tmp_path / "run")
+  assert np.isfinite(trained["valid"]["nll"])
+  # evaluate.py with the run's own protocol gives training's number; another protocol another.
+  result = run_script("scripts/evaluate.py", f"--model_dir={tmp_path / 'run'}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  same = json.loads(result.stdout)
+  assert (same["clamp_len"], same["same_length"], same["mem_len"]) == (10, True, 24)
+  assert same["nll"] == pytest.approx(trained["valid"]["nll"], rel=1e-9)
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={tmp_path / 'run'}", "--nosame_length", "--clamp_len=0"
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  other = json.loads(result.stdout)
+  assert other["same_length"] is False and other["nll"] != same["nll"]
