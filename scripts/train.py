@@ -74,8 +74,11 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _VOCAB_SIZE.value is not None and not _PRINT_CONFIG.value:
     raise cli.ParError("--vocab_size is for --print_config; training takes the dataset's")
-  meta = _dataset_meta(flags.FLAGS.data_dir, required=not _PRINT_CONFIG.value)
+  meta = _dataset_meta(flags.FLAGS.data_dir, required=False)
   vocab_size = _VOCAB_SIZE.value or (meta.vocab_size if meta else None)
+  if vocab_size is None and not _PRINT_CONFIG.value:
+    config_flags.training_config(2**31 - 1)  # The flags' own errors first (any vocabulary),
+    _dataset_meta(flags.FLAGS.data_dir, required=True)  # then the missing dataset's.
   config = config_flags.training_config(vocab_size)
   runtime = config_flags.runtime_config()
   if _PRINT_CONFIG.value:
