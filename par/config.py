@@ -179,6 +179,12 @@ def tail_widths(d_model, num_tails, proj_factor=4, proj_dims=()):
   return tuple(max(1, d_model // proj_factor ** (i + 1)) for i in range(num_tails))
 
 
+def cluster_widths(d_model, num_clusters, div_val):
+  """Transformer-XL's width of each adaptive cluster (head first): d_model // div_val**i, at
+  least 1. Like `tail_widths`, a shape the layers, the FLOP counts and the solver share."""
+  return tuple(max(1, d_model // div_val**i) for i in range(num_clusters))
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Settings):
   """The PAR model: a Transformer-XL whose blocks are searched or fixed by a pattern.
@@ -272,10 +278,8 @@ class ModelConfig(_Settings):
 
   @property
   def tail_widths(self):
-    if self.div_val:  # Transformer-XL's: cluster i (head 0) at d_model // div_val**i.
-      return tuple(
-        max(1, self.d_model // self.div_val ** (i + 1)) for i in range(len(self.cutoffs))
-      )
+    if self.div_val:  # Transformer-XL's widths, without the head's
+      return cluster_widths(self.d_model, len(self.cutoffs) + 1, self.div_val)[1:]
     return tail_widths(self.d_model, len(self.cutoffs), self.proj_factor, self.proj_dims)
 
   def validate(self):

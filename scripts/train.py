@@ -34,18 +34,6 @@ config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
-def _dataset_meta(data_dir, required):
-  """The dataset's meta.json (None if there is none and it is not `required`)."""
-  from par.data import records
-
-  try:
-    return records.load_meta(data_dir)
-  except cli.ParError:
-    if required:
-      raise
-    return None
-
-
 def _with_costs(config, meta, counted):
   """The config as a dict, plus `parameters` (exact) and `flops_per_token` (forward, every
   tail computed: full log-probabilities), counted at the dataset's segment length and batch,
@@ -74,11 +62,17 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _VOCAB_SIZE.value is not None and not _PRINT_CONFIG.value:
     raise cli.ParError("--vocab_size is for --print_config; training takes the dataset's")
-  meta = _dataset_meta(flags.FLAGS.data_dir, required=False)
+  from par.data import records
+
+  meta = missing = None
+  try:
+    meta = records.load_meta(flags.FLAGS.data_dir)
+  except cli.ParError as e:
+    missing = e
   vocab_size = _VOCAB_SIZE.value or (meta.vocab_size if meta else None)
   if vocab_size is None and not _PRINT_CONFIG.value:
     config_flags.training_config(2**31 - 1)  # The flags' own errors first (any vocabulary),
-    _dataset_meta(flags.FLAGS.data_dir, required=True)  # then the missing dataset's.
+    raise missing  # then the missing dataset's.
   config = config_flags.training_config(vocab_size)
   runtime = config_flags.runtime_config()
   if _PRINT_CONFIG.value:

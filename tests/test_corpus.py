@@ -122,7 +122,7 @@ def leftovers(directory):
 def test_download_with_the_right_md5_unpacks_the_splits(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "data" / "wikitext-2"
-  message = download.prepare_wikitext2(dest, urls=[url], md5=md5)
+  message = download.prepare("wikitext-2", dest, urls=[url], md5=md5)
   assert "MD5 verified" in message
   assert {p.name: p.read_text() for p in dest.glob("*.txt")} == {
     f"{s}.txt": t for s, t in SPLIT_TEXT.items()
@@ -139,33 +139,33 @@ def test_download_with_a_wrong_md5_is_refused_and_leaves_nothing(tmp_path, mirro
   url, _ = mirror
   dest = tmp_path / "data" / "wikitext-2"
   with pytest.raises(download.DownloadError, match=r"MD5 .*expected 0+"):
-    download.prepare_wikitext2(dest, urls=[url], md5="0" * 32)
+    download.prepare("wikitext-2", dest, urls=[url], md5="0" * 32)
   assert not dest.exists() and leftovers(dest.parent) == []
 
 
 def test_download_falls_back_to_the_next_mirror(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "wikitext-2"
-  download.prepare_wikitext2(dest, urls=[url.replace(".zip", "-missing.zip"), url], md5=md5)
+  download.prepare("wikitext-2", dest, urls=[url.replace(".zip", "-missing.zip"), url], md5=md5)
   assert (dest / "train.txt").read_text() == SPLIT_TEXT["train"]
 
 
 def test_existing_destination_is_reused(tmp_path, mirror):
   url, md5 = mirror
   dest = tmp_path / "wikitext-2"
-  download.prepare_wikitext2(dest, urls=[url], md5=md5)
-  assert "reusing" in download.prepare_wikitext2(dest, urls=["http://127.0.0.1:9/x"], md5=md5)
+  download.prepare("wikitext-2", dest, urls=[url], md5=md5)
+  assert "reusing" in download.prepare("wikitext-2", dest, urls=["http://127.0.0.1:9/x"], md5=md5)
 
 
 def test_local_zip_and_directory_sources(tmp_path):
   data, md5 = make_zip()
   archive = tmp_path / "wikitext-2-v1.zip"
   archive.write_bytes(data)
-  download.prepare_wikitext2(tmp_path / "a", source=archive, md5=md5)
-  download.prepare_wikitext2(tmp_path / "b", source=tmp_path / "a")
+  download.prepare("wikitext-2", tmp_path / "a", source=archive, md5=md5)
+  download.prepare("wikitext-2", tmp_path / "b", source=tmp_path / "a")
   assert (tmp_path / "b" / "valid.txt").read_text() == SPLIT_TEXT["valid"]
   with pytest.raises(ParError, match="has MD5"):
-    download.prepare_wikitext2(tmp_path / "c", source=archive)  # The real archive's MD5.
+    download.prepare("wikitext-2", tmp_path / "c", source=archive)  # The real archive's MD5.
   assert not (tmp_path / "c").exists() and leftovers(tmp_path) == []
 
 

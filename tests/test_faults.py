@@ -214,17 +214,17 @@ def test_an_explicit_source_is_used_or_refused_never_ignored(tmp_path):
   first = write_corpus(tmp_path / "first", {"train": counting_lines(30), "valid": ["a b"]})
   other = write_corpus(tmp_path / "other", {"train": counting_lines(40), "valid": ["a b"]})
   dest = tmp_path / "data" / "wikitext-2"
-  download.prepare_wikitext2(dest, source=first)
+  download.prepare("wikitext-2", dest, source=first)
   before = {p.name: p.read_bytes() for p in dest.iterdir()}
-  assert "already holds the splits" in download.prepare_wikitext2(dest, source=first)
+  assert "already holds the splits" in download.prepare("wikitext-2", dest, source=first)
   with pytest.raises(
     ParError,
     match=r"holds other text than --source .*other; nothing was "
     r"changed: move or delete",
   ):
-    download.prepare_wikitext2(dest, source=other)
+    download.prepare("wikitext-2", dest, source=other)
   assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
-  assert "reusing it" in download.prepare_wikitext2(dest)  # No source: the copy there.
+  assert "reusing it" in download.prepare("wikitext-2", dest)  # No source: the copy there.
   result = run_script(
     "./create_tfrecords.sh", f"--data_dir={tmp_path / 'data'}", f"--source={other}"
   )

@@ -75,9 +75,6 @@ CORPORA = {
     Corpus("text8", "text8.zip", ("http://mattmahoney.net/dc/text8.zip",), None, "text8", 10**8),
   )
 }
-# Kept for the WikiText-2 callers.
-WIKITEXT2_URLS = CORPORA["wikitext-2"].urls
-WIKITEXT2_MD5 = CORPORA["wikitext-2"].md5
 
 
 class DownloadError(ParError):
@@ -158,11 +155,6 @@ def _record(splits, corpus, origin, archive=None):
     value.update(archive=corpus.archive, md5=_file_md5(archive), sha256=file_sha256(archive))
   value["splits"] = {p.stem: file_sha256(p) for p in sorted(splits.iterdir()) if p.suffix == ".txt"}
   (splits / SOURCE_FILE).write_text(json.dumps(value, indent=2) + "\n")
-
-
-def prepare_wikitext2(destination, source=None, urls=WIKITEXT2_URLS, md5=WIKITEXT2_MD5, timeout=60):
-  """`prepare` of WikiText-2 (kept for its callers)."""
-  return prepare("wikitext-2", destination, source, urls, md5, timeout)
 
 
 def prepare(name, destination, source=None, urls=None, md5=None, timeout=60):

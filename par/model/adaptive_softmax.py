@@ -15,6 +15,7 @@ is a plain softmax. Logits are computed in the compute dtype and normalized in f
 import keras
 import tensorflow as tf
 
+from par.config import cluster_widths
 from par.config import tail_widths
 
 
@@ -122,11 +123,6 @@ class AdaptiveSoftmax(keras.layers.Layer):
       proj_factor=self.proj_factor,
       proj_dims=list(self.proj_dims),
     )
-
-
-def cluster_widths(d_model, num_clusters, div_val):
-  """Transformer-XL's width of each cluster (head first): d_model // div_val**i, at least 1."""
-  return tuple(max(1, d_model // div_val**i) for i in range(num_clusters))
 
 
 def _matrix(layer, name, shape):

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from par.config import BLOCK_KINDS
+from par.config import cluster_widths
 from par.search.patterns import parse_pattern
 
 
@@ -95,10 +96,8 @@ def softmax_cost(config, tail_shares=None):
 def _clusters(config):
   """(size, width) of each cluster of Transformer-XL's adaptive input and softmax, head first."""
   bounds = (0,) + tuple(config.cutoffs) + (config.vocab_size,)
-  return [
-    (b - a, max(1, config.d_model // config.div_val**i))
-    for i, (a, b) in enumerate(zip(bounds, bounds[1:]))
-  ]
+  widths = cluster_widths(config.d_model, len(bounds) - 1, config.div_val)
+  return [(b - a, width) for a, b, width in zip(bounds, bounds[1:], widths)]
 
 
 def _transformer_xl_softmax_cost(config, tail_shares):
