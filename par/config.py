@@ -125,6 +125,12 @@ class DataConfig(_Settings):
     "Share of the train split's characters the vocabulary covers; 1.0 keeps every "
     "one, so only characters unseen in training become unknown.",
   )
+  input_sentence_size: int = setting(
+    0,
+    "SentencePiece: train on this many lines of the train split, a fixed uniform sample of "
+    "its non-empty lines (0: every line, in order). Large corpora need a sample: "
+    "SentencePiece holds its training text in memory several times over.",
+  )
   user_symbols: tuple[str, ...] = setting(
     ("<unk>",),
     "Words always kept as one piece, comma-separated (empty for none). WikiText "
@@ -146,6 +152,10 @@ class DataConfig(_Settings):
   def validate(self):
     self._check_choices()
     _check(self.vocab_size >= 2, f"vocab_size must be at least 2, got {self.vocab_size}")
+    _check(
+      self.input_sentence_size >= 0,
+      f"input_sentence_size must be 0 (every line) or positive, got {self.input_sentence_size}",
+    )
     _check(self.min_count >= 1, f"min_count must be at least 1, got {self.min_count}")
     _check(
       self.max_vocab == 0 or self.max_vocab >= 3,

@@ -3,6 +3,23 @@
   python scripts/benchmark.py --suite=data --text_dir=../shared/data/wt2-small
   python scripts/benchmark.py --suite=train --text_dir=../shared/data/wt2-small
   python scripts/benchmark.py --suite=cuts
+  python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
+
+Suite `shapes` (the paper's models on this CPU): Transformer-XL base on WikiText-103
+(configs/txl_wt103_base.flags: 151M parameters with the 267,735-word vocabulary, adaptive
+softmax 20,000 / 40,000 / 200,000, tied) and the enwik8 model (configs/txl_enwik8_base.flags),
+each trained for --shape_steps steps (one per loop call; the first, which traces, is not timed)
+by a fresh scripts/train.py on a dataset built from --corpus at the config's shape (train: the
+corpus's train split; valid and test: its first 400 valid lines, so that the final evaluations
+stay short); seconds per step, tokens/s, peak RSS, and the exact parameters and FLOPs per token
+of `--print_config`.
+
+Suite `scale` (the build at WikiText-103's size): on --corpus, a directory of split files
+(made first by scripts/make_corpus.py with its defaults if it does not exist: 103M words,
+539 MB), a fresh `scripts/build_data.py` per tokenizer, each to a new directory: word at
+Transformer-XL's WikiText-103 shape (batch 60, seq_len 150), SentencePiece (32,000 pieces,
+trained on --input_sentence_size lines) at the same shape, and bytes (char) at the enwik8
+shape (batch 22, seq_len 512); wall seconds, peak RSS, tokens and vocabulary of each.
 
 Suite `data` (the dataset build of par/data/build.py):
 - build: the whole `scripts/build_data.py` run, tokenizer training and TensorFlow's import
@@ -39,6 +56,7 @@ Machines here are shared and noisy: compare figures from one run, not across run
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,7 +71,7 @@ from par import cli
 _SUITE = flags.DEFINE_enum(
   "suite",
   "data",
-  ["data", "train", "cuts", "eval_case", "matmul_case"],
+  ["data", "train", "cuts", "scale", "shapes", "eval_case", "matmul_case"],
   "What to measure (the *_case suites are the train suite's subprocesses).",
 )
 _TEXT_DIR = flags.DEFINE_string(
@@ -68,6 +86,13 @@ _TRAIN_STEPS = flags.DEFINE_integer(
   150,
   "Steps per training case (train suite); the first 50 (one loop call) are not timed.",
 )
+_CORPUS = flags.DEFINE_string(
+  "corpus", "data/zipf-wt103", "scale: split files; made by scripts/make_corpus.py if missing."
+)
+_INPUT_SENTENCE_SIZE = flags.DEFINE_integer(
+  "input_sentence_size", 100_000, "scale: lines SentencePiece trains on."
+)
+_SHAPE_STEPS = flags.DEFINE_integer("shape_steps", 3, "shapes: training steps per model.")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "eval_case: the run directory to evaluate.")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -383,6 +408,144 @@ def cuts_suite(work):
   return rows
 
 
+_SCALE_CASES = (  # name, flags of scripts/build_data.py
+  ("word, batch 60 x seq_len 150", ["--tokenizer=word", "--batch_size=60", "--seq_len=150"]),
+  (
+    "sentencepiece 32,000, batch 60 x seq_len 150",
+    ["--vocab_size=32000", "--batch_size=60", "--seq_len=150"],
+  ),
+  (
+    "char (bytes), batch 22 x seq_len 512",
+    ["--tokenizer=char", "--batch_size=22", "--seq_len=512"],
+  ),
+)
+
+
+def scale_suite(work):
+  from par.data import records
+
+  corpus = Path(_CORPUS.value)
+  rows = []
+  if not corpus.exists():
+    wall, rss = _run_measured([sys.executable, "scripts/make_corpus.py", f"--output={corpus}"])
+    rows.append(("scripts/make_corpus.py (defaults)", f"{wall:.1f} s, peak RSS {rss:.0f} MiB"))
+  size = sum(p.stat().st_size for p in corpus.glob("*.txt")) / 2**20
+  rows.append(("corpus", f"{corpus}: {size:,.0f} MiB of text"))
+  for name, extra in _SCALE_CASES:
+    if "--tokenizer" not in " ".join(extra):
+      extra = [*extra, f"--input_sentence_size={_INPUT_SENTENCE_SIZE.value}"]
+    output = work / name.split(",")[0].split()[0]
+    command = [
+      sys.executable,
+      "scripts/build_data.py",
+      f"--input={corpus}",
+      f"--output_dir={output}",
+      *extra,
+    ]
+    wall, rss = _run_measured(command)
+    meta = records.load_meta(output)
+    tokens = sum(split.tokens for split in meta.splits.values())
+    rows.append(
+      (
+        f"build {name}{' (' + extra[-1] + ')' if 'input_sentence' in extra[-1] else ''}",
+        f"{wall:.1f} s wall, peak RSS {rss:,.0f} MiB; {tokens:,} tokens, {meta.vocab_size:,} ids",
+      )
+    )
+    shutil.rmtree(output)
+  return rows
+
+
+_SHAPES = (  # name, flagfile, build_data.py flags
+  (
+    "Transformer-XL base, WikiText-103 shape (batch 60 x 150, memory 150)",
+    "configs/txl_wt103_base.flags",
+    ["--tokenizer=word", "--batch_size=60", "--seq_len=150"],
+  ),
+  (
+    "Transformer-XL enwik8 (batch 22 x 512, memory 512)",
+    "configs/txl_enwik8_base.flags",
+    ["--tokenizer=char", "--batch_size=22", "--seq_len=512"],
+  ),
+)
+
+
+def shapes_suite(work):
+  from par import runs as run_files
+  from par.data import records
+
+  corpus = Path(_CORPUS.value)
+  if not corpus.is_dir():
+    raise cli.ParError(f"--corpus {corpus} does not exist: make it with scripts/make_corpus.py")
+  small = work / "corpus"
+  small.mkdir()
+  (small / "train.txt").symlink_to((corpus / "train.txt").resolve())
+  head = "".join((corpus / "valid.txt").read_text(encoding="utf-8").splitlines(True)[:400])
+  for split in ("valid", "test"):
+    (small / f"{split}.txt").write_text(head, encoding="utf-8")
+  rows = []
+  for name, flagfile, build_flags in _SHAPES:
+    data = work / "data"
+    build_wall, build_rss = _run_measured(
+      [sys.executable, "scripts/build_data.py", f"--input={small}", f"--output_dir={data}"]
+      + build_flags
+    )
+    meta = records.load_meta(data)
+    printed = subprocess.run(
+      [sys.executable, "scripts/train.py", f"--flagfile={flagfile}", f"--data_dir={data}"]
+      + ["--print_config"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=True,
+    )
+    counted = json.loads(printed.stdout)
+    steps = _SHAPE_STEPS.value
+    run_dir = work / "run"
+    start = time.perf_counter()
+    _, rss = _run_case(
+      [
+        sys.executable,
+        "scripts/train.py",
+        f"--flagfile={flagfile}",
+        f"--data_dir={data}",
+        f"--model_dir={run_dir}",
+        f"--train_steps={steps}",
+        "--steps_per_loop=1",
+        "--log_every=1",
+        f"--checkpoint_every={steps}",
+        "--eval_every=0",
+        "--plot_every=0",
+      ]
+    )
+    wall = time.perf_counter() - start
+    results = json.loads((run_dir / run_files.RESULTS_FILE).read_text())
+    speed = results["train_tokens_per_second"]
+    tokens = meta.batch_size * meta.seq_len
+    rows.append(
+      (
+        name,
+        f"{counted['parameters']:,} parameters, {counted['flops_per_token'] / 1e6:,.0f} MFLOP "
+        f"per token forward; vocabulary {meta.vocab_size:,}",
+      )
+    )
+    rows.append(
+      (
+        f"  train, {steps} steps ({steps - 1} timed)",
+        f"{tokens / speed:.1f} s per step, {speed:,.0f} tok/s, peak RSS {rss:,.0f} MiB "
+        f"(whole run {wall:.0f} s with tracing and two one-record evaluations)",
+      )
+    )
+    rows.append(
+      (
+        "  build of its dataset",
+        f"{build_wall:.0f} s, peak RSS {build_rss:,.0f} MiB",
+      )
+    )
+    shutil.rmtree(data)
+    shutil.rmtree(run_dir)
+  return rows
+
+
 def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
   import tensorflow as tf
@@ -453,18 +616,26 @@ def eval_case(run_dir):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _SUITE.value != "cuts":  # Which needs no TensorFlow.
+  if _SUITE.value not in ("cuts", "scale", "shapes"):  # Which need no TensorFlow here.
     cli.import_tensorflow()
   if _SUITE.value == "matmul_case":
     return matmul_case()
   if _SUITE.value == "eval_case":
     return eval_case(Path(_RUN_DIR.value))
   with tempfile.TemporaryDirectory() as work:
-    suite = {"data": data_suite, "train": train_suite, "cuts": cuts_suite}[_SUITE.value]
+    suite = {
+      "data": data_suite,
+      "train": train_suite,
+      "cuts": cuts_suite,
+      "scale": scale_suite,
+      "shapes": shapes_suite,
+    }[_SUITE.value]
     rows = suite(Path(work))
   repeats = (
     f", {_TRAIN_STEPS.value} steps per training case"
     if _SUITE.value == "train"
+    else ""
+    if _SUITE.value in ("scale", "shapes")
     else f", repeats {_REPEATS.value}"
   )
   print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs{repeats}\n")

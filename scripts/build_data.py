@@ -75,7 +75,8 @@ def main(argv):
         f"--vocab_size {config.vocab_size} and --sp_model {path} ({pieces} pieces) disagree: "
         "the model decides the vocabulary; drop --vocab_size"
       )
-  cli.import_tensorflow()
+  if config.tokenizer == "sentencepiece":  # tensorflow-text tokenizes; word and char need no TF.
+    cli.import_tensorflow()
   from par.data import build  # After the quiet import.
 
   meta, built = build.build_dataset(

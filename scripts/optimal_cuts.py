@@ -181,8 +181,10 @@ def main(argv):
   best, solutions = cutoffs.solve(counts, model, clusters, _MAX_CLUSTERS.value, _MIN_SIZE.value)
   seconds = time.perf_counter() - start
 
+  total = counts.sum()  # Counts are exact integers; probabilities are not.
+  total = f"{int(total):,}" if float(total).is_integer() and total >= 1 else f"{total:,.6g}"
   print(
-    f"{source}: {counts.size:,} ids, {counts.sum():,.6g} in total"
+    f"{source}: {counts.size:,} ids, {total} in total"
     + ("" if keep_order else ", sorted by decreasing value")
   )
   if len(solutions) > 1:

@@ -16,6 +16,7 @@ from helpers import run_script
 from helpers import write_corpus
 from par.config import DataConfig
 from par.data import records
+from par.data import text
 from par.data import tokenizer
 from par.data.build import build_dataset
 from par.errors import ParError
@@ -240,3 +241,74 @@ def test_interrupted_build_leaves_nothing_that_looks_complete(tmp_path, big_corp
     build_dataset(corpus_dir, out, INTERRUPTED_CONFIG, sp_model=model)
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")] == []
     assert records.load_meta(out).splits["train"].records > 0
+
+
+def dataset_files(directory):
+  """Every file of a built dataset, by relative path, with meta.json's source paths blanked."""
+  files = {
+    p.relative_to(directory).as_posix(): p.read_bytes() for p in directory.rglob("*") if p.is_file()
+  }
+  meta = records.load_meta(directory)
+  files["meta.json"] = (
+    dataclasses.replace(
+      meta, splits={s: dataclasses.replace(m, source="") for s, m in meta.splits.items()}
+    )
+    .to_json()
+    .encode()
+  )
+  return files
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "word", "char"])
+def test_reading_in_tiny_pieces_builds_the_same_dataset(
+  tmp_path, counting_corpus, monkeypatch, kind
+):
+  config = dataclasses.replace(CONFIG, tokenizer=kind, shards=2)
+  if kind != "sentencepiece":
+    config = dataclasses.replace(config, vocab_size=DataConfig().vocab_size)
+  build_dataset(counting_corpus, tmp_path / "whole", config)
+  monkeypatch.setattr(text, "PIECE_BYTES", 5)  # A piece is then a word or a line.
+  monkeypatch.setattr(records, "_CHUNK_RECORDS", 2)  # and records are read two at a time.
+  build_dataset(counting_corpus, tmp_path / "pieces", config)
+  assert dataset_files(tmp_path / "pieces") == dataset_files(tmp_path / "whole")
+
+
+def test_word_and_char_builds_import_no_tensorflow(tmp_path, counting_corpus):
+  script = (
+    "import sys\n"
+    "from par.config import DataConfig\n"
+    "from par.data.build import build_dataset\n"
+    f"for kind in ('word', 'char'):\n"
+    f"  build_dataset({str(counting_corpus)!r}, {str(tmp_path)!r} + '/' + kind,\n"
+    "                DataConfig(tokenizer=kind, batch_size=3, seq_len=7))\n"
+    "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "[]"
+  assert records.load_meta(tmp_path / "char").tokenizer == "char"
+
+
+def test_sample_lines_is_a_fixed_uniform_sample_in_order():
+  lines = [f"line {i}" if i % 3 else "  " for i in range(3000)]  # a third of them blank
+  nonblank = [line for line in lines if line.strip()]
+  sample = tokenizer.sample_lines(iter(lines), 500)
+  assert sample == tokenizer.sample_lines(lines, 500)  # the same every time
+  assert len(sample) == 500 and len(set(sample)) == 500
+  assert sample == sorted(sample, key=nonblank.index)  # in the text's order
+  assert tokenizer.sample_lines(lines, 500, seed=1) != sample
+  assert tokenizer.sample_lines(lines, 5000) == nonblank  # all of them when they are fewer
+  # Uniform: each half of the text gives about half of the sample (binomial sd ~11).
+  assert abs(sum(nonblank.index(s) < 1000 for s in sample) - 250) < 50
+
+
+def test_sentencepiece_trains_on_the_sample_it_is_given(tmp_path, counting_corpus):
+  config = dataclasses.replace(CONFIG, input_sentence_size=40)
+  meta, _ = build_dataset(counting_corpus, tmp_path / "ds", config)
+  lines = (counting_corpus / "train.txt").read_text().splitlines()
+  expected = tokenizer.train(tokenizer.sample_lines(lines, 40), CONFIG)
+  assert (tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes() == expected
+  assert expected != tokenizer.train(lines, CONFIG)
+  assert meta.config.input_sentence_size == 40

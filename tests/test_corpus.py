@@ -317,3 +317,59 @@ def test_create_tfrecords_builds_a_word_dataset_of_a_served_wikitext103(tmp_path
   words = " ".join(lines["train"]).split()
   assert meta["vocab_size"] == len(set(words)) + 2  # <unk>, <eos> and every train word
   assert meta["splits"]["valid"]["tokens"] == sum(len(line.split()) + 1 for line in lines["valid"])
+
+
+def naive_split(data, binary):
+  """Reference: the whole file at once, as the definition in par/data/text.py reads."""
+  if not binary:
+    data = data.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n")
+  newline = b"\n" if binary else "\n"
+  lines = data.split(newline)
+  if not lines[-1]:
+    lines.pop()
+  words = sum(len(line.split()) for line in lines) + len(lines)
+  characters = sum(map(len, lines)) + len(lines)
+  return lines, words, characters
+
+
+PIECE_TEXTS = [
+  "\ufeff = Title = \r\n\r\n one two  three\r\n last line",  # BOM, CRLF, no final newline
+  "é€ word\twith tabs\n\n\nand a very long line " + "x" * 50 + " end\n",
+  "one-line text8 style without any newline at all " * 5,
+  "  \u00a0nbsp\u00a0split  words\u2028and a line separator\n",
+]
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 3, 7, 64, 1 << 20])
+@pytest.mark.parametrize("whole_lines", [True, False])
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("content", PIECE_TEXTS)
+def test_split_reader_pieces_make_the_whole_text_and_its_counts(
+  tmp_path, content, binary, whole_lines, piece_bytes
+):
+  path = tmp_path / "t.txt"
+  path.write_bytes(content.encode("utf-8"))
+  lines, words, characters = naive_split(path.read_bytes(), binary)
+  reader = text.SplitReader(path, binary, whole_lines, piece_bytes)
+  pieces = list(reader)
+  empty = b"" if binary else ""
+  newline = b"\n" if binary else "\n"
+  assert empty.join(pieces) == newline.join(lines) + (
+    newline if reader.stats.ends_with_newline else empty
+  )
+  stats = reader.stats
+  assert (stats.lines, stats.words, stats.characters) == (len(lines), words, characters)
+  assert stats.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+  for piece in pieces[:-1]:  # A piece ends after a line, or a space or tab if allowed.
+    assert piece[-1:] in (
+      (newline,) if whole_lines else (newline, b" " if binary else " ", b"\t" if binary else "\t")
+    )
+  assert text.read_text(path, binary).lines == lines
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 2, 5, 1 << 20])
+def test_split_reader_places_invalid_utf8_exactly_across_pieces(tmp_path, piece_bytes):
+  path = tmp_path / "t.txt"
+  path.write_bytes(b"fine\nalso fine\nab cd \xe9 byte\n")
+  with pytest.raises(ParError, match=r"invalid UTF-8 at line 3, byte 7 "):
+    list(text.SplitReader(path, whole_lines=False, piece_bytes=piece_bytes))

@@ -182,3 +182,34 @@ def test_records_are_little_endian_int32_windows(tmp_path):
     iter(tf.data.TFRecordDataset(str(tmp_path / records.shard_file_name("train", 0, 1))))
   )
   np.testing.assert_array_equal(np.frombuffer(first.numpy(), "<i4").reshape(3, 5), windows[0])
+
+
+@pytest.mark.parametrize("remainder", ["pad", "drop"])
+@pytest.mark.parametrize("n,batch_size,seq_len", SIZES)
+def test_stream_records_read_from_a_file_equal_context_batch(
+  tmp_path, n, batch_size, seq_len, remainder
+):
+  stream = np.arange(n, dtype=np.int32) + 10
+  stream.tofile(tmp_path / "stream")
+  lazy = records.StreamRecords(tmp_path / "stream", n, batch_size, seq_len, remainder)
+  expected, dropped, padding = records.context_batch(stream, batch_size, seq_len, remainder)
+  assert (len(lazy), lazy.dropped, lazy.padding) == (len(expected), dropped, padding)
+  np.testing.assert_array_equal(lazy[:], expected)
+  for begin in range(len(expected)):  # Every slice, the last partial record's included.
+    for end in range(begin, len(expected) + 1):
+      np.testing.assert_array_equal(lazy[begin:end], expected[begin:end])
+
+
+@pytest.mark.parametrize("records_per_read", [1, 3, 1024])
+@pytest.mark.parametrize("shards", [1, 3])
+def test_write_split_frames_files_as_tensorflow_does(tmp_path, shards, records_per_read):
+  windows, _, _ = records.context_batch(np.arange(1000, dtype=np.int32) - 1, 3, 7)
+  written = records.write_split(windows, tmp_path, "train", shards, records_per_read)
+  for shard in written:  # The reference: TensorFlow's own writer on the same windows.
+    begin = sum(s.records for s in written[: written.index(shard)])
+    reference = tmp_path / "reference.tfrecord"
+    with tf.io.TFRecordWriter(str(reference)) as writer:
+      for window in windows[begin : begin + shard.records]:
+        writer.write(window.astype("<i4").tobytes())
+    assert (tmp_path / shard.file).read_bytes() == reference.read_bytes()
+    assert shard.sha256 == text.file_sha256(reference)

@@ -16,6 +16,7 @@ from par.config import DataConfig
 from par.data import records
 from par.data import text
 from par.data import tokenizer
+from par.data import vocab
 from par.data.build import build_dataset
 from par.data.vocab import EOS_ID
 from par.data.vocab import UNK_ID
@@ -188,3 +189,33 @@ def test_word_and_char_runs_evaluate_and_generate(tmp_path, kind):
   )
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.startswith("The game")
+
+
+PIECED = "b a c a\n\nc <unk> z é\td <eos> b\nthe last line has no end é€ a"
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 2, 5, 13, 1 << 20])
+@pytest.mark.parametrize("kind", ["word", "char"])
+def test_counting_and_encoding_piece_by_piece_equal_line_by_line(tmp_path, kind, piece_bytes):
+  path = tmp_path / "t.txt"
+  path.write_bytes(PIECED.encode("utf-8"))
+  binary = kind == "char"
+  lines = text.read_text(path, binary).lines
+  counter = vocab.Counter(kind)
+  stats = text.scan(path, binary, whole_lines=False, consume=counter.add)
+  pieces = list(text.SplitReader(path, binary, whole_lines=False, piece_bytes=piece_bytes))
+  by_piece = vocab.Counter(kind)
+  for piece in pieces:
+    by_piece.add(piece)
+  expected = Vocabulary.count(kind, lines)
+  assert counter.vocabulary(stats.lines) == by_piece.vocabulary(stats.lines) == expected
+  symbols = str.split if kind == "word" else list
+  ranked = [s for s in naive_order(lines, symbols) if s not in ("<unk>", "<eos>")]
+  assert list(expected.symbols[2:]) == ranked
+  limited = Vocabulary.count(kind, lines, max_vocab=6)  # Unknown symbols too.
+  stream, unknown = limited.tokenize(lines)
+  assert unknown > 0
+  encoded = [limited.encode_piece(piece) for piece in pieces]
+  got = np.concatenate([ids for ids, _ in encoded] + [[EOS_ID]])  # no newline at the end
+  np.testing.assert_array_equal(got, stream)
+  assert sum(missing for _, missing in encoded) == unknown

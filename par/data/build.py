@@ -3,13 +3,20 @@
 text files -> tokenizer (trained or counted on train, or given) -> token streams -> records
 -> directory. The tokenizer is SentencePiece, or a word or char vocabulary (par/data/vocab.py).
 
-Everything that can be wrong with the input is found before anything is written. The
+Memory does not grow with the corpus: every split is read in pieces (`text.SplitReader`),
+once to check and count it (and the train split's symbols), once to tokenize it into a
+stream file, whose records are then read back a slice at a time. What stays in memory is the
+tokenizer: a word vocabulary, or SentencePiece and, while it trains, its training lines
+(`--input_sentence_size` samples them). A word or char build imports no TensorFlow.
+
+Everything that can be wrong with the input text is found before anything is tokenized. The
 directory is then assembled in a hidden temporary sibling and renamed into place at the end,
 so an interrupted build never leaves something that looks complete; a build that raises
 (Ctrl-C and SIGTERM included) removes its temporary directory, and one killed outright
 leaves it for the next build to remove.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -18,6 +25,7 @@ import time
 import typing
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from par import errors
@@ -75,26 +83,24 @@ def build_dataset(
       raise ParError(f"{output_dir} exists and is not a built dataset; not replacing it")
 
   binary = config.tokenizer == "char"  # Bytes, exactly as stored.
-  texts = {split: text_lib.read_text(path, binary) for split, path in files.items()}
-  made = _make_tokenizer(config, texts["train"].lines, model)
+  whole_lines = config.tokenizer == "sentencepiece"  # Word and char pieces may cut lines.
+  counter = None if whole_lines else vocab_lib.Counter(config.tokenizer)
+  stats = {}  # One pass over every split finds bad input before anything is tokenized.
+  for split, path in files.items():
+    consume = counter.add if counter is not None and split == "train" else None
+    stats[split] = text_lib.scan(path, binary, whole_lines, consume)
+    if counter is not None:  # Word and char streams have exactly `words` and `characters`.
+      tokens = stats[split].characters if binary else stats[split].words
+      _check_length(split, path, tokens, config)
+  made = _make_tokenizer(config, files["train"], stats["train"], counter, model)
   logging.info(
     "%s tokenizer of %d ids ready in %.1f s",
     config.tokenizer,
     made.vocab_size,
     time.perf_counter() - start,
   )
-  streams, unknown = {}, {}
-  for split, text in texts.items():
-    streams[split], unknown[split] = made.tokenize(text.lines)
-    needed = config.batch_size * config.seq_len + 1
-    if len(streams[split]) < needed:
-      raise ParError(
-        f"the {split} split ({text.path}) has {len(streams[split])} tokens; batch_size "
-        f"{config.batch_size} x seq_len {config.seq_len} needs at least {needed}"
-      )
-
   with errors.writing(output_dir):
-    meta = _write(output_dir, config, made, texts, streams, unknown)
+    meta = _write(output_dir, config, made, stats)
   logging.info(
     "built %s in %.1f s: %s",
     output_dir,
@@ -102,6 +108,15 @@ def build_dataset(
     ", ".join(f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()),
   )
   return meta, True
+
+
+def _check_length(split, path, tokens, config):
+  needed = config.batch_size * config.seq_len + 1
+  if tokens < needed:
+    raise ParError(
+      f"the {split} split ({path}) has {tokens} tokens; batch_size {config.batch_size} x seq_len "
+      f"{config.seq_len} needs at least {needed}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,38 +127,40 @@ class _Tokenizer:
   data: bytes  # its file
   vocab_size: int
   eos_id: int
-  tokenize: typing.Callable  # lines -> (int32 stream with an end of line after each, unknown)
+  encode: typing.Callable  # piece -> (int32 ids, `<eos>` for each end of line; unknown count)
   readable: str | None = None  # SentencePiece's spm.vocab
 
 
-def _make_tokenizer(config, train_lines, model):
-  """The tokenizer of config.tokenizer: SentencePiece's `model` if given, else trained on the
-  train split's lines; a word or char vocabulary counted on them."""
-  if config.tokenizer != "sentencepiece":
-    vocabulary = vocab_lib.Vocabulary.count(
-      config.tokenizer, train_lines, config.min_count, config.max_vocab
-    )
+def _make_tokenizer(config, train_path, train_stats, counter, model):
+  """The tokenizer of config.tokenizer: a word or char vocabulary from `counter`, which has
+  counted the train split; SentencePiece's `model` if given, else one trained on the train
+  split's lines (a sample of them with config.input_sentence_size)."""
+  if counter is not None:
+    vocabulary = counter.vocabulary(train_stats.lines, config.min_count, config.max_vocab)
     return _Tokenizer(
       config.tokenizer,
       vocabulary.to_bytes(),
       vocabulary.size,
       vocab_lib.EOS_ID,
-      vocabulary.tokenize,
+      vocabulary.encode_piece,
     )
   if model is None:
-    model = tokenizer.train(train_lines, config)
+    lines = text_lib.iter_lines(train_path)
+    if config.input_sentence_size:
+      lines = tokenizer.sample_lines(lines, config.input_sentence_size)
+    model = tokenizer.train(lines, config)
   sp = tokenizer.Tokenizer(model)
 
-  def tokenize(lines):
-    stream = sp.tokenize(lines)
-    return stream, int((stream == tokenizer.UNK_ID).sum())
+  def encode(piece):  # A piece of whole lines.
+    ids = sp.tokenize(text_lib.lines_of(piece))
+    return ids, int(np.count_nonzero(ids == tokenizer.UNK_ID))
 
   return _Tokenizer(
     "sentencepiece",
     model,
     sp.vocab_size,
     sp.processor.eos_id(),
-    tokenize,
+    encode,
     tokenizer.vocab_text(model),
   )
 
@@ -184,13 +201,20 @@ def _differences(output_dir, files, config, model):
   return found
 
 
-def _write(output_dir, config, made, texts, streams, unknown):
-  """Writes the dataset into a temporary sibling, then renames it to output_dir."""
+def _write(output_dir, config, made, stats):
+  """Tokenizes and writes every split into a temporary sibling, then renames it to output_dir.
+
+  A split's token stream goes to a file in the temporary directory, piece by piece, and its
+  records are read back from there a few at a time (`records.StreamRecords`): memory holds
+  the tokenizer and a piece or a slice of records, never a whole split.
+  """
+  created = [p for p in (output_dir.parent, *output_dir.parent.parents) if not p.exists()]
   output_dir.parent.mkdir(parents=True, exist_ok=True)
   _remove_abandoned_partials(output_dir)
   work = Path(
     tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-", dir=output_dir.parent)
   )
+  done = False
   try:
     built = work / "dataset"  # mkdtemp's own mode is 0700; this one follows the umask.
     built.mkdir()
@@ -198,26 +222,9 @@ def _write(output_dir, config, made, texts, streams, unknown):
     if made.readable is not None:
       (built / records.VOCAB_FILE).write_text(made.readable, encoding="utf-8")
     splits = {}
-    for split, stream in streams.items():
-      windows, dropped, padding = records.context_batch(
-        stream, config.batch_size, config.seq_len, config.remainder
-      )
-      shards = records.write_split(windows, built, split, config.shards)
-      text = texts[split]
-      splits[split] = records.SplitMeta(
-        source=str(Path(text.path).resolve()),
-        source_sha256=text.sha256,
-        lines=len(text.lines),
-        words=text.words,
-        tokens=len(stream),
-        records=len(windows),
-        targets=len(stream) - 1 - dropped,
-        dropped_tokens=dropped,
-        padding=padding,
-        shards=shards,
-        characters=text.characters,
-        unknown=unknown[split],
-      )
+    # Smallest first: a split too short for one record is found before the long ones run.
+    for split in sorted(stats, key=lambda s: (os.path.getsize(stats[s].path), s)):
+      splits[split] = _write_split(work / "stream", built, split, stats[split], config, made)
     meta = records.DatasetMeta(
       format_version=records.FORMAT_VERSION,
       vocab_size=made.vocab_size,
@@ -227,7 +234,7 @@ def _write(output_dir, config, made, texts, streams, unknown):
       pad_id=records.PAD_ID,
       tokenizer_sha256=tokenizer.sha256(made.data),
       config=config,
-      splits=splits,
+      splits={split: splits[split] for split in stats},
       tokenizer=made.kind,
     )
     (built / records.META_FILE).write_text(meta.to_json())
@@ -238,9 +245,53 @@ def _write(output_dir, config, made, texts, streams, unknown):
       shutil.rmtree(old)
     else:
       os.rename(built, output_dir)
+    done = True
     return meta
   finally:
     shutil.rmtree(work, ignore_errors=True)
+    for directory in created if not done else ():  # A failed build leaves no trace.
+      with contextlib.suppress(OSError):
+        directory.rmdir()
+
+
+def _write_split(stream_path, built, split, stats, config, made):
+  """Tokenizes one split into `stream_path`, writes its records into `built`; its SplitMeta."""
+  start = time.perf_counter()
+  reader = text_lib.SplitReader(
+    stats.path, made.kind == "char", whole_lines=made.kind == "sentencepiece"
+  )
+  tokens = unknown = 0
+  with open(stream_path, "wb") as f:
+    for piece in reader:
+      ids, missing = made.encode(piece)
+      ids.astype(np.int32, copy=False).tofile(f)
+      tokens, unknown = tokens + len(ids), unknown + missing
+    if made.kind != "sentencepiece" and not reader.stats.ends_with_newline:
+      np.array([made.eos_id], np.int32).tofile(f)  # The last line's end.
+      tokens += 1
+  if reader.stats.sha256 != stats.sha256:
+    raise ParError(f"{stats.path} changed while the dataset was being built; build it again")
+  _check_length(split, stats.path, tokens, config)
+  windows = records.StreamRecords(
+    stream_path, tokens, config.batch_size, config.seq_len, config.remainder
+  )
+  shards = records.write_split(windows, built, split, config.shards)
+  os.remove(stream_path)
+  logging.info("%s: %d tokens written in %.1f s", split, tokens, time.perf_counter() - start)
+  return records.SplitMeta(
+    source=str(Path(stats.path).resolve()),
+    source_sha256=stats.sha256,
+    lines=stats.lines,
+    words=stats.words,
+    tokens=tokens,
+    records=len(windows),
+    targets=tokens - 1 - windows.dropped,
+    dropped_tokens=windows.dropped,
+    padding=windows.padding,
+    shards=shards,
+    characters=stats.characters,
+    unknown=unknown,
+  )
 
 
 def _remove_abandoned_partials(output_dir):

@@ -24,6 +24,7 @@ a shard's size alone tells whether it holds the records meta.json promises.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import typing
@@ -158,24 +159,85 @@ def context_batch(stream, batch_size, seq_len, remainder="pad"):
   return records, dropped, padding
 
 
+class StreamRecords:
+  """The records of a token stream kept in a file (raw int32, native order), read as needed.
+
+  `StreamRecords(...)[a:b]` equals `context_batch(stream, ...)[0][a:b]` for the whole stream,
+  but reads only those records' tokens: memory is one slice, whatever the stream's length.
+  """
+
+  def __init__(self, path, num_tokens, batch_size, seq_len, remainder="pad"):
+    self.path = Path(path)
+    self.num_tokens, self.batch_size, self.seq_len = num_tokens, batch_size, seq_len
+    self.records = num_records(num_tokens, batch_size, seq_len, remainder)
+    if self.records == 0:
+      raise ValueError(f"{num_tokens} tokens cannot fill one record of {batch_size}x{seq_len + 1}")
+    used = batch_size * self.records * seq_len + 1
+    self.dropped = max(num_tokens - used, 0)
+    self.padding = max(used - num_tokens, 0)
+
+  def __len__(self):
+    return self.records
+
+  def __getitem__(self, index):
+    begin, end, step = index.indices(self.records)
+    if step != 1:
+      raise ValueError("StreamRecords reads consecutive records only")
+    count, t = max(end - begin, 0), self.seq_len
+    windows = np.empty([count, self.batch_size, t + 1], np.int32)
+    if not count:
+      return windows
+    with open(self.path, "rb") as f:
+      for lane in range(self.batch_size):
+        tokens = self._read(f, lane * self.records * t + begin * t, count * t + 1)
+        windows[:, lane, :t] = tokens[:-1].reshape(count, t)
+        windows[:, lane, t] = tokens[t::t]
+    return windows
+
+  def _read(self, f, start, length):
+    """Stream positions [start, start + length), PAD_ID beyond its end."""
+    tokens = np.full([length], PAD_ID, np.int32)
+    present = max(min(length, self.num_tokens - start), 0)
+    if present:
+      f.seek(start * 4)
+      tokens[:present] = np.fromfile(f, np.int32, present)
+    return tokens
+
+
 def shard_file_name(split, index, count):
   return f"{split}/{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
-def write_split(records, dataset_dir, split, shards):
-  """Writes records [R, B, T+1] as `shards` consecutive TFRecord files; returns their `Shard`s."""
+def write_split(records, dataset_dir, split, shards, records_per_read=_CHUNK_RECORDS):
+  """Writes records [R, B, T+1] as `shards` consecutive TFRecord files; returns their `Shard`s.
+
+  `records` is an array or anything sliced the same way (`StreamRecords`); it is read
+  `records_per_read` records at a time. The files are framed here as TensorFlow's
+  TFRecordWriter frames them, byte for byte, so a build needs no TensorFlow.
+  """
   dataset_dir = Path(dataset_dir)
   (dataset_dir / split).mkdir(parents=True, exist_ok=True)
   total = len(records)
   shards = min(shards, total)
+  data_bytes = None
   written = []
   for k in range(shards):
     begin, end = k * total // shards, (k + 1) * total // shards
     name = shard_file_name(split, k, shards)
-    with _tf().io.TFRecordWriter(str(dataset_dir / name)) as writer:
-      for record in records[begin:end]:
-        writer.write(record.astype("<i4", copy=False).tobytes())
-    written.append(Shard(name, end - begin, text.file_sha256(dataset_dir / name)))
+    digest = hashlib.sha256()
+    with open(dataset_dir / name, "wb") as f:
+      for first in range(begin, end, records_per_read):
+        block = np.asarray(records[first : min(first + records_per_read, end)])
+        for window in block:
+          data = window.astype("<i4", copy=False).tobytes()
+          if data_bytes is None:
+            data_bytes = len(data)
+            length = data_bytes.to_bytes(8, "little")
+            header = length + _masked_crc(length).to_bytes(4, "little")
+          frame = header + data + _masked_crc(data).to_bytes(4, "little")
+          f.write(frame)
+          digest.update(frame)
+    written.append(Shard(name, end - begin, digest.hexdigest()))
   return tuple(written)
 
 

@@ -1,18 +1,23 @@
-"""Text corpora: finding and reading split files exactly.
+"""Text corpora: finding split files and reading them exactly, a piece at a time.
 
-A split is one UTF-8 text file. Lines end at "\n" ("\r\n" is accepted); each line becomes the
-line's tokens followed by one end-of-line token, empty lines included. Word counts follow the
-convention of word-level language modelling with an end-of-line symbol (Merity et al. 2016,
-Dai et al. 2019): the whitespace-separated words of the text plus one per line.
+A split is one text file, UTF-8 unless read as bytes. Lines end at "\n" ("\r\n" is accepted
+in UTF-8 text); each line becomes the line's tokens followed by one end-of-line token, empty
+lines included, and a last line without its terminator still ends in one. Word counts follow
+the convention of word-level language modelling with an end-of-line symbol (Merity et al.
+2016, Dai et al. 2019): the whitespace-separated words of the text plus one per line.
 
-Undecodable bytes are refused, with their line and byte position, rather than replaced:
-a silently altered test set would make perplexities incomparable.
+A split is read in pieces of a few MiB (`SplitReader`), so memory does not grow with the
+corpus: a piece ends after a line, or for word and byte tokenizers after any space, so that no
+word is cut (text8 is one line of 100M bytes). Undecodable bytes are refused, with their line
+and byte position, rather than replaced: a silently altered test set would make perplexities
+incomparable.
 
 Nothing here imports TensorFlow, so bad input is reported before the slow import.
 """
 
 import dataclasses
 import hashlib
+import itertools
 from pathlib import Path
 
 from par.errors import ParError
@@ -24,16 +29,156 @@ SPLIT_FILE_NAMES = {
   split: (f"{split}.txt", f"wiki.{split}.tokens", f"wiki.{split}.raw") for split in SPLITS
 }
 
+PIECE_BYTES = 1 << 22  # Read at a time: the text held in memory while building is about this.
+_BOM = "\ufeff"
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitStats:
+  """What one split file holds, counted in one pass."""
+
+  path: str
+  sha256: str  # of the file's bytes
+  lines: int  # each ends in one end-of-line token
+  words: int  # whitespace words + one end-of-line word per line
+  characters: int  # characters (bytes if binary) + one per line: what bits per char divide by
+  ends_with_newline: bool  # if not, the last line's end-of-line token is added
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitText:
-  """One split's text, as the tokenizer will see it."""
+  """One split's whole text, as lines: for small files and tests (`read_text`)."""
 
   path: str
   lines: list  # str (bytes if read as binary) per line, without the line terminator
-  sha256: str  # of the file's bytes
-  words: int  # whitespace words + one end-of-line word per line
-  characters: int  # characters (bytes if binary) + one per line: what bits per char divide by
+  sha256: str
+  words: int
+  characters: int
+
+
+class SplitReader:
+  """One pass over a split file: iterate for its text in pieces, then read `stats`.
+
+  Pieces are str (bytes if `binary`: exactly as stored, no byte-order mark or carriage return
+  removed), in order; their concatenation is the whole text. Each piece ends after a "\n", or
+  unless `whole_lines`, after a space or a tab, so words are never cut; a line longer than a
+  piece makes a longer piece.
+
+  Raises (while iterating):
+    ParError: the file cannot be read, is empty or only whitespace, or (unless binary) is not
+      UTF-8; the message gives the line and byte of the first invalid byte.
+  """
+
+  def __init__(self, path, binary=False, whole_lines=True, piece_bytes=None):
+    self.path = Path(path)
+    self.binary = binary
+    self._cuts = (b"\n",) if whole_lines else (b"\n", b" ", b"\t")
+    self._piece_bytes = piece_bytes or PIECE_BYTES
+    self.stats = None
+
+  def __iter__(self):
+    digest = hashlib.sha256()
+    counts = {"newlines": 0, "words": 0, "characters": 0}
+    state = {"last": "", "content": False}
+    offset = 0  # of the next piece's first byte in the file
+    line_start = 0  # offset of the line that piece is in
+    carry = b""
+    for block in itertools.chain(self._blocks(), [b""]):  # b"": the end of the file
+      digest.update(block)
+      data = carry + block if carry else block
+      if block:
+        cut = max(data.rfind(c) for c in self._cuts) + 1
+        if cut == 0:
+          carry = data
+          continue
+        raw, carry = data[:cut], data[cut:]
+      else:
+        raw, carry = data, b""
+      if raw:
+        piece = raw if self.binary else self._decode(raw, offset, line_start, counts, not offset)
+        self._count(piece, counts, state)
+        newline = raw.rfind(b"\n")
+        line_start = offset + newline + 1 if newline >= 0 else line_start
+        offset += len(raw)
+        yield piece
+    if not state["content"]:
+      raise ParError(f"{self.path} is empty")
+    ends = state["last"] in ("\n", b"\n"[0])
+    lines = counts["newlines"] + (0 if ends else 1)
+    self.stats = SplitStats(
+      str(self.path),
+      digest.hexdigest(),
+      lines,
+      counts["words"] + lines,
+      counts["characters"] - counts["newlines"] + lines,
+      ends,
+    )
+
+  def _blocks(self):
+    try:
+      with open(self.path, "rb") as f:
+        while block := f.read(self._piece_bytes):
+          yield block
+    except OSError as e:
+      raise ParError(f"cannot read {self.path}: {e.strerror}") from None
+
+  def _decode(self, raw, offset, line_start, counts, first):
+    try:
+      piece = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      line = counts["newlines"] + raw.count(b"\n", 0, e.start) + 1
+      newline = raw.rfind(b"\n", 0, e.start)
+      column = e.start - newline if newline >= 0 else offset + e.start - line_start + 1
+      raise ParError(
+        f"{self.path}: invalid UTF-8 at line {line}, byte {column} ({raw[e.start : e.end]!r}); "
+        "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8"
+      ) from None
+    if first and piece.startswith(_BOM):  # A byte-order mark is not text.
+      piece = piece[1:]
+    return piece.replace("\r\n", "\n")  # A piece never ends between "\r" and "\n".
+
+  @staticmethod
+  def _count(piece, counts, state):
+    newline = "\n" if isinstance(piece, str) else b"\n"
+    counts["newlines"] += piece.count(newline)
+    counts["words"] += len(piece.split())
+    counts["characters"] += len(piece)
+    if piece:
+      state["last"] = piece[-1]
+      state["content"] = state["content"] or bool(piece.strip())
+
+
+def scan(path, binary=False, whole_lines=True, consume=None):
+  """Reads a split file once: its `SplitStats`, each piece passed to `consume` if given."""
+  reader = SplitReader(path, binary, whole_lines)
+  for piece in reader:
+    if consume is not None:
+      consume(piece)
+  return reader.stats
+
+
+def lines_of(piece):
+  """The lines of a piece of whole lines, without their terminators."""
+  lines = piece.split("\n" if isinstance(piece, str) else b"\n")
+  if not lines[-1]:  # The terminator of the last line does not start a new one.
+    lines.pop()
+  return lines
+
+
+def iter_lines(path, binary=False):
+  """The lines of a split file, one at a time."""
+  for piece in SplitReader(path, binary, whole_lines=True):
+    yield from lines_of(piece)
+
+
+def read_text(path, binary=False):
+  """Reads a whole split file into memory as lines (`SplitText`); see `SplitReader`."""
+  reader = SplitReader(path, binary, whole_lines=True)
+  lines = []
+  for piece in reader:
+    lines += lines_of(piece)
+  s = reader.stats
+  return SplitText(s.path, lines, s.sha256, s.words, s.characters)
 
 
 def find_split_files(path):
@@ -57,52 +202,6 @@ def find_split_files(path):
       f"{path} has no train split: expected one of {', '.join(SPLIT_FILE_NAMES['train'])}"
     )
   return found
-
-
-def read_text(path, binary=False):
-  """Reads one split file; raises ParError if it is empty or (unless binary) not UTF-8.
-
-  Args:
-    path: the file.
-    binary: keep the lines as bytes, exactly as stored (for byte-level vocabularies): no
-      decoding, no byte-order mark or carriage return removed.
-  """
-  path = Path(path)
-  try:
-    data = path.read_bytes()
-  except OSError as e:
-    raise ParError(f"cannot read {path}: {e.strerror}") from None
-  sha256 = hashlib.sha256(data).hexdigest()
-  if binary:
-    if not data.strip():
-      raise ParError(f"{path} is empty")
-    return _split_text(str(path), data, b"\n", sha256)
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    line = data.count(b"\n", 0, e.start) + 1
-    column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    raise ParError(
-      f"{path}: invalid UTF-8 at line {line}, byte {column} ({data[e.start : e.end]!r}); "
-      "convert the file to UTF-8 first, e.g. with iconv -f latin1 -t utf-8"
-    ) from None
-  del data  # Peak memory: keep one copy of the text at a time.
-  if text.startswith("\ufeff"):  # A byte-order mark is not text.
-    text = text[1:]
-  if not text.strip():
-    raise ParError(f"{path} is empty")
-  return _split_text(str(path), text.replace("\r\n", "\n"), "\n", sha256)
-
-
-def _split_text(path, text, newline, sha256):
-  lines = text.split(newline)
-  del text
-  if not lines[-1]:  # The terminator of the last line does not start a new one.
-    lines.pop()
-  # Line by line: splitting the whole text at once would hold every word as an object.
-  words = sum(len(line.split()) for line in lines) + len(lines)
-  characters = sum(map(len, lines)) + len(lines)
-  return SplitText(path, lines, sha256, words, characters)
 
 
 def file_sha256(path):

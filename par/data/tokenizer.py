@@ -1,4 +1,4 @@
-"""Tokenizers: SentencePiece (trained here, run inside tf.data), and the common face of all
+"""Tokenizers: SentencePiece (trained here, run by tensorflow-text), and the common face of all
 three kinds (`Codec`) for generation and the tools.
 
 Word and char vocabularies live in par/data/vocab.py; a dataset's meta.json names its kind,
@@ -6,11 +6,12 @@ and its file (`records.TOKENIZER_FILES`) is identified by sha256 whatever the ki
 
 Piece ids: 0 is SentencePiece's unknown piece, 1 the end-of-line token appended to every
 line; no begin-of-sentence or padding piece is reserved (padding in records is -1, never
-embedded). Training is deterministic: the whole train split is used in order (no sampling,
-no shuffling) with a fixed thread count, so the same text and settings give the same model
-bytes, hence the same sha256 in meta.json.
+embedded). Training is deterministic: the whole train split in order, or with
+`input_sentence_size` a sample of its lines drawn with a fixed seed (`sample_lines`), no
+shuffling, a fixed thread count; so the same text and settings give the same model bytes,
+hence the same sha256 in meta.json.
 
-Training sees exactly the lines `text.read_text` produced, so the vocabulary and the
+Training sees exactly the lines `text.SplitReader` produces, so the vocabulary and the
 records agree on what a line is.
 
 Tokenize with `tokenize` (tensorflow-text), not with the sentencepiece wheel, wherever ids
@@ -21,6 +22,7 @@ same text.
 """
 
 import hashlib
+import random
 import re
 
 import numpy as np
@@ -33,6 +35,31 @@ UNK_ID = 0
 EOS_ID = 1
 _UNK_PIECE = "<sp_unk>"  # Renamed so that WikiText's literal "<unk>" can be a user symbol.
 _WORD_BOUNDARY = "\u2581"  # SentencePiece's visible space, "▁".
+
+
+SAMPLE_SEED = 0
+
+
+def sample_lines(lines, size, seed=SAMPLE_SEED):
+  """A uniform sample of `size` of the non-empty `lines` (all if fewer), in their order.
+
+  Reservoir sampling (Vitter's algorithm R) with a fixed seed: one pass, memory the sample,
+  and the same lines every time for the same text.
+  """
+  rng = random.Random(seed)
+  reservoir = []  # (index among the non-empty lines, line)
+  seen = 0
+  for line in lines:
+    if not line.strip():
+      continue
+    if seen < size:
+      reservoir.append((seen, line))
+    else:
+      j = rng.randrange(seen + 1)
+      if j < size:
+        reservoir[j] = (seen, line)
+    seen += 1
+  return [line for _, line in sorted(reservoir, key=lambda item: item[0])]
 
 
 def train(lines, config):
@@ -137,13 +164,13 @@ def vocab_text(model_proto):
 
 
 class Tokenizer:
-  """A SentencePiece model ready for tf.data: build it once, tokenize every split with it.
+  """A SentencePiece model ready to tokenize with tensorflow-text: build it once, then
+  tokenize every split with it.
 
-  Tokenization runs tensorflow-text's SentencePiece op inside tf.data, one batch of lines per
-  call. The op spreads a batch over TensorFlow's CPU threads by itself, but tf.data runs
-  functions single-threaded unless told otherwise, hence `max_intra_op_parallelism = 0`
-  (measured on 2 cores: 0.70 s wall for WikiText-2's test + valid splits without it, 0.40 s
-  with it). The model is loaded and the function traced once, in the constructor.
+  Each call of its traced function tokenizes a batch of lines with tensorflow-text's op, which
+  spreads the batch over TensorFlow's CPU threads. (Through tf.data, the same op ran
+  single-threaded unless told otherwise, and a pipeline per piece of text cost more than the
+  op on short pieces.) The model is loaded and the function traced once, in the constructor.
   """
 
   def __init__(self, model_proto):
@@ -158,8 +185,6 @@ class Tokenizer:
       lambda lines: self._op.tokenize(lines).flat_values,
       input_signature=[tf.TensorSpec([None], tf.string)],
     )
-    self._options = tf.data.Options()
-    self._options.threading.max_intra_op_parallelism = 0
 
   @property
   def vocab_size(self):
@@ -177,14 +202,10 @@ class Tokenizer:
     """
     import tensorflow as tf  # Loaded by __init__.
 
-    dataset = (
-      tf.data.Dataset.from_tensor_slices(tf.constant(lines, tf.string))
-      .batch(lines_per_batch)
-      .map(self._tokenize_batch)
-      .prefetch(1)
-      .with_options(self._options)
-    )
-    chunks = [chunk.numpy() for chunk in dataset]
+    chunks = [
+      self._tokenize_batch(tf.constant(lines[i : i + lines_per_batch], tf.string)).numpy()
+      for i in range(0, len(lines), lines_per_batch)
+    ]
     return np.concatenate(chunks) if chunks else np.zeros([0], np.int32)
 
 

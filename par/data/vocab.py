@@ -20,6 +20,7 @@ as the SentencePiece model's does. Nothing here imports TensorFlow.
 
 import collections
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -31,11 +32,70 @@ FILE = "vocab.json"
 UNK, EOS = "<unk>", "<eos>"
 UNK_ID, EOS_ID = 0, 1
 _SPECIALS = 2
+_MISSING = -2  # not an id: a word outside the vocabulary, while encoding
 
 
 def symbols_of(kind, line):
   """The symbols of one line: its words (str), or its bytes (int)."""
   return line.split() if kind == "word" else line
+
+
+class Counter:
+  """Counts a train split's symbols piece by piece (`par.data.text.SplitReader`'s pieces, or
+  single lines), keeping for each the order in which it was first seen."""
+
+  def __init__(self, kind):
+    if kind not in KINDS:
+      raise ParError(f"unknown vocabulary kind {kind!r}: one of {', '.join(KINDS)}")
+    self.kind = kind
+    self._words = collections.Counter()  # keeps first-seen order
+    self._bytes = np.zeros([256], np.int64)
+    self._first_seen = np.full([256], np.iinfo(np.int64).max, np.int64)  # byte -> offset
+    self._offset = 0
+
+  def add(self, piece):
+    """Counts the symbols of a piece of text; end-of-line bytes are not symbols."""
+    if self.kind == "word":
+      self._words.update(piece.split())  # A piece never cuts a word.
+      return
+    data = np.frombuffer(piece, np.uint8)
+    counts = np.bincount(data, minlength=256)
+    new = (counts > 0) & (self._bytes == 0)
+    if new.any():
+      values, first = np.unique(data, return_index=True)
+      keep = new[values]
+      self._first_seen[values[keep]] = self._offset + first[keep]
+    self._bytes += counts
+    self._offset += len(data)
+
+  def vocabulary(self, lines, min_count=1, max_vocab=0):
+    """The `Vocabulary` of what was counted, for a split of `lines` lines (its EOS count).
+
+    Args:
+      lines: the split's lines, each ending in one end of line.
+      min_count: symbols seen fewer times become unknown.
+      max_vocab: keep at most this many ids in all, the two specials included (0: no limit).
+    """
+    if self.kind == "word":
+      counts = dict(self._words)
+      literal_unk = counts.pop(UNK, 0)
+      counts.pop(EOS, None)  # A literal "<eos>" is the end of a line.
+    else:
+      totals = self._bytes.copy()
+      totals[ord("\n")] = 0
+      seen = np.flatnonzero(totals)
+      order = seen[np.argsort(self._first_seen[seen], kind="stable")]
+      counts = {int(b): int(totals[b]) for b in order}
+      literal_unk = 0
+    # `counts` is in first-seen order and `sorted` is stable: ties go to the symbol seen first.
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    kept = [(s, c) for s, c in ranked if c >= min_count]
+    if max_vocab:
+      kept = kept[: max(max_vocab - _SPECIALS, 0)]
+    dropped = sum(counts.values()) - sum(c for _, c in kept)
+    symbols = (UNK, EOS) + tuple(s for s, _ in kept)
+    counts = (literal_unk + dropped, lines) + tuple(c for _, c in kept)
+    return Vocabulary(self.kind, symbols, counts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,29 +119,19 @@ class Vocabulary:
       min_count: symbols seen fewer times become unknown.
       max_vocab: keep at most this many ids in all, the two specials included (0: no limit).
     """
-    if kind not in KINDS:
-      raise ParError(f"unknown vocabulary kind {kind!r}: one of {', '.join(KINDS)}")
-    counts = collections.Counter()
+    counter = Counter(kind)
     lines_seen = 0
     for line in lines:
-      counts.update(symbols_of(kind, line))
+      counter.add(line)
       lines_seen += 1
-    literal_unk = counts.pop(UNK, 0)  # (str keys: a char vocabulary's are ints)
-    counts.pop(EOS, None)  # A literal "<eos>" is the end of a line.
-    # Counter keeps first-seen order and `sorted` is stable: ties go to the symbol seen first.
-    ranked = sorted(counts.items(), key=lambda item: -item[1])
-    kept = [(s, c) for s, c in ranked if c >= min_count]
-    if max_vocab:
-      kept = kept[: max(max_vocab - _SPECIALS, 0)]
-    dropped = sum(counts.values()) - sum(c for _, c in kept)
-    symbols = (UNK, EOS) + tuple(s for s, _ in kept)
-    return cls(kind, symbols, (literal_unk + dropped, lines_seen) + tuple(c for _, c in kept))
+    return counter.vocabulary(lines_seen, min_count, max_vocab)
 
   def __post_init__(self):
     index = {s: i for i, s in enumerate(self.symbols)}  # symbol -> id
     if self.kind == "word":
       index[EOS] = EOS_ID  # A literal "<eos>" in a text is its end of line.
     table = np.full([256], UNK_ID, np.int32)  # byte -> id
+    table[ord("\n")] = EOS_ID
     if self.kind == "char":
       for i, s in enumerate(self.symbols[_SPECIALS:], _SPECIALS):
         table[s] = i
@@ -105,15 +155,35 @@ class Vocabulary:
     unknown = [w for w, i in zip(words, ids) if i == UNK_ID and w != UNK]
     return ids, unknown
 
+  def encode_piece(self, piece):
+    """(the ids of a piece of text, `<eos>` in place of each end of line; how many of its
+    symbols are not in the vocabulary and became `<unk>`, WikiText's literal `<unk>` aside).
+
+    A piece is what `par.data.text.SplitReader` yields: it never cuts a word, and a line
+    without its end in one piece continues in the next.
+    """
+    if self.kind == "char":
+      ids = self._byte_table[np.frombuffer(piece, np.uint8)]
+      return ids, int(np.count_nonzero(ids == UNK_ID))
+    get, ids = self._index.get, []
+    for k, line in enumerate(piece.split("\n")):
+      if k:
+        ids.append(EOS_ID)
+      ids += map(get, line.split(), itertools.repeat(_MISSING))
+    ids = np.array(ids, np.int32)
+    missing = ids == _MISSING
+    ids[missing] = UNK_ID
+    return ids, int(np.count_nonzero(missing))
+
   def tokenize(self, lines):
     """(the token stream of `lines`, each line's ids then EOS_ID, as int32; how many of its
     symbols are not in the vocabulary and became `<unk>`, WikiText's literal `<unk>` aside)."""
     chunks, unknown = [], 0
-    eos = np.array([EOS_ID], np.int32)
+    newline = "\n" if self.kind == "word" else b"\n"
     for line in lines:
-      ids, missing = self.encode_line(line)
-      chunks += [ids, eos]
-      unknown += len(missing)
+      ids, missing = self.encode_piece(line + newline)
+      chunks.append(ids)
+      unknown += missing
     return (np.concatenate(chunks) if chunks else np.zeros([0], np.int32)), unknown
 
   def decode(self, ids):
