@@ -20,7 +20,7 @@ from par.errors import ParError
 BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
 SAMPLING_MODES = ("soft", "hard", "single_path")
 EVAL_MODES = ("argmax", "expected")
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "lamb")
 TAU_SCHEDULES = ("exp", "linear")
 RESOURCES = ("none", "flops", "latency")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -362,12 +362,21 @@ class TrainConfig(_Settings):
   train_steps: int = setting(0, "Total steps; overrides --epochs when above 0.")
   max_lr: float = setting(1e-4, "Peak learning rate of the weights.")
   warmup_steps: int = setting(
-    4000, "Linear warm-up steps to max_lr; then a cosine to 0 at the last step."
+    4000, "Linear warm-up steps to max_lr; then a cosine to --min_lr at the last step."
+  )
+  min_lr: float = setting(
+    0.0, "The floor of the cosine: the learning rate of the last step (0 to max_lr)."
   )
   optimizer: str = setting(
-    "adam", "adam, or adamw with decoupled --weight_decay (not on biases and norms).", OPTIMIZERS
+    "adam",
+    "adam; adamw, Adam with decoupled --weight_decay (not on biases and norms); or lamb "
+    "(You et al. 2020: Adam's update scaled per tensor by its trust ratio, for large "
+    "batches; --weight_decay as adamw's).",
+    OPTIMIZERS,
   )
-  weight_decay: float = setting(0.0, "Decoupled weight decay (adamw), not on biases and norms.")
+  weight_decay: float = setting(
+    0.0, "Decoupled weight decay (adamw, lamb), not on biases and norms."
+  )
   clip_norm: float = setting(
     0.0, "Clip the weights' gradients to this global norm (0: no clipping)."
   )
@@ -383,6 +392,13 @@ class TrainConfig(_Settings):
   )
   arch_weight_decay: float = setting(1e-3, "Decoupled weight decay of the architecture logits.")
   arch_warmup_steps: int = setting(0, "Steps during which the architecture logits stay frozen.")
+  arch_split: float = setting(
+    0.0,
+    "Share of the data held out for the architecture step (PAR and FBNet used 0.2): that "
+    "share of each record's lanes, spread evenly, trains only the architecture logits and "
+    "the other lanes only the weights (par/search/heldout.py). 0: one loss trains both on the "
+    "same data (single-level DARTS-style search).",
+  )
   resource: str = setting(
     "none",
     "A resource term in the search's loss, resource_weight x the expected block "
@@ -455,11 +471,15 @@ class TrainConfig(_Settings):
     )
     _check(self.warmup_steps >= 0, f"warmup_steps must be 0 or more, got {self.warmup_steps}")
     _check(
+      0 <= self.min_lr <= self.max_lr,
+      f"min_lr must lie in [0, max_lr = {self.max_lr}], got {self.min_lr}",
+    )
+    _check(
       self.weight_decay >= 0 and self.arch_weight_decay >= 0, "weight decays must be 0 or more"
     )
     _check(
-      self.weight_decay == 0 or self.optimizer == "adamw",
-      "weight_decay needs optimizer adamw (adam has no decoupled weight decay)",
+      self.weight_decay == 0 or self.optimizer in ("adamw", "lamb"),
+      "weight_decay needs optimizer adamw or lamb (adam has no decoupled weight decay)",
     )
     _check(self.clip_norm >= 0, f"clip_norm must be 0 (off) or more, got {self.clip_norm}")
     _check(
@@ -468,6 +488,12 @@ class TrainConfig(_Settings):
     )
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
+    _check(0.0 <= self.arch_split < 1.0, f"arch_split must lie in [0, 1), got {self.arch_split}")
+    _check(
+      self.arch_split == 0 or not self.model.architecture,
+      "--arch_split holds data out for the architecture step of a search; a fixed "
+      "--architecture has none",
+    )
     _check(
       math.isfinite(self.resource_weight) and self.resource_weight >= 0,
       f"resource_weight must be 0 or more, got {self.resource_weight}",

@@ -225,6 +225,16 @@ _MIRRORED = textwrap.dedent("""
       report[label] = {"losses": [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)],
                        "norms": [float(x) for x in re.findall(r"grad norm ([0-9.]+)", log)],
                        "valid": results["valid"]["nll"], "test": results["test"]["nll"]}
+    # A held-out search (--arch_split): lanes 1 and 3 train the logits, one on each replica.
+    import dataclasses
+    split = dataclasses.replace(config, arch_split=0.5, arch_lr=0.05)
+    for label, strategy in (("split-default", default), ("split-mirrored", mirrored)):
+      model_dir = f"{out}/{label}"
+      trainer.train_and_evaluate(split, model_dir, strategy)
+      log = open(model_dir + "/training.log").read()
+      report[label] = {"losses": [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)],
+                       "arch": [float(x) for x in re.findall(r"arch loss ([0-9.]+)", log)],
+                       "p": json.load(open(model_dir + "/architecture.json"))["probabilities"]}
     # Resuming under another replica count: from the mirrored run's step-4 checkpoint on one
     # device, to the same end. (Scattering a checkpoint's memories over replicas is checked
     # above and by the multi-worker test.)
@@ -265,6 +275,12 @@ def test_mirrored_over_two_cpus_equals_one_device(tmp_path, data_dir):
   assert resumed["log"]
   for split in ("valid", "test"):
     assert resumed[split] == pytest.approx(one[split], rel=1e-4)
+  one, two = report["split-default"], report["split-mirrored"]
+  assert len(one["arch"]) == 10 and one["arch"] != one["losses"]
+  np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+  np.testing.assert_allclose(two["arch"], one["arch"], rtol=1e-4)
+  np.testing.assert_allclose(two["p"], one["p"], atol=1e-5)
+  assert np.abs(np.array(one["p"]) - 1 / 3).max() > 1e-3  # the held-out lanes moved them
 
 
 def _free_ports(count):

@@ -65,3 +65,18 @@ def test_keras_schedule_is_the_function():
   schedule = schedules.WarmupCosine(1e-3, 10, 110)
   assert float(schedule(59)) == lr(59)
   assert schedules.WarmupCosine(**schedule.get_config()).get_config() == schedule.get_config()
+
+
+def test_min_lr_is_the_floor_the_cosine_ends_on():
+  def floored(step):
+    return float(schedules.learning_rate(step, 1e-3, 10, 110, min_lr=1e-4))
+
+  assert floored(9) == pytest.approx(1e-3)  # the peak is unchanged
+  assert floored(109) == pytest.approx(1e-4)  # the last step is the floor
+  assert floored(500) == pytest.approx(1e-4)
+  # In between, the same cosine shape over [min_lr, max_lr]: half way, the mean of the two.
+  assert floored(59) == pytest.approx(5.5e-4)
+  assert floored(30) == pytest.approx(1e-4 + (lr(30) / 1e-3) * 9e-4)
+  schedule = schedules.WarmupCosine(1e-3, 10, 110, min_lr=1e-4)
+  assert float(schedule(109)) == pytest.approx(1e-4)
+  assert schedules.WarmupCosine(**schedule.get_config()).min_lr == 1e-4

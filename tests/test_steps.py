@@ -57,6 +57,7 @@ def test_one_call_of_n_steps_equals_n_calls_of_one(data_dir, architecture):
     seed=4,
   )
   whole, single = make_loop(config), make_loop(config)
+  initial = weights(make_loop(config))
   dataset = records.load_dataset(data_dir, "train")
   result = whole.run(iter(dataset), whole.model.initial_memory(4), tf.constant(4))
   iterator, memory, nll, tokens = iter(dataset), single.model.initial_memory(4), 0.0, 0.0
@@ -68,6 +69,7 @@ def test_one_call_of_n_steps_equals_n_calls_of_one(data_dir, architecture):
   assert float(result.tokens) == tokens == 4 * 4 * 8
   for a, b in zip(weights(whole), weights(single)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert all(np.abs(a - b).max() > 0 for a, b in zip(weights(whole)[:3], initial[:3]))  # moved
   for a, b in zip(result.memory.tensors, memory.tensors):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
   if not architecture:  # The search moved the architecture logits.
@@ -159,7 +161,7 @@ def test_what_is_due_at_a_step():
 
 
 def loop_result(nll, tokens, norm=2.0, skipped=0.0):
-  return steps.LoopResult(None, nll, tokens, norm, skipped, True)
+  return steps.LoopResult(None, nll, tokens, nll, tokens, 0.0, norm, skipped, True)
 
 
 def test_meter_sums_an_interval_and_times_all_but_the_first_call():
@@ -181,3 +183,29 @@ def test_plan_of_a_run(data_dir):
   assert trainer.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
   with pytest.raises(ParError, match="does not split into 3 replicas"):
     trainer.make_plan(TrainConfig(), meta, 3)
+
+
+def test_lamb_scales_adams_step_by_each_tensors_trust_ratio():
+  # LAMB (You et al. 2020), first step, no weight decay: Adam's bias-corrected direction
+  # r = m / (sqrt(v) + eps) = g / (|g| + eps), scaled per tensor by ||w|| / ||r||.
+  config = TrainConfig(model=MODEL, optimizer="lamb", max_lr=1e-2, warmup_steps=0, train_steps=5)
+  w0 = np.array([[3.0, -4.0], [1.0, 2.0]], np.float32)
+  g = np.array([[0.5, 0.1], [-2.0, 0.0]], np.float32)
+  variable = tf.Variable(w0, name="kernel")
+  weights, _ = steps.make_optimizers(config, 5, [variable])
+  weights.build([variable])
+  weights.apply([tf.constant(g)], [variable])
+  rate = float(steps.schedules.learning_rate(0, 1e-2, 0, 5))
+  r = g / (np.abs(g) + weights.epsilon)
+  expected = w0 - rate * np.linalg.norm(w0) / np.linalg.norm(r) * r
+  np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5)
+  # Adam's first step would move every entry by the rate, whatever the weight's size.
+  assert np.abs(variable.numpy() - w0).max() > 2 * rate
+
+
+def test_min_lr_and_optimizer_settings_are_checked():
+  with pytest.raises(ParError, match=r"min_lr must lie in \[0, max_lr = 0.001\], got 0.002"):
+    TrainConfig(model=MODEL, max_lr=1e-3, min_lr=2e-3).validate()
+  TrainConfig(model=MODEL, optimizer="lamb", weight_decay=0.01).validate()
+  with pytest.raises(ParError, match="weight_decay needs optimizer adamw or lamb"):
+    TrainConfig(model=MODEL, optimizer="adam", weight_decay=0.01).validate()

@@ -95,6 +95,15 @@ class AdaptiveSoftmax(keras.layers.Layer):
     Returns:
       (sum_nll float32 scalar, count float32 scalar).
     """
+    per_token = self.token_nll(hidden, targets, tied)
+    valid = tf.reshape(targets, [-1]) >= 0
+    return tf.reduce_sum(per_token), tf.reduce_sum(tf.cast(valid, tf.float32))
+
+  def token_nll(self, hidden, targets, tied=None):
+    """The negative log-likelihood of each target, flattened: float32 [N], 0 at padding.
+
+    Each tail runs only on the tokens that fall in it.
+    """
     hidden = tf.reshape(hidden, [-1, self.d_model])
     targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
     valid = targets >= 0
@@ -105,14 +114,13 @@ class AdaptiveSoftmax(keras.layers.Layer):
       cluster += tf.cast(safe >= cutoff, tf.int32)
     head_target = tf.where(cluster == 0, safe, self.bounds[1] + cluster - 1)
     head = self._head_log_probs(hidden, tied)
-    nll = -tf.gather(head, head_target, batch_dims=1)
-    total = tf.reduce_sum(tf.where(valid, nll, 0.0))
+    nll = tf.where(valid, -tf.gather(head, head_target, batch_dims=1), 0.0)
     for i in range(self.num_tails):
       rows = tf.where(valid & (cluster == i + 1))[:, 0]  # Only this tail's tokens.
       tail = self._tail_log_probs(i, tf.gather(hidden, rows), tied)
       in_tail = tf.gather(safe, rows) - self.bounds[i + 1]
-      total -= tf.reduce_sum(tf.gather(tail, in_tail, batch_dims=1))
-    return total, tf.reduce_sum(tf.cast(valid, tf.float32))
+      nll = tf.tensor_scatter_nd_sub(nll, rows[:, None], tf.gather(tail, in_tail, batch_dims=1))
+    return nll
 
   def get_config(self):
     return dict(

@@ -174,6 +174,10 @@ class ParModel(keras.Model):
     """(summed NLL float32, number of non-padding targets float32)."""
     return self.softmax.nll(hidden, targets, self._tied)
 
+  def token_nll(self, hidden, targets):
+    """The NLL of each target, flattened: float32 [N], 0 at padding (`nll` sums it)."""
+    return self.softmax.token_nll(hidden, targets, self._tied)
+
   def log_probs(self, hidden):
     """Exact log-probabilities float32 [..., V]."""
     return self.softmax.log_probs(hidden, self._tied)

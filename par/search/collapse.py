@@ -1,4 +1,4 @@
-"""The collapse report of a search.
+"""The collapse report of a search, and how decided its blocks are (`entropy`).
 
 Differentiable searches tend to drift to parameter-free operations (DARTS collapse, Zela et
 al. 2020; Chu et al. 2021). Identity dominates a block when it is the most likely kind with
@@ -9,6 +9,16 @@ least half of the network.
 import numpy as np
 
 DOMINANT = 0.5
+
+
+def entropy(probabilities):
+  """The entropy of each block's distribution over s, f, i, in nats: float64 [n_blocks].
+
+  ln 3 (1.0986) for a block that has not chosen, 0 for one that has; 0·ln 0 counts as 0.
+  """
+  p = np.asarray(probabilities, np.float64)
+  terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+  return terms.sum(axis=-1)
 
 
 def collapse_report(probabilities):

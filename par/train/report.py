@@ -35,6 +35,9 @@ class Meter:
   tokens_per_step: int
   nll: float = 0.0
   tokens: float = 0.0
+  arch_nll: float = 0.0
+  arch_tokens: float = 0.0
+  penalty: float = 0.0
   norm: float = 0.0
   skipped: float = 0.0
   steps: int = 0
@@ -47,6 +50,9 @@ class Meter:
     """Adds one loop call's `steps.LoopResult` of `num_steps` steps that took `seconds`."""
     self.nll += float(result.nll)
     self.tokens += float(result.tokens)
+    self.arch_nll += float(result.arch_nll)
+    self.arch_tokens += float(result.arch_tokens)
+    self.penalty += float(result.penalty)
     self.norm += float(result.norm)
     self.skipped += float(result.skipped)
     self.steps += num_steps
@@ -59,6 +65,12 @@ class Meter:
   @property
   def loss(self):
     return self.nll / max(self.tokens, 1.0)
+
+  @property
+  def arch_loss(self):
+    """The architecture step's loss over the interval: the mean NLL of the targets that
+    train it, plus the mean resource term."""
+    return self.arch_nll / max(self.arch_tokens, 1.0) + self.penalty / max(self.steps, 1)
 
   @property
   def speed(self):
@@ -79,6 +91,7 @@ class Meter:
 
   def next_interval(self):
     self.nll = self.tokens = self.norm = self.skipped = self.seconds = 0.0
+    self.arch_nll = self.arch_tokens = self.penalty = 0.0
     self.steps = 0
 
 
@@ -96,6 +109,7 @@ class Reporter:
       character; 0 if the dataset does not count them).
     chief: whether this process writes files.
     loss_scale: the run's `precision.LossScale`, or None.
+    held_out_lanes: the lanes of each record that train only the architecture.
   """
 
   def __init__(
@@ -109,6 +123,7 @@ class Reporter:
     chief=True,
     loss_scale=None,
     train_characters_per_token=0.0,
+    held_out_lanes=(),
   ):
     self.model_dir = model_dir
     self.model = model
@@ -118,6 +133,7 @@ class Reporter:
     self.train_characters_per_token = train_characters_per_token
     self.chief = chief
     self.loss_scale = loss_scale
+    self.held_out_lanes = list(held_out_lanes)
     self.writers = {
       split: (
         tf.summary.create_file_writer(str(model_dir / split))
@@ -136,10 +152,16 @@ class Reporter:
     tau = float(
       schedules.temperature(step - 1, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
     )
-    rate = float(schedules.learning_rate(step - 1, c.max_lr, c.warmup_steps, self.total_steps))
+    rate = float(
+      schedules.learning_rate(step - 1, c.max_lr, c.warmup_steps, self.total_steps, c.min_lr)
+    )
+    search = ""
+    if self.model.is_supernet:
+      entropies = collapse.entropy(self.model.architecture_probabilities())
+      search = f" | arch loss {meter.arch_loss:.4f} | entropy {entropies.mean():.3f}"
     logging.info(
       "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | tau %.3f | "
-      "grad norm %.3f | %s | %.0f tok/s",
+      "grad norm %.3f%s | %s | %.0f tok/s",
       step,
       self.total_steps,
       epoch,
@@ -148,6 +170,7 @@ class Reporter:
       rate,
       tau,
       meter.mean_norm,
+      search,
       self.model.pattern,
       meter.speed,
     )
@@ -170,6 +193,10 @@ class Reporter:
       if self.loss_scale is not None:
         tf.summary.scalar("loss_scale", float(self.loss_scale.scale.numpy()))
       tf.summary.scalar("tokens_per_second", meter.speed)
+      if self.model.is_supernet:
+        tf.summary.scalar("architecture/loss", meter.arch_loss)
+        if self.config.resource != "none":
+          tf.summary.scalar("architecture/resource_term", meter.penalty / max(meter.steps, 1))
     self.progress.update(step, meter.speed, loss)
 
   def evaluation(self, split, step, result):
@@ -198,6 +225,9 @@ class Reporter:
       "columns": list(BLOCK_KINDS),
       "pattern": self.model.derived_pattern(),
       "probabilities": probabilities.round(6).tolist(),
+      "entropy": collapse.entropy(probabilities).round(6).tolist(),
+      "arch_split": self.config.arch_split,
+      "held_out_lanes": self.held_out_lanes,
       "identity_dominates": dominated,
       "history": history,
     }
@@ -212,9 +242,12 @@ class Reporter:
       self.history.append({"step": step, "probabilities": probabilities.round(6).tolist()})
     runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record(self.history))
     with self.writers["train"].as_default(step=step):
+      entropies = collapse.entropy(probabilities)
       for k, row in enumerate(probabilities):
         for kind, p in zip(BLOCK_KINDS, row):
           tf.summary.scalar(f"architecture/block{k}/{kind}", p)
+        tf.summary.scalar(f"architecture/block{k}/entropy", entropies[k])
+      tf.summary.scalar("architecture/mean_entropy", entropies.mean())
       if draw:
         png = plots.heatmap_png(probabilities, f"step {step}: {self.model.derived_pattern()}")
         tf.summary.image("architecture", tf.image.decode_png(png)[None])

@@ -4,7 +4,8 @@
 last. Both schedules hit their end values exactly at those two steps:
 
   learning_rate: linear warm-up, max_lr · (step + 1) / warmup_steps, reaching max_lr at step
-    warmup_steps - 1; then a cosine from max_lr down to exactly 0 at step total - 1.
+    warmup_steps - 1; then a cosine from max_lr down to exactly min_lr (0 by default) at
+    step total - 1.
   temperature:   tau_start at step 0, tau_end at step total - 1, geometrically ("exp") or
     linearly in between.
 
@@ -17,13 +18,13 @@ import keras
 import tensorflow as tf
 
 
-def learning_rate(step, max_lr, warmup_steps, total_steps):
+def learning_rate(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
   step = tf.cast(step, tf.float32)
   warmup = float(max(warmup_steps, 0))
   decay = float(max(total_steps - warmup_steps, 1))
   rising = max_lr * (step + 1.0) / max(warmup, 1.0)
   progress = tf.clip_by_value((step + 1.0 - warmup) / decay, 0.0, 1.0)
-  falling = max_lr * 0.5 * (1.0 + tf.cos(math.pi * progress))
+  falling = min_lr + (max_lr - min_lr) * 0.5 * (1.0 + tf.cos(math.pi * progress))
   return tf.where(step + 1.0 <= warmup, rising, falling)
 
 
@@ -43,19 +44,21 @@ def temperature(step, tau_start, tau_end, total_steps, kind="exp"):
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
   """`learning_rate` as a Keras schedule of the optimizer's iteration count."""
 
-  def __init__(self, max_lr, warmup_steps, total_steps):
+  def __init__(self, max_lr, warmup_steps, total_steps, min_lr=0.0):
     self.max_lr = max_lr
     self.warmup_steps = warmup_steps
     self.total_steps = total_steps
+    self.min_lr = min_lr
 
   def __call__(self, step):
-    return learning_rate(step, self.max_lr, self.warmup_steps, self.total_steps)
+    return learning_rate(step, self.max_lr, self.warmup_steps, self.total_steps, self.min_lr)
 
   def get_config(self):
     return {
       "max_lr": self.max_lr,
       "warmup_steps": self.warmup_steps,
       "total_steps": self.total_steps,
+      "min_lr": self.min_lr,
     }
 
 

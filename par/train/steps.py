@@ -11,6 +11,12 @@ a non-finite loss or gradient norm.
 Under a `tf.distribute` strategy every replica runs `replica_step` on its own lanes; the loss
 is the global batch's summed NLL over its global token count (so the gradients, summed over
 replicas by the optimizers, are those of one device holding the whole batch).
+
+With a held-out architecture split (`--arch_split`, par/search/heldout.py) each record comes
+with a mask of the lanes held out: one forward pass over all lanes, then the weights' loss
+(the other lanes' mean NLL) gives the weights' gradients and the architecture's loss (the
+held-out lanes' mean NLL, plus the resource term) the logits' gradients, two backward passes
+of one tape. Without it, one loss trains both.
 """
 
 from typing import NamedTuple
@@ -54,18 +60,22 @@ class TrainState(tf.Module):
 def make_optimizers(config, total_steps, weight_variables):
   """(weights' optimizer, architecture logits' optimizer), built for their variables.
 
-  Weights: Adam or AdamW (no decay on biases and norms) on the warm-up + cosine schedule.
+  Weights: Adam, AdamW or LAMB (no decay on biases and norms) on the warm-up + cosine
+  schedule.
   Architecture logits: Adam with DARTS' betas at a constant rate, zero during
   arch_warmup_steps (`schedules.Delayed`).
   """
-  rate = schedules.WarmupCosine(config.max_lr, config.warmup_steps, total_steps)
+  rate = schedules.WarmupCosine(config.max_lr, config.warmup_steps, total_steps, config.min_lr)
   if config.optimizer == "adamw":
     weights = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+  elif config.optimizer == "lamb":
+    weights = keras.optimizers.Lamb(rate, weight_decay=config.weight_decay or None)
+  else:
+    weights = keras.optimizers.Adam(rate)
+  if config.optimizer != "adam":
     weights.exclude_from_weight_decay(
       var_list=[v for v in weight_variables if v.name in _NO_WEIGHT_DECAY]
     )
-  else:
-    weights = keras.optimizers.Adam(rate)
   arch = keras.optimizers.Adam(
     schedules.Delayed(config.arch_lr, config.arch_warmup_steps),
     beta_1=0.5,
@@ -89,8 +99,11 @@ class LoopResult(NamedTuple):
   """What one call of the loop returns (sums over the steps it ran; float64 scalars)."""
 
   memory: memory_lib.Memory  # per replica, as the next call takes it
-  nll: tf.Tensor
+  nll: tf.Tensor  # of the targets that train the weights
   tokens: tf.Tensor
+  arch_nll: tf.Tensor  # of the targets that train the architecture (the same without a split)
+  arch_tokens: tf.Tensor
+  penalty: tf.Tensor  # summed resource term (resource_weight x expected cost), 0 without one
   norm: tf.Tensor  # summed global norms of the weights' gradients, before clipping
   skipped: tf.Tensor  # steps skipped for float16 overflow
   finite: tf.Tensor  # bool: False if the loop stopped at a non-finite loss or norm
@@ -135,30 +148,58 @@ class StepLoop:
     )
     self.run = tf.function(self._run)
 
-  def gradients(self, inputs, targets, memory, step, global_count, scale):
-    """The replica's gradients of its share of the global loss (times `scale`).
+  def gradients(self, inputs, targets, held_out, memory, step, global_counts, scale):
+    """The replica's gradients of its share of the global losses (times `scale`).
+
+    Args:
+      held_out: bool [lanes, 1], the lanes that train only the architecture; None without a
+        split (one loss trains both).
+      global_counts: (targets that train the weights, targets that train the architecture),
+        over all replicas.
 
     Returns (gradients of weight_variables + arch_variables, zeros where a variable had
-    none; summed NLL; target count; next memory).
+    none; the weights' summed NLL and target count; the architecture's; the resource term;
+    next memory).
     """
     c = self.config
     tau = schedules.temperature(step, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
     seed = tf.stack([tf.constant(c.seed, tf.int64), step])
-    with tf.GradientTape() as tape:
+    split = held_out is not None
+    with tf.GradientTape(persistent=split) as tape:
       hidden, memory = self.model(inputs, memory=memory, tau=tau, seed=seed, training=True)
-      nll, count = self.model.nll(hidden, targets)
-      loss = nll / tf.maximum(global_count, 1.0)
+      if split:
+        per_token = tf.reshape(self.model.token_nll(hidden, targets), tf.shape(targets))
+        valid = targets >= 0
+        for_arch = valid & held_out
+        for_weights = valid & ~held_out
+        nll = tf.reduce_sum(tf.where(for_weights, per_token, 0.0))
+        count = tf.reduce_sum(tf.cast(for_weights, tf.float32))
+        arch_nll = tf.reduce_sum(tf.where(for_arch, per_token, 0.0))
+        arch_count = tf.reduce_sum(tf.cast(for_arch, tf.float32))
+      else:
+        nll, count = self.model.nll(hidden, targets)
+        arch_nll, arch_count = nll, count
+      penalty = tf.constant(0.0)
       if self.costs is not None:  # Summed over replicas, like the gradients: divide by them.
-        loss += (
+        penalty = (
           c.resource_weight
           / self.replicas
           * resource.resource_penalty(self.arch_variables, self.costs)
         )
-      loss *= scale
+      weights_loss = nll / tf.maximum(global_counts[0], 1.0)
+      arch_loss = arch_nll / tf.maximum(global_counts[1], 1.0) + penalty
+      # (Scaled inside the tape: a tape sees only what is computed under it.)
+      one_loss = (weights_loss + penalty) * scale  # without a split it trains both
+      weights_loss, arch_loss = weights_loss * scale, arch_loss * scale
+    if split:
+      grads = tape.gradient(weights_loss, self.weight_variables) + tape.gradient(
+        arch_loss, self.arch_variables
+      )
+    else:  # The logits' gradients from one_loss are arch_loss's: one backward pass.
+      grads = tape.gradient(one_loss, self.weight_variables + self.arch_variables)
     variables = self.weight_variables + self.arch_variables
-    grads = tape.gradient(loss, variables)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-    return grads, nll, count, memory
+    return grads, (nll, count), (arch_nll, arch_count), penalty, memory
 
   def _apply(self, weight_grads, arch_grads):
     self.weights_optimizer.apply(weight_grads, self.weight_variables)
@@ -178,15 +219,23 @@ class StepLoop:
       return tf.clip_by_global_norm(weight_grads, clip_norm)
     return weight_grads, tf.linalg.global_norm(weight_grads)  # per replica: `_run` averages
 
-  def replica_step(self, inputs, targets, memory):
-    """One step on one replica's lanes: (nll, count, norm, next memory, skipped)."""
+  def replica_step(self, inputs, targets, memory, held_out=None):
+    """One step on one replica's lanes: (weights' (nll, count), architecture's (nll, count),
+    resource term, norm, next memory, skipped)."""
     context = tf.distribute.get_replica_context()
-    count = tf.reduce_sum(tf.cast(targets >= 0, tf.float32))  # as model.nll counts
-    global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    valid = targets >= 0  # as model.nll counts
+    if held_out is None:
+      counts = [tf.reduce_sum(tf.cast(valid, tf.float32))] * 2
+    else:
+      counts = [
+        tf.reduce_sum(tf.cast(valid & ~held_out, tf.float32)),
+        tf.reduce_sum(tf.cast(valid & held_out, tf.float32)),
+      ]
+    global_counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
     loss_scale = self.loss_scale
     scale = loss_scale.scale.read_value() if loss_scale is not None else tf.constant(1.0)
-    grads, nll, count, memory = self._gradients(
-      inputs, targets, memory, self.state.step.read_value(), global_count, scale
+    grads, weights_nll, arch_nll, penalty, memory = self._gradients(
+      inputs, targets, held_out, memory, self.state.step.read_value(), global_counts, scale
     )
     if loss_scale is not None:
       grads, finite = loss_scale.unscale(grads)
@@ -195,28 +244,30 @@ class StepLoop:
     arch_grads = grads[weights:]
     if loss_scale is None:
       self._apply(weight_grads, arch_grads)
-      return nll, count, norm, memory, tf.constant(0.0)
+      return weights_nll, arch_nll, penalty, norm, memory, tf.constant(0.0)
     loss_scale.apply_if_finite(finite, self._apply, args=(weight_grads, arch_grads))
-    return nll, count, tf.where(finite, norm, 0.0), memory, 1.0 - tf.cast(finite, tf.float32)
+    skipped = 1.0 - tf.cast(finite, tf.float32)
+    return weights_nll, arch_nll, penalty, tf.where(finite, norm, 0.0), memory, skipped
 
   def _run(self, iterator, memory, num_steps):
     strategy = self.strategy
-    nll_total = tf.constant(0.0, tf.float64)
-    count_total = tf.constant(0.0, tf.float64)
-    norm_total = tf.constant(0.0, tf.float64)
-    skipped_total = tf.constant(0.0, tf.float64)
+    zero = tf.constant(0.0, tf.float64)
+    nll_total = count_total = arch_nll_total = arch_count_total = zero
+    penalty_total = norm_total = skipped_total = zero
     finite = tf.constant(True)
     # In the form the step returns it (a worker with one replica unwraps PerReplica values).
     memory = strategy.run(lambda m: tf.nest.map_structure(tf.identity, m), args=(memory,))
     for _ in tf.range(num_steps):
       if self.stop:  # The run was asked to stop: end here, before reading the next record.
         break
-      inputs, targets = next(iterator)
-      nll, count, norm, memory, skipped = strategy.run(
-        self.replica_step, args=(inputs, targets, memory)
+      inputs, targets, *held_out = next(iterator)  # (a held-out lane mask with a split)
+      (nll, count), (arch_nll, arch_count), penalty, norm, memory, skipped = strategy.run(
+        self.replica_step, args=(inputs, targets, memory, *held_out)
       )
-      nll = strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None)
-      count = strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
+      nll, count, arch_nll, arch_count, penalty = (
+        strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)
+        for x in (nll, count, arch_nll, arch_count, penalty)
+      )
       norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
       skipped = strategy.reduce(tf.distribute.ReduceOp.MEAN, skipped, axis=None)  # all agree
       if not (tf.math.is_finite(nll) and tf.math.is_finite(norm)):
@@ -225,6 +276,19 @@ class StepLoop:
       self.state.step.assign_add(1)
       nll_total += tf.cast(nll, tf.float64)
       count_total += tf.cast(count, tf.float64)
+      arch_nll_total += tf.cast(arch_nll, tf.float64)
+      arch_count_total += tf.cast(arch_count, tf.float64)
+      penalty_total += tf.cast(penalty, tf.float64)
       norm_total += tf.cast(norm, tf.float64)
       skipped_total += tf.cast(skipped, tf.float64)
-    return LoopResult(memory, nll_total, count_total, norm_total, skipped_total, finite)
+    return LoopResult(
+      memory,
+      nll_total,
+      count_total,
+      arch_nll_total,
+      arch_count_total,
+      penalty_total,
+      norm_total,
+      skipped_total,
+      finite,
+    )

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -36,6 +37,7 @@ from par.errors import Interrupted
 from par.errors import ParError
 from par.model.par_model import ParModel
 from par.search import costs as costs_lib
+from par.search import heldout
 from par.search import resource
 from par.train import boundaries
 from par.train import checkpoint as checkpoint_lib
@@ -64,6 +66,7 @@ def make_plan(config, meta, replicas):
     raise ParError(f"{config.data_dir} has no train split")
   if meta.batch_size % replicas:
     raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
+  heldout.held_out_lanes(meta.batch_size, config.arch_split)  # a lane for each, or an error
   steps_per_epoch = meta.splits["train"].records
   return Plan(
     steps_per_epoch,
@@ -177,6 +180,7 @@ def train_and_evaluate(
         chief,
         loss_scale,
         meta.splits["train"].characters / meta.splits["train"].tokens,
+        np.flatnonzero(heldout.held_out_lanes(meta.batch_size, config.arch_split)).tolist(),
       )
       stop.on_stop.append(lambda: step_loop.stop.assign(True))  # Ends a loop call early.
       evaluations = evaluate.SplitEvaluator(
@@ -255,9 +259,7 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
       iterator = iter(
         distribute.lanes(
           strategy,
-          lambda skip=position: (
-            records.load_dataset(config.data_dir, "train").skip(skip).prefetch(2)
-          ),
+          lambda skip=position: _train_records(config, meta).skip(skip).prefetch(2),
           meta.batch_size,
         )
       )
@@ -310,6 +312,16 @@ def stopped(checkpoints, stop, memory, step):
     checkpoints.save(memory)
   logging.warning("stopped at step %d on signal %d", step, stop.received)
   raise Interrupted(stop.received)
+
+
+def _train_records(config, meta):
+  """The train split's records, each with the mask of the lanes held out for the
+  architecture ([B, 1] bool) under --arch_split."""
+  dataset = records.load_dataset(config.data_dir, "train")
+  if not config.arch_split:
+    return dataset
+  held_out = tf.constant(heldout.held_out_lanes(meta.batch_size, config.arch_split)[:, None])
+  return dataset.map(lambda inputs, targets: (inputs, targets, held_out))
 
 
 def _evaluate(evaluations, reporter, stop, split, step):
