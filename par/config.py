@@ -409,6 +409,11 @@ class TrainConfig(_Settings):
   resource_weight: float = setting(
     0.0, "Weight of the resource term (the expected block cost lies in [0, 1])."
   )
+  resource_target: float = setting(
+    0.0,
+    "Penalise only the expected block cost above this target, in [0, 1) on the same scale "
+    "(1: every block the dearer of s and f); 0 penalises all of it.",
+  )
   seed: int = setting(
     0,
     "Seed of weight initialisation, dropout and the Gumbel noise (a function of (seed, "
@@ -421,6 +426,23 @@ class TrainConfig(_Settings):
   log_every: int = setting(100, "Log and write training summaries every N steps.")
   checkpoint_every: int = setting(1000, "Checkpoint every N steps.")
   keep_checkpoints: int = setting(3, "Checkpoints to keep.")
+  accumulate_steps: int = setting(
+    1,
+    "Split each step's lanes into this many micro-batches run one after another, their "
+    "gradients summed: the same update as the whole batch, with a fraction of its "
+    "activations in memory (the paper's batch of 128 or Transformer-XL's 60 on a small "
+    "device). Lanes per replica must divide by it.",
+  )
+  keep_best: bool = setting(
+    False,
+    "Also keep the weights of the best valid loss (checkpoints/best; valid is evaluated every "
+    "--eval_every steps and at each epoch end); results.json reports the last and the best.",
+  )
+  patience: int = setting(
+    0,
+    "Stop when valid loss has not improved for this many evaluations in a row (0: never); "
+    "the run then ends, evaluated, at that step.",
+  )
   plot_every: int = setting(
     1000,
     "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn).",
@@ -449,6 +471,7 @@ class TrainConfig(_Settings):
 
   # Fields that may change when a run resumes: they change the bookkeeping, not the result.
   RESUMABLE_CHANGES = (
+    "accumulate_steps",
     "steps_per_loop",
     "eval_every",
     "log_every",
@@ -499,6 +522,14 @@ class TrainConfig(_Settings):
       f"resource_weight must be 0 or more, got {self.resource_weight}",
     )
     _check(
+      0 <= self.resource_target < 1,
+      f"resource_target must lie in [0, 1), got {self.resource_target}",
+    )
+    _check(
+      self.resource_target == 0 or self.resource != "none",
+      "--resource_target sets the budget of a resource term: give --resource too",
+    )
+    _check(
       (self.resource == "none") == (self.resource_weight == 0),
       "give --resource and a positive --resource_weight together",
     )
@@ -506,9 +537,15 @@ class TrainConfig(_Settings):
       self.resource == "none" or not self.model.architecture,
       "a resource term steers a search; a fixed --architecture has nothing to steer",
     )
-    for name in ("steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints"):
+    for name in (
+      "steps_per_loop",
+      "log_every",
+      "checkpoint_every",
+      "keep_checkpoints",
+      "accumulate_steps",
+    ):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-    for name in ("eval_every", "plot_every", "eval_mem_len"):
+    for name in ("eval_every", "plot_every", "eval_mem_len", "patience"):
       _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
     _check(
       self.eval_clamp_len >= -1,

@@ -34,6 +34,7 @@ from par.errors import ParError
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = records.TOKENIZER_FILE  # A SentencePiece run's; see `Run.tokenizer_file`.
 ARCHITECTURE_FILE = "architecture.json"
+BEST_FILE = "best.json"
 RESOURCE_FILE = "resource.json"
 RESULTS_FILE = "results.json"
 LOG_FILE = "training.log"

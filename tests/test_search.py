@@ -83,6 +83,29 @@ def test_resource_penalty_against_numpy():
     assert g.numpy()[0] > 0 and g.numpy()[2] < 0
 
 
+def test_resource_target_penalises_only_the_cost_above_it():
+  logits = [tf.Variable(v) for v in ([1.0, 0.0, -1.0], [0.0, 2.0, 0.5])]
+  costs = [1.0, 0.4, 0.0]
+  rows = np.array([v.numpy() for v in logits])
+  probs = np.exp(rows) / np.exp(rows).sum(1, keepdims=True)
+  expected = float((probs @ np.array(costs)).mean())  # R, about 0.46
+
+  def penalty_and_grads(target):
+    with tf.GradientTape() as tape:
+      penalty = resource.resource_penalty(logits, costs, target)
+    return float(penalty), [g.numpy() for g in tape.gradient(penalty, logits)]
+
+  plain, plain_grads = penalty_and_grads(0.0)
+  above, above_grads = penalty_and_grads(expected - 0.1)  # R over the target
+  assert above == pytest.approx(0.1, abs=1e-6)
+  for a, b in zip(above_grads, plain_grads):  # pulled back as hard as without a target
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  for target in (expected + 0.1, plain):  # below it, and exactly at it: nothing to push
+    value, grads = penalty_and_grads(target)
+    assert value == 0.0 and all(not g.any() for g in grads)
+  assert plain == pytest.approx(expected, rel=1e-6)
+
+
 def test_collapse_report():
   healthy = [[0.6, 0.3, 0.1], [0.2, 0.3, 0.5], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]
   blocks, message = collapse.collapse_report(healthy)
@@ -96,6 +119,8 @@ def test_collapse_report():
 def test_resource_settings_are_checked():
   base = TrainConfig(model=ModelConfig(vocab_size=10000))
   for changes, error in [
+    (dict(resource_target=0.5), "give --resource too"),
+    (dict(resource="flops", resource_weight=1.0, resource_target=1.0), "resource_target must"),
     (dict(resource="flops"), "together"),
     (dict(resource_weight=1.0), "together"),
     (dict(resource="watts", resource_weight=1.0), "none, flops or latency"),

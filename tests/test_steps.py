@@ -29,7 +29,7 @@ def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("data"))
 
 
-def make_loop(config, total_steps=20):
+def make_loop(config, total_steps=20, costs=None):
   """A StepLoop on a fresh model, built as train_and_evaluate builds it, on one device."""
   keras.utils.set_random_seed(config.seed)
   model = ParModel(config.model)
@@ -38,7 +38,9 @@ def make_loop(config, total_steps=20):
   optimizers[0].build(model.weight_variables())
   optimizers[1].build(model.architecture_variables())
   state = steps.TrainState(model.initial_memory(4))
-  return steps.StepLoop(model, optimizers, state, config, total_steps, tf.distribute.get_strategy())
+  return steps.StepLoop(
+    model, optimizers, state, config, total_steps, tf.distribute.get_strategy(), costs=costs
+  )
 
 
 def weights(loop):
@@ -209,3 +211,45 @@ def test_min_lr_and_optimizer_settings_are_checked():
   TrainConfig(model=MODEL, optimizer="lamb", weight_decay=0.01).validate()
   with pytest.raises(ParError, match="weight_decay needs optimizer adamw or lamb"):
     TrainConfig(model=MODEL, optimizer="adam", weight_decay=0.01).validate()
+
+
+@pytest.mark.parametrize("arch_split", [0.0, 0.5])
+def test_accumulated_micro_batches_equal_the_large_batch(data_dir, arch_split):
+  # A search with a resource term (whose gradient must count once), dropout off, 4 lanes.
+  config = TrainConfig(
+    model=MODEL,
+    data_dir=str(data_dir),
+    train_steps=20,
+    max_lr=3e-3,
+    warmup_steps=2,
+    arch_lr=0.05,
+    resource="flops",
+    resource_weight=0.5,
+    arch_split=arch_split,
+    seed=4,
+  )
+  costs = [1.0, 0.6, 0.0]
+  dataset = records.load_dataset(data_dir, "train")
+  if arch_split:
+    held = tf.constant(np.array([[False], [True], [False], [True]]))
+    dataset = dataset.map(lambda x, t: (x, t, held))
+  runs = {}
+  for k in (1, 4):  # 4: one lane per micro-batch
+    loop = make_loop(dataclasses.replace(config, accumulate_steps=k), costs=costs)
+    result = loop.run(iter(dataset), loop.model.initial_memory(4), tf.constant(3))
+    runs[k] = (loop, result)
+  large, large_result = runs[1]
+  moved = np.abs(large.model.architecture_probabilities() - 1 / 3).max()
+  assert moved > 1e-3
+  for k in (4,):
+    loop, result = runs[k]
+    # (Adam divides by |g|: a weight whose gradient is ~0 moves by float noise, up to 1e-5;
+    # a wrong gradient would move it by the rate, 3e-3 a step.)
+    for a, b in zip(weights(loop), weights(large)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    for name in ("nll", "tokens", "arch_nll", "arch_tokens", "penalty", "norm"):
+      assert float(getattr(result, name)) == pytest.approx(
+        float(getattr(large_result, name)), rel=1e-5
+      ), name
+    for a, b in zip(result.memory.tensors, large_result.memory.tensors):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)

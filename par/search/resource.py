@@ -6,7 +6,10 @@ of the architecture under the softmax of the logits, averaged over blocks:
 
   R = (1 / N) Σ_b Σ_k softmax(logits_b)_k · c_k          (0 <= R <= 1)
 
-and the loss gains `resource_weight · R`, whose gradient reaches only the logits. Costs are
+and the loss gains `resource_weight · R`, whose gradient reaches only the logits. With a
+target T (`--resource_target`, as ProxylessNAS and FBNet budget a search) it gains
+`resource_weight · max(R - T, 0)`: an architecture within its budget is not pushed further
+down, one above it is pulled back as hard as without a target. Costs are
 either FLOPs per token (`par.search.costs.block_costs`, exact for the config) or latency:
 the forward time of one block of each kind at the training shapes, measured on this machine
 when the run starts and kept in the run directory, so a resumed run uses the same numbers.
@@ -38,10 +41,12 @@ def _normalise(values):
   return (values / top).tolist()
 
 
-def resource_penalty(arch_variables, costs):
-  """R = mean over blocks of the expected cost under softmax(logits): a float32 scalar."""
+def resource_penalty(arch_variables, costs, target=0.0):
+  """max(R - target, 0), R the mean over blocks of the expected cost under softmax(logits):
+  a float32 scalar. With the default target 0 it is R itself."""
   import tensorflow as tf
 
   costs = tf.constant(costs, tf.float32)
   logits = tf.stack([tf.cast(v, tf.float32) for v in arch_variables])
-  return tf.reduce_mean(tf.reduce_sum(tf.nn.softmax(logits, axis=-1) * costs, axis=-1))
+  expected = tf.reduce_mean(tf.reduce_sum(tf.nn.softmax(logits, axis=-1) * costs, axis=-1))
+  return tf.nn.relu(expected - target)

@@ -161,3 +161,99 @@ def _drop_from_state(directory, path):
     all_model_checkpoint_timestamps=[t for _, t in kept],
     last_preserved_timestamp=state.last_preserved_timestamp,
   )
+
+
+class BestWeights:
+  """The weights of the best validation loss so far (`--keep_best`), and the count of
+  evaluations since it improved (`--patience`).
+
+  The model's variables are saved to checkpoints/best (one kept) when the valid loss improves;
+  `best.json` lists every valid evaluation of the run as [step, loss] and names the best.
+  A run resumed at step s keeps the evaluations up to s: the ones after it will be made
+  again, and give the same numbers, as the training after s does.
+
+  Args:
+    model: the ParModel.
+    model_dir: the run directory.
+    strategy: the strategy (every worker saves; only the chief's copy is kept).
+    save: whether to keep the weights (--keep_best); without it only the count is kept.
+    active: whether anything is kept at all (--keep_best or --patience).
+  """
+
+  def __init__(self, model, model_dir, strategy, save, active=True):
+    self.model = model
+    self.save_weights = save
+    self.active = active or save
+    self.path = Path(model_dir) / runs.BEST_FILE
+    self.chief = distribute.is_chief(strategy)
+    directory = Path(model_dir) / CHECKPOINT_DIR / "best"
+    if not self.chief:
+      directory = Path(model_dir) / f"{CHECKPOINT_DIR}-{distribute.worker_name(strategy)}-best"
+    self.checkpoint = tf.train.Checkpoint(model=[v.value for v in model.variables])
+    self.manager = tf.train.CheckpointManager(
+      self.checkpoint, directory, max_to_keep=1, checkpoint_name="best"
+    )
+    self.evaluations = []  # [step, valid loss]
+    self.best_step = None
+    self.best_valid = None  # the best evaluation's Result.to_dict()
+
+  def load(self, step):
+    """Reads best.json, keeping the evaluations made up to `step` (the resumed step)."""
+    if not self.active or not self.path.is_file():
+      return
+    saved = runs.read_json(self.path)
+    self.evaluations = [e for e in saved["evaluations"] if e[0] <= step]
+    if saved["best_step"] is not None and saved["best_step"] <= step:
+      self.best_step, self.best_valid = saved["best_step"], saved["best_valid"]
+    elif self.evaluations:  # The best was made after `step`: it will be found again.
+      self.best_step = min(self.evaluations, key=lambda e: (e[1], e[0]))[0]
+      self.best_valid = None  # Known again when that step is evaluated again.
+
+  @property
+  def stale(self):
+    """Valid evaluations since the best one."""
+    if self.best_step is None:
+      return 0
+    return sum(1 for s, _ in self.evaluations if s > self.best_step)
+
+  def observe(self, step, result):
+    """A valid evaluation at `step`; saves the weights if it is the best so far."""
+    if not self.active:
+      return
+    if self.evaluations and self.evaluations[-1][0] == step:
+      return  # The same weights, evaluated again (an epoch end that is the last step).
+    best = min((loss for _, loss in self.evaluations), default=float("inf"))
+    self.evaluations.append([step, result.loss])
+    if result.loss < best:
+      self.best_step, self.best_valid = step, result.to_dict()
+      if self.save_weights:
+        with errors.writing(self.manager.directory):
+          self.manager.save(checkpoint_number=step)
+        if not self.chief:
+          shutil.rmtree(self.manager.directory, ignore_errors=True)
+    elif step == self.best_step:
+      self.best_valid = result.to_dict()
+    if self.chief:
+      runs.write_json(
+        self.path,
+        {
+          "best_step": self.best_step,
+          "best_valid": self.best_valid,
+          "evaluations": self.evaluations,
+        },
+      )
+
+  def restore(self):
+    """Loads the best weights into the model; returns the weights it had, to put back."""
+    last = [v.numpy() for v in self.model.variables]
+    path = tf.train.latest_checkpoint(str(self.manager.directory))
+    if path is None or not path.endswith(f"-{self.best_step}"):
+      raise ParError(
+        f"the best weights (step {self.best_step}) are missing from {self.manager.directory}"
+      )
+    self.checkpoint.restore(path).assert_consumed()
+    return last
+
+  def put_back(self, weights):
+    for variable, value in zip(self.model.variables, weights):
+      variable.assign(value)

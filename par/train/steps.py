@@ -184,7 +184,7 @@ class StepLoop:
         penalty = (
           c.resource_weight
           / self.replicas
-          * resource.resource_penalty(self.arch_variables, self.costs)
+          * resource.resource_penalty(self.arch_variables, self.costs, c.resource_target)
         )
       weights_loss = nll / tf.maximum(global_counts[0], 1.0)
       arch_loss = arch_nll / tf.maximum(global_counts[1], 1.0) + penalty
@@ -219,6 +219,61 @@ class StepLoop:
       return tf.clip_by_global_norm(weight_grads, clip_norm)
     return weight_grads, tf.linalg.global_norm(weight_grads)  # per replica: `_run` averages
 
+  def _accumulated_gradients(self, inputs, targets, held_out, memory, global_counts, scale):
+    """`gradients` of the replica's lanes, in --accumulate_steps micro-batches of consecutive
+    lanes, summed: the large batch's gradients with a fraction of its activations in memory.
+
+    Each micro-batch carries its own lanes' memory; the losses are normalised by the whole
+    batch's counts, so the sum is the large batch's gradient. The micro-batches are unrolled
+    in the traced step.
+    """
+    step = self.state.step.read_value()
+    k = self.config.accumulate_steps
+    if k == 1:
+      return self._gradients(inputs, targets, held_out, memory, step, global_counts, scale)
+    width = inputs.shape[0] // k
+    total, sums, memories = None, None, []
+    for j in range(k):
+      lanes = slice(j * width, (j + 1) * width)
+      grads, weights_nll, arch_nll, penalty, part = self._gradients(
+        inputs[lanes],
+        targets[lanes],
+        None if held_out is None else held_out[lanes],
+        memory.map(lambda state, lanes=lanes: state[lanes]),
+        step,
+        global_counts,
+        scale,
+      )
+      grads = [dense(g) for g in grads]
+      numbers = [*weights_nll, *arch_nll]
+      total = grads if total is None else [a + b for a, b in zip(total, grads)]
+      sums = numbers if sums is None else [a + b for a, b in zip(sums, numbers)]
+      memories.append(part)
+    # The resource term's gradient came k times: once is its share.
+    arch_start = len(self.weight_variables)
+    if self.costs is not None:
+      _, penalty_grads = self._penalty_gradients(scale)
+      total = total[:arch_start] + [
+        g - (k - 1) * p for g, p in zip(total[arch_start:], penalty_grads)
+      ]
+    memory = memories[0].with_tensors(
+      [tf.concat(parts, axis=0) for parts in zip(*(m.tensors for m in memories))],
+      memories[-1].length,
+    )
+    return total, (sums[0], sums[1]), (sums[2], sums[3]), penalty, memory
+
+  def _penalty_gradients(self, scale):
+    """The resource term (as `gradients` adds it) and its gradients w.r.t. the logits."""
+    c = self.config
+    with tf.GradientTape() as tape:
+      penalty = (
+        c.resource_weight
+        / self.replicas
+        * resource.resource_penalty(self.arch_variables, self.costs, c.resource_target)
+      )
+      scaled = penalty * scale
+    return penalty, tape.gradient(scaled, self.arch_variables)
+
   def replica_step(self, inputs, targets, memory, held_out=None):
     """One step on one replica's lanes: (weights' (nll, count), architecture's (nll, count),
     resource term, norm, next memory, skipped)."""
@@ -234,8 +289,8 @@ class StepLoop:
     global_counts = context.all_reduce(tf.distribute.ReduceOp.SUM, counts)
     loss_scale = self.loss_scale
     scale = loss_scale.scale.read_value() if loss_scale is not None else tf.constant(1.0)
-    grads, weights_nll, arch_nll, penalty, memory = self._gradients(
-      inputs, targets, held_out, memory, self.state.step.read_value(), global_counts, scale
+    grads, weights_nll, arch_nll, penalty, memory = self._accumulated_gradients(
+      inputs, targets, held_out, memory, global_counts, scale
     )
     if loss_scale is not None:
       grads, finite = loss_scale.unscale(grads)

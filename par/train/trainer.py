@@ -67,6 +67,12 @@ def make_plan(config, meta, replicas):
   if meta.batch_size % replicas:
     raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
   heldout.held_out_lanes(meta.batch_size, config.arch_split)  # a lane for each, or an error
+  if (meta.batch_size // replicas) % config.accumulate_steps:
+    raise ParError(
+      f"--accumulate_steps {config.accumulate_steps} does not divide the "
+      f"{meta.batch_size // replicas} lanes of each replica (batch_size {meta.batch_size}, "
+      f"{replicas} replicas)"
+    )
   steps_per_epoch = meta.splits["train"].records
   return Plan(
     steps_per_epoch,
@@ -154,14 +160,20 @@ def train_and_evaluate(
       # --- Restore, then the pieces the loop calls ------------------------------------------
       checkpoints.restore()
       previous = runs.read_results(model_dir)
-      if int(state.step.numpy()) == plan.total_steps and runs.is_finished(model_dir):
+      step = int(state.step.numpy())
+      early = (previous or {}).get("stopped_early")
+      if runs.is_finished(model_dir) and step in (plan.total_steps, early):
         logging.info(
           "%s finished at step %d already: its results stand (scripts/evaluate.py evaluates "
           "it again)",
           model_dir,
-          plan.total_steps,
+          step,
         )
         return previous
+      best = checkpoint_lib.BestWeights(
+        model, model_dir, strategy, config.keep_best, bool(config.patience)
+      )
+      best.load(step)
       costs = (
         _resource_costs(config, model_dir, meta, plan.lanes, strategy, chief)
         if model.is_supernet
@@ -195,7 +207,9 @@ def train_and_evaluate(
       )
 
       # --- The loop ---------------------------------------------------------------------------
-      meter = train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan)
+      meter, end = train_loop(
+        step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan, best
+      )
 
       # --- Final evaluation and export -------------------------------------------------------
       return finish(
@@ -208,25 +222,37 @@ def train_and_evaluate(
         meta,
         plan,
         meter.tokens_per_second or (previous or {}).get("train_tokens_per_second"),
+        end,
+        best,
       )
 
 
-def finish(model, model_dir, checkpoints, reporter, evaluations, stop, meta, plan, speed):
+def finish(
+  model, model_dir, checkpoints, reporter, evaluations, stop, meta, plan, speed, end, best
+):
   """The end of a run: final valid and test metrics, a checkpoint at the last step, and (on
   the chief) results.json, the export and the final plots; returns the results.
 
   `speed` is the training throughput (a run resumed at its last step times nothing and
-  passes what its training timed before).
+  passes what its training timed before). `end` is the step the run ended at: the last, or
+  an earlier one where --patience stopped it. With --keep_best the best weights are evaluated
+  too (results["best"]); the export holds the last.
   """
-  results = {"steps": plan.total_steps, "pattern": model.pattern, "train_tokens_per_second": speed}
+  results = {"steps": end, "pattern": model.pattern, "train_tokens_per_second": speed}
+  if end != plan.total_steps:
+    results["stopped_early"] = end
   for split in ("valid", "test"):
     if split in meta.splits:
-      result = _evaluate(evaluations, reporter, stop, split, plan.total_steps)
+      result = _evaluate(evaluations, reporter, stop, split, end)
       if result is None:
-        stopped(checkpoints, stop, None, plan.total_steps)
+        stopped(checkpoints, stop, None, end)
       results[split] = result.to_dict()
-  if not (checkpoints.latest or "").endswith(f"-{plan.total_steps}"):
+      if split == "valid":
+        best.observe(end, result)
+  if not (checkpoints.latest or "").endswith(f"-{end}"):
     checkpoints.save()
+  if best.save_weights and best.best_step is not None:
+    results["best"] = _evaluate_best(best, evaluations, meta, results, end)
   reporter.flush()
   if distribute.is_chief(checkpoints.strategy):
     runs.write_json(model_dir / runs.RESULTS_FILE, results)
@@ -235,8 +261,30 @@ def finish(model, model_dir, checkpoints, reporter, evaluations, stop, meta, pla
   return results
 
 
-def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan):
-  """Runs the loop from the state's step to the end; returns the run's `report.Meter`.
+def _evaluate_best(best, evaluations, meta, results, end):
+  """{"step", "valid", "test"} of the best weights (the last's results if they are the best)."""
+  if best.best_step == end:
+    return {"step": end, **{s: results[s] for s in ("valid", "test") if s in results}}
+  last = best.restore()
+  try:
+    found = {"step": best.best_step, "valid": best.best_valid}
+    if "test" in meta.splits:
+      found["test"] = evaluations("test", best.best_step)[0].to_dict()
+  finally:
+    best.put_back(last)
+  logging.info(
+    "best weights (step %d of %d): valid token perplexity %.2f%s",
+    best.best_step,
+    end,
+    found["valid"]["token_perplexity"],
+    f", test {found['test']['token_perplexity']:.2f}" if "test" in found else "",
+  )
+  return found
+
+
+def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta, plan, best):
+  """Runs the loop from the state's step to the end, or until --patience stops it; returns
+  the run's `report.Meter` and the step it ended at.
 
   Each call of the compiled loop runs up to the next boundary (`boundaries`); between calls
   the host logs, evaluates, checkpoints and plots what is due. The calls run while the main
@@ -296,14 +344,27 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
       meter.next_interval()
     if due.log or due.plot:
       reporter.architecture(step, draw=due.plot)
+    patience_ran_out = False
     if due.evaluate and "valid" in meta.splits:
-      _evaluate(evaluations, reporter, stop, "valid", step)
-    if due.checkpoint or stop.received is not None:
+      result = _evaluate(evaluations, reporter, stop, "valid", step)
+      if result is not None:
+        best.observe(step, result)
+        patience_ran_out = bool(config.patience) and best.stale >= config.patience
+    if due.checkpoint or stop.received is not None or patience_ran_out:
       checkpoints.save(memory)
+    if patience_ran_out and step < plan.total_steps:
+      logging.info(
+        "stopping early at step %d: valid loss has not improved for %d evaluations (best at "
+        "step %d)",
+        step,
+        best.stale,
+        best.best_step,
+      )
+      break
   reporter.close_progress()
   if stop.received is not None:
     stopped(checkpoints, stop, memory, step)
-  return meter
+  return meter, step
 
 
 def stopped(checkpoints, stop, memory, step):
