@@ -88,3 +88,30 @@ def printed_config(stdout):
   for key in ("parameters", "flops_per_token", "counted_at"):
     value.pop(key, None)
   return TrainConfig.from_dict(value)
+
+
+def summary_tags(directory):
+  """The scalar and image tags of every TensorBoard event file in `directory`."""
+  import tensorflow as tf
+
+  tags = set()
+  for path in Path(directory).glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def wt2_sample(directory, lines=300):
+  """The first `lines` lines of each split of ../shared/data/wt2-small, as a corpus directory:
+  real text, small enough that evaluating it takes a second."""
+  import pytest
+
+  if not (SHARED_DATA / "wt2-small" / "train.txt").is_file():
+    pytest.skip(f"needs the WikiText-2 sample in {SHARED_DATA} (../shared beside the project)")
+  directory = Path(directory)
+  directory.mkdir(parents=True)
+  for split in ("train", "valid"):
+    with open(SHARED_DATA / "wt2-small" / f"{split}.txt", encoding="utf-8") as f:
+      head = [next(f) for _ in range(lines)]
+    (directory / f"{split}.txt").write_text("".join(head), encoding="utf-8")
+  return directory

@@ -211,30 +211,25 @@ _MIRRORED = textwrap.dedent("""
     report["dropout_differs"] = bool(not np.array_equal(a, b))
 
     # Training: a search whose gradient is clipped (norms are ~5, the clip 0.05 binds), so
-    # the mirrored run must clip the global gradient as one device does. (Unclipped several
-    # replicas are compared with one device by the multi-worker test.)
+    # the mirrored run must clip the global gradient as one device does, and whose
+    # architecture trains on held-out lanes (--arch_split 0.5: lanes 1 and 3, one on each
+    # replica). (Unclipped several replicas are compared with one device by the multi-worker
+    # test; a search without a split shares all but the split's masks with this one.)
     model = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4,
                         cutoffs=(20,), dropout=0.0)
     config = TrainConfig(model=model, data_dir=data_dir, train_steps=10, max_lr=3e-3,
                          warmup_steps=3, steps_per_loop=3, log_every=1, checkpoint_every=4,
-                         plot_every=0, seed=3, clip_norm=0.05)
+                         plot_every=0, seed=3, clip_norm=0.05, arch_split=0.5,
+                         arch_lr=0.05)
     for label, strategy in (("default", default), ("mirrored", mirrored)):
       model_dir = f"{out}/{label}"
       results = trainer.train_and_evaluate(config, model_dir, strategy)
       log = open(model_dir + "/training.log").read()
       report[label] = {"losses": [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)],
                        "norms": [float(x) for x in re.findall(r"grad norm ([0-9.]+)", log)],
-                       "valid": results["valid"]["nll"], "test": results["test"]["nll"]}
-    # A held-out search (--arch_split): lanes 1 and 3 train the logits, one on each replica.
-    import dataclasses
-    split = dataclasses.replace(config, arch_split=0.5, arch_lr=0.05)
-    for label, strategy in (("split-default", default), ("split-mirrored", mirrored)):
-      model_dir = f"{out}/{label}"
-      trainer.train_and_evaluate(split, model_dir, strategy)
-      log = open(model_dir + "/training.log").read()
-      report[label] = {"losses": [float(x) for x in re.findall(r"\\| loss ([0-9.]+)", log)],
                        "arch": [float(x) for x in re.findall(r"arch loss ([0-9.]+)", log)],
-                       "p": json.load(open(model_dir + "/architecture.json"))["probabilities"]}
+                       "p": json.load(open(model_dir + "/architecture.json"))["probabilities"],
+                       "valid": results["valid"]["nll"], "test": results["test"]["nll"]}
     # Resuming under another replica count: from the mirrored run's step-4 checkpoint on one
     # device, to the same end. (Scattering a checkpoint's memories over replicas is checked
     # above and by the multi-worker test.)
@@ -271,16 +266,14 @@ def test_mirrored_over_two_cpus_equals_one_device(tmp_path, data_dir):
   np.testing.assert_allclose(two["norms"], one["norms"], rtol=1e-3)
   for split in ("valid", "test"):
     assert two[split] == pytest.approx(one[split], rel=1e-4)
+  assert len(one["arch"]) == 10 and one["arch"] != one["losses"]
+  np.testing.assert_allclose(two["arch"], one["arch"], rtol=1e-4)
+  np.testing.assert_allclose(two["p"], one["p"], atol=1e-5)
+  assert np.abs(np.array(one["p"]) - 1 / 3).max() > 1e-3  # the held-out lanes moved them
   resumed = report["resumed-from-mirrored"]
   assert resumed["log"]
   for split in ("valid", "test"):
     assert resumed[split] == pytest.approx(one[split], rel=1e-4)
-  one, two = report["split-default"], report["split-mirrored"]
-  assert len(one["arch"]) == 10 and one["arch"] != one["losses"]
-  np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
-  np.testing.assert_allclose(two["arch"], one["arch"], rtol=1e-4)
-  np.testing.assert_allclose(two["p"], one["p"], atol=1e-5)
-  assert np.abs(np.array(one["p"]) - 1 / 3).max() > 1e-3  # the held-out lanes moved them
 
 
 def _free_ports(count):

@@ -21,12 +21,14 @@ from helpers import counting_dataset
 from helpers import error_line
 from helpers import printed_config
 from helpers import run_script
+from helpers import summary_tags
 from par import signals
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
+from par.search import collapse
 from par.train import trainer
 from par.train.evaluate import Evaluator
 
@@ -95,7 +97,7 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   assert json.loads((tmp_path / "results.json").read_text()) == results
   kept = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "checkpoints").glob("*.index"))
   assert kept == sorted(set(range(20, per_epoch + 6, 20)) | {per_epoch + 6})[-3:]
-  tags = _summary_tags(tmp_path / "train")
+  tags = summary_tags(tmp_path / "train")
   assert {
     "loss",
     "learning_rate",
@@ -106,21 +108,13 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
     "architecture/block0/s",
     "architecture",
   } <= tags
-  assert {"loss", "token_perplexity", "word_perplexity"} <= _summary_tags(tmp_path / "valid")
+  assert {"loss", "token_perplexity", "word_perplexity"} <= summary_tags(tmp_path / "valid")
   # The export is the trained model: it evaluates to the reported test perplexity.
   exported = keras.saving.load_model(tmp_path / "export" / "model.keras")
   result = Evaluator(exported, MODEL.mem_len)(
     records.load_dataset(data_dir, "test"), 4, meta.splits["test"].words
   )
   assert result.token_perplexity == pytest.approx(results["test"]["token_perplexity"], rel=1e-5)
-
-
-def _summary_tags(directory):
-  tags = set()
-  for path in directory.glob("events.out.tfevents.*"):
-    for event in tf.compat.v1.train.summary_iterator(str(path)):
-      tags.update(value.tag for value in event.summary.value)
-  return tags
 
 
 def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
@@ -226,8 +220,9 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   frozen = trainer.train_and_evaluate(
     tiny(data_dir, arch_warmup_steps=100, plot_every=0), tmp_path / "frozen"
   )
+  # (With the architecture step on held-out lanes, 1 and 3 of 4: it moves all the same.)
   moving = trainer.train_and_evaluate(
-    tiny(data_dir, arch_lr=0.1, plot_every=0), tmp_path / "moving"
+    tiny(data_dir, arch_lr=0.1, plot_every=0, arch_split=0.5), tmp_path / "moving"
   )
   del frozen, moving
 
@@ -238,6 +233,19 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
     probabilities("frozen"), np.full([3, 3], 1 / 3, np.float32).round(6)
   )
   assert np.abs(probabilities("moving") - 1 / 3).max() > 1e-3
+  record = json.loads((tmp_path / "moving" / "architecture.json").read_text())
+  assert record["arch_split"] == 0.5 and record["held_out_lanes"] == [1, 3]
+  np.testing.assert_allclose(
+    record["entropy"], collapse.entropy(record["probabilities"]), atol=1e-5
+  )
+  assert (
+    json.loads((tmp_path / "moving" / "config.json").read_text())["config"]["arch_split"] == 0.5
+  )
+  log = (tmp_path / "moving" / "training.log").read_text()
+  assert "| arch loss " in log and "| entropy " in log
+  assert {"architecture/loss", "architecture/mean_entropy", "architecture/block2/entropy"} <= (
+    summary_tags(tmp_path / "moving" / "train")
+  )
 
   # The same search with a heavy FLOPs term: identity, which costs nothing, takes over, and the
   # collapse report says so.
@@ -256,6 +264,7 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
     in (tmp_path / "cheap" / "training.log").read_text()
   )
   assert (tmp_path / "cheap" / "plots" / "probabilities.png").stat().st_size > 1000
+  assert "architecture/resource_term" in summary_tags(tmp_path / "cheap" / "train")
 
 
 # --- interrupted runs, through the script ------------------------------------------------------
