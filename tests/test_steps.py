@@ -185,6 +185,15 @@ def test_plan_of_a_run(data_dir):
   assert trainer.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
   with pytest.raises(ParError, match="does not split into 3 replicas"):
     trainer.make_plan(TrainConfig(), meta, 3)
+  assert trainer.make_plan(TrainConfig(accumulate_steps=2), meta, 2).lanes == 2
+  with pytest.raises(
+    ParError,
+    match=r"--accumulate_steps 3 does not divide the 4 lanes of each "
+    r"replica \(batch_size 4, 1 replica\)",
+  ):
+    trainer.make_plan(TrainConfig(accumulate_steps=3), meta, 1)
+  with pytest.raises(ParError, match="holds out 0 of the 4 lanes"):
+    trainer.make_plan(TrainConfig(arch_split=0.1), meta, 1)
 
 
 def test_lamb_scales_adams_step_by_each_tensors_trust_ratio():

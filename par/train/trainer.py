@@ -71,7 +71,7 @@ def make_plan(config, meta, replicas):
     raise ParError(
       f"--accumulate_steps {config.accumulate_steps} does not divide the "
       f"{meta.batch_size // replicas} lanes of each replica (batch_size {meta.batch_size}, "
-      f"{replicas} replicas)"
+      f"{replicas} replica{'s' if replicas > 1 else ''})"
     )
   steps_per_epoch = meta.splits["train"].records
   return Plan(
