@@ -131,6 +131,19 @@ def markdown(rows):
   return "\n".join(lines) + "\n"
 
 
+def retrain_config(config, pattern):
+  """The search's config for retraining `pattern` from scratch: the same data, schedule and
+  budget, without what only a search has (the resource term, the held-out split)."""
+  return dataclasses.replace(
+    config,
+    model=dataclasses.replace(config.model, architecture=pattern),
+    resource="none",
+    resource_weight=0.0,
+    resource_target=0.0,
+    arch_split=0.0,
+  )
+
+
 def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   """Searches, derives, retrains and compares; returns the rows of the comparison.
 
@@ -171,12 +184,7 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   for name in ("argmax", "rule", "baseline"):
     trained.setdefault(patterns[name], []).append(name)
   for pattern, names in trained.items():
-    fixed = dataclasses.replace(
-      config,
-      model=dataclasses.replace(config.model, architecture=pattern),
-      resource="none",
-      resource_weight=0.0,
-    )
+    fixed = retrain_config(config, pattern)
     results = _train(fixed, work_dir / names[0], strategy)
     rows.append(
       _row(

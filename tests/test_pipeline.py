@@ -109,6 +109,22 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     pipeline.run_pipeline(dataclasses.replace(config, seed=2), tmp_path)
 
 
+def test_retrained_models_leave_out_what_only_a_search_has():
+  search = TrainConfig(
+    model=ModelConfig(vocab_size=100, n_blocks=4, cutoffs=(20,)),
+    arch_split=0.2,
+    resource="latency",
+    resource_weight=0.5,
+    resource_target=0.3,
+    keep_best=True,
+    max_lr=3e-4,
+  ).validate()
+  fixed = pipeline.retrain_config(search, "sfff").validate()
+  assert fixed.model.architecture == "sfff" and fixed.arch_split == 0.0
+  assert (fixed.resource, fixed.resource_weight, fixed.resource_target) == ("none", 0.0, 0.0)
+  assert fixed.keep_best and fixed.max_lr == 3e-4  # the rest as the search had it
+
+
 def test_pipeline_script_refuses_a_fixed_architecture(tmp_path):
   assert "leave --architecture empty" in error_line(
     run_script(
