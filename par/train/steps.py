@@ -148,7 +148,9 @@ class StepLoop:
     )
     self.run = tf.function(self._run)
 
-  def gradients(self, inputs, targets, held_out, memory, step, global_counts, scale):
+  def gradients(
+    self, inputs, targets, held_out, memory, step, global_counts, scale, with_penalty=True
+  ):
     """The replica's gradients of its share of the global losses (times `scale`).
 
     Args:
@@ -156,6 +158,8 @@ class StepLoop:
         split (one loss trains both).
       global_counts: (targets that train the weights, targets that train the architecture),
         over all replicas.
+      with_penalty: add the resource term (once per step: micro-batches after the first
+        leave it out).
 
     Returns (gradients of weight_variables + arch_variables, zeros where a variable had
     none; the weights' summed NLL and target count; the architecture's; the resource term;
@@ -180,7 +184,7 @@ class StepLoop:
         nll, count = self.model.nll(hidden, targets)
         arch_nll, arch_count = nll, count
       penalty = tf.constant(0.0)
-      if self.costs is not None:  # Summed over replicas, like the gradients: divide by them.
+      if self.costs is not None and with_penalty:  # Summed over replicas: divide by them.
         penalty = (
           c.resource_weight
           / self.replicas
@@ -224,8 +228,8 @@ class StepLoop:
     lanes, summed: the large batch's gradients with a fraction of its activations in memory.
 
     Each micro-batch carries its own lanes' memory; the losses are normalised by the whole
-    batch's counts, so the sum is the large batch's gradient. The micro-batches are unrolled
-    in the traced step.
+    batch's counts and the first alone adds the resource term, so the sum is the large
+    batch's gradient. The micro-batches are unrolled in the traced step.
     """
     step = self.state.step.read_value()
     k = self.config.accumulate_steps
@@ -235,7 +239,7 @@ class StepLoop:
     total, sums, memories = None, None, []
     for j in range(k):
       lanes = slice(j * width, (j + 1) * width)
-      grads, weights_nll, arch_nll, penalty, part = self._gradients(
+      grads, weights_nll, arch_nll, step_penalty, part = self._gradients(
         inputs[lanes],
         targets[lanes],
         None if held_out is None else held_out[lanes],
@@ -243,36 +247,20 @@ class StepLoop:
         step,
         global_counts,
         scale,
+        with_penalty=j == 0,
       )
+      if j == 0:
+        penalty = step_penalty
       grads = [dense(g) for g in grads]
       numbers = [*weights_nll, *arch_nll]
       total = grads if total is None else [a + b for a, b in zip(total, grads)]
       sums = numbers if sums is None else [a + b for a, b in zip(sums, numbers)]
       memories.append(part)
-    # The resource term's gradient came k times: once is its share.
-    arch_start = len(self.weight_variables)
-    if self.costs is not None:
-      _, penalty_grads = self._penalty_gradients(scale)
-      total = total[:arch_start] + [
-        g - (k - 1) * p for g, p in zip(total[arch_start:], penalty_grads)
-      ]
     memory = memories[0].with_tensors(
       [tf.concat(parts, axis=0) for parts in zip(*(m.tensors for m in memories))],
       memories[-1].length,
     )
     return total, (sums[0], sums[1]), (sums[2], sums[3]), penalty, memory
-
-  def _penalty_gradients(self, scale):
-    """The resource term (as `gradients` adds it) and its gradients w.r.t. the logits."""
-    c = self.config
-    with tf.GradientTape() as tape:
-      penalty = (
-        c.resource_weight
-        / self.replicas
-        * resource.resource_penalty(self.arch_variables, self.costs, c.resource_target)
-      )
-      scaled = penalty * scale
-    return penalty, tape.gradient(scaled, self.arch_variables)
 
   def replica_step(self, inputs, targets, memory, held_out=None):
     """One step on one replica's lanes: (weights' (nll, count), architecture's (nll, count),

@@ -144,15 +144,7 @@ def train_and_evaluate(
       )
 
       # --- Model, optimizers, state and checkpoints (in the strategy's scope) ---------------
-      keras.utils.set_random_seed(config.seed)
-      with strategy.scope():
-        model = ParModel(config.model)
-        model.build()
-        optimizers = steps.make_optimizers(config, plan.total_steps, model.weight_variables())
-        optimizers[0].build(model.weight_variables())
-        optimizers[1].build(model.architecture_variables())
-        state = steps.TrainState(model.initial_memory(meta.batch_size))
-        loss_scale = precision.LossScale() if config.mixed_precision == "mixed_float16" else None
+      model, optimizers, state, loss_scale = _build(config, meta, plan, strategy)
       checkpoints = checkpoint_lib.Checkpoints(
         model, optimizers, state, loss_scale, model_dir, config.keep_checkpoints, strategy
       )
@@ -225,6 +217,21 @@ def train_and_evaluate(
         end,
         best,
       )
+
+
+def _build(config, meta, plan, strategy):
+  """(model, optimizers, state, loss scale or None), made and built in the strategy's scope
+  from the run's seed."""
+  keras.utils.set_random_seed(config.seed)
+  with strategy.scope():
+    model = ParModel(config.model)
+    model.build()
+    optimizers = steps.make_optimizers(config, plan.total_steps, model.weight_variables())
+    optimizers[0].build(model.weight_variables())
+    optimizers[1].build(model.architecture_variables())
+    state = steps.TrainState(model.initial_memory(meta.batch_size))
+    loss_scale = precision.LossScale() if config.mixed_precision == "mixed_float16" else None
+  return model, optimizers, state, loss_scale
 
 
 def finish(
