@@ -1,18 +1,28 @@
 """From search to a PAR model in one call: search, derive, retrain, compare with Transformer-XL.
 
   work_dir/
-    search/            the SuperNet search (a run directory, par/runs.py)
-    argmax/, rule/     the derived patterns retrained from scratch (run directories)
-    baseline/          Transformer-XL's interleaving, "sf" repeated, retrained the same way
-    results.json       the comparison, one entry per model
-    results.md         the same as a markdown table
-    architecture.png   the searched architecture at the end; probabilities.png its history
+    search/              the single-level SuperNet search (a run directory, par/runs.py)
+    search-split0.2/     a search with a held-out architecture split (--arch_split=0.2)
+    models/<pattern>/    each derived pattern and the baseline, retrained from scratch
+    results.json         the comparison, one row per search and per retrained pattern
+    results.md           the same as a markdown table
+    tradeoff.png, .pdf   valid perplexity against measured time per token, a point per model
+    <search>-architecture.png, <search>-probabilities.png
+                         each search's architecture at the end, and its history
 
-Derivations: `argmax` keeps each block's most likely kind; `rule` is PAR's rule
-(`patterns.derive_ratio`) with one attention block per `ratio` blocks, by default the
-ratio the argmax pattern has. Every retrained model gets the search's data, schedule and
-budget (epochs or steps), from scratch; patterns that coincide are trained once. Running the
-same call again skips finished runs and resumes unfinished ones.
+Derivations: `argmax` keeps each block's most likely kind (one per search); `rule p=P` is
+PAR's rule (`patterns.derive_ratio`) with one attention block per P blocks, for each P
+asked (P = 0 takes each search's argmax ratio); `baseline` is Transformer-XL's "sf"
+repeated. Every retrained model gets the searches' data, schedule, budget (epochs or
+steps) and seed, from scratch; a pattern is trained once whatever derivations give it,
+which is why runs are named by pattern. Running the same call again skips finished runs and
+resumes unfinished ones; a call with more searches or ratios adds to the same directory.
+
+Time per token is measured at the end, every model one after the other in one process:
+training as the fastest of repeated compiled forward and backward passes
+(`costs.measure_train_time`), evaluation as the fastest of three passes over the valid
+split. The throughput each run saw while training is kept in results.json too, but it
+depends on whatever else the machine was doing then.
 """
 
 import dataclasses
@@ -28,10 +38,13 @@ from par.data import records
 from par.errors import ParError
 from par.search import costs
 from par.search import patterns as patterns_lib
+from par.search import plots
 from par.train import evaluate
 from par.train import trainer
 
 SEARCH = "search"
+MODELS = "models"
+FIGURE = "tradeoff"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 
@@ -63,70 +76,90 @@ def _train(config, model_dir, strategy):
   return trainer.train_and_evaluate(config, model_dir, strategy)
 
 
-def _eval_speed(model_dir, split, repeats=3):
-  """Evaluation tokens/s of a run's export on a split: the fastest of `repeats` passes.
-
-  One untimed pass traces first. On a shared machine a pass can only be slowed down by
-  others, so the fastest is the best estimate of what the model itself needs.
-  """
-  run = runs.read_run(model_dir)
-  model, _ = runs.load_model(run, "export")
+def _eval_speed(model, run, split, repeats=3):
+  """Evaluation seconds per token of `model` (a run's export) on a split: the fastest of
+  `repeats` passes, after an untimed pass that traces."""
   evaluator = evaluate.Evaluator(model, run.eval_mem_len)
   meta = records.load_meta(run.config.data_dir)
   evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)  # Traces.
-  speeds = []
+  best = float("inf")
   for _ in range(repeats):
     start = time.perf_counter()
     result = evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)
-    speeds.append(result.tokens / (time.perf_counter() - start))
-  return max(speeds)
+    best = min(best, (time.perf_counter() - start) / result.tokens)
+  return best
+
+
+def measure_times(model_dir):
+  """(train, eval) seconds per token of a finished run's export (module docstring)."""
+  run = runs.read_run(model_dir)
+  model, _ = runs.load_model(run, "export")
+  meta = records.load_meta(run.config.data_dir)
+  train = costs.measure_train_time(model, meta.batch_size, meta.seq_len)
+  return train, _eval_speed(model, run, "valid")
+
+
+def _metrics(results):
+  return {
+    split: {
+      k: results[split][k]
+      for k in ("loss", "token_perplexity", "word_perplexity", "tokens", "words")
+      if k in results[split]
+    }
+    for split in ("valid", "test")
+    if split in results
+  }
 
 
 def _row(name, pattern, config, model_dir, results, tail_shares, meta):
   cost = costs.model_cost(
     config.model, pattern, seq_len=meta.seq_len, batch_size=meta.batch_size, tail_shares=tail_shares
   )
+  train_time, eval_time = measure_times(model_dir)
   row = {
     "model": name,
     "pattern": pattern or "SuperNet",
     "run": str(model_dir),
-    "attention_blocks": (pattern or "").count("s") if pattern else None,
+    "attention_blocks": pattern.count("s") if pattern else None,
     "params": cost["total"].params,
     "flops_per_token": cost["total"].flops,
-    "train_tokens_per_second": results.get("train_tokens_per_second"),
-    "eval_tokens_per_second": _eval_speed(model_dir, "valid"),
+    "steps": results.get("steps"),
+    "train_seconds_per_token": train_time,
+    "eval_seconds_per_token": eval_time,
+    "train_tokens_per_second_seen": results.get("train_tokens_per_second"),
+    **_metrics(results),
   }
-  for split in ("valid", "test"):
-    if split in results:
-      row[split] = {
-        k: results[split][k]
-        for k in ("loss", "token_perplexity", "word_perplexity", "tokens", "words")
-      }
+  if "best" in results:
+    row["best"] = {"step": results["best"]["step"], **_metrics(results["best"])}
   return row
 
 
 def markdown(rows):
-  """The comparison as a markdown table."""
+  """The comparison as a markdown table: perplexities of the last weights, and of the best
+  (by valid loss, --keep_best) after a slash where they differ."""
 
   def ppl(row, split, key):
-    return f"{row[split][key]:.2f}" if split in row else "–"
+    if split not in row or key not in row[split]:
+      return "–"
+    last = f"{row[split][key]:.2f}"
+    best = row.get("best", {}).get(split, {}).get(key)
+    return last if best is None or row["best"]["step"] == row["steps"] else f"{last} / {best:.2f}"
 
-  def speed(value):
-    return f"{value:,.0f}" if value else "–"
+  def micro(seconds):
+    return f"{seconds * 1e6:.1f}"
 
   lines = [
-    "| model | pattern | attention blocks | parameters | FLOPs/token | train tok/s | "
-    "eval tok/s | valid ppl | valid word ppl | test ppl | test word ppl |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| model | pattern | attention blocks | parameters | FLOPs/token | train µs/token | "
+    "eval µs/token | valid ppl | test ppl | test word ppl |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ]
   for row in rows:
     blocks = "–" if row["attention_blocks"] is None else str(row["attention_blocks"])
     lines.append(
       f"| {row['model']} | `{row['pattern']}` | {blocks} | {row['params']:,} | "
-      f"{row['flops_per_token'] / 1e6:.2f} M | {speed(row['train_tokens_per_second'])} | "
-      f"{speed(row['eval_tokens_per_second'])} | {ppl(row, 'valid', 'token_perplexity')} | "
-      f"{ppl(row, 'valid', 'word_perplexity')} | {ppl(row, 'test', 'token_perplexity')} | "
-      f"{ppl(row, 'test', 'word_perplexity')} |"
+      f"{row['flops_per_token'] / 1e6:.2f} M | {micro(row['train_seconds_per_token'])} | "
+      f"{micro(row['eval_seconds_per_token'])} | {ppl(row, 'valid', 'token_perplexity')} | "
+      f"{ppl(row, 'test', 'token_perplexity')} | {ppl(row, 'test', 'word_perplexity')} |"
     )
   return "\n".join(lines) + "\n"
 
@@ -144,31 +177,58 @@ def retrain_config(config, pattern):
   )
 
 
-def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
+def meta_line(meta, config):
+  """What a figure's title says of the setting: segment, memory and batch."""
+  return f"{meta.seq_len}-token segments, memory {config.model.mem_len}, batch {meta.batch_size}"
+
+
+def search_name(arch_split):
+  """The directory of the search with this held-out split: search/, search-split0.2/, …"""
+  return SEARCH if not arch_split else f"{SEARCH}-split{arch_split:g}"
+
+
+def _check(ratios, arch_splits):
+  if any(r < 0 for r in ratios):
+    raise ParError(f"a ratio must be 0 (from the search) or more, got {min(ratios)}")
+  if len(set(arch_splits)) != len(arch_splits):
+    raise ParError(f"the searches' held-out splits repeat: {list(arch_splits)}")
+  for split in arch_splits:
+    if not 0.0 <= split < 1.0:
+      raise ParError(f"a held-out split must lie in [0, 1), got {split}")
+
+
+def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=None):
   """Searches, derives, retrains and compares; returns the rows of the comparison.
 
   Args:
-    config: the search's TrainConfig (no fixed architecture). Retrained models use it with
-      their pattern and without the resource term.
+    config: the searches' TrainConfig (no fixed architecture). Retrained models use it with
+      their pattern and without what only a search has (`retrain_config`).
     work_dir: the pipeline's directory (see the module docstring).
-    ratio: the rule's blocks per attention block; 0 takes the argmax pattern's.
-    strategy: the tf.distribute strategy of every training (evaluation speeds are measured
-      on one device); None for the default.
+    ratios: the rule's blocks per attention block, one retrained model each; 0 takes each
+      search's argmax ratio.
+    strategy: the tf.distribute strategy of every training (times are measured on one
+      device); None for the default.
+    arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
+  ratios = tuple(ratios) or (0.0,)
+  arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
+  _check(ratios, arch_splits)
   work_dir = Path(work_dir)
-  search_results = _train(config, work_dir / SEARCH, strategy)
-  record = json.loads((work_dir / SEARCH / runs.ARCHITECTURE_FILE).read_text())
-  patterns, ratio = patterns_lib.derive(record["probabilities"], ratio)
-  patterns["baseline"] = patterns_lib.baseline_pattern(config.model.n_blocks)
-  logging.info(
-    "derived: argmax %s, rule (1 attention block in %.2f) %s; baseline %s",
-    patterns["argmax"],
-    ratio,
-    patterns["rule"],
-    patterns["baseline"],
+  searches = {}  # name -> (config, results, architecture record)
+  for split in arch_splits:
+    name = search_name(split)
+    search = dataclasses.replace(config, arch_split=split)
+    results = _train(search, work_dir / name, strategy)
+    record = json.loads((work_dir / name / runs.ARCHITECTURE_FILE).read_text())
+    searches[name] = (search, results, record)
+  derived = patterns_lib.derivations(
+    {name: record["probabilities"] for name, (_, _, record) in searches.items()},
+    ratios,
+    config.model.n_blocks,
   )
+  logging.info("derived: %s", ", ".join(f"{k} {v}" for k, v in derived.items()))
 
   meta = records.load_meta(config.data_dir)
   resolved = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
@@ -176,42 +236,48 @@ def run_pipeline(config, work_dir, ratio=0.0, strategy=None):
   bounds = (0,) + tuple(resolved.cutoffs) + (resolved.vocab_size,)
   shares = [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[1:], bounds[2:])]
 
-  search_config = dataclasses.replace(config, model=resolved)
-  rows = [
-    _row("search (SuperNet)", None, search_config, work_dir / SEARCH, search_results, shares, meta)
-  ]
-  trained = {}  # pattern -> names
-  for name in ("argmax", "rule", "baseline"):
-    trained.setdefault(patterns[name], []).append(name)
-  for pattern, names in trained.items():
+  labels = {}  # pattern -> the derivations that gave it
+  for label, pattern in derived.items():
+    labels.setdefault(pattern, []).append(label)
+  trained = {}
+  for pattern in labels:  # Everything trains before anything is timed.
     fixed = retrain_config(config, pattern)
-    results = _train(fixed, work_dir / names[0], strategy)
+    trained[pattern] = (fixed, _train(fixed, work_dir / MODELS / pattern, strategy))
+
+  rows = []
+  for name, (search, results, _) in searches.items():
+    model = dataclasses.replace(search, model=resolved)
+    rows.append(_row(f"{name} (SuperNet)", None, model, work_dir / name, results, shares, meta))
+  for pattern, (fixed, results) in trained.items():
+    model = dataclasses.replace(fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size))
     rows.append(
-      _row(
-        " = ".join(names),
-        pattern,
-        dataclasses.replace(
-          fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
-        ),
-        work_dir / names[0],
-        results,
-        shares,
-        meta,
-      )
+      _row(" = ".join(labels[pattern]), pattern, model, work_dir / MODELS / pattern, results, shares, meta)
     )
 
   summary = {
-    "patterns": patterns,
-    "ratio": ratio,
+    "searches": {
+      name: {
+        "arch_split": search.arch_split,
+        "argmax": patterns_lib.argmax_pattern(record["probabilities"]),
+        "probabilities": record["probabilities"],
+        "collapse": record.get("identity_dominates", []),
+      }
+      for name, (search, _, record) in searches.items()
+    },
+    "patterns": derived,
     "rows": rows,
-    "collapse": record.get("identity_dominates", []),
   }
-  (work_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-  (work_dir / RESULTS_MD).write_text(markdown(rows))
-  plots = work_dir / SEARCH / runs.PLOTS_DIR
-  heatmaps = sorted(plots.glob("architecture-*.png"))
-  if heatmaps:
-    shutil.copyfile(heatmaps[-1], work_dir / "architecture.png")
-  if (plots / runs.PROBABILITIES_FILE).is_file():
-    shutil.copyfile(plots / runs.PROBABILITIES_FILE, work_dir / runs.PROBABILITIES_FILE)
+  runs.write_json(work_dir / RESULTS_JSON, summary)
+  runs.write_bytes(work_dir / RESULTS_MD, markdown(rows).encode())
+  figures = plots.tradeoff([(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}")
+  for kind, data in figures.items():
+    runs.write_bytes(work_dir / f"{FIGURE}.{kind}", data)
+  for name in searches:
+    pictures = work_dir / name / runs.PLOTS_DIR
+    heatmaps = sorted(pictures.glob("architecture-*.png"))  # zero-padded steps
+    if heatmaps:
+      shutil.copyfile(heatmaps[-1], work_dir / f"{name}-architecture.png")
+    if (pictures / runs.PROBABILITIES_FILE).is_file():
+      shutil.copyfile(pictures / runs.PROBABILITIES_FILE, work_dir / f"{name}-{runs.PROBABILITIES_FILE}")
   return rows
+

@@ -2,12 +2,15 @@
 
   python scripts/pipeline.py --flagfile=configs/base_model.flags --work_dir=runs/pipeline
   python scripts/pipeline.py --flagfile=configs/tiny.flags --work_dir=runs/p --ratio=3
+  python scripts/pipeline.py --flagfile=configs/wt2_small_study.flags --work_dir=runs/study
 
-Runs the SuperNet search with the training flags (every flag of scripts/train.py), derives
-the argmax pattern and PAR's rule-based one (one attention block per --ratio blocks, in the
-lower two-thirds), retrains both and the interleaved baseline ("sf" repeated) from scratch
-with the same budget, and writes results.md, results.json and the architecture figures to
---work_dir (layout in par/pipeline.py). Running it again resumes where it stopped.
+Runs the SuperNet search with the training flags (every flag of scripts/train.py), one per
+--arch_splits value if given, derives each search's argmax pattern and PAR's rule-based ones
+(one attention block per --ratio blocks, in the lower two-thirds, for each --ratio),
+retrains them and the interleaved baseline ("sf" repeated) from scratch with the same
+budget, measures every model's training and evaluation time per token, and writes
+results.md, results.json, tradeoff.png/.pdf and the architecture figures to --work_dir
+(layout in par/pipeline.py). Running it again resumes where it stopped.
 """
 
 from absl import flags
@@ -19,10 +22,17 @@ _WORK_DIR = flags.DEFINE_string("work_dir", None, "The pipeline's directory.", r
 flags.DEFINE_string(
   "model_dir", None, "Unused (flagfiles for scripts/train.py set it): runs go under --work_dir."
 )
-_RATIO = flags.DEFINE_float(
+_RATIO = flags.DEFINE_multi_float(
   "ratio",
-  0.0,
-  "Blocks per attention block for the rule-based pattern (0: as many as the argmax pattern has).",
+  [0.0],
+  "Blocks per attention block for a rule-based pattern, one model per value (0: as many as "
+  "each search's argmax pattern has).",
+)
+_ARCH_SPLITS = flags.DEFINE_multi_float(
+  "arch_splits",
+  None,
+  "One search per value of its held-out architecture split (0: single-level), e.g. "
+  "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
 )
 
 config_flags.define_training()
@@ -32,8 +42,11 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _RATIO.value < 0:
-    raise cli.ParError(f"--ratio must be 0 (from the search) or more, got {_RATIO.value}")
+  if min(_RATIO.value) < 0:
+    raise cli.ParError(f"--ratio must be 0 (from the search) or more, got {min(_RATIO.value)}")
+  for split in _ARCH_SPLITS.value or ():
+    if not 0 <= split < 1:
+      raise cli.ParError(f"--arch_splits must lie in [0, 1), got {split}")
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
   if config.model.architecture:
@@ -43,7 +56,9 @@ def main(argv):
   strategy = config_flags.strategy(runtime)
   from par import pipeline  # After the quiet import.
 
-  rows = pipeline.run_pipeline(config, _WORK_DIR.value, _RATIO.value, strategy)
+  rows = pipeline.run_pipeline(
+    config, _WORK_DIR.value, _RATIO.value, strategy, arch_splits=_ARCH_SPLITS.value
+  )
   print(pipeline.markdown(rows), end="")
 
 

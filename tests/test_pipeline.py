@@ -3,6 +3,7 @@ compare end to end on a tiny config."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,14 +27,21 @@ def test_derivations_from_hand_made_probabilities():
     [0.6, 0.2, 0.2],  # s
     [0.3, 0.3, 0.4],
   ]  # i
-  derived, ratio = patterns.derive(probabilities)
-  assert derived["argmax"] == "sfifsi"
-  assert ratio == 3  # 6 blocks, 2 attention blocks.
-  assert derived["rule"] == "fsfsff"
-  derived, ratio = patterns.derive(probabilities, ratio=6)
-  assert ratio == 6 and derived["rule"] == "ffsfff"
-  no_attention, ratio = patterns.derive(np.tile([0.1, 0.8, 0.1], (4, 1)))
-  assert no_attention["argmax"] == "ffff" and ratio == 4 and no_attention["rule"] == "fsff"
+  derived = patterns.derivations({"search": probabilities}, [0.0], 6)
+  # The argmax has 2 attention blocks in 6: the rule at p = 3 (one in three, lower 2/3).
+  assert derived == {"argmax": "sfifsi", "rule p=3": "fsfsff", "baseline": "sfsfsf"}
+  derived = patterns.derivations({"search": probabilities}, [2, 6], 6)
+  assert derived["rule p=2"] == "sfssff" and derived["rule p=6"] == "ffsfff"
+  no_attention = np.tile([0.1, 0.8, 0.1], (4, 1))
+  sfsf = np.asarray(probabilities)[[0, 1, 4, 3]]
+  two = patterns.derivations({"search": no_attention, "search-split0.2": sfsf}, [0], 4)
+  assert two == {
+    "argmax of search": "ffff",
+    "argmax of search-split0.2": "sfsf",
+    "rule p=4": "fsff",  # at least one attention block
+    "rule p=2": "sfsf",
+    "baseline": "sfsf",
+  }
   assert patterns.baseline_pattern(6) == "sfsfsf" and patterns.baseline_pattern(5) == "sfsfs"
 
 
@@ -56,25 +64,40 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     checkpoint_every=10,
     plot_every=5,
     seed=1,
+    keep_best=True,
   )
-  rows = pipeline.run_pipeline(config, tmp_path, ratio=2)
+  rows = pipeline.run_pipeline(config, tmp_path, ratios=[2, 4], arch_splits=[0.0, 0.5])
   summary = json.loads((tmp_path / "results.json").read_text())
-  patterns = summary["patterns"]
-  assert patterns["rule"] == "sfsf" and patterns["baseline"] == "sfsf"
+  derived = summary["patterns"]
+  assert derived["rule p=2"] == "sfsf" and derived["baseline"] == "sfsf"
+  assert derived["rule p=4"] == "fsff"
   names = [row["model"] for row in rows]
-  assert names[0] == "search (SuperNet)" and "rule = baseline" in names  # Trained once.
-  for row in rows[1:]:
-    run = tmp_path / row["model"].split(" = ")[0]
-    saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text())["config"])
+  assert names[:2] == ["search (SuperNet)", "search-split0.5 (SuperNet)"]
+  held_out = json.loads((tmp_path / "search-split0.5" / "config.json").read_text())["config"]
+  assert held_out["arch_split"] == 0.5
+  assert summary["searches"]["search-split0.5"]["arch_split"] == 0.5
+  assert {"argmax of search", "argmax of search-split0.5"} <= set(derived)
+  assert any(name.endswith("rule p=2 = baseline") for name in names)  # Trained once.
+  assert len(rows) == 2 + len(set(derived.values()))
+  for row in rows[2:]:
+    assert row["run"] == str(tmp_path / "models" / row["pattern"])
+    saved = TrainConfig.from_dict(json.loads(Path(row["run"], "config.json").read_text())["config"])
     assert saved.model.architecture == row["pattern"]
     assert (saved.train_steps, saved.max_lr, saved.seed) == (10, 3e-3, 1)  # Same budget.
-    assert row["train_tokens_per_second"] > 0 and row["eval_tokens_per_second"] > 0
-    assert row["valid"]["token_perplexity"] > 1 and "test" in row
     assert row["attention_blocks"] == row["pattern"].count("s")
-  assert rows[0]["flops_per_token"] > max(r["flops_per_token"] for r in rows[1:])
+  for row in rows:
+    assert row["train_seconds_per_token"] > 0 and row["eval_seconds_per_token"] > 0
+    assert row["train_tokens_per_second_seen"] > 0
+    assert row["valid"]["token_perplexity"] > 1 and "test" in row and row["steps"] == 10
+    assert row["best"]["valid"]["loss"] <= row["valid"]["loss"] and "test" in row["best"]
+  assert rows[0]["flops_per_token"] > max(r["flops_per_token"] for r in rows[2:])
   table = (tmp_path / "results.md").read_text()
   assert table.count("\n") == 2 + len(rows) and "`sfsf`" in table
-  assert (tmp_path / "architecture.png").is_file() and (tmp_path / "probabilities.png").is_file()
+  for name in ("search", "search-split0.5"):
+    assert (tmp_path / f"{name}-architecture.png").is_file()
+    assert (tmp_path / f"{name}-probabilities.png").is_file()
+  assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (tmp_path / "tradeoff.pdf").read_bytes()[:5] == b"%PDF-"
 
   # Again, through the script: finished runs are reused, the table is the same but for the
   # measured evaluation speed.
@@ -95,18 +118,45 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     "--checkpoint_every=10",
     "--plot_every=5",
     "--seed=1",
+    "--keep_best",
     "--ratio=2",
+    "--ratio=4",
+    "--arch_splits=0",
+    "--arch_splits=0.5",
   ]
   result = run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", *flags)
   assert result.returncode == 0, result.stderr
   again = json.loads((tmp_path / "results.json").read_text())["rows"]
   for before, after in zip(rows, again):
     assert before["valid"] == after["valid"] and before["pattern"] == after["pattern"]
-  assert "| rule = baseline | `sfsf` |" in result.stdout
+  assert "rule p=2 = baseline | `sfsf` |" in result.stdout
 
   # Other settings in the same work directory are refused.
   with pytest.raises(ParError, match="holds a run with other settings"):
     pipeline.run_pipeline(dataclasses.replace(config, seed=2), tmp_path)
+
+
+def test_markdown_shows_the_best_weights_where_they_differ():
+  def row(model, steps, valid, best_step, best_valid):
+    return {
+      "model": model,
+      "pattern": "sfsf",
+      "attention_blocks": 2,
+      "params": 1234567,
+      "flops_per_token": 2.5e6,
+      "train_seconds_per_token": 41.25e-6,
+      "eval_seconds_per_token": 9.04e-6,
+      "steps": steps,
+      "valid": {"token_perplexity": valid},
+      "best": {"step": best_step, "valid": {"token_perplexity": best_valid}},
+    }
+
+  table = pipeline.markdown([row("a", 100, 120.456, 60, 110.0), row("b", 100, 99.0, 100, 99.0)])
+  lines = table.splitlines()
+  assert lines[2] == (
+    "| a | `sfsf` | 2 | 1,234,567 | 2.50 M | 41.2 | 9.0 | 120.46 / 110.00 | – | – |"
+  )
+  assert lines[3].endswith("| 99.00 | – | – |")  # the last weights are the best
 
 
 def test_retrained_models_leave_out_what_only_a_search_has():
@@ -135,5 +185,14 @@ def test_pipeline_script_refuses_a_fixed_architecture(tmp_path):
     )
   )
   assert "--ratio must be 0" in error_line(
-    run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--ratio=-1")
+    run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--ratio=3", "--ratio=-1")
   )
+  assert "--arch_splits must lie in [0, 1), got 1.0" in error_line(
+    run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--arch_splits=0", "--arch_splits=1")
+  )
+
+
+def test_pipeline_refuses_repeated_searches(tmp_path):
+  config = TrainConfig(model=ModelConfig(n_blocks=4), data_dir=str(tmp_path))
+  with pytest.raises(ParError, match="splits repeat"):
+    pipeline.run_pipeline(config, tmp_path, arch_splits=[0.2, 0.2])

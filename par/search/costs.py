@@ -192,3 +192,42 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
       times.append(time.perf_counter() - start)
     seconds.append(float(np.median(times)))
   return seconds
+
+
+def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
+  """Seconds per token of a training step's forward and backward pass, memory full.
+
+  Compiles the gradients of the mean NLL with respect to every trainable variable (dropout
+  and, in a SuperNet, the architecture's sampling as in training) on random tokens of
+  [batch_size, seq_len], carrying the memory from call to call as training does; after the
+  calls that fill the memory, times `repeats` runs of `steps` calls and keeps the fastest:
+  on a shared machine a run can only be slowed down by others. The optimizer's update and
+  the input pipeline are left out: they cost the same for every pattern of one width.
+  """
+  import tensorflow as tf
+
+  tokens = np.random.default_rng(seed).integers(0, model.config.vocab_size, [batch_size, seq_len + 1])
+  tokens = tf.constant(tokens, tf.int32)
+  inputs, targets = tokens[:, :-1], tokens[:, 1:]
+  variables = model.trainable_variables
+  noise = tf.constant([seed, 0], tf.int64)
+
+  @tf.function
+  def step(memory):
+    with tf.GradientTape() as tape:
+      hidden, memory = model(inputs, memory=memory, tau=0.5, seed=noise, training=True)
+      nll, count = model.nll(hidden, targets)
+      loss = nll / count
+    return memory, tape.gradient(loss, variables)
+
+  memory = model.initial_memory(batch_size)
+  for _ in range(-(-model.config.mem_len // seq_len) + 1):  # Fills the memory; traces.
+    memory, _ = step(memory)
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(steps):
+      memory, grads = step(memory)
+    grads[0].numpy()
+    best = min(best, (time.perf_counter() - start) / steps)
+  return best / (batch_size * seq_len)

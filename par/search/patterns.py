@@ -45,15 +45,24 @@ def baseline_pattern(n_blocks):
   return ("sf" * n_blocks)[:n_blocks]
 
 
-def derive(probabilities, ratio=0.0):
-  """{"argmax": pattern, "rule": pattern} and the ratio the rule used.
+def derivations(searches, ratios, n_blocks):
+  """{label: pattern}: each search's argmax, PAR's rule at each ratio, the baseline.
 
   Args:
-    probabilities: [n_blocks, 3] (columns s, f, i) at the end of the search.
-    ratio: blocks per attention block for the rule; 0 takes the argmax pattern's (at least
-      one attention block).
+    searches: {search name: its probabilities [n_blocks, 3] (columns s, f, i) at the end}.
+      With one search its argmax is labelled "argmax", with several "argmax of <name>".
+    ratios: blocks per attention block for the rule ("rule p=<ratio>"); 0 takes each
+      search's argmax ratio (at least one attention block).
+    n_blocks: blocks in the network.
   """
-  argmax = argmax_pattern(probabilities)
-  n_blocks = len(argmax)
-  ratio = ratio or n_blocks / max(1, argmax.count("s"))
-  return {"argmax": argmax, "rule": derive_ratio(n_blocks, ratio)}, ratio
+  argmaxes = {name: argmax_pattern(p) for name, p in searches.items()}
+  derived = {
+    ("argmax" if len(argmaxes) == 1 else f"argmax of {name}"): pattern
+    for name, pattern in argmaxes.items()
+  }
+  for ratio in ratios:
+    chosen = [ratio] if ratio else [n_blocks / max(1, a.count("s")) for a in argmaxes.values()]
+    for p in chosen:
+      derived[f"rule p={p:.3g}"] = derive_ratio(n_blocks, p)
+  derived["baseline"] = baseline_pattern(n_blocks)
+  return derived

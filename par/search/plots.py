@@ -134,3 +134,64 @@ def trajectories_png(history):
     return _png(figure)
   finally:
     plt.close(figure)
+
+
+_MARKERS = "os^Dvp"
+
+
+def tradeoff(series, title=""):
+  """Valid perplexity against measured time per token, training and evaluation side by side,
+  every model a point: {"png": bytes at 200 dpi, "pdf": bytes}.
+
+  Colour tells the pattern (the same in every series), marker the series (e.g. a seed); a
+  SuperNet's point is hollow. The legend names each pattern with the derivations that gave
+  it.
+
+  Args:
+    series: [(label, rows)], rows as `par.pipeline.run_pipeline` returns them.
+    title: the figure's title.
+  """
+  patterns = {}  # pattern -> its label, in order of appearance
+  for _, rows in series:
+    for row in rows:
+      patterns.setdefault(row["pattern"], row["model"])
+  colours = {p: plt.get_cmap("tab10")(k % 10) for k, p in enumerate(patterns)}
+  figure, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
+  try:
+    for (label, rows), marker in zip(series, _MARKERS * len(series)):
+      for panel, key in zip(axes, ("train_seconds_per_token", "eval_seconds_per_token")):
+        for row in rows:
+          if "valid" not in row:
+            continue
+          colour = colours[row["pattern"]]
+          panel.scatter(
+            row[key] * 1e6,
+            row["valid"]["token_perplexity"],
+            marker=marker,
+            s=46,
+            facecolors="none" if row["attention_blocks"] is None else colour,
+            edgecolors=colour,
+            linewidths=1.4,
+          )
+    axes[0].set_xlabel("training time per token (µs, forward and backward)")
+    axes[1].set_xlabel("evaluation time per token (µs)")
+    axes[0].set_ylabel("valid perplexity (token, last weights)")
+    for panel in axes:
+      panel.grid(alpha=0.3)
+    handles = [
+      plt.Line2D([], [], ls="", marker="s", color=colours[p], label=f"{p}: {patterns[p]}")
+      for p in patterns
+    ] + [
+      plt.Line2D([], [], ls="", marker=m, color="0.3", mfc="0.3", label=label)
+      for (label, _), m in zip(series, _MARKERS * len(series))
+    ]
+    figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+    figure.suptitle(title or "Perplexity against measured time per token")
+    files = {}
+    for kind, dpi in (("png", 200), ("pdf", None)):
+      buffer = io.BytesIO()
+      figure.savefig(buffer, format=kind, dpi=dpi)
+      files[kind] = buffer.getvalue()
+    return files
+  finally:
+    plt.close(figure)
