@@ -31,6 +31,7 @@ import shutil
 import time
 from pathlib import Path
 
+import tensorflow as tf
 from absl import logging
 
 from par import runs
@@ -40,6 +41,7 @@ from par.search import costs
 from par.search import patterns as patterns_lib
 from par.search import plots
 from par.train import evaluate
+from par.train import summaries
 from par.train import trainer
 
 SEARCH = "search"
@@ -116,6 +118,8 @@ def _row(name, pattern, config, model_dir, results, tail_shares, meta):
     config.model, pattern, seq_len=meta.seq_len, batch_size=meta.batch_size, tail_shares=tail_shares
   )
   train_time, eval_time = measure_times(model_dir)
+  summaries.write_hparams(model_dir, config)
+  summaries.write_timing(model_dir, results.get("steps", 0), train_time, eval_time)
   row = {
     "model": name,
     "pattern": pattern or "SuperNet",
@@ -187,6 +191,17 @@ def search_name(arch_split):
   return SEARCH if not arch_split else f"{SEARCH}-split{arch_split:g}"
 
 
+def _write_experiment(work_dir):
+  """The HParams experiment at the work directory's root (once): its runs' settings against
+  their final perplexities and measured times (`tensorboard --logdir=<work_dir>`)."""
+  if list(work_dir.glob("events.out.tfevents.*")):
+    return
+  writer = tf.summary.create_file_writer(str(work_dir))
+  with writer.as_default():
+    summaries.write_hparams_config()
+  writer.close()
+
+
 def _check(ratios, arch_splits):
   if any(r < 0 for r in ratios):
     raise ParError(f"a ratio must be 0 (from the search) or more, got {min(ratios)}")
@@ -249,12 +264,23 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     model = dataclasses.replace(search, model=resolved)
     rows.append(_row(f"{name} (SuperNet)", None, model, work_dir / name, results, shares, meta))
   for pattern, (fixed, results) in trained.items():
-    model = dataclasses.replace(fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size))
+    model = dataclasses.replace(
+      fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
+    )
     rows.append(
-      _row(" = ".join(labels[pattern]), pattern, model, work_dir / MODELS / pattern, results, shares, meta)
+      _row(
+        " = ".join(labels[pattern]),
+        pattern,
+        model,
+        work_dir / MODELS / pattern,
+        results,
+        shares,
+        meta,
+      )
     )
 
   summary = {
+    "seed": config.seed,
     "searches": {
       name: {
         "arch_split": search.arch_split,
@@ -268,8 +294,11 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     "rows": rows,
   }
   runs.write_json(work_dir / RESULTS_JSON, summary)
+  _write_experiment(work_dir)
   runs.write_bytes(work_dir / RESULTS_MD, markdown(rows).encode())
-  figures = plots.tradeoff([(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}")
+  figures = plots.tradeoff(
+    [(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}"
+  )
   for kind, data in figures.items():
     runs.write_bytes(work_dir / f"{FIGURE}.{kind}", data)
   for name in searches:
@@ -278,6 +307,7 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     if heatmaps:
       shutil.copyfile(heatmaps[-1], work_dir / f"{name}-architecture.png")
     if (pictures / runs.PROBABILITIES_FILE).is_file():
-      shutil.copyfile(pictures / runs.PROBABILITIES_FILE, work_dir / f"{name}-{runs.PROBABILITIES_FILE}")
+      shutil.copyfile(
+        pictures / runs.PROBABILITIES_FILE, work_dir / f"{name}-{runs.PROBABILITIES_FILE}"
+      )
   return rows
-

@@ -43,6 +43,7 @@ EXPORT_FILE = Path("export") / "model.keras"
 PLOTS_DIR = "plots"
 GIF_FILE = "architecture.gif"
 PROBABILITIES_FILE = "probabilities.png"
+CURVES_FILE = "curves"  # plots/curves.png and .pdf: loss and perplexity against the step
 SOURCES = ("checkpoint", "export")  # Where `load_model` takes a run's weights from.
 
 

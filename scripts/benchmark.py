@@ -3,6 +3,7 @@
   python scripts/benchmark.py --suite=data --text_dir=../shared/data/wt2-small
   python scripts/benchmark.py --suite=train --text_dir=../shared/data/wt2-small
   python scripts/benchmark.py --suite=cuts
+  python scripts/benchmark.py --suite=blocks
   python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
 
 Suite `shapes` (the paper's models on this CPU): Transformer-XL base on WikiText-103
@@ -13,6 +14,12 @@ by a fresh scripts/train.py on a dataset built from --corpus at the config's sha
 corpus's train split; valid and test: its first 400 valid lines, so that the final evaluations
 stay short); seconds per step, tokens/s, peak RSS, and the exact parameters and FLOPs per token
 of `--print_config`.
+
+Suite `blocks` (where attention is the slow block): at the base width (configs/base_model.flags:
+d_model 128, 4 heads, d_ffn 1024), the forward time of one attention and one feed-forward
+block (`costs.measure_latency`: compiled, memory full, median of 20 after a warm-up) at
+segments + memory of 32 + 16 (batch 32), 128 + 128 (batch 10, the study of docs/RESULTS.md)
+and 256 + 256 (batch 5), against their forward FLOPs per token (`costs.block_costs`).
 
 Suite `scale` (the build at WikiText-103's size): on --corpus, a directory of split files
 (made first by scripts/make_corpus.py with its defaults if it does not exist: 103M words,
@@ -71,7 +78,7 @@ from par import cli
 _SUITE = flags.DEFINE_enum(
   "suite",
   "data",
-  ["data", "train", "cuts", "scale", "shapes", "eval_case", "matmul_case"],
+  ["data", "train", "cuts", "scale", "shapes", "blocks", "eval_case", "matmul_case"],
   "What to measure (the *_case suites are the train suite's subprocesses).",
 )
 _TEXT_DIR = flags.DEFINE_string(
@@ -546,6 +553,30 @@ def shapes_suite(work):
   return rows
 
 
+def blocks_suite(work):
+  """Forward time and FLOPs of attention against feed-forward at three segment lengths."""
+  del work
+  from par.config import ModelConfig
+  from par.search import costs
+
+  rows = []
+  for seq_len, mem_len, batch in ((32, 16, 32), (128, 128, 10), (256, 256, 5)):
+    config = ModelConfig(d_model=128, n_heads=4, d_ffn=1024, mem_len=mem_len, vocab_size=1000)
+    s, f, _ = costs.measure_latency(config, batch, seq_len)
+    flops = costs.block_costs(config, seq_len, batch)
+    shape = f"{seq_len} + {mem_len}, batch {batch}"
+    tokens = batch * seq_len
+    rows += [
+      (f"{shape}: attention / feed-forward ms", f"{s * 1e3:.2f} / {f * 1e3:.2f}"),
+      (f"{shape}: µs per token", f"{s / tokens * 1e6:.2f} / {f / tokens * 1e6:.2f}"),
+      (
+        f"{shape}: attention ÷ feed-forward in time, in FLOPs",
+        f"{s / f:.2f}, {flops['s'].flops / flops['f'].flops:.2f}",
+      ),
+    ]
+  return rows
+
+
 def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
   import tensorflow as tf
@@ -629,13 +660,14 @@ def main(argv):
       "cuts": cuts_suite,
       "scale": scale_suite,
       "shapes": shapes_suite,
+      "blocks": blocks_suite,
     }[_SUITE.value]
     rows = suite(Path(work))
   repeats = (
     f", {_TRAIN_STEPS.value} steps per training case"
     if _SUITE.value == "train"
     else ""
-    if _SUITE.value in ("scale", "shapes")
+    if _SUITE.value in ("scale", "shapes", "blocks")
     else f", repeats {_REPEATS.value}"
   )
   print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs{repeats}\n")

@@ -1,15 +1,24 @@
 """Generates text from a trained run: a prompt in, the prompt and its continuation out.
 
   python scripts/generate.py --model_dir=runs/tiny --prompt="The game" --max_tokens=60
-  python scripts/generate.py --model_dir=runs/base_model --top_p=0.9 --seed=7
+  python scripts/generate.py --model_dir=runs/base_model --top_p=0.9 --seed=7 \
+      --output=runs/base_model/sample.json
+
+The prompt is told apart from the continuation (--mark): in bold on a terminal, between
+⟦ and ⟧ elsewhere. --output also writes the text to a file: a .json file gets the prompt, the
+continuation and the settings apart; any other name the plain text. An existing file is
+never overwritten.
 
 Decodes incrementally (par/generate.py): one token at a time with the memory as the cache,
 so every token costs the same. The same run, prompt, flags and --seed give the same text.
 The tokenizer is the run's own copy (or its dataset's), checked against the run's checksum.
 """
 
+import json
 import math
+import os
 import sys
+from pathlib import Path
 
 from absl import flags
 
@@ -34,6 +43,19 @@ _MEM_LEN = flags.DEFINE_integer(
 _DATA_DIR = flags.DEFINE_string(
   "data_dir", None, "Where to find the tokenizer if the run directory has no copy."
 )
+_MARK = flags.DEFINE_enum(
+  "mark",
+  "auto",
+  ["auto", "bold", "brackets", "none"],
+  "How the printed prompt is told apart from the continuation: bold (ANSI), between ⟦ ⟧, or "
+  "not; auto is bold on a terminal (unless NO_COLOR is set) and brackets elsewhere.",
+)
+_OUTPUT = flags.DEFINE_string(
+  "output",
+  None,
+  "Also write the text here: .json for {prompt, continuation, settings}, else plain text. "
+  "Must not exist yet.",
+)
 config_flags.define_run_source()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -51,7 +73,22 @@ def _check_flags():
     raise cli.ParError(f"--top_p must be in (0, 1], got {_TOP_P.value}")
   if _MEM_LEN.value < 0:
     raise cli.ParError(f"--mem_len cannot be negative, got {_MEM_LEN.value}")
+  if _OUTPUT.value:
+    output = Path(_OUTPUT.value)
+    if output.exists():
+      raise cli.ParError(f"--output {output} exists; choose a new file")
+    if not output.parent.is_dir():
+      raise cli.ParError(f"--output: {output.parent} is not a directory")
   config_flags.run_source()
+
+
+def marks():
+  """(before, after) the printed prompt, as --mark says."""
+  mark = _MARK.value
+  if mark == "auto":
+    terminal = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    mark = "bold" if terminal else "brackets"
+  return {"bold": ("\033[1m", "\033[0m"), "brackets": ("⟦", "⟧"), "none": ("", "")}[mark]
 
 
 def decode(codec, ids):
@@ -109,13 +146,16 @@ def main(argv):
   )
   # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown. A
   # signal is taken between two tokens, never inside TensorFlow (par/signals.py).
-  print(decode(codec, prompt), end="", flush=True)
+  before, after = marks()
+  print(f"{before}{decode(codec, prompt)}{after}", end="", flush=True)
+  generated = []
   eos = codec.eos_id
   line = prompt[max((k for k, t in enumerate(prompt) if t == eos), default=-1) + 1 :]
   printed = codec.decode(line)  # Of the last line: only it is decoded again, as a piece
   with signals.StopSignals() as stop:  # may change its neighbour's spacing.
     for token in tokens:
       stop.check()
+      generated.append(token)
       if token == eos:
         print(flush=True)
         line, printed = [], ""
@@ -126,6 +166,39 @@ def main(argv):
         print(text[len(printed) :], end="", flush=True)
         printed = text
   print(flush=True)
+  if _OUTPUT.value:
+    write_output(Path(_OUTPUT.value), codec, prompt, generated)
+
+
+def write_output(path, codec, prompt, generated):
+  """The prompt and its continuation (as they read together), to `path` (see --output)."""
+  from par import runs
+
+  prompt_text = decode(codec, prompt)
+  whole = decode(codec, prompt + generated)
+  # Decoded together, the prompt's last piece may take its neighbour's spacing: the
+  # continuation is what follows the prompt's text in the whole.
+  continuation = (
+    whole[len(prompt_text) :] if whole.startswith(prompt_text) else decode(codec, generated)
+  )
+  if path.suffix == ".json":
+    record = {
+      "model_dir": _MODEL_DIR.value,
+      "prompt": prompt_text,
+      "continuation": continuation,
+      "settings": {
+        "max_tokens": _MAX_TOKENS.value,
+        "temperature": _TEMPERATURE.value,
+        "top_k": _TOP_K.value,
+        "top_p": _TOP_P.value,
+        "seed": _SEED.value,
+        "mem_len": _MEM_LEN.value,
+      },
+    }
+    data = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode()
+  else:
+    data = (prompt_text + continuation + "\n").encode()
+  runs.write_bytes(path, data)
 
 
 if __name__ == "__main__":

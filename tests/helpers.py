@@ -101,6 +101,26 @@ def summary_tags(directory):
   return tags
 
 
+def read_events(run_dir):
+  """Every TensorBoard event file under `run_dir`, read: {run (the file's directory relative
+  to run_dir, "." for run_dir itself): [(tag, step, plugin, value), ...]} in file order, one
+  entry per summary value; a file with no value adds an empty list for its run."""
+  import tensorflow as tf
+
+  events = {}
+  for path in sorted(Path(run_dir).rglob("events.out.tfevents.*")):
+    run = str(path.parent.relative_to(run_dir))
+    values = events.setdefault(run, [])
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      for value in event.summary.value:
+        number = None
+        if value.HasField("tensor") and value.tensor.dtype == tf.float32.as_datatype_enum:
+          array = tf.make_ndarray(value.tensor)
+          number = float(array) if array.ndim == 0 else None
+        values.append((value.tag, event.step, value.metadata.plugin_data.plugin_name, number))
+  return events
+
+
 def wt2_sample(directory, lines=300):
   """The first `lines` lines of each split of ../shared/data/wt2-small, as a corpus directory:
   real text, small enough that evaluating it takes a second."""

@@ -657,7 +657,7 @@ def test_generation_warns_of_unknown_characters_and_streams_until_ctrl_c(finishe
   rest, stderr = process.communicate(timeout=60)
   text = (first + rest).decode()
   assert process.returncode == 130 and b"Traceback" not in stderr
-  assert text.startswith("w7 w8") and len(text) > 60
+  assert text.startswith("⟦w7 w8⟧") and len(text) > 60
 
 
 # --- smaller -------------------------------------------------------------------------------------

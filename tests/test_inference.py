@@ -214,7 +214,7 @@ def test_same_seed_same_text():
 
 @pytest.mark.slow
 def test_generate_script(run_dir, data, tmp_path):
-  result = run_script(
+  sample = [
     "scripts/generate.py",
     f"--model_dir={run_dir}",
     "--prompt=w12 w13",
@@ -222,9 +222,27 @@ def test_generate_script(run_dir, data, tmp_path):
     "--seed=9",
     "--top_p=0.9",
     "--source=export",
-  )
+  ]
+  result = run_script(*sample, f"--output={tmp_path / 'sample.json'}")
   assert result.returncode == 0, result.stderr
-  assert result.stdout.startswith("w12 w13") and len(result.stdout) > len("w12 w13\n")
+  # Not a terminal: the prompt is marked with brackets; the file has the two apart.
+  assert result.stdout.startswith("⟦w12 w13⟧") and len(result.stdout) > len("⟦w12 w13⟧\n")
+  record = json.loads((tmp_path / "sample.json").read_text())
+  assert record["prompt"] == "w12 w13" and record["settings"]["seed"] == 9
+  assert result.stdout == f"⟦{record['prompt']}⟧{record['continuation']}\n"
+  # The same again, unmarked, with the plain text to a file; an existing file is refused.
+  again = run_script(*sample, "--mark=none", f"--output={tmp_path / 'sample.txt'}")
+  assert again.returncode == 0, again.stderr
+  assert (
+    again.stdout
+    == (tmp_path / "sample.txt").read_text()
+    == "w12 w13" + record["continuation"] + "\n"
+  )
+  assert f"--output {tmp_path / 'sample.txt'} exists; choose a new file" in error_line(
+    run_script(
+      "scripts/generate.py", f"--model_dir={run_dir}", f"--output={tmp_path / 'sample.txt'}"
+    )
+  )
 
   # Without its own copy of the tokenizer, a run uses its dataset's; a wrong copy is refused.
   copy = tmp_path / "run"

@@ -41,13 +41,25 @@ INSTALL, COLAB_CELLS = False, False
   assert (run_dir / "results.json").is_file() and (run_dir / "export" / "model.keras").is_file()
   assert (data_dir / "wikitext2_bsz32_seqlen32" / "meta.json").is_file()
   cells = {c.source.splitlines()[0]: c for c in notebook.cells if c.cell_type == "code"}
-  architecture = next(c for first, c in cells.items() if first.startswith("from IPython"))
-  kinds = {kind for o in architecture.outputs for kind in o.get("data", {})}
-  assert {"image/png", "image/gif"} <= kinds
+  # The device, first: this machine has no GPU, and the notebook says so plainly.
+  device = notebook.cells[2]
+  assert device.source.startswith("DEVICE_CHECK") and "TensorFlow 2." in _text(device)
+  assert "WARNING: no GPU. TensorFlow sees only the CPU" in _text(device)
+  # Learning curves and the architecture's figures, inline although this is not Colab.
+  shown = {
+    c.source.splitlines()[-1]: [kind for o in c.outputs for kind in o.get("data", {})]
+    for c in notebook.cells
+    if c.cell_type == "code" and c.source.startswith("from IPython")
+  }
+  curves = next(kinds for last, kinds in shown.items() if "curves.png" in last)
+  assert curves.count("image/png") == 1
+  architecture = next(c for c in notebook.cells if "architecture.json" in c.source)
+  kinds = [kind for o in architecture.outputs for kind in o.get("data", {})]
+  assert kinds.count("image/png") == 2 and kinds.count("image/gif") == 1  # heatmap, curves
   assert "derived pattern:" in _text(architecture)
   evaluation = next(c for first, c in cells.items() if first.startswith("output = sh("))
   assert "valid: token perplexity" in _text(evaluation)
   generation = next(c for first, c in cells.items() if first.startswith("text = sh("))
-  assert "\nThe game" in _text(generation)
+  assert "\n⟦The game⟧" in _text(generation)  # the prompt told apart
   tensorboard = next(c for first, c in cells.items() if first.startswith("if ON_COLAB"))
   assert "not on Colab" in _text(tensorboard)

@@ -10,12 +10,14 @@ import pytest
 
 from helpers import counting_dataset
 from helpers import error_line
+from helpers import read_events
 from helpers import run_script
 from par import pipeline
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.errors import ParError
 from par.search import patterns
+from par.train import summaries
 
 
 def test_derivations_from_hand_made_probabilities():
@@ -130,10 +132,54 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
   for before, after in zip(rows, again):
     assert before["valid"] == after["valid"] and before["pattern"] == after["pattern"]
   assert "rule p=2 = baseline | `sfsf` |" in result.stdout
+  assert json.loads((tmp_path / "results.json").read_text())["seed"] == 1
+
+  # TensorBoard over the work directory: the HParams experiment at its root, and each run's
+  # measured times once (the second measurement replaced the first).
+  events = read_events(tmp_path)
+  assert [tag for tag, *_ in events["."]] == ["_hparams_/experiment"]
+  for row in again:
+    run = Path(row["run"]).relative_to(tmp_path)
+    ((tag, _, _, _),) = events[str(run)]  # the run's HParams session, written once
+    assert tag == "_hparams_/session_start_info"
+    session = session_hparams(Path(row["run"]))
+    assert set(session) == set(summaries.HPARAM_NAMES)
+    assert session["pattern"].string_value == row["pattern"]
+    assert session["attention_blocks"].number_value == (
+      -1 if row["attention_blocks"] is None else row["attention_blocks"]
+    )
+    timing = events[str(run / "timing")]
+    assert sorted(tag for tag, *_ in timing) == [summaries.EVAL_TIME, summaries.TRAIN_TIME]
+    assert {tag: value for tag, _, _, value in timing}[summaries.TRAIN_TIME] == (
+      pytest.approx(row["train_seconds_per_token"] * 1e6, rel=1e-6)
+    )
+  assert all(events.values())  # no empty run
+
+  # Two pipelines' results in one figure (here the same one twice).
+  figure = tmp_path / "both"
+  result = run_script(
+    "scripts/tradeoff.py", f"--work_dirs={tmp_path},{tmp_path}", f"--output={figure}"
+  )
+  assert result.returncode == 0, result.stderr
+  assert Path(f"{figure}.pdf").read_bytes()[:5] == b"%PDF-" and Path(f"{figure}.png").is_file()
 
   # Other settings in the same work directory are refused.
   with pytest.raises(ParError, match="holds a run with other settings"):
     pipeline.run_pipeline(dataclasses.replace(config, seed=2), tmp_path)
+
+
+def session_hparams(run_dir):
+  """The hparams of the HParams session in a run's own directory."""
+  import tensorflow as tf
+  from tensorboard.plugins.hparams import plugin_data_pb2
+
+  (path,) = run_dir.glob("events.out.tfevents.*")
+  for event in tf.compat.v1.train.summary_iterator(str(path)):
+    for value in event.summary.value:
+      if value.tag == "_hparams_/session_start_info":
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        return dict(data.session_start_info.hparams.items())
+  raise AssertionError(f"no HParams session in {run_dir}")
 
 
 def test_markdown_shows_the_best_weights_where_they_differ():
@@ -188,8 +234,26 @@ def test_pipeline_script_refuses_a_fixed_architecture(tmp_path):
     run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--ratio=3", "--ratio=-1")
   )
   assert "--arch_splits must lie in [0, 1), got 1.0" in error_line(
-    run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", "--arch_splits=0", "--arch_splits=1")
+    run_script(
+      "scripts/pipeline.py", f"--work_dir={tmp_path}", "--arch_splits=0", "--arch_splits=1"
+    )
   )
+
+
+def test_tradeoff_script_refuses_a_directory_without_results(tmp_path):
+  line = error_line(
+    run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")
+  )
+  assert (
+    line
+    == f"error: {tmp_path}/results.json does not exist: run scripts/pipeline.py to the end first"
+  )
+  (tmp_path / "results.json").write_text("{}")
+  line = error_line(
+    run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")
+  )
+  assert line.startswith(f"error: {tmp_path}/results.json is not a pipeline's results")
+  assert not list(tmp_path.glob("f.*"))
 
 
 def test_pipeline_refuses_repeated_searches(tmp_path):

@@ -170,11 +170,19 @@ def test_meter_sums_an_interval_and_times_all_but_the_first_call():
   meter = report.Meter(tokens_per_step=100)
   meter.add(loop_result(30.0, 10.0, norm=4.0), num_steps=2, seconds=9.0)  # traced: not timed
   meter.add(loop_result(10.0, 10.0, norm=2.0, skipped=1.0), num_steps=2, seconds=1.0)
-  assert meter.loss == pytest.approx(2.0) and meter.speed == pytest.approx(400 / 10.0)
+  # The interval's throughput leaves the tracing call out too (200 tokens in 1 s, not 400
+  # in 10 s).
+  assert meter.loss == pytest.approx(2.0) and meter.speed == pytest.approx(200 / 1.0)
   assert meter.mean_norm == pytest.approx(6.0 / 3)  # one of four steps skipped
   assert meter.tokens_per_second == pytest.approx(200 / 1.0)
   meter.next_interval()
   assert meter.steps == 0 and meter.loss == 0 and meter.tokens_per_second == 200
+  assert meter.speed is None  # nothing timed yet in this interval
+  meter.add(loop_result(10.0, 10.0), num_steps=2, seconds=4.0)
+  assert meter.speed == pytest.approx(50.0) and meter.tokens_per_second == pytest.approx(80.0)
+  traced = report.Meter(tokens_per_step=100)
+  traced.add(loop_result(30.0, 10.0), num_steps=2, seconds=9.0)
+  assert traced.speed is None and traced.tokens_per_second is None
 
 
 def test_plan_of_a_run(data_dir):

@@ -91,7 +91,20 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   assert architecture["history"][0]["step"] == 0
   assert architecture["history"][-1]["step"] == config.train_steps
   plots = {p.name for p in (tmp_path / "plots").iterdir()}
-  assert {"architecture-0000000.png", "architecture-0000020.png", "architecture.gif"} <= plots
+  last = f"architecture-{config.train_steps:07d}"
+  assert {
+    "architecture-0000000.png",
+    "architecture-0000020.png",
+    f"{last}.png",
+    f"{last}.pdf",
+    "architecture.gif",
+    "probabilities.png",
+    "probabilities.pdf",
+    "curves.png",
+    "curves.pdf",
+  } <= plots
+  for name in (f"{last}.pdf", "probabilities.pdf", "curves.pdf"):
+    assert (tmp_path / "plots" / name).read_bytes()[:5] == b"%PDF-"
   assert (tmp_path / "plots" / "architecture.gif").read_bytes()[:6] == b"GIF89a"
   assert set(results) >= {"valid", "test", "steps", "pattern"}
   assert json.loads((tmp_path / "results.json").read_text()) == results
@@ -100,15 +113,15 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   tags = summary_tags(tmp_path / "train")
   assert {
     "loss",
-    "learning_rate",
-    "tau",
-    "tokens_per_second",
-    "token_perplexity",
-    "word_perplexity",
-    "architecture/block0/s",
-    "architecture",
+    "training/learning_rate",
+    "search/tau",
+    "training/tokens_per_second",
+    "perplexity/token",
+    "perplexity/word",
+    "search/block0/attention",
+    "search/architecture",
   } <= tags
-  assert {"loss", "token_perplexity", "word_perplexity"} <= summary_tags(tmp_path / "valid")
+  assert {"loss", "perplexity/token", "perplexity/word"} <= summary_tags(tmp_path / "valid")
   # The export is the trained model: it evaluates to the reported test perplexity.
   exported = keras.saving.load_model(tmp_path / "export" / "model.keras")
   result = Evaluator(exported, MODEL.mem_len)(
@@ -243,7 +256,7 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   )
   log = (tmp_path / "moving" / "training.log").read_text()
   assert "| arch loss " in log and "| entropy " in log
-  assert {"architecture/loss", "architecture/mean_entropy", "architecture/block2/entropy"} <= (
+  assert {"search/architecture_loss", "search/mean_entropy", "search/block2/entropy"} <= (
     summary_tags(tmp_path / "moving" / "train")
   )
 
@@ -264,7 +277,7 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
     in (tmp_path / "cheap" / "training.log").read_text()
   )
   assert (tmp_path / "cheap" / "plots" / "probabilities.png").stat().st_size > 1000
-  assert "architecture/resource_term" in summary_tags(tmp_path / "cheap" / "train")
+  assert "search/resource_term" in summary_tags(tmp_path / "cheap" / "train")
 
 
 # --- interrupted runs, through the script ------------------------------------------------------

@@ -189,7 +189,7 @@ def test_word_and_char_runs_evaluate_and_generate(tmp_path, kind):
     "scripts/generate.py", f"--model_dir={run}", "--prompt=The", "--max_tokens=20"
   )
   assert result.returncode == 0, result.stderr[-2000:]
-  assert result.stdout.startswith("The")
+  assert result.stdout.startswith("⟦The⟧")
 
 
 PIECED = "b a c a\n\nc <unk> z é\td <eos> b\nthe last line has no end é€ a"

@@ -206,7 +206,9 @@ def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
   """
   import tensorflow as tf
 
-  tokens = np.random.default_rng(seed).integers(0, model.config.vocab_size, [batch_size, seq_len + 1])
+  tokens = np.random.default_rng(seed).integers(
+    0, model.config.vocab_size, [batch_size, seq_len + 1]
+  )
   tokens = tf.constant(tokens, tf.int32)
   inputs, targets = tokens[:, :-1], tokens[:, 1:]
   variables = model.trainable_variables

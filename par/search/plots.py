@@ -1,8 +1,10 @@
-"""Pictures of the architecture: a heatmap of block probabilities, and its animation.
+"""Figures of the search, fit for a paper: the architecture heatmap, its animation, each
+block's probabilities over training, and the pipeline's perplexity-against-time plot.
 
-Rows are blocks (input at the top), columns the branch kinds (s attention, f feed-forward,
-i identity); each cell shows its probability, and the most likely kind of each block is
-outlined. Rendering uses matplotlib's Agg backend, so it works without a display.
+The kinds are spelled out once per figure: attention (s), feed-forward (f) and identity (i).
+Every figure has a title naming the run and its pattern, labelled axes and colourbars, and a
+legend for every mark; each comes as PNG (200 dpi) and, for the ones a paper takes, PDF
+(vector). Rendering uses matplotlib's Agg backend, so it works without a display.
 """
 
 import io
@@ -15,26 +17,55 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import animation
+from matplotlib import ticker
 
 from par.config import BLOCK_KINDS
 
-_LABELS = {"s": "attention", "f": "feed-forward", "i": "identity"}
+DPI = 200  # PNG resolution
+_LABELS = {"s": "attention (s)", "f": "feed-forward (f)", "i": "identity (i)"}
+_COLOURS = {"s": "tab:red", "f": "tab:blue", "i": "tab:gray"}
+_STYLES = {"s": "-", "f": "--", "i": ":"}
 
 
-def _draw(axes, probabilities, title):
+def _files(figure, kinds=("png",), dpi=DPI):
+  """{kind: bytes} of the figure saved as each kind."""
+  files = {}
+  for kind in kinds:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=kind, dpi=dpi)
+    files[kind] = buffer.getvalue()
+  return files
+
+
+def _heatmap_title(run, step, pattern):
+  where = f"{run}, " if run else ""
+  return f"{where}step {step}: pattern {pattern}"
+
+
+def _heatmap_figure(n_blocks):
+  """A figure with the heatmap's axes and the colourbar's (fixed, so frames line up)."""
+  figure = plt.figure(figsize=(5.6, 1.9 + 0.42 * n_blocks), layout="constrained")
+  grid = figure.add_gridspec(1, 2, width_ratios=[1.0, 0.05])
+  return figure, figure.add_subplot(grid[0]), figure.add_subplot(grid[1])
+
+
+def _draw_heatmap(figure, axes, colourbar_axes, probabilities, title):
   probabilities = np.asarray(probabilities)
   axes.clear()
+  colourbar_axes.clear()
   image = axes.imshow(probabilities, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
   axes.set_xticks(range(len(BLOCK_KINDS)), [_LABELS[k] for k in BLOCK_KINDS])
   axes.set_yticks(range(len(probabilities)), [f"block {k}" for k in range(len(probabilities))])
-  axes.set_title(title)
+  axes.set_ylabel("block (input at the top)")
+  axes.set_xlabel("block kind (outlined: the most likely, which the pattern keeps)")
+  axes.set_title(title, fontsize=10)
   best = probabilities.argmax(1)
   for row, values in enumerate(probabilities):
     for column, value in enumerate(values):
       axes.text(
         column,
         row,
-        f"{value:.2f}",
+        f"{value:.3f}",
         ha="center",
         va="center",
         color="black" if value > 0.6 else "white",
@@ -43,50 +74,53 @@ def _draw(axes, probabilities, title):
     axes.add_patch(
       plt.Rectangle((best[row] - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
     )
-  return image
+  colourbar = figure.colorbar(image, cax=colourbar_axes)
+  colourbar.set_label("probability")
 
 
-def _figure(num_blocks):
-  return plt.figure(figsize=(4.8, 1.2 + 0.45 * num_blocks), dpi=100)
+def heatmap(probabilities, step, run="", pattern="", kinds=("png",)):
+  """{kind: bytes} of the heatmap of probabilities [n_blocks, 3] at `step`.
 
-
-def _png(figure):
-  figure.tight_layout()
-  buffer = io.BytesIO()
-  figure.savefig(buffer, format="png")
-  return buffer.getvalue()
-
-
-def heatmap_png(probabilities, title=""):
-  """PNG bytes of the heatmap of probabilities [n_blocks, 3]."""
-  figure = _figure(len(probabilities))
+  Rows are blocks (input at the top), columns the kinds; each cell shows its probability and
+  each block's most likely kind is outlined in red. The title names the run, the step and
+  the pattern derived from the probabilities.
+  """
+  figure, axes, colourbar_axes = _heatmap_figure(len(probabilities))
   try:
-    image = _draw(figure.add_subplot(1, 1, 1), probabilities, title)
-    figure.colorbar(image, fraction=0.05)
-    return _png(figure)
+    _draw_heatmap(figure, axes, colourbar_axes, probabilities, _heatmap_title(run, step, pattern))
+    return _files(figure, kinds)
   finally:
     plt.close(figure)
 
 
-def animation_gif(history, fps=4):
-  """GIF bytes of the heatmap over training, one frame per entry.
+def heatmap_png(probabilities, step, run="", pattern=""):
+  """PNG bytes of `heatmap`."""
+  return heatmap(probabilities, step, run, pattern)["png"]
+
+
+def animation_gif(history, run="", fps=4):
+  """GIF bytes of the heatmap over training, one frame per entry, each frame drawn as
+  `heatmap` draws it (colourbar, outlines, title with step and pattern).
 
   Args:
     history: sequence of (step, probabilities [n_blocks, 3]).
+    run: the run's name, for the titles.
     fps: frames per second.
   """
   if not history:
     raise ValueError("no architecture history to animate")
-  figure = _figure(len(history[0][1]))
+  figure, axes, colourbar_axes = _heatmap_figure(len(history[0][1]))
+  figure.set_dpi(100)
   try:
-    axes = figure.add_subplot(1, 1, 1)
-    _draw(axes, history[0][1], f"step {history[0][0]}")
-    figure.tight_layout()  # Once: every frame has the same layout.
 
     def frame(index):
       step, probabilities = history[index]
-      _draw(axes, probabilities, f"step {step}")
+      pattern = "".join(BLOCK_KINDS[k] for k in np.asarray(probabilities).argmax(1))
+      _draw_heatmap(figure, axes, colourbar_axes, probabilities, _heatmap_title(run, step, pattern))
 
+    frame(0)
+    figure.canvas.draw()  # Lays the first frame out ...
+    figure.set_layout_engine("none")  # ... and keeps that layout: the frames line up.
     movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
     with tempfile.TemporaryDirectory() as work:  # Pillow's writer takes a file name.
       path = Path(work) / "architecture.gif"
@@ -96,11 +130,29 @@ def animation_gif(history, fps=4):
     plt.close(figure)
 
 
-def trajectories_png(history):
-  """PNG bytes of each block's probabilities over training, one panel per block.
+def _y_range(values):
+  """Limits that show the differences: the data's range, padded, at least 0.01 wide, within
+  [0, 1]."""
+  low, high = float(np.min(values)), float(np.max(values))
+  span = max(high - low, 0.01)
+  middle = (low + high) / 2
+  low, high = middle - 0.6 * span, middle + 0.6 * span
+  if low < 0.0:
+    low, high = 0.0, high - low
+  if high > 1.0:
+    low, high = max(0.0, low - (high - 1.0)), 1.0
+  return low, high
+
+
+def trajectories(history, run="", pattern="", kinds=("png", "pdf")):
+  """{kind: bytes} of each block's probabilities over training, one panel per block.
+
+  Every panel has its own y-range, chosen to show the differences (`_y_range`: three kinds
+  near 1/3 are not drawn on a 0-1 axis), and its own step labels; one legend, below.
 
   Args:
     history: sequence of (step, probabilities [n_blocks, 3]), in step order.
+    run, pattern: for the title (the pattern the search derived at the end).
   """
   if not history:
     raise ValueError("no architecture history to plot")
@@ -110,13 +162,7 @@ def trajectories_png(history):
   columns = min(blocks, 3)
   rows = -(-blocks // columns)
   figure, axes = plt.subplots(
-    rows,
-    columns,
-    figsize=(3.2 * columns, 2.2 * rows),
-    dpi=100,
-    sharex=True,
-    sharey=True,
-    squeeze=False,
+    rows, columns, figsize=(3.4 * columns, 2.5 * rows + 0.9), squeeze=False, layout="constrained"
   )
   try:
     for b, panel in enumerate(axes.flat):
@@ -124,14 +170,61 @@ def trajectories_png(history):
         panel.axis("off")
         continue
       for k, kind in enumerate(BLOCK_KINDS):
-        panel.plot(steps, values[:, b, k], label=_LABELS[kind])
-      panel.set_title(f"block {b}", fontsize=9)
-      panel.set_ylim(0.0, 1.0)
+        panel.plot(steps, values[:, b, k], _STYLES[kind], color=_COLOURS[kind], label=_LABELS[kind])
+      panel.set_ylim(*_y_range(values[:, b]))
+      panel.yaxis.set_major_formatter(ticker.ScalarFormatter(useOffset=False))
+      panel.set_title(f"block {b}", fontsize=10)
+      panel.set_xlabel("step")
+      if b % columns == 0:
+        panel.set_ylabel("probability")
       panel.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=7)
-    figure.supxlabel("step")
-    figure.supylabel("probability")
-    return _png(figure)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=3, frameon=False)
+    where = f"{run}: " if run else ""
+    end = f" (final pattern {pattern})" if pattern else ""
+    figure.suptitle(f"{where}architecture probabilities over the search{end}")
+    return _files(figure, kinds)
+  finally:
+    plt.close(figure)
+
+
+def trajectories_png(history, run="", pattern=""):
+  """PNG bytes of `trajectories`."""
+  return trajectories(history, run, pattern, kinds=("png",))["png"]
+
+
+def curves(scalars, panels, run="", pattern="", kinds=("png", "pdf")):
+  """{kind: bytes} of a run's learning curves, a panel per tag against the step: train as a
+  line, valid and test as marked lines.
+
+  Args:
+    scalars: {split: {tag: [(step, value)]}} (`par.train.summaries.read_scalars`).
+    panels: [(tag, y label, log scale)], one panel each.
+    run, pattern: for the title.
+  """
+  styles = {"train": ("-", None), "valid": ("-", "o"), "test": ("--", "s")}
+  figure, axes = plt.subplots(
+    1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False, layout="constrained"
+  )
+  try:
+    for panel, (tag, label, log) in zip(axes.flat, panels):
+      for split, (line, marker) in styles.items():
+        points = scalars.get(split, {}).get(tag)
+        if points:
+          steps, values = zip(*points)
+          panel.plot(steps, values, line, marker=marker, markersize=4, label=split)
+      panel.set_xlabel("step")
+      panel.set_ylabel(label + (" (log scale)" if log else ""))
+      panel.grid(alpha=0.3)
+      panel.legend()
+      if log:
+        panel.set_yscale("log")
+        plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        panel.yaxis.set_major_formatter(plain)
+        panel.yaxis.set_minor_formatter(plain)
+    where = f"{run}: " if run else ""
+    figure.suptitle(f"{where}learning curves" + (f" (pattern {pattern})" if pattern else ""))
+    return _files(figure, kinds)
   finally:
     plt.close(figure)
 
@@ -158,7 +251,7 @@ def tradeoff(series, title=""):
   colours = {p: plt.get_cmap("tab10")(k % 10) for k, p in enumerate(patterns)}
   figure, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
   try:
-    for (label, rows), marker in zip(series, _MARKERS * len(series)):
+    for (_, rows), marker in zip(series, _MARKERS * len(series)):
       for panel, key in zip(axes, ("train_seconds_per_token", "eval_seconds_per_token")):
         for row in rows:
           if "valid" not in row:
@@ -187,11 +280,6 @@ def tradeoff(series, title=""):
     ]
     figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     figure.suptitle(title or "Perplexity against measured time per token")
-    files = {}
-    for kind, dpi in (("png", 200), ("pdf", None)):
-      buffer = io.BytesIO()
-      figure.savefig(buffer, format=kind, dpi=dpi)
-      files[kind] = buffer.getvalue()
-    return files
+    return _files(figure, ("png", "pdf"))
   finally:
     plt.close(figure)

@@ -9,6 +9,7 @@ not written.
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -20,9 +21,9 @@ from par.search import collapse
 from par.search import plots
 from par.train import host
 from par.train import schedules
+from par.train import summaries
 
 _GIF_FRAMES = 50
-_SPLITS = ("train", "valid", "test")
 
 
 @dataclasses.dataclass
@@ -45,6 +46,8 @@ class Meter:
   calls: int = 0
   timed_steps: int = 0
   timed_seconds: float = 0.0
+  interval_timed_steps: int = 0
+  interval_timed_seconds: float = 0.0
 
   def add(self, result, num_steps, seconds):
     """Adds one loop call's `steps.LoopResult` of `num_steps` steps that took `seconds`."""
@@ -60,6 +63,8 @@ class Meter:
     if self.calls:
       self.timed_steps += num_steps
       self.timed_seconds += seconds
+      self.interval_timed_steps += num_steps
+      self.interval_timed_seconds += seconds
     self.calls += 1
 
   @property
@@ -74,8 +79,11 @@ class Meter:
 
   @property
   def speed(self):
-    """Tokens per second over the interval."""
-    return self.steps * self.tokens_per_step / max(self.seconds, 1e-9)
+    """Tokens per second over the interval, the process's first (tracing) loop call left
+    out; None if that call was all the interval had."""
+    if not self.interval_timed_seconds:
+      return None
+    return self.interval_timed_steps * self.tokens_per_step / self.interval_timed_seconds
 
   @property
   def mean_norm(self):
@@ -92,7 +100,8 @@ class Meter:
   def next_interval(self):
     self.nll = self.tokens = self.norm = self.skipped = self.seconds = 0.0
     self.arch_nll = self.arch_tokens = self.penalty = 0.0
-    self.steps = 0
+    self.steps = self.interval_timed_steps = 0
+    self.interval_timed_seconds = 0.0
 
 
 class Reporter:
@@ -134,45 +143,79 @@ class Reporter:
     self.chief = chief
     self.loss_scale = loss_scale
     self.held_out_lanes = list(held_out_lanes)
-    self.writers = {
-      split: (
-        tf.summary.create_file_writer(str(model_dir / split))
-        if chief
-        else tf.summary.create_noop_writer()
-      )
-      for split in _SPLITS
-    }
+    self._writers = {}  # split -> writer, made when the split first writes (no empty runs)
+    self._written = set()  # (split, step) of architecture summaries already written
     self.history = runs.load_history(model_dir, start_step)
     self.progress = host.Progress(total_steps, start_step, enabled=chief)
 
-  def interval(self, step, epoch, meter):
-    """The training interval that ended at `step`: log line, summaries, progress bar."""
+  def writer(self, split):
+    """The summary writer of `split` ("train", "valid" or "test")."""
+    if split not in self._writers:
+      self._writers[split] = (
+        tf.summary.create_file_writer(str(self.model_dir / split))
+        if self.chief
+        else tf.summary.create_noop_writer()
+      )
+    return self._writers[split]
+
+  def _tau(self, step):
     c = self.config
+    return float(
+      schedules.temperature(step, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
+    )
+
+  def _rate(self, step):
+    c = self.config
+    return float(
+      schedules.learning_rate(step, c.max_lr, c.warmup_steps, self.total_steps, c.min_lr)
+    )
+
+  def start(self, draw=False):
+    """A fresh run's first summaries (step 0): the custom-scalars layout, the schedules'
+    starting values, the initial architecture."""
+    if self.chief:
+      with self.writer("train").as_default(step=0):
+        summaries.write_layout(
+          self.model.is_supernet,
+          self.config.model.n_blocks,
+          self._chars(),
+          self.model.is_supernet and self.config.resource != "none",
+        )
+        tf.summary.scalar(summaries.LEARNING_RATE, self._rate(0))
+        if self.model.is_supernet:
+          tf.summary.scalar(summaries.TAU, self._tau(0))
+    self.architecture(0, draw=draw)
+
+  def _chars(self):
+    return bool(self.train_characters_per_token)
+
+  def interval(self, step, epoch, meter):
+    """The training interval that ended at `step`: log line, summaries, progress bar.
+
+    The learning rate and tau shown are those of the interval's last step; TensorBoard plots
+    them against the steps done, from 0.
+    """
     loss = meter.loss
-    tau = float(
-      schedules.temperature(step - 1, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
-    )
-    rate = float(
-      schedules.learning_rate(step - 1, c.max_lr, c.warmup_steps, self.total_steps, c.min_lr)
-    )
+    tau, rate = self._tau(step - 1), self._rate(step - 1)
+    speed = meter.speed
     search = ""
     if self.model.is_supernet:
       entropies = collapse.entropy(self.model.architecture_probabilities())
-      search = f" | arch loss {meter.arch_loss:.4f} | entropy {entropies.mean():.3f}"
+      search = (
+        f" | tau {tau:.3f} | arch loss {meter.arch_loss:.4f} | entropy {entropies.mean():.3f}"
+      )
     logging.info(
-      "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | tau %.3f | "
-      "grad norm %.3f%s | %s | %.0f tok/s",
+      "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | grad norm %.3f%s | %s | %s tok/s",
       step,
       self.total_steps,
       epoch,
       loss,
       math.exp(min(loss, 80.0)),
       rate,
-      tau,
       meter.mean_norm,
       search,
       self.model.pattern,
-      meter.speed,
+      "–" if speed is None else f"{speed:.0f}",
     )
     if meter.skipped:
       logging.info(
@@ -181,23 +224,25 @@ class Reporter:
         meter.steps,
         float(self.loss_scale.scale.numpy()),
       )
-    with self.writers["train"].as_default(step=step):
-      tf.summary.scalar("loss", loss)
-      tf.summary.scalar("token_perplexity", math.exp(min(loss, 80.0)))
-      tf.summary.scalar("word_perplexity", math.exp(min(loss / self.train_words_per_token, 80.0)))
-      if self.train_characters_per_token:
-        tf.summary.scalar("bpc", loss / self.train_characters_per_token / math.log(2))
-      tf.summary.scalar("learning_rate", rate)
-      tf.summary.scalar("tau", tau)
-      tf.summary.scalar("gradient_norm", meter.mean_norm)
+    with self.writer("train").as_default(step=step):
+      summaries.write_metrics(
+        loss,
+        math.exp(min(loss, 80.0)),
+        math.exp(min(loss / self.train_words_per_token, 80.0)),
+        loss / self.train_characters_per_token / math.log(2) if self._chars() else None,
+      )
+      tf.summary.scalar(summaries.LEARNING_RATE, self._rate(step))
+      tf.summary.scalar(summaries.GRADIENT_NORM, meter.mean_norm)
       if self.loss_scale is not None:
-        tf.summary.scalar("loss_scale", float(self.loss_scale.scale.numpy()))
-      tf.summary.scalar("tokens_per_second", meter.speed)
+        tf.summary.scalar(summaries.LOSS_SCALE, float(self.loss_scale.scale.numpy()))
+      if speed is not None:  # Not for an interval that was all tracing.
+        tf.summary.scalar(summaries.TOKENS_PER_SECOND, speed)
       if self.model.is_supernet:
-        tf.summary.scalar("architecture/loss", meter.arch_loss)
+        tf.summary.scalar(summaries.TAU, self._tau(step))
+        tf.summary.scalar(summaries.ARCH_LOSS, meter.arch_loss)
         if self.config.resource != "none":
-          tf.summary.scalar("architecture/resource_term", meter.penalty / max(meter.steps, 1))
-    self.progress.update(step, meter.speed, loss)
+          tf.summary.scalar(summaries.RESOURCE_TERM, meter.penalty / max(meter.steps, 1))
+    self.progress.update(step, speed, loss)
 
   def evaluation(self, split, step, result):
     """An `evaluate.Result` of `split` at `step`: log line and summaries."""
@@ -211,12 +256,13 @@ class Reporter:
       f", bpc {result.bpc:.4f}" if result.characters else "",
       result.tokens,
     )
-    with self.writers[split].as_default(step=step):
-      tf.summary.scalar("loss", result.loss)
-      tf.summary.scalar("token_perplexity", result.token_perplexity)
-      tf.summary.scalar("word_perplexity", result.word_perplexity)
-      if result.characters:
-        tf.summary.scalar("bpc", result.bpc)
+    with self.writer(split).as_default(step=step):
+      summaries.write_metrics(
+        result.loss,
+        result.token_perplexity,
+        result.word_perplexity,
+        result.bpc if result.characters else None,
+      )
 
   def _record(self, history):
     probabilities = self.model.architecture_probabilities()
@@ -241,23 +287,25 @@ class Reporter:
     if not self.history or self.history[-1]["step"] != step:
       self.history.append({"step": step, "probabilities": probabilities.round(6).tolist()})
     runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record(self.history))
-    with self.writers["train"].as_default(step=step):
-      entropies = collapse.entropy(probabilities)
-      for k, row in enumerate(probabilities):
-        for kind, p in zip(BLOCK_KINDS, row):
-          tf.summary.scalar(f"architecture/block{k}/{kind}", p)
-        tf.summary.scalar(f"architecture/block{k}/entropy", entropies[k])
-      tf.summary.scalar("architecture/mean_entropy", entropies.mean())
-      if draw:
-        png = plots.heatmap_png(probabilities, f"step {step}: {self.model.derived_pattern()}")
-        tf.summary.image("architecture", tf.image.decode_png(png)[None])
-        runs.write_bytes(runs.heatmap_path(self.model_dir, step), png)
+    drawn = ("image", step) in self._written
+    if ("scalars", step) not in self._written:  # Each step once (the end may repeat one).
+      self._written.add(("scalars", step))
+      with self.writer("train").as_default(step=step):
+        summaries.write_architecture(probabilities, collapse.entropy(probabilities))
+    if draw and not drawn:
+      self._written.add(("image", step))
+      png = plots.heatmap_png(
+        probabilities, step=step, run=self.model_dir.name, pattern=self.model.derived_pattern()
+      )
+      with self.writer("train").as_default(step=step):
+        tf.summary.image(summaries.HEATMAP, tf.image.decode_png(png)[None])
+      runs.write_bytes(runs.heatmap_path(self.model_dir, step), png)
 
   def close_progress(self):
     self.progress.close()
 
   def flush(self):
-    for writer in self.writers.values():
+    for writer in self._writers.values():
       writer.flush()
 
   def finish(self, results):
@@ -266,15 +314,34 @@ class Reporter:
     if not self.chief:
       return
     if self.model.is_supernet:
-      self.architecture(self.total_steps, draw=True)
+      end = results["steps"]  # the last step, or where --patience stopped the run
+      self.architecture(end, draw=True)
+      name, pattern = self.model_dir.name, self.model.derived_pattern()
       history = [(h["step"], np.array(h["probabilities"])) for h in self.history]
       frames = history[:: -(-len(history) // _GIF_FRAMES)]  # At most _GIF_FRAMES frames.
       plot_dir = self.model_dir / runs.PLOTS_DIR
-      runs.write_bytes(plot_dir / runs.GIF_FILE, plots.animation_gif(frames))
-      runs.write_bytes(plot_dir / runs.PROBABILITIES_FILE, plots.trajectories_png(history))
+      runs.write_bytes(plot_dir / runs.GIF_FILE, plots.animation_gif(frames, run=name))
+      for kind, data in plots.trajectories(history, run=name, pattern=pattern).items():
+        runs.write_bytes(plot_dir / Path(runs.PROBABILITIES_FILE).with_suffix(f".{kind}"), data)
+      final = plots.heatmap(
+        self.model.architecture_probabilities(), end, name, pattern, kinds=("pdf",)
+      )
+      runs.write_bytes(runs.heatmap_path(self.model_dir, end).with_suffix(".pdf"), final["pdf"])
       _, warning = collapse.collapse_report(self.model.architecture_probabilities())
       if warning:
         logging.warning(warning)
     else:
       runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record([]))
+    self.flush()
+    figures = plots.curves(
+      summaries.read_scalars(self.model_dir),
+      [
+        (summaries.LOSS, "loss (nats per token)", False),
+        (summaries.TOKEN_PERPLEXITY, "token perplexity", True),
+      ],
+      self.model_dir.name,
+      self.model.pattern,
+    )
+    for kind, data in figures.items():
+      runs.write_bytes(self.model_dir / runs.PLOTS_DIR / f"{runs.CURVES_FILE}.{kind}", data)
     logging.info("done: %s", json.dumps(results))

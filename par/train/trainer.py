@@ -308,7 +308,7 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
   iterator = None
   meter = report.Meter(plan.tokens_per_step)
   if step == 0:
-    reporter.architecture(0, draw=bool(config.plot_every))
+    reporter.start(draw=bool(config.plot_every))
   while step < plan.total_steps and stop.received is None:
     if iterator is None:  # An epoch starts, or resumes `position` records into it.
       iterator = iter(
