@@ -7,7 +7,7 @@
     results.json         the comparison, one row per search and per retrained pattern
     results.md           the same as a markdown table
     tradeoff.png, .pdf   valid perplexity against measured time per token, a point per model
-    <search>-architecture.png, <search>-probabilities.png
+    <search>-architecture.png/.pdf, <search>-probabilities.png/.pdf
                          each search's architecture at the end, and its history
 
 Derivations: `argmax` keeps each block's most likely kind (one per search); `rule p=P` is
@@ -18,19 +18,19 @@ steps) and seed, from scratch; a pattern is trained once whatever derivations gi
 which is why runs are named by pattern. Running the same call again skips finished runs and
 resumes unfinished ones; a call with more searches or ratios adds to the same directory.
 
-Time per token is measured at the end, every model one after the other in one process:
-training as the fastest of repeated compiled forward and backward passes
-(`costs.measure_train_time`), evaluation as the fastest of three passes over the valid
-split. The throughput each run saw while training is kept in results.json too, but it
+Time per token is measured at the end, in one process, in three rounds that each measure
+every model in turn (`measure_all`), keeping each model's fastest: training as compiled
+forward and backward passes (`costs.measure_train_time`), evaluation as passes over the
+valid split. The throughput each run saw while training is kept in results.json too, but it
 depends on whatever else the machine was doing then.
 """
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -78,7 +78,7 @@ def _train(config, model_dir, strategy):
   return trainer.train_and_evaluate(config, model_dir, strategy)
 
 
-def _eval_speed(model, run, split, repeats=3):
+def _eval_speed(model, run, split, repeats=2):
   """Evaluation seconds per token of `model` (a run's export) on a split: the fastest of
   `repeats` passes, after an untimed pass that traces."""
   evaluator = evaluate.Evaluator(model, run.eval_mem_len)
@@ -93,12 +93,28 @@ def _eval_speed(model, run, split, repeats=3):
 
 
 def measure_times(model_dir):
-  """(train, eval) seconds per token of a finished run's export (module docstring)."""
+  """(train, eval) seconds per token of a finished run's export, one measurement."""
   run = runs.read_run(model_dir)
   model, _ = runs.load_model(run, "export")
   meta = records.load_meta(run.config.data_dir)
   train = costs.measure_train_time(model, meta.batch_size, meta.seq_len)
   return train, _eval_speed(model, run, "valid")
+
+
+def measure_all(model_dirs, rounds=3):
+  """{model_dir: (train, eval) seconds per token}: the fastest of `rounds` measurements,
+  each round measuring every run once, in turn.
+
+  On a shared CPU one measurement can be 1.7 times another of the same model (seen here:
+  a freshly loaded model sometimes runs slow throughout); interleaved rounds spread such
+  spells over all models instead of charging one of them.
+  """
+  best = {d: (float("inf"), float("inf")) for d in model_dirs}
+  for _ in range(rounds):
+    for d in model_dirs:
+      train, evaluation = measure_times(d)
+      best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
+  return best
 
 
 def _metrics(results):
@@ -113,11 +129,11 @@ def _metrics(results):
   }
 
 
-def _row(name, pattern, config, model_dir, results, tail_shares, meta):
+def _row(name, pattern, config, model_dir, results, tail_shares, meta, times):
   cost = costs.model_cost(
     config.model, pattern, seq_len=meta.seq_len, batch_size=meta.batch_size, tail_shares=tail_shares
   )
-  train_time, eval_time = measure_times(model_dir)
+  train_time, eval_time = times
   summaries.write_hparams(model_dir, config)
   summaries.write_timing(model_dir, results.get("steps", 0), train_time, eval_time)
   row = {
@@ -212,7 +228,7 @@ def _check(ratios, arch_splits):
       raise ParError(f"a held-out split must lie in [0, 1), got {split}")
 
 
-def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=None):
+def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=None, rounds=3):
   """Searches, derives, retrains and compares; returns the rows of the comparison.
 
   Args:
@@ -224,6 +240,7 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     strategy: the tf.distribute strategy of every training (times are measured on one
       device); None for the default.
     arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
+    rounds: rounds of time measurements (`measure_all`).
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
@@ -259,25 +276,23 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     fixed = retrain_config(config, pattern)
     trained[pattern] = (fixed, _train(fixed, work_dir / MODELS / pattern, strategy))
 
-  rows = []
-  for name, (search, results, _) in searches.items():
-    model = dataclasses.replace(search, model=resolved)
-    rows.append(_row(f"{name} (SuperNet)", None, model, work_dir / name, results, shares, meta))
-  for pattern, (fixed, results) in trained.items():
-    model = dataclasses.replace(
-      fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
+  entries = [  # (name, pattern, config, run directory, results)
+    (f"{name} (SuperNet)", None, dataclasses.replace(search, model=resolved), work_dir / name, r)
+    for name, (search, r, _) in searches.items()
+  ] + [
+    (
+      " = ".join(labels[pattern]),
+      pattern,
+      dataclasses.replace(
+        fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
+      ),
+      work_dir / MODELS / pattern,
+      r,
     )
-    rows.append(
-      _row(
-        " = ".join(labels[pattern]),
-        pattern,
-        model,
-        work_dir / MODELS / pattern,
-        results,
-        shares,
-        meta,
-      )
-    )
+    for pattern, (fixed, r) in trained.items()
+  ]
+  times = measure_all([entry[3] for entry in entries], rounds)
+  rows = [_row(*entry, shares, meta, times[entry[3]]) for entry in entries]
 
   summary = {
     "seed": config.seed,
@@ -301,13 +316,25 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
   )
   for kind, data in figures.items():
     runs.write_bytes(work_dir / f"{FIGURE}.{kind}", data)
-  for name in searches:
-    pictures = work_dir / name / runs.PLOTS_DIR
-    heatmaps = sorted(pictures.glob("architecture-*.png"))  # zero-padded steps
-    if heatmaps:
-      shutil.copyfile(heatmaps[-1], work_dir / f"{name}-architecture.png")
-    if (pictures / runs.PROBABILITIES_FILE).is_file():
-      shutil.copyfile(
-        pictures / runs.PROBABILITIES_FILE, work_dir / f"{name}-{runs.PROBABILITIES_FILE}"
-      )
+  for name, (_, results, record) in searches.items():
+    _search_figures(work_dir, name, record, results["steps"])
   return rows
+
+
+def _search_figures(work_dir, name, record, step):
+  """<name>-architecture and <name>-probabilities (.png and .pdf), drawn from the search's
+  architecture record: the final heatmap and each block's probabilities over the search."""
+  title = f"{work_dir.name}/{name}"
+  figures = {
+    "architecture": plots.heatmap(
+      record["probabilities"], step, title, record["pattern"], kinds=("png", "pdf")
+    ),
+    "probabilities": plots.trajectories(
+      [(h["step"], np.array(h["probabilities"])) for h in record["history"]],
+      title,
+      record["pattern"],
+    ),
+  }
+  for figure, files in figures.items():
+    for kind, data in files.items():
+      runs.write_bytes(work_dir / f"{name}-{figure}.{kind}", data)

@@ -35,6 +35,12 @@ _ARCH_SPLITS = flags.DEFINE_multi_float(
   "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
 )
 
+_TIMING_ROUNDS = flags.DEFINE_integer(
+  "timing_rounds",
+  3,
+  "Rounds of time measurements at the end, each timing every model in turn; each model keeps "
+  "its fastest.",
+)
 config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -44,6 +50,8 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if min(_RATIO.value) < 0:
     raise cli.ParError(f"--ratio must be 0 (from the search) or more, got {min(_RATIO.value)}")
+  if _TIMING_ROUNDS.value < 1:
+    raise cli.ParError(f"--timing_rounds must be at least 1, got {_TIMING_ROUNDS.value}")
   for split in _ARCH_SPLITS.value or ():
     if not 0 <= split < 1:
       raise cli.ParError(f"--arch_splits must lie in [0, 1), got {split}")
@@ -57,7 +65,12 @@ def main(argv):
   from par import pipeline  # After the quiet import.
 
   rows = pipeline.run_pipeline(
-    config, _WORK_DIR.value, _RATIO.value, strategy, arch_splits=_ARCH_SPLITS.value
+    config,
+    _WORK_DIR.value,
+    _RATIO.value,
+    strategy,
+    arch_splits=_ARCH_SPLITS.value,
+    rounds=_TIMING_ROUNDS.value,
   )
   print(pipeline.markdown(rows), end="")
 

@@ -68,7 +68,7 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     seed=1,
     keep_best=True,
   )
-  rows = pipeline.run_pipeline(config, tmp_path, ratios=[2, 4], arch_splits=[0.0, 0.5])
+  rows = pipeline.run_pipeline(config, tmp_path, ratios=[2, 4], arch_splits=[0.0, 0.5], rounds=1)
   summary = json.loads((tmp_path / "results.json").read_text())
   derived = summary["patterns"]
   assert derived["rule p=2"] == "sfsf" and derived["baseline"] == "sfsf"
@@ -96,8 +96,9 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
   table = (tmp_path / "results.md").read_text()
   assert table.count("\n") == 2 + len(rows) and "`sfsf`" in table
   for name in ("search", "search-split0.5"):
-    assert (tmp_path / f"{name}-architecture.png").is_file()
-    assert (tmp_path / f"{name}-probabilities.png").is_file()
+    for figure in ("architecture", "probabilities"):
+      assert (tmp_path / f"{name}-{figure}.png").is_file()
+      assert (tmp_path / f"{name}-{figure}.pdf").read_bytes()[:5] == b"%PDF-"
   assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (tmp_path / "tradeoff.pdf").read_bytes()[:5] == b"%PDF-"
 
@@ -125,6 +126,7 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     "--ratio=4",
     "--arch_splits=0",
     "--arch_splits=0.5",
+    "--timing_rounds=2",
   ]
   result = run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", *flags)
   assert result.returncode == 0, result.stderr
@@ -180,6 +182,17 @@ def session_hparams(run_dir):
         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
         return dict(data.session_start_info.hparams.items())
   raise AssertionError(f"no HParams session in {run_dir}")
+
+
+def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch):
+  measured = iter([(5, 9), (7, 1), (4, 8), (6, 3), (5, 2), (8, 4)])  # a, b, a, b, a, b
+  calls = []
+  monkeypatch.setattr(pipeline, "measure_times", lambda d: calls.append(d) or next(measured))
+  assert pipeline.measure_all(["a", "b"], rounds=3) == {"a": (4, 2), "b": (6, 1)}
+  assert calls == ["a", "b"] * 3
+  assert "--timing_rounds must be at least 1, got 0" in error_line(
+    run_script("scripts/pipeline.py", "--work_dir=x", "--timing_rounds=0")
+  )
 
 
 def test_markdown_shows_the_best_weights_where_they_differ():

@@ -237,32 +237,38 @@ def tradeoff(series, title=""):
   every model a point: {"png": bytes at 200 dpi, "pdf": bytes}.
 
   Colour tells the pattern (the same in every series), marker the series (e.g. a seed); a
-  SuperNet's point is hollow. The legend names each pattern with the derivations that gave
-  it.
+  SuperNet's point is hollow (evaluated with its argmax pattern, trained as the mixture). The
+  legend names each pattern with the derivations that gave it.
 
   Args:
     series: [(label, rows)], rows as `par.pipeline.run_pipeline` returns them.
     title: the figure's title.
   """
-  patterns = {}  # pattern -> its label, in order of appearance
+
+  def key(row):  # a fixed model by its pattern (the same in every series), a SuperNet by name
+    return row["pattern"] if row["attention_blocks"] is not None else row["model"]
+
+  labels = {}  # key -> legend label, in order of appearance
   for _, rows in series:
     for row in rows:
-      patterns.setdefault(row["pattern"], row["model"])
-  colours = {p: plt.get_cmap("tab10")(k % 10) for k, p in enumerate(patterns)}
+      fixed = row["attention_blocks"] is not None
+      labels.setdefault(key(row), f"{row['pattern']}: {row['model']}" if fixed else row["model"])
+  colours = {k: plt.get_cmap("tab10")(n % 10) for n, k in enumerate(labels)}
+  supernets = {key(row) for _, rows in series for row in rows if row["attention_blocks"] is None}
   figure, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
   try:
     for (_, rows), marker in zip(series, _MARKERS * len(series)):
-      for panel, key in zip(axes, ("train_seconds_per_token", "eval_seconds_per_token")):
+      for panel, time_key in zip(axes, ("train_seconds_per_token", "eval_seconds_per_token")):
         for row in rows:
           if "valid" not in row:
             continue
-          colour = colours[row["pattern"]]
+          colour = colours[key(row)]
           panel.scatter(
-            row[key] * 1e6,
+            row[time_key] * 1e6,
             row["valid"]["token_perplexity"],
             marker=marker,
             s=46,
-            facecolors="none" if row["attention_blocks"] is None else colour,
+            facecolors="none" if key(row) in supernets else colour,
             edgecolors=colour,
             linewidths=1.4,
           )
@@ -272,8 +278,16 @@ def tradeoff(series, title=""):
     for panel in axes:
       panel.grid(alpha=0.3)
     handles = [
-      plt.Line2D([], [], ls="", marker="s", color=colours[p], label=f"{p}: {patterns[p]}")
-      for p in patterns
+      plt.Line2D(
+        [],
+        [],
+        ls="",
+        marker="o",
+        color=colours[k],
+        mfc="none" if k in supernets else colours[k],
+        label=label,
+      )
+      for k, label in labels.items()
     ] + [
       plt.Line2D([], [], ls="", marker=m, color="0.3", mfc="0.3", label=label)
       for (label, _), m in zip(series, _MARKERS * len(series))
