@@ -50,9 +50,10 @@ def _heatmap_figure(n_blocks):
 
 
 def _draw_heatmap(figure, axes, colourbar_axes, probabilities, title):
+  """The heatmap on `axes`; the colourbar on `colourbar_axes` unless None (an animation's
+  later frames keep the first one's: the scale is fixed)."""
   probabilities = np.asarray(probabilities)
   axes.clear()
-  colourbar_axes.clear()
   image = axes.imshow(probabilities, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
   axes.set_xticks(range(len(BLOCK_KINDS)), [_LABELS[k] for k in BLOCK_KINDS])
   axes.set_yticks(range(len(probabilities)), [f"block {k}" for k in range(len(probabilities))])
@@ -74,8 +75,9 @@ def _draw_heatmap(figure, axes, colourbar_axes, probabilities, title):
     axes.add_patch(
       plt.Rectangle((best[row] - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2)
     )
-  colourbar = figure.colorbar(image, cax=colourbar_axes)
-  colourbar.set_label("probability")
+  if colourbar_axes is not None:
+    colourbar_axes.clear()
+    figure.colorbar(image, cax=colourbar_axes).set_label("probability")
 
 
 def heatmap(probabilities, step, run="", pattern="", kinds=("png",)):
@@ -113,12 +115,12 @@ def animation_gif(history, run="", fps=4):
   figure.set_dpi(100)
   try:
 
-    def frame(index):
+    def frame(index, colourbar=None):
       step, probabilities = history[index]
       pattern = "".join(BLOCK_KINDS[k] for k in np.asarray(probabilities).argmax(1))
-      _draw_heatmap(figure, axes, colourbar_axes, probabilities, _heatmap_title(run, step, pattern))
+      _draw_heatmap(figure, axes, colourbar, probabilities, _heatmap_title(run, step, pattern))
 
-    frame(0)
+    frame(0, colourbar_axes)
     figure.canvas.draw()  # Lays the first frame out ...
     figure.set_layout_engine("none")  # ... and keeps that layout: the frames line up.
     movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
