@@ -8,16 +8,14 @@ legend for every mark; each comes as PNG (200 dpi) and, for the ones a paper tak
 """
 
 import io
-import tempfile
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib import animation
 from matplotlib import ticker
+from PIL import Image
 
 from par.config import BLOCK_KINDS
 
@@ -114,20 +112,22 @@ def animation_gif(history, run="", fps=4):
   figure, axes, colourbar_axes = _heatmap_figure(len(history[0][1]))
   figure.set_dpi(100)
   try:
-
-    def frame(index, colourbar=None):
-      step, probabilities = history[index]
+    frames = []
+    for index, (step, probabilities) in enumerate(history):
       pattern = "".join(BLOCK_KINDS[k] for k in np.asarray(probabilities).argmax(1))
-      _draw_heatmap(figure, axes, colourbar, probabilities, _heatmap_title(run, step, pattern))
-
-    frame(0, colourbar_axes)
-    figure.canvas.draw()  # Lays the first frame out ...
-    figure.set_layout_engine("none")  # ... and keeps that layout: the frames line up.
-    movie = animation.FuncAnimation(figure, frame, frames=len(history), interval=1000 // fps)
-    with tempfile.TemporaryDirectory() as work:  # Pillow's writer takes a file name.
-      path = Path(work) / "architecture.gif"
-      movie.save(str(path), writer=animation.PillowWriter(fps=fps))
-      return path.read_bytes()
+      title = _heatmap_title(run, step, pattern)
+      # The first frame draws the colourbar and fixes the layout; the others keep both, so
+      # that the frames line up.
+      _draw_heatmap(figure, axes, colourbar_axes if index == 0 else None, probabilities, title)
+      figure.canvas.draw()
+      if index == 0:
+        figure.set_layout_engine("none")
+      frames.append(Image.fromarray(np.asarray(figure.canvas.buffer_rgba())).convert("RGB"))
+    buffer = io.BytesIO()
+    frames[0].save(
+      buffer, format="GIF", save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0
+    )
+    return buffer.getvalue()
   finally:
     plt.close(figure)
 
