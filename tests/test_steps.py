@@ -185,6 +185,17 @@ def test_meter_sums_an_interval_and_times_all_but_the_first_call():
   assert traced.speed is None and traced.tokens_per_second is None
 
 
+def test_progress_bar_shows_an_interval_that_was_all_tracing(capsys):
+  from par.train import host
+
+  progress = host.Progress(total_steps=10, start_step=0)
+  progress.enabled = True  # (on only when stderr is a terminal)
+  progress.update(5, None, 2.5)  # the meter's speed when the interval only traced
+  progress.update(10, 1234.4, 2.0)
+  shown = capsys.readouterr().err
+  assert "5/10 loss 2.500 | – tok/s" in shown and "10/10 loss 2.000 | 1,234 tok/s" in shown
+
+
 def test_plan_of_a_run(data_dir):
   meta = records.load_meta(data_dir)
   records_per_epoch = meta.splits["train"].records

@@ -116,9 +116,10 @@ class Progress:
     width = 24
     filled = int(width * step / self.total)
     eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    speed = "–" if tokens_per_second is None else f"{tokens_per_second:,.0f}"  # None: tracing
     sys.stderr.write(
       f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
-      f"loss {loss:.3f} | {tokens_per_second:,.0f} tok/s | ETA {eta_text} "
+      f"loss {loss:.3f} | {speed} tok/s | ETA {eta_text} "
     )
     sys.stderr.flush()
 

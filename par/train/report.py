@@ -42,7 +42,6 @@ class Meter:
   norm: float = 0.0
   skipped: float = 0.0
   steps: int = 0
-  seconds: float = 0.0
   calls: int = 0
   timed_steps: int = 0
   timed_seconds: float = 0.0
@@ -59,7 +58,6 @@ class Meter:
     self.norm += float(result.norm)
     self.skipped += float(result.skipped)
     self.steps += num_steps
-    self.seconds += seconds
     if self.calls:
       self.timed_steps += num_steps
       self.timed_seconds += seconds
@@ -98,7 +96,7 @@ class Meter:
     return self.timed_steps * self.tokens_per_step / self.timed_seconds
 
   def next_interval(self):
-    self.nll = self.tokens = self.norm = self.skipped = self.seconds = 0.0
+    self.nll = self.tokens = self.norm = self.skipped = 0.0
     self.arch_nll = self.arch_tokens = self.penalty = 0.0
     self.steps = self.interval_timed_steps = 0
     self.interval_timed_seconds = 0.0
@@ -144,7 +142,7 @@ class Reporter:
     self.loss_scale = loss_scale
     self.held_out_lanes = list(held_out_lanes)
     self._writers = {}  # split -> writer, made when the split first writes (no empty runs)
-    self._written = set()  # (split, step) of architecture summaries already written
+    self._written = set()  # ("scalars" or "image", step) of architecture summaries written
     self.history = runs.load_history(model_dir, start_step)
     self.progress = host.Progress(total_steps, start_step, enabled=chief)
 
