@@ -302,6 +302,11 @@ class ModelConfig(_Settings):
       f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head",
     )
     _check(self.mem_len >= 0, f"mem_len must be 0 or more, got {self.mem_len}")
+    _check(
+      not self.same_length or self.mem_len > 0,
+      "same_length needs a memory: with --mem_len=0 every query would see no key at all "
+      "(Transformer-XL gives NaN there); set --mem_len or turn --same_length off",
+    )
     _check(self.clamp_len >= 0, f"clamp_len must be 0 (off) or more, got {self.clamp_len}")
     for name in ("dropout", "dropatt"):
       _check(
@@ -375,7 +380,9 @@ class TrainConfig(_Settings):
     OPTIMIZERS,
   )
   weight_decay: float = setting(
-    0.0, "Decoupled weight decay (adamw, lamb), not on biases and norms."
+    0.0,
+    "Decoupled weight decay (adamw, lamb), not on biases, norms and the attention's u, v "
+    "(every variable of rank 1, and u, v).",
   )
   clip_norm: float = setting(
     0.0, "Clip the weights' gradients to this global norm (0: no clipping)."
@@ -390,7 +397,12 @@ class TrainConfig(_Settings):
     "Learning rate of the architecture logits (their own Adam, betas 0.5/0.999 as "
     "in DARTS, constant rate).",
   )
-  arch_weight_decay: float = setting(1e-3, "Decoupled weight decay of the architecture logits.")
+  arch_weight_decay: float = setting(
+    1e-3,
+    "L2 penalty on the architecture logits, weight/2 x ||alpha||^2 added to their loss (its "
+    "gradient weight x alpha added to theirs, then normalised by their Adam), as DARTS (1e-3) "
+    "and FBNet (5e-4) use it.",
+  )
   arch_warmup_steps: int = setting(0, "Steps during which the architecture logits stay frozen.")
   arch_split: float = setting(
     0.0,
@@ -547,6 +559,11 @@ class TrainConfig(_Settings):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
     for name in ("eval_every", "plot_every", "eval_mem_len", "patience"):
       _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
+    _check(
+      not self.eval_same_length or (self.eval_mem_len or self.model.mem_len) > 0,
+      "eval_same_length needs an evaluation memory: with none every query would see no key "
+      "at all; set --eval_mem_len or turn --eval_same_length off",
+    )
     _check(
       self.eval_clamp_len >= -1,
       f"eval_clamp_len must be -1 (the model's), 0 (none) or more, got {self.eval_clamp_len}",

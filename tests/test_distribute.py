@@ -372,6 +372,19 @@ def test_multi_worker_checkpoints_from_the_chief_and_resumes(tmp_path, data_dir)
   expected = json.loads((reference / "results.json").read_text())
   for split in ("valid", "test"):
     assert got[split]["nll"] == pytest.approx(expected[split]["nll"], rel=1e-4)
+  # The logged gradient norm is the global batch's, as one device's, not a replica's share.
+  norms = _logged_norms(model_dir / "training.log")
+  reference_norms = _logged_norms(reference / "training.log")
+  assert len(norms) >= 3 and set(norms) <= set(reference_norms)
+  for step, norm in norms.items():
+    assert norm == pytest.approx(reference_norms[step], abs=2e-3), step
+
+
+def _logged_norms(log):
+  """{step: gradient norm} of a training.log (the last line of each step: a resumed run
+  logs the steps after its checkpoint again)."""
+  found = re.findall(r"step (\d+)/\d+ .*\| grad norm ([0-9.]+)", log.read_text())
+  return {int(step): float(norm) for step, norm in found}
 
 
 @pytest.mark.slow

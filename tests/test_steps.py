@@ -34,10 +34,12 @@ def make_loop(config, total_steps=20, costs=None):
   keras.utils.set_random_seed(config.seed)
   model = ParModel(config.model)
   model.build()
-  optimizers = steps.make_optimizers(config, total_steps, model.weight_variables())
+  state = steps.TrainState(model.initial_memory(4))
+  optimizers = steps.make_optimizers(
+    config, total_steps, model.weight_variables(), state.step, model.no_decay_variables()
+  )
   optimizers[0].build(model.weight_variables())
   optimizers[1].build(model.architecture_variables())
-  state = steps.TrainState(model.initial_memory(4))
   return steps.StepLoop(
     model, optimizers, state, config, total_steps, tf.distribute.get_strategy(), costs=costs
   )
@@ -222,7 +224,7 @@ def test_lamb_scales_adams_step_by_each_tensors_trust_ratio():
   w0 = np.array([[3.0, -4.0], [1.0, 2.0]], np.float32)
   g = np.array([[0.5, 0.1], [-2.0, 0.0]], np.float32)
   variable = tf.Variable(w0, name="kernel")
-  weights, _ = steps.make_optimizers(config, 5, [variable])
+  weights, _ = steps.make_optimizers(config, 5, [variable], tf.Variable(0, dtype=tf.int64))
   weights.build([variable])
   weights.apply([tf.constant(g)], [variable])
   rate = float(steps.schedules.learning_rate(0, 1e-2, 0, 5))
@@ -282,3 +284,82 @@ def test_accumulated_micro_batches_equal_the_large_batch(data_dir):
       ), name
     for a, b in zip(result.memory.tensors, large_result.memory.tensors):
       np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_schedules_follow_the_training_step_not_the_optimizers_count():
+  # A step skipped for a float16 overflow advances the training step, not the optimizers'
+  # iteration counts: the rates applied must be those of the step the log reports.
+  config = TrainConfig(
+    model=MODEL, max_lr=1e-2, min_lr=1e-3, warmup_steps=4, train_steps=20, arch_warmup_steps=6
+  )
+  loop = make_loop(config, total_steps=20)
+  weights, arch = loop.weights_optimizer, loop.arch_optimizer
+  for step in (0, 3, 6, 19):
+    loop.state.step.assign(step)
+    assert int(weights.iterations.numpy()) == 0
+    expected = float(steps.schedules.learning_rate(step, 1e-2, 4, 20, 1e-3))
+    assert float(weights.learning_rate) == pytest.approx(expected, rel=1e-6)
+    assert float(arch.learning_rate) == pytest.approx(config.arch_lr if step >= 6 else 0.0)
+  assert float(weights.learning_rate) == pytest.approx(1e-3)  # the last step's is min_lr
+
+
+def test_the_architecture_l2_term_is_added_to_its_gradient():
+  # DARTS and FBNet add L2 · α to the logits' gradient, which Adam then normalises: with a
+  # zero data gradient the first step moves each logit by the whole rate towards 0 (a
+  # decoupled decay would move it by rate · weight · α, about 1e-5 here).
+  config = TrainConfig(model=MODEL, arch_lr=0.01, arch_weight_decay=0.1, train_steps=5)
+  loop = make_loop(config, total_steps=5)
+  alpha = [np.array([0.5, -1.0, 2.0], np.float32) * (k + 1) for k in range(3)]
+  for variable, value in zip(loop.arch_variables, alpha):
+    variable.assign(value)
+  zeros = [tf.zeros_like(v) for v in loop.weight_variables]
+  data = [[np.zeros(3, np.float32)] * 3, [np.array([0.3, -0.2, 0.05], np.float32)] * 3]
+  m = [np.zeros(3)] * 3
+  v = [np.zeros(3)] * 3
+  expected = [a.astype(np.float64) for a in alpha]
+  epsilon = loop.arch_optimizer.epsilon
+  for t, grads in enumerate(data, start=1):  # Keras's Adam, written out
+    loop._apply(zeros, [tf.constant(g) for g in grads])
+    for k in range(3):
+      g = grads[k] + 0.1 * expected[k]
+      m[k] = m[k] + (g - m[k]) * (1 - 0.5)
+      v[k] = v[k] + (g * g - v[k]) * (1 - 0.999)
+      rate = 0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.5**t)
+      expected[k] = expected[k] - rate * m[k] / (np.sqrt(v[k]) + epsilon)
+    if t == 1:
+      for variable, a in zip(loop.arch_variables, alpha):
+        np.testing.assert_allclose(variable.numpy(), a - 0.01 * np.sign(a), rtol=1e-5)
+  for variable, value in zip(loop.arch_variables, expected):
+    np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5)
+
+
+def test_weight_decay_leaves_out_biases_norms_and_attention_biases_by_role():
+  # Transformer-XL's softmax names its biases bias0, bias1, ... and cluster_bias: a rule by
+  # name missed them. With a zero gradient AdamW only decays: w <- w (1 - rate · decay).
+  model_config = dataclasses.replace(
+    MODEL, architecture="sf", n_blocks=2, cutoffs=(20, 40), div_val=2, untie_rel_bias=True
+  )
+  config = TrainConfig(
+    model=model_config, optimizer="adamw", weight_decay=0.5, max_lr=0.1, warmup_steps=0
+  )
+  loop = make_loop(config, total_steps=5)
+  model = loop.model
+  before = {id(v): v.numpy().copy() for v in loop.weight_variables}
+  loop.weights_optimizer.apply(
+    [tf.zeros_like(v) for v in loop.weight_variables], loop.weight_variables
+  )
+  rate = float(steps.schedules.learning_rate(0, 0.1, 0, 5))
+  attention = model.blocks[0].attention
+  exempt = {id(attention.u), id(attention.v)}
+  names = set()
+  for variable in loop.weight_variables:
+    old = before[id(variable)]
+    if len(variable.shape) <= 1 or id(variable) in exempt:
+      names.add(variable.name)
+      np.testing.assert_array_equal(variable.numpy(), old)
+    else:
+      np.testing.assert_allclose(variable.numpy(), old * (1 - rate * 0.5), rtol=1e-6)
+  assert {"bias0", "bias1", "bias2", "cluster_bias", "gamma", "beta", "u", "v"} <= names
+  assert {id(v) for v in model.no_decay_variables()} == {
+    id(v) for v in loop.weight_variables if len(v.shape) <= 1 or id(v) in exempt
+  }

@@ -21,6 +21,10 @@ import tensorflow as tf
 from par.model.dropout import Dropout
 
 _NEG_INF = -1e30  # Scores are float32 when masked, whatever the compute dtype.
+SAME_LENGTH_NEEDS_MEMORY = (
+  "same_length needs a memory: with a memory of 0 every query would see no key at all "
+  "(Transformer-XL gives NaN there); set a memory length or turn same_length off"
+)
 
 
 def relative_positions(num_keys, d_model, clamp_len=0):
@@ -45,8 +49,18 @@ def attention_mask(seg_len, mem_len, memory_length, same_length=False):
     memory_length: how many of the M memory slots (the last ones) hold states.
     same_length: Transformer-XL's: once memory and segment hold more than M states, query i
       sees only the M keys ending at itself, so every query sees as many (else the first
-      query of a segment sees M + 1 keys and the last M + T).
+      query of a segment sees M + 1 keys and the last M + T). Needs M > 0.
+
+  Every query sees at least itself, so no row is fully masked (a fully masked row would
+  attend uniformly to every key, the future included).
+
+  Raises:
+    ValueError: same_length with M = 0.
   """
+  if same_length and isinstance(mem_len, int) and mem_len == 0:
+    # Query i would see "the 0 keys ending at itself": no key at all, and the softmax of a
+    # fully masked row attends uniformly to every key, future ones included.
+    raise ValueError(SAME_LENGTH_NEEDS_MEMORY)
   query = tf.range(seg_len)[:, None]
   key = tf.range(mem_len + seg_len)[None, :]
   visible = (key <= mem_len + query) & (key >= mem_len - memory_length)

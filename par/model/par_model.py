@@ -193,6 +193,17 @@ class ParModel(keras.Model):
     arch = {id(v) for v in self.architecture_variables()}
     return [v for v in self.trainable_variables if id(v) not in arch]
 
+  def no_decay_variables(self):
+    """The weights decoupled weight decay leaves alone, by role: every bias, norm scale and
+    offset (the variables of rank 1: Transformer-XL's softmax biases `bias0…` and
+    `cluster_bias` included) and the attention's content and position biases u, v."""
+    biases = [self.rel_bias_u, self.rel_bias_v] if self.has_shared_bias else []
+    for layer in self._flatten_layers():
+      if isinstance(layer, attention.RelativeMultiHeadAttention) and layer.own_bias:
+        biases += [layer.u, layer.v]
+    exempt = {id(v) for v in biases}
+    return [v for v in self.weight_variables() if len(v.shape) <= 1 or id(v) in exempt]
+
   def architecture_probabilities(self):
     """softmax(logits) per block: numpy float32 [n_blocks, 3], columns s, f, i."""
     if not self.is_supernet:

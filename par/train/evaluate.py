@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 
 from par.data import records
+from par.errors import ParError
+from par.model import attention
 from par.train import distribute
 
 
@@ -81,6 +83,8 @@ class Evaluator:
     clamp_len: int | None = None,
     same_length: bool | None = None,
   ):
+    if mem_len == 0 and (model.config.same_length if same_length is None else same_length):
+      raise ParError(attention.SAME_LENGTH_NEEDS_MEMORY)
     self.model = model
     self.mem_len = mem_len
     self.clamp_len = clamp_len

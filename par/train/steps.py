@@ -28,8 +28,6 @@ from par.model import memory as memory_lib
 from par.search import resource
 from par.train import schedules
 
-_NO_WEIGHT_DECAY = ("bias", "gamma", "beta", "rel_bias_u", "rel_bias_v", "u", "v")
-
 
 class TrainState(tf.Module):
   """The bookkeeping a checkpoint holds besides weights and optimizer slots: the step, the
@@ -57,31 +55,32 @@ class TrainState(tf.Module):
     )
 
 
-def make_optimizers(config, total_steps, weight_variables):
+def make_optimizers(config, total_steps, weight_variables, step, no_decay=()):
   """(weights' optimizer, architecture logits' optimizer), built for their variables.
 
-  Weights: Adam, AdamW or LAMB (no decay on biases and norms) on the warm-up + cosine
-  schedule.
-  Architecture logits: Adam with DARTS' betas at a constant rate, zero during
-  arch_warmup_steps (`schedules.Delayed`).
+  Weights: Adam, AdamW or LAMB on the warm-up + cosine schedule; decoupled weight decay
+  (adamw, lamb) leaves out `no_decay` (the model's `no_decay_variables`: biases, norms and
+  the attention's u, v). Architecture logits: Adam with DARTS' betas at a constant rate,
+  zero during arch_warmup_steps (`schedules.Delayed`); their L2 term is added to their
+  gradients by the step (`StepLoop`), as DARTS and FBNet add it.
+
+  Both rates are functions of `step`, the training step (`TrainState.step`), not of the
+  optimizers' own iteration counts: a step skipped for a float16 overflow moves the step
+  but not the count, so a schedule of the count would lag behind the step the log reports.
   """
   rate = schedules.WarmupCosine(config.max_lr, config.warmup_steps, total_steps, config.min_lr)
+  delayed = schedules.Delayed(config.arch_lr, config.arch_warmup_steps)
+  weights_rate, arch_rate = (lambda: rate(step.read_value())), (lambda: delayed(step.read_value()))
   if config.optimizer == "adamw":
-    weights = keras.optimizers.AdamW(rate, weight_decay=config.weight_decay)
+    weights = keras.optimizers.AdamW(weights_rate, weight_decay=config.weight_decay)
   elif config.optimizer == "lamb":
-    weights = keras.optimizers.Lamb(rate, weight_decay=config.weight_decay or None)
+    weights = keras.optimizers.Lamb(weights_rate, weight_decay=config.weight_decay or None)
   else:
-    weights = keras.optimizers.Adam(rate)
+    weights = keras.optimizers.Adam(weights_rate)
   if config.optimizer != "adam":
-    weights.exclude_from_weight_decay(
-      var_list=[v for v in weight_variables if v.name in _NO_WEIGHT_DECAY]
-    )
-  arch = keras.optimizers.Adam(
-    schedules.Delayed(config.arch_lr, config.arch_warmup_steps),
-    beta_1=0.5,
-    beta_2=0.999,
-    weight_decay=config.arch_weight_decay or None,
-  )
+    exempt = {id(v) for v in no_decay}
+    weights.exclude_from_weight_decay(var_list=[v for v in weight_variables if id(v) in exempt])
+  arch = keras.optimizers.Adam(arch_rate, beta_1=0.5, beta_2=0.999)
   return weights, arch
 
 
@@ -95,6 +94,16 @@ def dense(grad):
   return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
+def l2_gradients(grads, variables, weight, replicas=1):
+  """grads + weight · variables: the gradients of an L2 term weight/2 · ||variables||² added
+  to the loss (coupled, as DARTS' 1e-3 and FBNet's 5e-4 on the architecture logits, which
+  Adam then normalises with the rest of the gradient). Each of `replicas` adds its share:
+  the optimizers sum the replicas' gradients."""
+  if not weight:
+    return list(grads)
+  return [g + (weight / replicas) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
+
+
 class LoopResult(NamedTuple):
   """What one call of the loop returns (sums over the steps it ran; float64 scalars)."""
 
@@ -104,7 +113,7 @@ class LoopResult(NamedTuple):
   arch_nll: tf.Tensor  # of the targets that train the architecture (the same without a split)
   arch_tokens: tf.Tensor
   penalty: tf.Tensor  # summed resource term (resource_weight x expected cost), 0 without one
-  norm: tf.Tensor  # summed global norms of the weights' gradients, before clipping
+  norm: tf.Tensor  # summed global norms of the weights' gradients (all replicas'), before clipping
   skipped: tf.Tensor  # steps skipped for float16 overflow
   finite: tf.Tensor  # bool: False if the loop stopped at a non-finite loss or norm
 
@@ -208,20 +217,29 @@ class StepLoop:
   def _apply(self, weight_grads, arch_grads):
     self.weights_optimizer.apply(weight_grads, self.weight_variables)
     if self.arch_variables:
-      self.arch_optimizer.apply(arch_grads, self.arch_variables)
+      self.arch_optimizer.apply(
+        l2_gradients(arch_grads, self.arch_variables, self.config.arch_weight_decay, self.replicas),
+        self.arch_variables,
+      )
 
   def _clip(self, weight_grads, context):
-    """(gradients to apply, the norm to report): clipped as one device would clip them."""
+    """(gradients to apply, the global norm to report), clipped as one device would clip.
+
+    Under several replicas each holds a partial sum of the gradient, whose norm is not the
+    global one: the gradient is reduced here, clipped (with --clip_norm) and its norm taken,
+    and each replica's optimizer gets a 1/replicas share (the optimizers sum the shares
+    again: a second reduction, the price of the true norm).
+    """
     clip_norm = self.config.clip_norm
-    if clip_norm and self.replicas > 1:
-      # Clip the global batch's gradient: reduce it here, clip it, and hand each replica's
-      # optimizer a 1/replicas share (the optimizers sum the shares).
+    if self.replicas > 1:
       weight_grads = context.all_reduce(tf.distribute.ReduceOp.SUM, weight_grads)
-      weight_grads, norm = tf.clip_by_global_norm(weight_grads, clip_norm)
-      return [g / self.replicas for g in weight_grads], norm
     if clip_norm:
-      return tf.clip_by_global_norm(weight_grads, clip_norm)
-    return weight_grads, tf.linalg.global_norm(weight_grads)  # per replica: `_run` averages
+      weight_grads, norm = tf.clip_by_global_norm(weight_grads, clip_norm)
+    else:
+      norm = tf.linalg.global_norm(weight_grads)
+    if self.replicas > 1:
+      weight_grads = [g / self.replicas for g in weight_grads]
+    return weight_grads, norm
 
   def _accumulated_gradients(self, inputs, targets, held_out, memory, global_counts, scale):
     """`gradients` of the replica's lanes, in --accumulate_steps micro-batches of consecutive
@@ -311,7 +329,7 @@ class StepLoop:
         strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)
         for x in (nll, count, arch_nll, arch_count, penalty)
       )
-      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
+      norm = strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)  # all agree
       skipped = strategy.reduce(tf.distribute.ReduceOp.MEAN, skipped, axis=None)  # all agree
       if not (tf.math.is_finite(nll) and tf.math.is_finite(norm)):
         finite = tf.constant(False)

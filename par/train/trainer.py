@@ -226,10 +226,12 @@ def _build(config, meta, plan, strategy):
   with strategy.scope():
     model = ParModel(config.model)
     model.build()
-    optimizers = steps.make_optimizers(config, plan.total_steps, model.weight_variables())
+    state = steps.TrainState(model.initial_memory(meta.batch_size))
+    optimizers = steps.make_optimizers(
+      config, plan.total_steps, model.weight_variables(), state.step, model.no_decay_variables()
+    )
     optimizers[0].build(model.weight_variables())
     optimizers[1].build(model.architecture_variables())
-    state = steps.TrainState(model.initial_memory(meta.batch_size))
     loss_scale = precision.LossScale() if config.mixed_precision == "mixed_float16" else None
   return model, optimizers, state, loss_scale
 
