@@ -28,6 +28,7 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 TOKENIZERS = ("sentencepiece", "word", "char")
 MODEL_TYPES = ("unigram", "bpe")
 REMAINDERS = ("pad", "drop")
+INITS = ("glorot", "transformer_xl")
 
 
 def argmax_pattern(probabilities):
@@ -262,6 +263,13 @@ class ModelConfig(_Settings):
     False,
     "Every position attends to the same number of keys (the window of its memory and "
     "segment of one length), as Transformer-XL's evaluation.",
+  )
+  init: str = setting(
+    "glorot",
+    "Weight initialisation: glorot (Glorot-uniform kernels with the fans of the matrices they "
+    "stand for, norms at 1) or transformer_xl (Transformer-XL's: matrices N(0, 0.02), "
+    "adaptive projections N(0, 0.01), norm scales N(1, 0.02)). par/model/initializers.py.",
+    INITS,
   )
   architecture: str = setting(
     "",

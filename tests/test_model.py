@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -274,3 +275,48 @@ def test_exports_written_before_the_redesign_still_load(name):
   np.testing.assert_allclose(
     model.log_probs(hidden).numpy(), expected[f"{name}_log_probs"], rtol=1e-5, atol=1e-6
   )
+
+
+def _std(variable):
+  return float(np.std(variable.numpy()))
+
+
+@pytest.mark.parametrize("init", ["glorot", "transformer_xl"])
+def test_initialisation_is_glorot_over_the_matrices_or_transformer_xls(init):
+  d, n, h, f = 64, 4, 16, 128
+  model = make(
+    ModelConfig(
+      vocab_size=300,
+      d_model=d,
+      n_heads=n,
+      d_ffn=f,
+      n_blocks=2,
+      architecture="sf",
+      cutoffs=(100, 200),
+      div_val=2,
+      tie_projs=True,
+      init=init,
+    )
+  )
+  attention, ffn = model.blocks[0].attention, model.blocks[1]
+  txl = init == "transformer_xl"
+  # Glorot's uniform over [fan_in, fan_out] has std sqrt(2 / (fan_in + fan_out)): the [D, N, H]
+  # kernels are [D, N·H] matrices (Keras's GlorotUniform took them for convolutions: 0.0625).
+  for kernel, fans in (
+    (attention.w_q, (d, n * h)),
+    (attention.w_r, (d, n * h)),
+    (attention.w_o, (n * h, d)),
+    (ffn.inner.kernel, (d, f)),
+    (ffn.outer.kernel, (f, d)),
+  ):
+    expected = 0.02 if txl else math.sqrt(2.0 / sum(fans))
+    assert _std(kernel) == pytest.approx(expected, rel=0.05), kernel.path
+  for norm in (model.blocks[0].norm, ffn.norm):
+    assert float(np.mean(norm.gamma.numpy())) == pytest.approx(1.0, abs=0.01)
+    assert _std(norm.gamma) == (pytest.approx(0.02, rel=0.3) if txl else 0.0)
+    assert not np.any(norm.beta.numpy())
+  for projection in model.embedding.projections[1:] + model.softmax.own_projections[:1]:
+    assert _std(projection) == pytest.approx(0.01 if txl else 0.02, rel=0.05)
+  for weight in model.softmax.own_weights + [model.softmax.cluster_weight]:
+    assert _std(weight) == pytest.approx(0.02, rel=0.15)
+  assert not any(np.any(b.numpy()) for b in model.softmax.biases + [ffn.inner.bias])

@@ -17,14 +17,18 @@ import tensorflow as tf
 
 from par.config import cluster_widths
 from par.config import tail_widths
+from par.model import initializers
 
 
 @keras.saving.register_keras_serializable(package="par")
 class AdaptiveSoftmax(keras.layers.Layer):
   """The output layer: hidden states [..., D] -> log-probabilities or summed NLL."""
 
-  def __init__(self, vocab_size, d_model, cutoffs=(), proj_factor=4, proj_dims=(), **kwargs):
+  def __init__(
+    self, vocab_size, d_model, cutoffs=(), proj_factor=4, proj_dims=(), init="glorot", **kwargs
+  ):
     super().__init__(**kwargs)
+    self.init = init
     self.vocab_size = vocab_size
     self.d_model = d_model
     self.cutoffs = tuple(cutoffs)
@@ -43,13 +47,24 @@ class AdaptiveSoftmax(keras.layers.Layer):
     return self.bounds[1] + len(self.cutoffs)
 
   def build(self, input_shape=None):
-    self.head = keras.layers.Dense(self.head_size, name="head")
-    self.head.build([None, self.d_model])
+    d, init = self.d_model, self.init
+    self.head = keras.layers.Dense(
+      self.head_size, kernel_initializer=initializers.matrix(init, d, self.head_size), name="head"
+    )
+    self.head.build([None, d])
     self.projections, self.tails = [], []
     for i, width in enumerate(self.widths):
-      projection = keras.layers.Dense(width, use_bias=False, name=f"tail{i}_projection")
-      projection.build([None, self.d_model])
-      tail = keras.layers.Dense(self.bounds[i + 2] - self.bounds[i + 1], name=f"tail{i}")
+      projection = keras.layers.Dense(
+        width,
+        use_bias=False,
+        kernel_initializer=initializers.matrix(init, d, width),
+        name=f"tail{i}_projection",
+      )
+      projection.build([None, d])
+      size = self.bounds[i + 2] - self.bounds[i + 1]
+      tail = keras.layers.Dense(
+        size, kernel_initializer=initializers.matrix(init, width, size), name=f"tail{i}"
+      )
       tail.build([None, width])
       self.projections.append(projection)
       self.tails.append(tail)
@@ -130,12 +145,14 @@ class AdaptiveSoftmax(keras.layers.Layer):
       cutoffs=list(self.cutoffs),
       proj_factor=self.proj_factor,
       proj_dims=list(self.proj_dims),
+      init=self.init,
     )
 
 
-def _matrix(layer, name, shape):
+def _matrix(layer, name, shape, initializer=None):
+  """A weight of `layer`, N(0, 0.02) unless another initializer is given."""
   return layer.add_weight(
-    name=name, shape=shape, initializer=keras.initializers.RandomNormal(stddev=0.02)
+    name=name, shape=shape, initializer=initializer or initializers.table(layer.init)
   )
 
 
@@ -149,8 +166,9 @@ class AdaptiveEmbedding(keras.layers.Layer):
   A tied softmax scores cluster i with `tables()[i]` and, with tie_projs, `projections[i]`.
   """
 
-  def __init__(self, vocab_size, d_model, cutoffs=(), div_val=1, **kwargs):
+  def __init__(self, vocab_size, d_model, cutoffs=(), div_val=1, init="glorot", **kwargs):
     super().__init__(**kwargs)
+    self.init = init
     self.vocab_size = vocab_size
     self.d_model = d_model
     self.cutoffs = tuple(cutoffs)
@@ -169,7 +187,7 @@ class AdaptiveEmbedding(keras.layers.Layer):
         for i, (size, width) in enumerate(zip(sizes, self.widths))
       ]
       self.projections = [
-        _matrix(self, f"projection{i}", [self.d_model, width])
+        _matrix(self, f"projection{i}", [self.d_model, width], initializers.projection(self.init))
         for i, width in enumerate(self.widths)
       ]
     self.built = True
@@ -203,6 +221,7 @@ class AdaptiveEmbedding(keras.layers.Layer):
       d_model=self.d_model,
       cutoffs=list(self.cutoffs),
       div_val=self.div_val,
+      init=self.init,
     )
 
 
@@ -218,9 +237,17 @@ class TransformerXLSoftmax(AdaptiveSoftmax):
   """
 
   def __init__(
-    self, vocab_size, d_model, cutoffs=(), div_val=1, tie_weight=False, tie_projs=False, **kwargs
+    self,
+    vocab_size,
+    d_model,
+    cutoffs=(),
+    div_val=1,
+    tie_weight=False,
+    tie_projs=False,
+    init="glorot",
+    **kwargs,
   ):
-    super().__init__(vocab_size, d_model, cutoffs, **kwargs)
+    super().__init__(vocab_size, d_model, cutoffs, init=init, **kwargs)
     self.div_val = div_val
     self.tie_weight = tie_weight
     self.tie_projs = tie_projs
@@ -230,7 +257,7 @@ class TransformerXLSoftmax(AdaptiveSoftmax):
   def build(self, input_shape=None):
     sizes = [b - a for a, b in zip(self.bounds, self.bounds[1:])]
     self.own_projections = [
-      _matrix(self, f"projection{i}", [self.d_model, width])
+      _matrix(self, f"projection{i}", [self.d_model, width], initializers.projection(self.init))
       if self.div_val > 1 and not (i and self.tie_projs)
       else None
       for i, width in enumerate(self.cluster_widths)

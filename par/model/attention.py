@@ -18,6 +18,7 @@ import math
 import keras
 import tensorflow as tf
 
+from par.model import initializers
 from par.model.dropout import Dropout
 
 _NEG_INF = -1e30  # Scores are float32 when masked, whatever the compute dtype.
@@ -101,22 +102,26 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
   u and v are this layer's own unless the caller passes shared ones.
   """
 
-  def __init__(self, d_model, n_heads, d_head, dropatt=0.0, own_bias=True, **kwargs):
+  def __init__(self, d_model, n_heads, d_head, dropatt=0.0, own_bias=True, init="glorot", **kwargs):
     super().__init__(**kwargs)
     self.d_model = d_model
     self.n_heads = n_heads
     self.d_head = d_head
     self.dropatt = dropatt
     self.own_bias = own_bias
+    self.init = init
 
   def build(self, input_shape=None):
     d, n, h = self.d_model, self.n_heads, self.d_head
-    init = keras.initializers.GlorotUniform()
-    self.w_q = self.add_weight(name="w_q", shape=[d, n, h], initializer=init)
-    self.w_k = self.add_weight(name="w_k", shape=[d, n, h], initializer=init)
-    self.w_v = self.add_weight(name="w_v", shape=[d, n, h], initializer=init)
-    self.w_r = self.add_weight(name="w_r", shape=[d, n, h], initializer=init)
-    self.w_o = self.add_weight(name="w_o", shape=[n, h, d], initializer=init)
+    # [D, N, H] kernels are [D, N·H] matrices split into heads: their fans are those.
+    into = initializers.matrix(self.init, d, n * h)
+    self.w_q = self.add_weight(name="w_q", shape=[d, n, h], initializer=into)
+    self.w_k = self.add_weight(name="w_k", shape=[d, n, h], initializer=into)
+    self.w_v = self.add_weight(name="w_v", shape=[d, n, h], initializer=into)
+    self.w_r = self.add_weight(name="w_r", shape=[d, n, h], initializer=into)
+    self.w_o = self.add_weight(
+      name="w_o", shape=[n, h, d], initializer=initializers.matrix(self.init, n * h, d)
+    )
     if self.own_bias:
       bias_init = keras.initializers.RandomNormal(stddev=0.02)
       self.u = self.add_weight(name="u", shape=[n, h], initializer=bias_init)
@@ -183,6 +188,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
       d_head=self.d_head,
       dropatt=self.dropatt,
       own_bias=self.own_bias,
+      init=self.init,
     )
 
 

@@ -34,6 +34,7 @@ from par.config import BLOCK_KINDS
 from par.config import EVAL_MODES
 from par.config import SAMPLING_MODES
 from par.model import attention
+from par.model import initializers
 from par.model import memory as memory_lib
 from par.model.dropout import Dropout
 
@@ -82,7 +83,17 @@ def mixture_weights(logits, mode, tau=1.0, noise=None):
 class AttentionBlock(keras.layers.Layer):
   """x -> LayerNorm(x + Dropout(RelativeAttention(x, memory))); returns (output, memory)."""
 
-  def __init__(self, d_model, n_heads, d_head, dropout=0.0, dropatt=0.0, own_bias=True, **kwargs):
+  def __init__(
+    self,
+    d_model,
+    n_heads,
+    d_head,
+    dropout=0.0,
+    dropatt=0.0,
+    own_bias=True,
+    init="glorot",
+    **kwargs,
+  ):
     super().__init__(**kwargs)
     self.d_model = d_model
     self.n_heads = n_heads
@@ -90,15 +101,21 @@ class AttentionBlock(keras.layers.Layer):
     self.dropout = dropout
     self.dropatt = dropatt
     self.own_bias = own_bias
+    self.init = init
 
   def build(self, input_shape=None):
     self.attention = attention.RelativeMultiHeadAttention(
-      self.d_model, self.n_heads, self.d_head, self.dropatt, self.own_bias, name="attention"
+      self.d_model,
+      self.n_heads,
+      self.d_head,
+      self.dropatt,
+      self.own_bias,
+      self.init,
+      name="attention",
     )
     self.attention.build()
     self.output_dropout = Dropout(self.dropout)
-    self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
-    self.norm.build([None, None, self.d_model])
+    self.norm = _norm(self.init, self.d_model)
     self.built = True
 
   def call(self, x, memory, positions, mask, u=None, v=None, tau=None, seed=None, training=False):
@@ -117,28 +134,43 @@ class AttentionBlock(keras.layers.Layer):
       dropout=self.dropout,
       dropatt=self.dropatt,
       own_bias=self.own_bias,
+      init=self.init,
     )
+
+
+def _norm(init, d_model):
+  """The post-residual LayerNorm of a block, built."""
+  norm = keras.layers.LayerNormalization(
+    epsilon=1e-5, gamma_initializer=initializers.norm_scale(init), name="norm"
+  )
+  norm.build([None, None, d_model])
+  return norm
 
 
 @keras.saving.register_keras_serializable(package="par")
 class FeedForwardBlock(keras.layers.Layer):
   """x -> LayerNorm(x + Dropout(W2 · Dropout(ReLU(W1 x + b1)) + b2))."""
 
-  def __init__(self, d_model, d_ffn, dropout=0.0, **kwargs):
+  def __init__(self, d_model, d_ffn, dropout=0.0, init="glorot", **kwargs):
     super().__init__(**kwargs)
     self.d_model = d_model
     self.d_ffn = d_ffn
     self.dropout = dropout
+    self.init = init
 
   def build(self, input_shape=None):
-    self.inner = keras.layers.Dense(self.d_ffn, activation="relu", name="inner")
-    self.inner.build([None, None, self.d_model])
-    self.outer = keras.layers.Dense(self.d_model, name="outer")
-    self.outer.build([None, None, self.d_ffn])
+    d, f = self.d_model, self.d_ffn
+    self.inner = keras.layers.Dense(
+      f, activation="relu", kernel_initializer=initializers.matrix(self.init, d, f), name="inner"
+    )
+    self.inner.build([None, None, d])
+    self.outer = keras.layers.Dense(
+      d, kernel_initializer=initializers.matrix(self.init, f, d), name="outer"
+    )
+    self.outer.build([None, None, f])
     self.inner_dropout = Dropout(self.dropout)
     self.output_dropout = Dropout(self.dropout)
-    self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm")
-    self.norm.build([None, None, self.d_model])
+    self.norm = _norm(self.init, d)
     self.built = True
 
   def call(
@@ -159,7 +191,13 @@ class FeedForwardBlock(keras.layers.Layer):
     return self.norm(x + self.output_dropout(self.outer(hidden), training=training)), memory
 
   def get_config(self):
-    return dict(super().get_config(), d_model=self.d_model, d_ffn=self.d_ffn, dropout=self.dropout)
+    return dict(
+      super().get_config(),
+      d_model=self.d_model,
+      d_ffn=self.d_ffn,
+      dropout=self.dropout,
+      init=self.init,
+    )
 
 
 @keras.saving.register_keras_serializable(package="par")
@@ -198,6 +236,7 @@ class StochasticBlock(keras.layers.Layer):
     own_bias=True,
     sampling="soft",
     eval_mode="argmax",
+    init="glorot",
     **kwargs,
   ):
     super().__init__(**kwargs)
@@ -214,6 +253,7 @@ class StochasticBlock(keras.layers.Layer):
     self.own_bias = own_bias
     self.sampling = sampling
     self.eval_mode = eval_mode
+    self.init = init
 
   def build(self, input_shape=None):
     self.attention_block = AttentionBlock(
@@ -223,11 +263,12 @@ class StochasticBlock(keras.layers.Layer):
       self.dropout,
       self.dropatt,
       self.own_bias,
+      self.init,
       name="attention_block",
     )
     self.attention_block.build()
     self.feed_forward_block = FeedForwardBlock(
-      self.d_model, self.d_ffn, self.dropout, name="feed_forward_block"
+      self.d_model, self.d_ffn, self.dropout, self.init, name="feed_forward_block"
     )
     self.feed_forward_block.build()
     self.arch_logits = self.add_weight(
@@ -280,6 +321,7 @@ class StochasticBlock(keras.layers.Layer):
       own_bias=self.own_bias,
       sampling=self.sampling,
       eval_mode=self.eval_mode,
+      init=self.init,
     )
 
 
@@ -307,14 +349,15 @@ def make_block(kind, config, own_bias, name):
       own_bias,
       c.sampling,
       c.eval_mode,
+      c.init,
       name=name,
     )
   elif kind == "s":
     block = AttentionBlock(
-      c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, own_bias, name=name
+      c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, own_bias, c.init, name=name
     )
   elif kind == "f":
-    block = FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, name=name)
+    block = FeedForwardBlock(c.d_model, c.d_ffn, c.dropout, c.init, name=name)
   elif kind == "i":
     block = IdentityBlock(name=name)
   else:

@@ -51,7 +51,7 @@ class ParModel(keras.Model):
     c = self.config
     if c.div_val:  # Transformer-XL's adaptive input, tied or not to its softmax
       self.embedding = AdaptiveEmbedding(
-        c.vocab_size, c.d_model, c.cutoffs, c.div_val, name="embedding"
+        c.vocab_size, c.d_model, c.cutoffs, c.div_val, c.init, name="embedding"
       )
     else:
       self.embedding = keras.layers.Embedding(
@@ -78,11 +78,18 @@ class ParModel(keras.Model):
     self.output_dropout = Dropout(c.dropout)
     if c.div_val:
       self.softmax = TransformerXLSoftmax(
-        c.vocab_size, c.d_model, c.cutoffs, c.div_val, c.tie_weight, c.tie_projs, name="softmax"
+        c.vocab_size,
+        c.d_model,
+        c.cutoffs,
+        c.div_val,
+        c.tie_weight,
+        c.tie_projs,
+        c.init,
+        name="softmax",
       )
     else:
       self.softmax = AdaptiveSoftmax(
-        c.vocab_size, c.d_model, c.cutoffs, c.proj_factor, c.proj_dims, name="softmax"
+        c.vocab_size, c.d_model, c.cutoffs, c.proj_factor, c.proj_dims, c.init, name="softmax"
       )
     self.softmax.build()
     self.built = True
