@@ -467,7 +467,17 @@ class TrainConfig(_Settings):
     1000,
     "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn).",
   )
-  eval_mem_len: int = setting(0, "Memory length in evaluation (0: --mem_len); may exceed it.")
+  eval_mem_len: int = setting(
+    0,
+    "Memory length in evaluation (0: --mem_len); may exceed it, up to the longest lane "
+    "evaluated (more gives the same result).",
+  )
+  eval_batch_size: int = setting(
+    0,
+    "Lanes evaluation cuts each split's continuous text into, every token after the first "
+    "scored once (0: the dataset's batch_size, its records as they are). Transformer-XL "
+    "evaluates 10: fewer lanes, fewer tokens that start with a short context.",
+  )
   eval_clamp_len: int = setting(
     -1,
     "Relative distances clamped in evaluation, as Transformer-XL evaluates (-1: the model's "
@@ -565,7 +575,7 @@ class TrainConfig(_Settings):
       "accumulate_steps",
     ):
       _check(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-    for name in ("eval_every", "plot_every", "eval_mem_len", "patience"):
+    for name in ("eval_every", "plot_every", "eval_mem_len", "eval_batch_size", "patience"):
       _check(getattr(self, name) >= 0, f"{name} must be 0 or more, got {getattr(self, name)}")
     _check(
       not self.eval_same_length or (self.eval_mem_len or self.model.mem_len) > 0,

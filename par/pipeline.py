@@ -159,7 +159,7 @@ def markdown(rows):
   (by valid loss, --keep_best) after a slash where they differ."""
 
   def ppl(row, split, key):
-    if split not in row or key not in row[split]:
+    if split not in row or row[split].get(key) is None:
       return "–"
     last = f"{row[split][key]:.2f}"
     best = row.get("best", {}).get(split, {}).get(key)

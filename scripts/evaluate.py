@@ -4,7 +4,8 @@ r"""Evaluates a trained run on any split: exact perplexities and bits per charac
   python scripts/evaluate.py --model_dir=runs/tiny --source=export --eval_mem_len=256 \
       --seq_len=64
   python scripts/evaluate.py --model_dir=runs/txl_wt103_base --split=test --seq_len=64 \
-      --eval_mem_len=640 --clamp_len=400 --same_length     # Transformer-XL's protocol
+      --eval_mem_len=640 --clamp_len=400 --same_length \
+      --eval_batch_size=10                              # Transformer-XL's protocol
 
 Loads the run's latest checkpoint (or --checkpoint, or its export) without pickle, checks
 that the dataset was built with the run's tokenizer, and prints one JSON line: loss, token
@@ -29,6 +30,9 @@ _DATA_DIR = flags.DEFINE_string(
 config_flags.define_field(
   TrainConfig, "eval_mem_len", help_note="Default: the run's --eval_mem_len, else its --mem_len."
 )
+config_flags.define_field(
+  TrainConfig, "eval_batch_size", default=None, help_note="Default: the run's."
+)
 _SEQ_LEN = flags.DEFINE_integer(
   "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
 )
@@ -52,8 +56,13 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if flags.FLAGS.eval_mem_len < 0 or _SEQ_LEN.value < 0 or (_CLAMP_LEN.value or 0) < 0:
-    raise cli.ParError("--eval_mem_len, --seq_len and --clamp_len cannot be negative")
+  if (
+    min(flags.FLAGS.eval_mem_len, _SEQ_LEN.value, _CLAMP_LEN.value or 0) < 0
+    or (flags.FLAGS.eval_batch_size or 0) < 0
+  ):
+    raise cli.ParError(
+      "--eval_mem_len, --eval_batch_size, --seq_len and --clamp_len cannot be negative"
+    )
   config_flags.run_source()  # Checks it before the slow part.
   from par import runs
   from par.data import records
@@ -73,7 +82,9 @@ def main(argv):
   same_length = _SAME_LENGTH.value
   if same_length is None:
     same_length = run.config.eval_same_length or run.config.model.same_length
-  result, meta = evaluate.evaluate_split(
+  lanes = flags.FLAGS.eval_batch_size
+  lanes = run.config.eval_batch_size if lanes is None else lanes
+  result, meta, mem_len = evaluate.evaluate_split(
     model,
     data_dir,
     _SPLIT.value,
@@ -82,6 +93,7 @@ def main(argv):
     run.tokenizer_sha256,
     clamp_len,
     same_length,
+    lanes,
   )
   print(
     json.dumps(
@@ -93,6 +105,7 @@ def main(argv):
         pattern=model.pattern,
         eval_mode=model.config.eval_mode if model.is_supernet else None,
         mem_len=mem_len,
+        eval_batch_size=lanes or meta.batch_size,
         seq_len=_SEQ_LEN.value or meta.seq_len,
         clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
         same_length=same_length,

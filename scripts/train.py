@@ -89,11 +89,10 @@ def main(argv):
   for split in ("valid", "test"):
     if split in results:
       r = results[split]
+      words = r.get("word_perplexity")
+      words = f", word perplexity {words:.2f}" if words is not None else ""
       bpc = f", bpc {r['bpc']:.4f}" if r.get("bpc") is not None else ""
-      print(
-        f"{split}: token perplexity {r['token_perplexity']:.2f}, word perplexity "
-        f"{r['word_perplexity']:.2f}{bpc}"
-      )
+      print(f"{split}: token perplexity {r['token_perplexity']:.2f}{words}{bpc}")
   print(f"architecture: {results['pattern']}")
 
 

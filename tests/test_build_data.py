@@ -312,3 +312,80 @@ def test_sentencepiece_trains_on_the_sample_it_is_given(tmp_path, counting_corpu
   assert (tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes() == expected
   assert expected != tokenizer.train(lines, CONFIG)
   assert meta.config.input_sentence_size == 40
+
+
+DROP_LINES = [
+  "= Title é =",
+  "",
+  "the <unk> cat sat  on\tthe mat , é€ twice",
+  "a b c d e f g h",
+  "",
+  "last words here before the end é",
+] * 9
+
+
+def _naive_kept_text(text_, kind, line_starts, cut):
+  """The text before token `cut` of a split, the whole text tokenized at once: each line's
+  token starts (words by whitespace, bytes, or SentencePiece's), then its end of line."""
+  starts, offset = [], 0
+  lines = text_.split("\n" if kind != "char" else b"\n")
+  if not lines[-1]:
+    lines.pop()
+  for line in lines:
+    if kind == "word":
+      position = 0
+      for word in line.split():
+        position = line.index(word, position)
+        starts.append(offset + position)
+        position += len(word)
+    elif kind == "char":
+      starts += [offset + k for k in range(len(line))]
+    else:
+      starts += [offset + at for at in line_starts(line)]
+    starts.append(offset + len(line))  # its end of line
+    offset += len(line) + 1
+  return text_[: starts[cut]] if cut < len(starts) else text_
+
+
+@pytest.mark.parametrize("final_newline,batch_size,seq_len", [(True, 5, 9), (False, 4, 8)])
+@pytest.mark.parametrize("kind", ["word", "char", "sentencepiece"])
+def test_dropped_tails_leave_out_their_words_and_characters(
+  tmp_path, monkeypatch, kind, final_newline, batch_size, seq_len
+):
+  # Word perplexity and bpc divide the NLL of the scored tokens: under "drop" by the words
+  # and characters of the text before the dropped tail (a word counts when its first token is
+  # kept), not by the whole split's.
+  body = "\n".join(DROP_LINES) + ("\n" if final_newline else "")
+  corpus = tmp_path / "text"
+  corpus.mkdir()
+  for split in ("train", "valid"):
+    (corpus / f"{split}.txt").write_text(body, encoding="utf-8")
+  config = DataConfig(
+    tokenizer=kind, vocab_size=30, batch_size=batch_size, seq_len=seq_len, remainder="drop"
+  )
+  if kind != "sentencepiece":
+    config = dataclasses.replace(config, vocab_size=DataConfig().vocab_size)
+  monkeypatch.setattr(text, "PIECE_BYTES", 23)  # The tail spans several pieces.
+  meta, _ = build_dataset(corpus, tmp_path / "ds", config)
+  split = meta.splits["valid"]
+  assert 0 < split.dropped_tokens < batch_size * seq_len
+  cut = split.tokens - split.dropped_tokens
+  words, characters = split.scored
+  if kind == "word":
+    assert words == cut  # every token is a word, every end of line one more
+  if kind == "char":
+    assert characters == cut  # every token is a byte, every end of line one more
+  data = body.encode("utf-8") if kind == "char" else body
+  line_starts = None
+  if kind == "sentencepiece":
+    line_starts = tokenizer.Tokenizer((tmp_path / "ds" / "spm.model").read_bytes()).starts
+    line_starts = (lambda starts: lambda line: starts([line])[0])(line_starts)
+  kept = _naive_kept_text(data, kind, line_starts, cut)
+  newline = b"\n" if kind == "char" else "\n"
+  assert words == len(kept.split()) + kept.count(newline)
+  assert characters == len(kept)
+  assert (words, characters) < (split.words, split.characters)
+  padded = build_dataset(corpus, tmp_path / "padded", dataclasses.replace(config, remainder="pad"))[
+    0
+  ].splits["valid"]
+  assert padded.scored == (padded.words, padded.characters) == (split.words, split.characters)

@@ -120,7 +120,7 @@ def test_mixed_precision_trains_close_to_float32(tmp_path, data_dir, float32_run
   # Evaluation loads the run's checkpoint in float32: the same weights, a close loss.
   model, _ = runs.load_model(runs.read_run(tmp_path), "checkpoint")
   assert model.compute_dtype == "float32"
-  result, _ = evaluate.evaluate_split(model, data_dir, "valid", MODEL.mem_len)
+  result, _, _ = evaluate.evaluate_split(model, data_dir, "valid", MODEL.mem_len)
   assert result.loss == pytest.approx(results["valid"]["loss"], rel=0.01)
 
 

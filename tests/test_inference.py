@@ -91,13 +91,52 @@ def test_segment_length_does_not_matter_with_memory_covering_the_lane(data):
   assert short.nll != pytest.approx(results[0].nll, rel=1e-5)  # Memory does matter.
 
 
+def _one_pass_nll(model, text):
+  """The summed NLL of text[1:] given all that precedes each token: one segment, no memory."""
+  tokens = tf.constant(np.maximum(text[:-1], 0)[None], tf.int32)
+  hidden, _ = model(tokens, memory=model.initial_memory(1, 0))
+  return float(model.nll(hidden, tf.constant(text[1:][None], tf.int32))[0])
+
+
+def test_evaluation_lanes_score_every_token_once(data):
+  # --eval_batch_size cuts the split's continuous text into its own lanes: every token after
+  # the first is a target exactly once, and with a memory that covers a lane each lane's NLL
+  # is that of one pass over its text.
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, eval_mode="expected"))
+  model.build()
+  windows, meta = records.read_records(data / "ds", "valid")
+  stream = records.stream_of(windows)
+  assert len(stream) == meta.splits["valid"].tokens
+  rebuilt, _, _ = records.context_batch(stream, meta.batch_size, meta.seq_len)
+  np.testing.assert_array_equal(rebuilt, windows)
+  for lanes, seq_len in ((1, 0), (3, 5), (7, 0), (400, 4)):
+    split = evaluate.layout(meta, "valid", lanes, seq_len)
+    inputs, targets = records.relane(stream, lanes, split.seq_len)
+    assert targets.shape == (split.segments, lanes, split.seq_len)
+    flat = targets.transpose(1, 0, 2).reshape(-1)
+    np.testing.assert_array_equal(flat[flat != records.PAD_ID], stream[1:])
+    lane_inputs = inputs.transpose(1, 0, 2).reshape(lanes, -1)  # each lane continuous
+    lane_targets = targets.transpose(1, 0, 2).reshape(lanes, -1)
+    real = lane_targets[:, :-1] >= 0
+    np.testing.assert_array_equal(lane_inputs[:, 1:][real], lane_targets[:, :-1][real])
+    result, _, mem_len = evaluate.evaluate_split(
+      model, data / "ds", "valid", 10**6, seq_len, lanes=lanes
+    )
+    assert mem_len == split.lane_length  # A memory beyond the longest lane is cut to it.
+    assert result.tokens == len(stream) - 1
+    length = split.lane_length
+    texts = [stream[b * length : (b + 1) * length + 1] for b in range(lanes)]
+    expected = sum(_one_pass_nll(model, t) for t in texts if len(t) > 1)
+    assert result.nll == pytest.approx(expected, rel=1e-5)
+
+
 def test_loaded_models_reproduce_the_runs_results(run_dir):
   """Checkpoint and export, loaded without pickle, give the run's own final test metrics."""
   run = runs.read_run(run_dir)
   saved = json.loads((run_dir / runs.RESULTS_FILE).read_text())["test"]
   for source in ("export", "checkpoint"):
     model, origin = runs.load_model(run, source)
-    result, _ = evaluate.evaluate_split(
+    result, _, _ = evaluate.evaluate_split(
       model, run.config.data_dir, "test", run.eval_mem_len, tokenizer_sha256=run.tokenizer_sha256
     )
     assert origin.endswith("model.keras" if source == "export" else "ckpt-16")
@@ -120,7 +159,7 @@ def test_evaluate_script(run_dir):
   assert (printed["mem_len"], printed["seq_len"], printed["eval_mode"]) == (30, 5, "expected")
   run = runs.read_run(run_dir)
   model, _ = runs.load_model(run, "checkpoint", eval_mode="expected")
-  expected, _ = evaluate.evaluate_split(model, run.config.data_dir, "valid", 30, 5)
+  expected, _, _ = evaluate.evaluate_split(model, run.config.data_dir, "valid", 30, 5)
   assert printed["split"] == "valid" and printed["tokens"] == expected.tokens
   assert printed["token_perplexity"] == pytest.approx(expected.token_perplexity, rel=1e-6)
   assert printed["word_perplexity"] == pytest.approx(expected.word_perplexity, rel=1e-6)
@@ -269,3 +308,42 @@ def test_generate_script(run_dir, data, tmp_path):
 )
 def test_generate_bad_flags(tmp_path, flag, message):
   assert message in error_line(run_script("scripts/generate.py", f"--model_dir={tmp_path}", flag))
+
+
+def test_training_evaluates_in_the_same_lanes_as_the_script(data):
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, eval_mode="expected"))
+  model.build()
+  meta = records.load_meta(data / "ds")
+  strategy = tf.distribute.get_strategy()
+  evaluator = evaluate.SplitEvaluator(model, str(data / "ds"), meta, 10**6, strategy, lanes=3)
+  assert evaluator.evaluator.mem_len == max(s.lane_length for s in evaluator.layouts.values())
+  for split in ("valid", "test"):
+    expected, _, _ = evaluate.evaluate_split(model, data / "ds", split, 10**6, lanes=3)
+    got, fresh = evaluator(split, 0)
+    assert fresh and got.tokens == expected.tokens
+    assert got.nll == pytest.approx(expected.nll, rel=1e-6)
+
+
+@pytest.mark.parametrize("remainder", ["pad", "drop"])
+def test_word_perplexity_and_bpc_divide_by_the_text_scored(data, tmp_path, remainder):
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+
+  config = DataConfig(vocab_size=60, batch_size=4, seq_len=8, remainder=remainder)
+  meta, _ = build_dataset(data / "text", tmp_path / "ds", config)
+  info = meta.splits["valid"]
+  assert bool(info.dropped_tokens) == (remainder == "drop")
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0))
+  model.build()
+  result, _, _ = evaluate.evaluate_split(model, tmp_path / "ds", "valid", 4)
+  assert result.tokens == info.targets
+  assert (result.words, result.characters) == info.scored
+  if remainder == "drop":  # Fewer words and characters than the split's: the tail's are out.
+    assert result.words < info.words and result.characters < info.characters
+  assert result.word_perplexity == pytest.approx(np.exp(result.nll / info.scored[0]))
+  # A "drop" build from before the scored counts were kept: no word perplexity, no bpc.
+  old = dataclasses.replace(info, scored_words=None, scored_characters=None)
+  words, characters = evaluate.denominators(old)
+  assert (words, characters) == ((0, 0) if remainder == "drop" else (info.words, info.characters))
+  unknown = evaluate.Result(result.nll, result.tokens, words, characters)
+  assert (unknown.word_perplexity is None) == (remainder == "drop")

@@ -16,9 +16,11 @@ so an interrupted build never leaves something that looks complete; a build that
 leaves it for the next build to remove.
 """
 
+import collections
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -129,6 +131,27 @@ class _Tokenizer:
   eos_id: int
   encode: typing.Callable  # piece -> (int32 ids, `<eos>` for each end of line; unknown count)
   readable: str | None = None  # SentencePiece's spm.vocab
+  line_starts: typing.Callable | None = None  # SentencePiece: line -> where its tokens start
+
+  def starts(self, piece):
+    """Where each token `encode(piece)` gives starts in the piece (an end of line's at its
+    "\n"), in the piece's units (characters, or bytes for char)."""
+    if self.kind == "char":
+      return list(range(len(piece)))
+    lines = piece.split("\n")  # The last is what follows the last end of line.
+    if self.kind == "word":
+      within = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
+    else:  # SentencePiece pieces are whole lines, the last of a file maybe without its end.
+      within = self.line_starts(lines if lines[-1] else lines[:-1]) + [[]]
+    found, offset = [], 0
+    for k, (line, starts) in enumerate(zip(lines, within)):
+      if k:
+        found.append(offset - 1)  # the end of the line before
+      found += [offset + at for at in starts]
+      offset += len(line) + 1
+    if self.kind == "sentencepiece" and lines[-1]:
+      found.append(len(piece))  # SentencePiece ends an unterminated last line too
+    return found
 
 
 def _make_tokenizer(config, train_path, train_stats, counter, model):
@@ -162,6 +185,7 @@ def _make_tokenizer(config, train_path, train_stats, counter, model):
     sp.processor.eos_id(),
     encode,
     tokenizer.vocab_text(model),
+    sp.starts,
   )
 
 
@@ -261,10 +285,12 @@ def _write_split(stream_path, built, split, stats, config, made):
     stats.path, made.kind == "char", whole_lines=made.kind == "sentencepiece"
   )
   tokens = unknown = 0
+  tail = _Tail(config.batch_size * config.seq_len)
   with open(stream_path, "wb") as f:
     for piece in reader:
       ids, missing = made.encode(piece)
       ids.astype(np.int32, copy=False).tofile(f)
+      tail.add(piece, tokens, tokens + len(ids), reader.before)
       tokens, unknown = tokens + len(ids), unknown + missing
     if made.kind != "sentencepiece" and not reader.stats.ends_with_newline:
       np.array([made.eos_id], np.int32).tofile(f)  # The last line's end.
@@ -277,6 +303,7 @@ def _write_split(stream_path, built, split, stats, config, made):
   )
   shards = records.write_split(windows, built, split, config.shards)
   os.remove(stream_path)
+  scored = tail.scored_counts(tokens - windows.dropped, made) if windows.dropped else (None, None)
   logging.info("%s: %d tokens written in %.1f s", split, tokens, time.perf_counter() - start)
   return records.SplitMeta(
     source=str(Path(stats.path).resolve()),
@@ -291,7 +318,40 @@ def _write_split(stream_path, built, split, stats, config, made):
     shards=shards,
     characters=stats.characters,
     unknown=unknown,
+    scored_words=scored[0],
+    scored_characters=scored[1],
   )
+
+
+class _Tail:
+  """The last pieces of a split as it is tokenized: enough to hold its first dropped token,
+  whose place gives the words and characters the kept records score ("drop" remainder).
+
+  Args:
+    span: batch_size x seq_len; fewer tokens than that are ever dropped.
+  """
+
+  def __init__(self, span):
+    self.span = span
+    self.pieces = collections.deque()  # (piece, its first token's index, SplitReader.before)
+
+  def add(self, piece, first, end, before):
+    """A piece whose tokens are [first, end) of the stream, `before` the counts before it."""
+    self.pieces.append((piece, first, before))
+    while len(self.pieces) > 1 and self.pieces[1][1] <= end - self.span + 1:
+      self.pieces.popleft()  # The cut lies at or after the next piece's start.
+
+  def scored_counts(self, cut, made):
+    """(words, characters) of the text before token `cut`, the first dropped one: a word
+    counts when its first token is kept, the end of a line as one word and one character."""
+    piece, first, (words, characters, inside) = next(
+      p for p in reversed(self.pieces) if p[1] <= cut
+    )
+    starts = made.starts(piece)
+    # Past the piece's own tokens only when the cut is the end of line added to a last line
+    # that has none.
+    kept = piece[: starts[cut - first]] if cut - first < len(starts) else piece
+    return words + text_lib.word_count(kept, inside), characters + len(kept)
 
 
 def _remove_abandoned_partials(output_dir):

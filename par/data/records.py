@@ -76,6 +76,21 @@ class SplitMeta:
   shards: tuple  # `Shard`s in reading order
   characters: int = 0  # characters (bytes for char) + one per line; 0 if unknown (older builds)
   unknown: int = 0  # word and char: symbols not in the vocabulary, become <unk>
+  # Under "drop": the words and characters of the text before the dropped tail (a word counts
+  # when its first token is kept). None in builds from before they were counted.
+  scored_words: int | None = None
+  scored_characters: int | None = None
+
+  @property
+  def scored(self):
+    """(words, characters) of the text the records score, the denominators of word-level
+    perplexity and bits per character: the split's own, or without the dropped tail; (0, 0)
+    when unknown (a "drop" build from before they were counted: rebuild it)."""
+    if not self.dropped_tokens:
+      return self.words, self.characters
+    if self.scored_words is None:
+      return 0, 0
+    return self.scored_words, self.scored_characters
 
 
 @dataclasses.dataclass(frozen=True)
@@ -448,6 +463,35 @@ def target_counts(data_dir, split="train"):
       f"{data_dir}'s {split} split holds ids outside [0, {meta.vocab_size}): rebuild the dataset"
     )
   return np.bincount(targets, minlength=meta.vocab_size).astype(np.int64), meta
+
+
+def stream_of(windows):
+  """The token stream records [R, B, T+1] were cut from (`context_batch`), without the padding
+  of its last record: lane b is its windows' first T tokens, record after record, and its
+  last token is lane b + 1's first."""
+  stream = np.concatenate([windows[:, :, :-1].transpose(1, 0, 2).reshape(-1), windows[-1:, -1, -1]])
+  padding = np.flatnonzero(stream == PAD_ID)  # Only ever at the end.
+  return stream[: padding[0]] if padding.size else stream
+
+
+def relane(stream, lanes, seq_len):
+  """Evaluation's own layout: (inputs, targets) [S, lanes, seq_len] of a token stream laid out
+  as `context_batch` lays records out, padded, so that every token after the first is a target
+  exactly once, whatever the number of lanes (a stream shorter than one record fills the first
+  lanes, the others are padding)."""
+  if lanes < 1 or seq_len < 1:
+    raise ParError(f"lanes and segment length must be positive, got {lanes} and {seq_len}")
+  stream = np.asarray(stream, np.int32)
+  short = max(lanes * seq_len + 1 - len(stream), 0)
+  stream = np.concatenate([stream, np.full([short], PAD_ID, np.int32)])
+  windows, _, _ = context_batch(stream, lanes, seq_len, "pad")
+  return np.maximum(windows[:, :, :-1], 0), np.ascontiguousarray(windows[:, :, 1:])
+
+
+def lane_length(tokens, lanes, seq_len):
+  """Tokens per lane when a stream of `tokens` is laid out in `lanes` lanes of segments of
+  `seq_len` (`context_batch`, `relane`): the longest context evaluation can give."""
+  return max(-(-(tokens - 1) // (lanes * seq_len)), 1) * seq_len
 
 
 def resegment(windows, seq_len):

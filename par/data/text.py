@@ -7,8 +7,10 @@ the convention of word-level language modelling with an end-of-line symbol (Meri
 2016, Dai et al. 2019): the whitespace-separated words of the text plus one per line.
 
 A split is read in pieces of a few MiB (`SplitReader`), so memory does not grow with the
-corpus: a piece ends after a line, or for word and byte tokenizers after any space, so that no
-word is cut (text8 is one line of 100M bytes). Undecodable bytes are refused, with their line
+corpus: a piece ends after a line, or for the word tokenizer after any space, so that no word
+is cut (text8 is one line of 100M bytes); read as bytes for the byte tokenizer, a piece may end
+anywhere (a 30 MB line of CJK text has no space to cut at), and a word cut between two pieces
+is counted once. Undecodable bytes are refused, with their line
 and byte position, rather than replaced: a silently altered test set would make perplexities
 incomparable.
 
@@ -56,13 +58,24 @@ class SplitText:
   characters: int
 
 
+def word_count(piece, continues=False):
+  """The words of a piece of text by the convention above: its whitespace words plus one per
+  end of line, a word the previous piece ended inside (`continues`) not counted again."""
+  newline = "\n" if isinstance(piece, str) else b"\n"
+  count = len(piece.split()) + piece.count(newline)
+  return count - 1 if continues and piece[:1] and not piece[:1].isspace() else count
+
+
 class SplitReader:
   """One pass over a split file: iterate for its text in pieces, then read `stats`.
 
   Pieces are str (bytes if `binary`: exactly as stored, no byte-order mark or carriage return
   removed), in order; their concatenation is the whole text. Each piece ends after a "\n", or
   unless `whole_lines`, after a space or a tab, so words are never cut; a line longer than a
-  piece makes a longer piece.
+  piece makes a longer piece. Bytes without `whole_lines` are cut anywhere, at `piece_bytes`.
+
+  While iterating, `before` holds (words, characters, whether the text so far ends inside a
+  word) of the text before the piece last yielded, counted as `stats` counts the whole.
 
   Raises (while iterating):
     ParError: the file cannot be read, is empty or only whitespace, or (unless binary) is not
@@ -72,14 +85,16 @@ class SplitReader:
   def __init__(self, path, binary=False, whole_lines=True, piece_bytes=None):
     self.path = Path(path)
     self.binary = binary
+    self._anywhere = binary and not whole_lines
     self._cuts = (b"\n",) if whole_lines else (b"\n", b" ", b"\t")
     self._piece_bytes = piece_bytes or PIECE_BYTES
     self.stats = None
+    self.before = (0, 0, False)
 
   def __iter__(self):
     digest = hashlib.sha256()
     counts = {"newlines": 0, "words": 0, "characters": 0}
-    state = {"last": "", "content": False}
+    state = {"last": "", "content": False, "inside": False}
     offset = 0  # of the next piece's first byte in the file
     line_start = 0  # offset of the line that piece is in
     carry = b""
@@ -87,7 +102,7 @@ class SplitReader:
       digest.update(block)
       data = carry + block if carry else block
       if block:
-        cut = max(data.rfind(c) for c in self._cuts) + 1
+        cut = len(data) if self._anywhere else max(data.rfind(c) for c in self._cuts) + 1
         if cut == 0:
           carry = data
           continue
@@ -96,6 +111,7 @@ class SplitReader:
         raw, carry = data, b""
       if raw:
         piece = raw if self.binary else self._decode(raw, offset, line_start, counts, not offset)
+        self.before = (counts["words"], counts["characters"], state["inside"])
         self._count(piece, counts, state)
         newline = raw.rfind(b"\n")
         line_start = offset + newline + 1 if newline >= 0 else line_start
@@ -104,13 +120,12 @@ class SplitReader:
     if not state["content"]:
       raise ParError(f"{self.path} is empty")
     ends = state["last"] in ("\n", b"\n"[0])
-    lines = counts["newlines"] + (0 if ends else 1)
     self.stats = SplitStats(
       str(self.path),
       digest.hexdigest(),
-      lines,
-      counts["words"] + lines,
-      counts["characters"] - counts["newlines"] + lines,
+      counts["newlines"] + (0 if ends else 1),
+      counts["words"] + (0 if ends else 1),
+      counts["characters"] + (0 if ends else 1),
       ends,
     )
 
@@ -139,12 +154,15 @@ class SplitReader:
 
   @staticmethod
   def _count(piece, counts, state):
+    """Adds a piece to the counts: words and characters with each end of line counted as one
+    of each (the last line's, when the file lacks it, is added at the end)."""
     newline = "\n" if isinstance(piece, str) else b"\n"
     counts["newlines"] += piece.count(newline)
-    counts["words"] += len(piece.split())
+    counts["words"] += word_count(piece, state["inside"])
     counts["characters"] += len(piece)
     if piece:
       state["last"] = piece[-1]
+      state["inside"] = not piece[-1:].isspace()
       state["content"] = state["content"] or bool(piece.strip())
 
 

@@ -190,6 +190,18 @@ class Tokenizer:
   def vocab_size(self):
     return self.processor.get_piece_size()
 
+  def starts(self, lines):
+    """Where each token of each line starts (without its end of line), in characters: the
+    first dropped token's place when a build cuts the tail of a split."""
+    import tensorflow as tf  # Loaded by __init__.
+
+    _, starts, _ = self._op.tokenize_with_offsets(tf.constant(lines, tf.string))
+    found = []
+    for line, offsets in zip(lines, starts.to_list()):
+      data = line.encode("utf-8")  # Byte offsets to characters; the end of line's is dropped.
+      found.append([len(data[:b].decode("utf-8", "ignore")) for b in offsets[:-1]])
+    return found
+
   def tokenize(self, lines, lines_per_batch=4096):
     """The token stream of `lines`: each line's ids, then the end-of-line id, as int32.
 

@@ -4,12 +4,18 @@
   word perplexity  = exp(Σ NLL / words)
   bits per character = Σ NLL / (characters · ln 2)
 
-where words are the split's whitespace words plus one per line (meta.json), the denominator
+where words are the whitespace words plus one per line of the text scored, the denominator
 of word-level results on WikiText, and characters its characters plus one per line (bytes
 for a char dataset, whose tokens they are: bpc is then the loss in bits, as Transformer-XL
-reports enwik8 and text8). Every token of the split after its first is scored once
-(padding is masked), with the memory carried across records as in training, and the
-SuperNet's deterministic architecture (eval_mode).
+reports enwik8 and text8). The text scored is the split's, or under `--remainder=drop` the
+part before the dropped tail (`records.SplitMeta.scored`). Every token of it after the first
+is scored once (padding is masked), with the memory carried across segments as in training,
+and the SuperNet's deterministic architecture (eval_mode).
+
+The layout (`Layout`): the dataset's records as they are, or the split's continuous text cut
+into another number of lanes (`--eval_batch_size`; Transformer-XL evaluates 10) or segment
+length. Fewer lanes are longer, so fewer tokens start with a shortened context. A memory
+longer than the longest lane gives the same result as one of its length, and is cut to it.
 """
 
 import dataclasses
@@ -17,6 +23,7 @@ import math
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from par.data import records
 from par.errors import ParError
@@ -28,8 +35,8 @@ from par.train import distribute
 class Result:
   nll: float  # summed negative log-likelihood, nats
   tokens: int  # predicted tokens
-  words: int  # words of the split (0 if unknown)
-  characters: int = 0  # characters of the split (0 if unknown)
+  words: int  # words of the text scored (0 if unknown)
+  characters: int = 0  # characters of the text scored (0 if unknown)
 
   @property
   def loss(self):
@@ -41,11 +48,13 @@ class Result:
 
   @property
   def word_perplexity(self):
-    return math.exp(self.nll / self.words) if self.words else float("nan")
+    """None when the words are unknown (never a number that may be wrong)."""
+    return math.exp(self.nll / self.words) if self.words else None
 
   @property
   def bpc(self):
-    return self.nll / (self.characters * math.log(2)) if self.characters else float("nan")
+    """None when the characters are unknown."""
+    return self.nll / (self.characters * math.log(2)) if self.characters else None
 
   def to_dict(self):
     return {
@@ -55,9 +64,77 @@ class Result:
       "tokens": self.tokens,
       "words": self.words,
       "nll": self.nll,
-      "bpc": self.bpc if self.characters else None,  # None: a dataset built without counts
+      "bpc": self.bpc,
       "characters": self.characters,
     }
+
+
+def denominators(info):
+  """(words, characters) of the text a split's records score (`SplitMeta.scored`); warns
+  once when a "drop" build from before they were counted leaves them unknown."""
+  words, characters = info.scored
+  if not words:
+    logging.warning(
+      "%s: a --remainder=drop build from before its scored words were counted; word "
+      "perplexity and bpc are left out (rebuild the dataset to get them)",
+      info.source,
+    )
+  return words, characters
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How evaluation reads a split: lanes, segment length and segments (`layout`)."""
+
+  lanes: int
+  seq_len: int
+  segments: int
+  recut: bool  # False: the dataset's records as they are
+
+  @property
+  def lane_length(self):
+    """Tokens per lane: a memory of this covers everything a lane holds."""
+    return self.segments * self.seq_len
+
+  def dataset(self, data_dir, split, tokenizer_sha256=None):
+    """(inputs, targets) [lanes, seq_len] per segment, in order."""
+    if not self.recut:
+      return records.load_dataset(data_dir, split, tokenizer_sha256)
+    windows, meta = records.read_records(data_dir, split, tokenizer_sha256)
+    if self.lanes == meta.batch_size:  # The records' lanes, cut into other segments.
+      arrays = records.resegment(windows, self.seq_len)
+    else:
+      arrays = records.relane(records.stream_of(windows), self.lanes, self.seq_len)
+    return tf.data.Dataset.from_tensor_slices(arrays)
+
+
+def layout(meta, split, lanes=0, seq_len=0):
+  """The `Layout` of a split for `lanes` lanes (0: the dataset's batch_size) of segments of
+  `seq_len` (0: the dataset's)."""
+  lanes, seq_len = lanes or meta.batch_size, seq_len or meta.seq_len
+  info = meta.splits[split]
+  if (lanes, seq_len) == (meta.batch_size, meta.seq_len):
+    return Layout(lanes, seq_len, info.records, False)
+  if lanes == meta.batch_size:
+    return Layout(lanes, seq_len, -(-info.records * meta.seq_len // seq_len), True)
+  stream = info.tokens - info.dropped_tokens
+  return Layout(lanes, seq_len, records.lane_length(stream, lanes, seq_len) // seq_len, True)
+
+
+def memory_for(mem_len, layouts):
+  """The evaluation memory: `mem_len`, cut to the longest lane of `layouts` (a longer one
+  attends to nothing more and costs memory for it)."""
+  longest = max(layout.lane_length for layout in layouts)
+  if mem_len > longest:
+    logging.info(
+      "evaluation memory %d is longer than the longest lane (%d tokens): using %d, which "
+      "gives the same result",
+      mem_len,
+      longest,
+      longest,
+    )
+    return longest
+  return mem_len
 
 
 class Evaluator:
@@ -158,7 +235,8 @@ class Evaluator:
 
 
 class SplitEvaluator:
-  """Evaluates the splits of one dataset during training, never the same weights twice.
+  """Evaluates the valid and test splits of one dataset during training, never the same
+  weights twice.
 
   Each replica scores its own lanes (`distribute.lanes`); a split asked for again at the step
   it was last evaluated at gets the result it had (an epoch end that is also the last step).
@@ -166,17 +244,31 @@ class SplitEvaluator:
   Args:
     model: the ParModel being trained.
     data_dir, meta: the dataset and its `records.DatasetMeta`.
-    mem_len: the evaluation memory length.
+    mem_len: the evaluation memory length (cut to the longest lane).
     strategy: the training's strategy.
     stop: see `Evaluator`.
+    clamp_len, same_length: see `Evaluator`.
+    lanes: evaluation's lanes (0: the dataset's), `--eval_batch_size`.
   """
 
   def __init__(
-    self, model, data_dir, meta, mem_len, strategy, stop=None, clamp_len=None, same_length=None
+    self,
+    model,
+    data_dir,
+    meta,
+    mem_len,
+    strategy,
+    stop=None,
+    clamp_len=None,
+    same_length=None,
+    lanes=0,
   ):
     self.data_dir = data_dir
     self.meta = meta
     self.strategy = strategy
+    self.layouts = {s: layout(meta, s, lanes) for s in ("valid", "test") if s in meta.splits}
+    if self.layouts:
+      mem_len = memory_for(mem_len, self.layouts.values())
     self.evaluator = Evaluator(model, mem_len, strategy, stop, clamp_len, same_length)
     self._last = {}  # split -> (step, Result)
 
@@ -184,15 +276,16 @@ class SplitEvaluator:
     """(the split's `Result` at `step`, whether it was computed now rather than reused)."""
     if split in self._last and self._last[split][0] == step:
       return self._last[split][1], False
+    split_layout = self.layouts[split]
     dataset = distribute.lanes(
       self.strategy,
-      lambda: records.load_dataset(self.data_dir, split).prefetch(2),
-      self.meta.batch_size,
+      lambda: split_layout.dataset(self.data_dir, split).prefetch(2),
+      split_layout.lanes,
     )
-    lanes = self.meta.batch_size // self.strategy.num_replicas_in_sync
+    lanes = split_layout.lanes // self.strategy.num_replicas_in_sync
     try:
-      info = self.meta.splits[split]
-      result = self.evaluator(dataset, lanes, info.words, info.records, info.characters)
+      words, characters = denominators(self.meta.splits[split])
+      result = self.evaluator(dataset, lanes, words, split_layout.segments, characters)
     except tf.errors.DataLossError as e:  # A shard changed after the checks.
       raise records.damage_error(self.data_dir, split, e) from None
     self._last[split] = (step, result)
@@ -208,30 +301,30 @@ def evaluate_split(
   tokenizer_sha256=None,
   clamp_len=None,
   same_length=None,
+  lanes=0,
 ):
-  """Evaluates `model` on a split of a built dataset; returns (`Result`, the dataset's meta).
+  """Evaluates `model` on a split of a built dataset; returns (`Result`, the dataset's meta,
+  the memory length used).
 
   Args:
     model: a ParModel.
     data_dir: the dataset directory.
     split: e.g. "valid" or "test".
-    mem_len: memory length.
-    seq_len: segment length; 0 or the dataset's own reads the records as they are, any other
-      cuts each lane's text into segments of this length (`records.resegment`).
+    mem_len: memory length (cut to the longest lane).
+    seq_len: segment length (0: the dataset's); each lane's text stays continuous.
     tokenizer_sha256: the tokenizer the model was trained with; a dataset built with
       another is refused.
     clamp_len, same_length: Transformer-XL's evaluation settings (None: the model's).
+    lanes: lanes of the split's continuous text (0: the dataset's batch_size).
   """
   meta = records.check_dataset(data_dir, split, tokenizer_sha256, records=True)
-  if not seq_len or seq_len == meta.seq_len:
-    dataset = records.load_dataset(data_dir, split, tokenizer_sha256)
-  else:
-    windows, _ = records.read_records(data_dir, split, tokenizer_sha256)
-    dataset = tf.data.Dataset.from_tensor_slices(records.resegment(windows, seq_len))
+  split_layout = layout(meta, split, lanes, seq_len)
+  mem_len = memory_for(mem_len, [split_layout])
+  dataset = split_layout.dataset(data_dir, split, tokenizer_sha256)
   try:
-    info = meta.splits[split]
+    words, characters = denominators(meta.splits[split])
     evaluator = Evaluator(model, mem_len, clamp_len=clamp_len, same_length=same_length)
-    result = evaluator(dataset, meta.batch_size, info.words, characters=info.characters)
+    result = evaluator(dataset, split_layout.lanes, words, characters=characters)
   except tf.errors.DataLossError as e:  # A shard changed after the checks.
     raise records.damage_error(data_dir, split, e) from None
-  return result, meta
+  return result, meta, mem_len

@@ -244,23 +244,19 @@ class Reporter:
 
   def evaluation(self, split, step, result):
     """An `evaluate.Result` of `split` at `step`: log line and summaries."""
+    words = result.word_perplexity
     logging.info(
-      "%s at step %d: loss %.4f, token perplexity %.2f, word perplexity %.2f%s (%d tokens)",
+      "%s at step %d: loss %.4f, token perplexity %.2f%s%s (%d tokens)",
       split,
       step,
       result.loss,
       result.token_perplexity,
-      result.word_perplexity,
-      f", bpc {result.bpc:.4f}" if result.characters else "",
+      "" if words is None else f", word perplexity {words:.2f}",
+      "" if result.bpc is None else f", bpc {result.bpc:.4f}",
       result.tokens,
     )
     with self.writer(split).as_default(step=step):
-      summaries.write_metrics(
-        result.loss,
-        result.token_perplexity,
-        result.word_perplexity,
-        result.bpc if result.characters else None,
-      )
+      summaries.write_metrics(result.loss, result.token_perplexity, words, result.bpc)
 
   def _record(self, history):
     probabilities = self.model.architecture_probabilities()

@@ -55,10 +55,11 @@ def block_tag(block, name):
 
 
 def write_metrics(loss, token_perplexity, word_perplexity, bpc=None):
-  """Loss and perplexities, in the default writer at its step."""
+  """Loss and perplexities, in the default writer at its step (None: unknown, left out)."""
   tf.summary.scalar(LOSS, loss)
   tf.summary.scalar(TOKEN_PERPLEXITY, token_perplexity)
-  tf.summary.scalar(WORD_PERPLEXITY, word_perplexity)
+  if word_perplexity is not None:
+    tf.summary.scalar(WORD_PERPLEXITY, word_perplexity)
   if bpc is not None:
     tf.summary.scalar(BPC, bpc)
 

@@ -67,6 +67,10 @@ def make_plan(config, meta, replicas):
   if meta.batch_size % replicas:
     raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
   heldout.held_out_lanes(meta.batch_size, config.arch_split)  # a lane for each, or an error
+  if config.eval_batch_size % replicas:
+    raise ParError(
+      f"--eval_batch_size {config.eval_batch_size} does not split into {replicas} replicas"
+    )
   if (meta.batch_size // replicas) % config.accumulate_steps:
     raise ParError(
       f"--accumulate_steps {config.accumulate_steps} does not divide the "
@@ -196,6 +200,7 @@ def train_and_evaluate(
         step_loop.stop,
         None if config.eval_clamp_len < 0 else config.eval_clamp_len,
         config.eval_same_length or config.model.same_length,
+        config.eval_batch_size,
       )
 
       # --- The loop ---------------------------------------------------------------------------
