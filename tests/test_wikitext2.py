@@ -39,3 +39,27 @@ def test_wt2_small_builds_exactly(tmp_path, wt2_small):
       processor.decode(ids) for ids in encoded
     ]
   assert processor.encode(" <unk> ", out_type=str) == ["\u2581<unk>"]
+
+
+def test_every_path_encodes_as_the_records_do(tmp_path, wt2_small):
+  # One encoder for the records, generation's prompts and evaluated text: the wheel's ids
+  # differ on a few lines (score ties), the Codec's must not differ on any.
+  from par.data import tokenizer
+
+  build_dataset(wt2_small, tmp_path / "ds", DataConfig(vocab_size=7000))
+  model = (tmp_path / "ds" / records.TOKENIZER_FILE).read_bytes()
+  codec = tokenizer.load_codec("sentencepiece", model)
+  processor = spm.SentencePieceProcessor(model_proto=model)
+  lines = (wt2_small / "valid.txt").read_text(encoding="utf-8").split("\n")[:-1]
+  got = stream_from_records(*read_pairs(tmp_path / "ds", "valid"))
+  ends = np.nonzero(got == codec.eos_id)[0]
+  starts = np.concatenate([[0], ends[:-1] + 1])
+  differ = 0
+  for line, a, b in zip(lines, starts, ends):
+    ids, unknown = codec.encode(line)
+    assert ids == got[a:b].tolist(), line
+    assert len(unknown) == ids.count(tokenizer.UNK_ID)  # The text behind each unknown id.
+    differ += processor.encode(line) != ids
+  assert len(lines) == len(ends) and differ > 0  # The wheel would have given other ids.
+  ids, unknown = codec.encode("a ☃ snowman")
+  assert unknown == ["☃"] and tokenizer.UNK_ID in ids

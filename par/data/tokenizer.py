@@ -14,11 +14,12 @@ hence the same sha256 in meta.json.
 Training sees exactly the lines `text.SplitReader` produces, so the vocabulary and the
 records agree on what a line is.
 
-Tokenize with `tokenize` (tensorflow-text), not with the sentencepiece wheel, wherever ids
-must match the records: the two builds break exact score ties differently ("666" becomes
-"66"+"6" in one and "6"+"66" in the other). Real text has few such ties (one pair of
-swapped pieces in the 309k tokens of WikiText-2's valid split), and both decode to the
-same text.
+One encoder for every path: tensorflow-text's op (`Tokenizer`) encodes the records, the
+prompts of generation (`Codec.encode`) and any text evaluated, never the sentencepiece
+wheel, which loads, trains and decodes. The two builds break exact score ties differently
+("666" becomes "66"+"6" in one and "6"+"66" in the other): on WikiText-2's valid split they
+gave other ids for 21 of 3,000 lines, which would have scored a prompt in ids its model
+never trained on. Both decode to the same text.
 """
 
 import hashlib
@@ -190,6 +191,19 @@ class Tokenizer:
   def vocab_size(self):
     return self.processor.get_piece_size()
 
+  def encode(self, line):
+    """(the ids of one line without its end of line, the parts of it that became the unknown
+    id): what `tokenize` gives the line, with the text behind each unknown piece."""
+    import tensorflow as tf  # Loaded by __init__.
+
+    ids, starts, ends = self._op.tokenize_with_offsets(tf.constant([line], tf.string))
+    ids, starts, ends = (x.flat_values.numpy()[:-1] for x in (ids, starts, ends))
+    data = line.encode("utf-8")
+    unknown = [
+      data[a:b].decode("utf-8", "replace") for i, a, b in zip(ids, starts, ends) if i == UNK_ID
+    ]
+    return ids.tolist(), unknown
+
   def starts(self, lines):
     """Where each token of each line starts (without its end of line), in characters: the
     first dropped token's place when a build cuts the tail of a split."""
@@ -229,10 +243,12 @@ class Codec:
     vocab_size, eos_id, unk_id: ints.
   """
 
-  def __init__(self, kind, processor=None, vocabulary=None):
+  def __init__(self, kind, processor=None, vocabulary=None, model_proto=None):
     self.kind = kind
     self._processor = processor
     self._vocabulary = vocabulary
+    self._model_proto = model_proto
+    self._encoder = None  # SentencePiece: the records' `Tokenizer`, made on first use
     if processor is not None:
       self.vocab_size = processor.get_piece_size()
       self.eos_id, self.unk_id = processor.eos_id(), processor.unk_id()
@@ -244,8 +260,9 @@ class Codec:
     """(the ids of one line, without its end of line; the parts of it the tokenizer does not
     know, which became the unknown id)."""
     if self._processor is not None:
-      pieces = self._processor.encode(line, out_type="proto").pieces
-      return [p.id for p in pieces], [p.surface for p in pieces if p.id == self.unk_id]
+      if self._encoder is None:  # Loads TensorFlow: only when something is encoded.
+        self._encoder = Tokenizer(self._model_proto)
+      return self._encoder.encode(line)
     if self.kind == "char":  # Character by character, to name the unknown ones.
       ids, unknown = [], []
       for character in line:
@@ -266,7 +283,7 @@ class Codec:
 def load_codec(kind, data, path=None):
   """The `Codec` of a tokenizer file's bytes; ParError (naming `path`) if it is not one."""
   if kind == "sentencepiece":
-    return Codec(kind, processor=load(data, path))
+    return Codec(kind, processor=load(data, path), model_proto=data)
   vocabulary = vocab_lib.Vocabulary.from_bytes(data, path)
   if vocabulary.kind != kind:
     raise ParError(f"{path or 'the vocabulary'} is a {vocabulary.kind} vocabulary, not {kind}")
