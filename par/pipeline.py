@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from par import locks
 from par import runs
 from par.data import records
 from par.errors import ParError
@@ -248,6 +249,12 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   _check(ratios, arch_splits)
   work_dir = Path(work_dir)
+  with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
+    return _run(config, work_dir, ratios, strategy, arch_splits, rounds)
+
+
+def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
+  """`run_pipeline`'s work, with its arguments checked and its directory held."""
   searches = {}  # name -> (config, results, architecture record)
   for split in arch_splits:
     name = search_name(split)

@@ -2,6 +2,7 @@
 the pipeline). Nothing else writes into it.
 
   config.json        the resolved TrainConfig and the identity of the dataset it trains on
+  .lock              while a process trains in it: its pid (`lock`)
   spm.model          a copy of that dataset's tokenizer (generation needs no dataset)
   training.log       the log, also printed
   train/, valid/, test/   TensorBoard events
@@ -26,12 +27,14 @@ import os
 from pathlib import Path
 
 from par import errors
+from par import locks
 from par.config import TrainConfig
 from par.data import records
 from par.data import tokenizer
 from par.errors import ParError
 
 CONFIG_FILE = "config.json"
+LOCK_FILE = ".lock"  # held while a process trains in the directory (par/locks.py)
 TOKENIZER_FILE = records.TOKENIZER_FILE  # A SentencePiece run's; see `Run.tokenizer_file`.
 ARCHITECTURE_FILE = "architecture.json"
 BEST_FILE = "best.json"
@@ -139,6 +142,15 @@ def changed_settings(previous, config):
     and f.name != "data_dir"
     and getattr(previous, f.name) != getattr(config, f.name)
   ]
+
+
+def lock(model_dir):
+  """Holds the run directory for this process (`par.locks`), creating it: a second process
+  on it is refused in one line."""
+  model_dir = Path(model_dir)
+  if model_dir.exists() and not model_dir.is_dir():
+    raise ParError(f"--model_dir {model_dir} is a file, not a directory; choose another path")
+  return locks.hold(model_dir / LOCK_FILE, model_dir, f"the run directory {model_dir}")
 
 
 def prepare(model_dir, config, meta, write=True):

@@ -707,6 +707,126 @@ def test_optimal_cuts_warns_when_its_cutoffs_are_slower_than_the_full_softmax(tm
   assert "warning: the cheapest 3 clusters cost more than the full softmax" in result.stderr
 
 
+# --- one process per place ------------------------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from pathlib import Path
+from par import locks
+with locks.hold(Path(sys.argv[1]), Path(sys.argv[1]).parent, "x"):
+  print("held", flush=True)
+  time.sleep(600)
+"""
+
+
+def _hold_in_another_process(lock_file):
+  """A process that holds `lock_file` until it is killed."""
+  import subprocess
+  import sys
+
+  holder = subprocess.Popen(
+    [sys.executable, "-c", _HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True
+  )
+  assert holder.stdout.readline().strip() == "held"
+  return holder
+
+
+def test_a_second_process_on_a_run_dataset_or_pipeline_is_refused(pristine, tmp_path):
+  import signal
+
+  from par import locks
+  from par import pipeline
+  from par.config import DataConfig
+  from par.data.build import build_dataset
+  from par.train import trainer
+
+  run_dir, output, work = tmp_path / "run", tmp_path / "out" / "ds", tmp_path / "work"
+  cases = [
+    (run_dir / ".lock", lambda: trainer.train_and_evaluate(tiny(pristine), run_dir)),
+    (
+      locks.beside(output),
+      lambda: build_dataset(pristine.parent / "text", output, DataConfig(vocab_size=60)),
+    ),
+    (work / ".lock", lambda: pipeline.run_pipeline(tiny(pristine), work)),
+  ]
+  for lock_file, start in cases:
+    holder = _hold_in_another_process(lock_file)
+    try:
+      with pytest.raises(ParError, match=rf"in use by another process \(pid {holder.pid}\)"):
+        start()
+    finally:
+      holder.send_signal(signal.SIGKILL)  # A killed holder's lock does not block.
+      holder.wait()
+  assert not output.exists() and not (run_dir / "config.json").exists()
+  trainer.train_and_evaluate(tiny(pristine), run_dir)  # Once the holder is gone, it runs,
+  assert not (run_dir / ".lock").exists()  # and lets go at the end.
+  build_dataset(pristine.parent / "text", output, DataConfig(vocab_size=60, batch_size=4))
+  assert sorted(p.name for p in output.parent.iterdir()) == ["ds"]
+
+
+def test_a_lock_is_held_by_one_holder_at_a_time(tmp_path):
+  # Holders come and go (each removes the file as it lets go) while others try: never two
+  # inside at once, even when one opened the file its holder was removing.
+  import threading
+
+  from par import locks
+
+  inside, overlaps, entered = [0], [], [0]
+
+  def worker():
+    for _ in range(300):
+      try:
+        with locks.hold(tmp_path / ".lock", tmp_path, "x"):
+          inside[0] += 1
+          entered[0] += 1
+          if inside[0] > 1:
+            overlaps.append(inside[0])
+          inside[0] -= 1
+      except ParError:
+        pass
+
+  threads = [threading.Thread(target=worker) for _ in range(4)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join()
+  assert overlaps == [] and entered[0] > 300
+
+
+@pytest.mark.slow
+def test_two_training_scripts_on_one_run_directory(pristine, tmp_path):
+  import subprocess
+  import sys
+  import time
+
+  from helpers import ROOT
+
+  args = [
+    "scripts/train.py",
+    f"--data_dir={pristine}",
+    f"--model_dir={tmp_path / 'run'}",
+    "--d_model=16",
+    "--n_heads=2",
+    "--d_ffn=24",
+    "--n_blocks=3",
+    "--cutoffs=20",
+    "--train_steps=40",
+    "--plot_every=0",
+  ]
+  first = subprocess.Popen(
+    [sys.executable, *args, "--seed=1"], cwd=ROOT, stderr=subprocess.PIPE, text=True
+  )
+  deadline = time.time() + 120
+  while not (tmp_path / "run" / ".lock").exists() and time.time() < deadline:
+    time.sleep(0.05)
+  second = run_script(*args, "--seed=2")  # Other settings, before config.json exists or not.
+  assert f"in use by another process (pid {first.pid})" in error_line(second)
+  assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+  config = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert config["config"]["seed"] == 1
+  assert len(list((tmp_path / "run" / "train").glob("events.out.tfevents.*"))) == 1
+
+
 def test_the_fault_table_is_complete():
   import ast
   import re

@@ -31,6 +31,7 @@ import numpy as np
 from absl import logging
 
 from par import errors
+from par import locks
 from par.config import DataConfig
 from par.data import records
 from par.data import text as text_lib
@@ -73,6 +74,12 @@ def build_dataset(
     config = dataclasses.replace(
       config, vocab_size=tokenizer.load(model, sp_model).get_piece_size()
     )
+  with locks.hold(locks.beside(output_dir), output_dir, f"the dataset {output_dir}"):
+    return _build(output_dir, files, config, model, overwrite, reuse_existing, start)
+
+
+def _build(output_dir, files, config, model, overwrite, reuse_existing, start):
+  """`build_dataset`'s work, with its inputs found and its output held."""
   if output_dir.exists():
     differences = _differences(output_dir, files, config, model)
     if reuse_existing and not differences:

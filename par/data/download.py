@@ -25,6 +25,7 @@ from pathlib import Path
 from absl import logging
 
 from par import errors
+from par import locks
 from par.data.text import SPLIT_FILE_NAMES
 from par.data.text import file_sha256
 from par.data.text import find_split_files
@@ -185,6 +186,14 @@ def prepare(name, destination, source=None, urls=None, md5=None, timeout=60):
   if source is not None and not Path(source).exists():
     raise ParError(f"--source {source} does not exist")
   if destination.is_dir() and source is None:
+    return f"{destination} exists; reusing it (delete it to fetch the data again)"
+  with locks.hold(locks.beside(destination), destination, f"{destination} (being fetched)"):
+    return _prepare(corpus, destination, source, urls, md5, timeout)
+
+
+def _prepare(corpus, destination, source, urls, md5, timeout):
+  """`prepare`'s work, with its destination held."""
+  if destination.is_dir() and source is None:  # Fetched meanwhile by the holder before us.
     return f"{destination} exists; reusing it (delete it to fetch the data again)"
   with errors.writing(destination):
     destination.parent.mkdir(parents=True, exist_ok=True)

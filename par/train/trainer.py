@@ -132,9 +132,13 @@ def train_and_evaluate(
     config, meta = checked_data(config)
     plan = make_plan(config, meta, strategy.num_replicas_in_sync)
     chief = distribute.is_chief(strategy)
-    runs.prepare(model_dir, config, meta, write=chief)
-    log_file = host.LogFile(model_dir / runs.LOG_FILE) if chief else contextlib.nullcontext()
-    with log_file, signals.StopSignals("saving a checkpoint, then stopping") as stop:
+    # Only the chief writes the run directory, so only it holds it.
+    with contextlib.ExitStack() as held:
+      held.enter_context(runs.lock(model_dir) if chief else contextlib.nullcontext())
+      runs.prepare(model_dir, config, meta, write=chief)
+      if chief:
+        held.enter_context(host.LogFile(model_dir / runs.LOG_FILE))
+      stop = held.enter_context(signals.StopSignals("saving a checkpoint, then stopping"))
       logging.info(
         "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
         model_dir,
