@@ -335,7 +335,14 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
     path = run.model_dir / EXPORT_FILE
     if not path.is_file():
       raise ParError(f"{path} does not exist: the run has not finished; use its checkpoint")
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    try:
+      loaded = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # Truncated, tampered with, of another program: one line.
+      reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise ParError(
+        f"{path} cannot be loaded ({reason[:200]}): it is damaged or was changed (nothing in it "
+        "was run); use --source=checkpoint"
+      ) from None
     if not isinstance(loaded, ParModel):
       raise ParError(f"{path} does not hold a PAR model")
     origin = str(path)

@@ -291,6 +291,98 @@ def test_text8_from_its_unpacked_file_and_a_wrong_size_refused(tmp_path, small_e
   assert not (tmp_path / "b").exists() and leftovers(tmp_path) == []
 
 
+def test_a_member_or_file_of_the_wrong_size_is_refused_before_it_is_read(
+  tmp_path, small_enwik8, monkeypatch
+):
+  # A member that inflates to 64 MB (the real case: 3 GB from 3 MB) is refused by its
+  # declared size, before a byte of it is read; an unpacked file by its size on disk.
+  _zip_of_zeros(tmp_path / "enwik8.zip", 64, 1 << 20)
+  read = []
+  original = zipfile.ZipExtFile.read
+  monkeypatch.setattr(
+    zipfile.ZipExtFile, "read", lambda self, n=-1: read.append(n) or original(self, n)
+  )
+  with pytest.raises(ParError, match="has 67,108,864 bytes, not the published 10,000,123"):
+    download.prepare("enwik8", tmp_path / "a", source=tmp_path / "enwik8.zip")
+  assert read == [] and not (tmp_path / "a").exists() and leftovers(tmp_path) == []
+  with open(tmp_path / "text8", "wb") as f:
+    f.truncate(3 * 10**9)  # sparse: no disk, no memory
+  with pytest.raises(ParError, match="has 3,000,000,000 bytes, not the published"):
+    download.prepare("text8", tmp_path / "b", source=tmp_path / "text8")
+  assert not (tmp_path / "b").exists()
+
+
+def _zip_of_zeros(path, blocks, block):
+  """A zip of one member, enwik8, of blocks x block zero bytes (compressed to ~0.1%)."""
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z, z.open("enwik8", "w") as member:
+    for _ in range(blocks):
+      member.write(bytes(block))
+  return path
+
+
+def _zip(path, members, method=zipfile.ZIP_DEFLATED):
+  with zipfile.ZipFile(path, "w", method) as z:
+    for name, data in members.items():
+      z.writestr(name, data)
+  return path
+
+
+def test_damaged_archives_are_one_line(tmp_path, small_enwik8):
+  good = _zip(tmp_path / "good.zip", {"enwik8": small_enwik8}).read_bytes()
+  cases = {}
+  broken = bytearray(good)  # The deflate stream broken in the middle.
+  broken[len(good) // 2 : len(good) // 2 + 64] = bytes(64)
+  cases["deflate"] = (bytes(broken), r"enwik8\.zip is damaged")
+  cases["truncated"] = (good[: len(good) // 2], "is a damaged or truncated zip archive")
+  stored = _zip(tmp_path / "stored.zip", {"enwik8": small_enwik8}, zipfile.ZIP_STORED)
+  flipped = bytearray(stored.read_bytes())
+  flipped[1000] ^= 0xFF  # Inside the member's bytes: only its CRC tells.
+  cases["crc"] = (bytes(flipped), r"is damaged: Bad CRC-32 .*do not match its checksum")
+  for name, (data, message) in cases.items():
+    (tmp_path / name).mkdir()
+    archive = tmp_path / name / "enwik8.zip"
+    archive.write_bytes(data)
+    with pytest.raises(ParError, match=message):
+      download.prepare("enwik8", tmp_path / name / "out", source=archive)
+    assert not (tmp_path / name / "out").exists() and leftovers(tmp_path / name) == []
+
+
+@pytest.mark.slow
+def test_the_scripts_say_a_damaged_archive_in_one_line(tmp_path):
+  good = _zip_of_zeros(tmp_path / "good.zip", 100, 1_000_000).read_bytes()  # the real size
+  broken = bytearray(good)
+  broken[len(good) // 2 : len(good) // 2 + 64] = bytes(64)
+  (tmp_path / "enwik8.zip").write_bytes(bytes(broken))
+  for command in (
+    ["scripts/fetch_data.py", "--dataset=enwik8", f"--dest={tmp_path / 'a'}"],
+    ["./create_tfrecords.sh", "--dataset=enwik8", f"--data_dir={tmp_path / 'data'}"],
+  ):
+    result = run_script(*command, f"--source={tmp_path / 'enwik8.zip'}")
+    assert "enwik8.zip is damaged" in error_line(result)
+  assert not (tmp_path / "a").exists() and not (tmp_path / "data" / "enwik8").exists()
+
+
+def test_an_archive_with_two_files_of_one_name_is_refused(tmp_path, small_enwik8):
+  archive = _zip(tmp_path / "enwik8.zip", {"enwik8": small_enwik8, "old/enwik8": b"x"})
+  with pytest.raises(ParError, match="holds both enwik8 and old/enwik8"):
+    download.prepare("enwik8", tmp_path / "a", source=archive)
+  splits = {f"wikitext-2/wiki.{s}.tokens": t for s, t in SPLIT_TEXT.items()}
+  archive = _zip(tmp_path / "wt2.zip", dict(splits, **{"old/wiki.test.tokens": "x"}))
+  with pytest.raises(ParError, match=r"holds both wikitext-2/wiki\.test\.tokens and old/"):
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    download.prepare("wikitext-2", tmp_path / "b", source=archive, md5=md5)
+
+
+def test_a_broken_link_among_the_split_files_is_named(tmp_path):
+  source = write_corpus(tmp_path / "text", {"train": ["a b c"]})
+  (source / "valid.txt").symlink_to(tmp_path / "nowhere.txt")
+  with pytest.raises(ParError, match=r"valid\.txt is a broken link \(to .*nowhere\.txt\)"):
+    text.find_split_files(source)
+  with pytest.raises(ParError, match="is a broken link"):
+    download.prepare("wikitext-2", tmp_path / "out", source=source)
+  assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_create_tfrecords_builds_a_word_dataset_of_a_served_wikitext103(tmp_path):
   site = tmp_path / "site"

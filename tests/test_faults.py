@@ -344,6 +344,55 @@ def test_loading_a_damaged_checkpoint_names_the_one_to_use(run_dir):
     runs.load_model(run)
 
 
+def _tampered_exports(run_dir, canary):
+  """{case: the bytes of a bad export}: truncated, and one whose model is a Lambda with
+  marshalled code that would write `canary` if anything ran it."""
+  import zipfile
+
+  import keras
+
+  export = run_dir / "export" / "model.keras"
+  data = export.read_bytes()
+  cases = {"truncated": data[: len(data) // 2]}
+  code = f"lambda x: open({str(canary)!r}, 'w').close() or x"  # No closure: code alone.
+  layer = keras.layers.Lambda(eval(code))
+  with zipfile.ZipFile(export) as z:
+    members = {name: z.read(name) for name in z.namelist()}
+  members["config.json"] = json.dumps(keras.saving.serialize_keras_object(layer)).encode()
+  path = run_dir / "lambda.keras"
+  with zipfile.ZipFile(path, "w") as z:
+    for name, member in members.items():
+      z.writestr(name, member)
+  cases["lambda"] = path.read_bytes()
+  return cases
+
+
+def test_a_damaged_or_tampered_export_is_one_line_and_runs_nothing(run_dir, tmp_path):
+  from par import runs
+
+  canary = tmp_path / "ran"
+  run = runs.read_run(run_dir)
+  export = run_dir / "export" / "model.keras"
+  reasons = {"truncated": "File not found", "lambda": "deserialization of a `Lambda` layer"}
+  for case, data in _tampered_exports(run_dir, canary).items():
+    export.write_bytes(data)
+    with pytest.raises(ParError, match=r"model\.keras cannot be loaded \(.*\): it is damaged") as e:
+      runs.load_model(run, "export")
+    assert reasons[case] in str(e.value) and not canary.exists(), case
+
+
+@pytest.mark.slow
+def test_evaluate_and_generate_on_a_damaged_export_are_one_line(run_dir, tmp_path):
+  canary = tmp_path / "ran"
+  export = run_dir / "export" / "model.keras"
+  for data in _tampered_exports(run_dir, canary).values():
+    export.write_bytes(data)
+    for script in ("scripts/evaluate.py", "scripts/generate.py"):
+      line = error_line(run_script(script, f"--model_dir={run_dir}", "--source=export"))
+      assert "cannot be loaded" in line and "use --source=checkpoint" in line
+  assert not canary.exists()
+
+
 @pytest.mark.slow
 def test_evaluate_and_generate_on_a_damaged_checkpoint_are_one_line(run_dir):
   truncate(run_dir / "checkpoints" / "ckpt-12.data-00000-of-00001")

@@ -2,7 +2,9 @@
 WikiText-2's published token counts, and datasets built with them end to end."""
 
 import collections
+import dataclasses
 import json
+import logging
 import math
 
 import numpy as np
@@ -220,3 +222,20 @@ def test_counting_and_encoding_piece_by_piece_equal_line_by_line(tmp_path, kind,
   got = np.concatenate([ids for ids, _ in encoded] + [[EOS_ID]])  # no newline at the end
   np.testing.assert_array_equal(got, stream)
   assert sum(missing for _, missing in encoded) == unknown
+
+
+def test_a_min_count_that_keeps_nothing_is_refused_and_many_unknowns_warned(tmp_path, caplog):
+  corpus = write_corpus(
+    tmp_path / "text",
+    {"train": ["a b c a", "d e f"], "valid": ["x y z a", "q r s t"] * 10},
+  )
+  config = DataConfig(tokenizer="word", batch_size=2, seq_len=4)
+  with pytest.raises(ParError, match=r"--min_count 3 keeps no word .*seen 2 times.*lower it"):
+    build_dataset(corpus, tmp_path / "none", dataclasses.replace(config, min_count=3))
+  assert not (tmp_path / "none").exists()
+  with caplog.at_level(logging.WARNING):
+    meta, _ = build_dataset(corpus, tmp_path / "ds", config)
+  share = meta.splits["valid"].unknown / meta.splits["valid"].tokens
+  assert share > 0.5
+  assert f"{100 * share:.1f}% of the valid split's tokens are unknown" in caplog.text
+  assert "train split's" not in caplog.text

@@ -110,6 +110,16 @@ def _build(output_dir, files, config, model, overwrite, reuse_existing, start):
   )
   with errors.writing(output_dir):
     meta = _write(output_dir, config, made, stats)
+  for split, info in meta.splits.items():
+    if info.unknown > UNKNOWN_WARNING * info.tokens:
+      logging.warning(
+        "%s: %.1f%% of the %s split's tokens are unknown (<unk>): a perplexity that predicts "
+        "<unk> that often measures little; lower --min_count, raise --max_vocab or "
+        "--character_coverage, or check that the splits are of one text",
+        output_dir,
+        100 * info.unknown / info.tokens,
+        split,
+      )
   logging.info(
     "built %s in %.1f s: %s",
     output_dir,
@@ -117,6 +127,9 @@ def _build(output_dir, files, config, model, overwrite, reuse_existing, start):
     ", ".join(f"{s} {m.tokens} tokens in {m.records} records" for s, m in meta.splits.items()),
   )
   return meta, True
+
+
+UNKNOWN_WARNING = 0.05  # A split with more unknown tokens than this share is warned of.
 
 
 def _check_length(split, path, tokens, config):

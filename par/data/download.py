@@ -20,6 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from absl import logging
@@ -107,19 +108,27 @@ def _file_md5(path):
   return digest.hexdigest()
 
 
-def _cut(data, destination, what, size):
-  """Writes destination/{train,valid,test}.txt from one corpus file's bytes."""
-  if size is not None and len(data) != size:
-    raise ParError(f"{what} has {len(data):,} bytes, not the published {size:,}")
-  if len(data) <= 2 * _CUT_BYTES:
-    raise ParError(f"{what} has {len(data):,} bytes: too few to cut 5,000,000 for valid and test")
-  end = len(data)
-  for split, part in (
-    ("train", data[: end - 2 * _CUT_BYTES]),
-    ("valid", data[end - 2 * _CUT_BYTES : end - _CUT_BYTES]),
-    ("test", data[end - _CUT_BYTES :]),
+def _cut(source, total, destination, what, size):
+  """Writes destination/{train,valid,test}.txt from one corpus file, streamed from `source` (a
+  binary file object) whose length, `total`, is known before a byte is read: a file of the
+  wrong size (an archive member that inflates to gigabytes) is refused at once."""
+  if size is not None and total != size:
+    raise ParError(f"{what} has {total:,} bytes, not the published {size:,}")
+  if total <= 2 * _CUT_BYTES:
+    raise ParError(f"{what} has {total:,} bytes: too few to cut 5,000,000 for valid and test")
+  for split, length in (
+    ("train", total - 2 * _CUT_BYTES),
+    ("valid", _CUT_BYTES),
+    ("test", _CUT_BYTES),
   ):
-    (destination / f"{split}.txt").write_bytes(part)
+    with open(destination / f"{split}.txt", "wb") as out:
+      left = length
+      while left:
+        block = source.read(min(left, 1 << 20))
+        if not block:
+          raise ParError(f"{what} ended early, at {total - left:,} of {total:,} bytes")
+        out.write(block)
+        left -= len(block)
 
 
 def _download(url, destination, timeout):
@@ -127,17 +136,36 @@ def _download(url, destination, timeout):
     shutil.copyfileobj(response, out, length=1 << 20)
 
 
+def _members(z, archive):
+  """{file name: member} of a zip's files; ParError if two members share a file name."""
+  found = {}
+  for name in z.namelist():
+    if name.endswith("/"):
+      continue
+    other = found.setdefault(Path(name).name, name)
+    if other != name:
+      raise ParError(
+        f"{archive} holds both {other} and {name}: it is not the published archive (which "
+        "holds one); unpack the one you mean and pass it with --source"
+      )
+  return found
+
+
 def _extract_splits(archive, destination, corpus):
-  """Writes destination/{split}.txt from the archive: its split files, or its one member cut."""
+  """Writes destination/{split}.txt from the archive: its split files, or its one member cut.
+
+  Raises:
+    ParError: the archive is damaged or truncated (one line, whatever zipfile and zlib say).
+  """
   try:
     with zipfile.ZipFile(archive) as z:
-      by_name = {Path(name).name: name for name in z.namelist() if not name.endswith("/")}
+      by_name = _members(z, archive)
       if corpus.member is not None:
         if corpus.member not in by_name:
           raise ParError(f"{archive} has no file {corpus.member}")
-        _cut(
-          z.read(by_name[corpus.member]), destination, f"{corpus.member} in {archive}", corpus.size
-        )
+        info = z.getinfo(by_name[corpus.member])
+        with z.open(info) as member:
+          _cut(member, info.file_size, destination, f"{corpus.member} in {archive}", corpus.size)
         return
       for split, names in SPLIT_FILE_NAMES.items():
         member = next((by_name[n] for n in names if n in by_name), None)
@@ -145,8 +173,26 @@ def _extract_splits(archive, destination, corpus):
           raise ParError(f"{archive} has no {split} split (expected one of {', '.join(names)})")
         with z.open(member) as src, open(destination / f"{split}.txt", "wb") as dst:
           shutil.copyfileobj(src, dst, length=1 << 20)
-  except zipfile.BadZipFile:
-    raise ParError(f"{archive} is not a zip archive") from None
+  except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+    raise ParError(_damage(archive, e)) from None
+
+
+def _damage(archive, error):
+  """The one line for a zip that zipfile or zlib could not read."""
+  message = str(error).splitlines()[0] if str(error) else type(error).__name__
+  if isinstance(error, zipfile.BadZipFile) and "not a zip file" in message:
+    if _looks_like_zip(archive):
+      return f"{archive} is a damaged or truncated zip archive (no directory at its end)"
+    return f"{archive} is not a zip archive"
+  if "CRC" in message:
+    return f"{archive} is damaged: {message} (its contents do not match its checksum)"
+  return f"{archive} is damaged ({message}); fetch it again"
+
+
+def _looks_like_zip(path):
+  """Whether a file starts as a zip archive does, whatever state its end is in."""
+  with open(path, "rb") as f:
+    return f.read(4) == b"PK\x03\x04"
 
 
 def _record(splits, corpus, origin, archive=None):
@@ -239,8 +285,9 @@ def _fetch(corpus, splits, work, source, urls, md5, timeout, destination):
       shutil.copyfile(path, splits / f"{split}.txt")
     _record(splits, corpus, source.resolve())
     return f"copied the splits of {source} into {destination}"
-  if corpus.member is not None and not zipfile.is_zipfile(source):  # enwik8 or text8 itself
-    _cut(source.read_bytes(), splits, str(source), corpus.size)
+  if corpus.member is not None and not _looks_like_zip(source):  # enwik8 or text8 itself
+    with open(source, "rb") as f:
+      _cut(f, source.stat().st_size, splits, str(source), corpus.size)
     _record(splits, corpus, source.resolve())
     return f"cut {source} into {destination}"
   got = _file_md5(source)

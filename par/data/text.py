@@ -20,6 +20,7 @@ Nothing here imports TensorFlow, so bad input is reported before the slow import
 import dataclasses
 import hashlib
 import itertools
+import os
 from pathlib import Path
 
 from par.errors import ParError
@@ -208,6 +209,11 @@ def find_split_files(path):
     return {"train": path}
   found = {}
   for split, names in SPLIT_FILE_NAMES.items():
+    for name in names:  # A link to nowhere is a mistake to name, not a split to drop.
+      if (path / name).is_symlink() and not (path / name).exists():
+        raise ParError(
+          f"{path / name} is a broken link (to {os.readlink(path / name)}); fix or remove it"
+        )
     matches = [path / name for name in names if (path / name).is_file()]
     if len(matches) > 1:
       raise ParError(

@@ -90,6 +90,11 @@ class Counter:
     # `counts` is in first-seen order and `sorted` is stable: ties go to the symbol seen first.
     ranked = sorted(counts.items(), key=lambda item: -item[1])
     kept = [(s, c) for s, c in ranked if c >= min_count]
+    if ranked and not kept:
+      raise ParError(
+        f"--min_count {min_count} keeps no {self.kind} of the train split (the most frequent "
+        f"is seen {ranked[0][1]:,} times): every token would be <unk>; lower it"
+      )
     if max_vocab:
       kept = kept[: max(max_vocab - _SPECIALS, 0)]
     dropped = sum(counts.values()) - sum(c for _, c in kept)
