@@ -83,11 +83,15 @@ class _Settings:
     return cls.from_dict(json.loads(text))
 
   def _check_choices(self):
+    """The checks every field gets: one of its choices, if it has any; finite, if a number
+    (NaN passes every comparison a range check makes, and infinity trains to NaN)."""
     for field in dataclasses.fields(self):
       choices = field.metadata.get("choices")
       value = getattr(self, field.name)
       if choices is not None and value not in choices:
         raise ParError(f"{field.name} must be {_one_of(choices)}, got {value!r}")
+      if isinstance(value, float) and not math.isfinite(value):
+        raise ParError(f"{field.name} must be a finite number, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,6 @@ from par.train import evaluate
 from par.train import summaries
 from par.train import trainer
 
-SEARCH = "search"
 MODELS = "models"
 FIGURE = "tradeoff"
 RESULTS_JSON = "results.json"
@@ -203,11 +202,6 @@ def meta_line(meta, config):
   return f"{meta.seq_len}-token segments, memory {config.model.mem_len}, batch {meta.batch_size}"
 
 
-def search_name(arch_split):
-  """The directory of the search with this held-out split: search/, search-split0.2/, …"""
-  return SEARCH if not arch_split else f"{SEARCH}-split{arch_split:g}"
-
-
 def _write_experiment(work_dir):
   """The HParams experiment at the work directory's root (once): its runs' settings against
   their final perplexities and measured times (`tensorboard --logdir=<work_dir>`)."""
@@ -217,16 +211,6 @@ def _write_experiment(work_dir):
   with writer.as_default():
     summaries.write_hparams_config()
   writer.close()
-
-
-def _check(ratios, arch_splits):
-  if any(r < 0 for r in ratios):
-    raise ParError(f"a ratio must be 0 (from the search) or more, got {min(ratios)}")
-  if len(set(arch_splits)) != len(arch_splits):
-    raise ParError(f"the searches' held-out splits repeat: {list(arch_splits)}")
-  for split in arch_splits:
-    if not 0.0 <= split < 1.0:
-      raise ParError(f"a held-out split must lie in [0, 1), got {split}")
 
 
 def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=None, rounds=3):
@@ -247,7 +231,7 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
     raise ParError("the pipeline starts with a search: leave --architecture empty")
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
-  _check(ratios, arch_splits)
+  patterns_lib.check_plan(ratios, arch_splits)
   work_dir = Path(work_dir)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
     return _run(config, work_dir, ratios, strategy, arch_splits, rounds)
@@ -257,7 +241,7 @@ def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
   """`run_pipeline`'s work, with its arguments checked and its directory held."""
   searches = {}  # name -> (config, results, architecture record)
   for split in arch_splits:
-    name = search_name(split)
+    name = patterns_lib.search_name(split)
     search = dataclasses.replace(config, arch_split=split)
     results = _train(search, work_dir / name, strategy)
     record = json.loads((work_dir / name / runs.ARCHITECTURE_FILE).read_text())

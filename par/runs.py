@@ -299,6 +299,40 @@ def _restore(checkpoint, path):
     raise
 
 
+def _check_matches(variables, path, model_dir):
+  """Raises ParError unless the checkpoint at `path` holds exactly these variables' shapes.
+
+  Read from its index, before any restore: restoring another model's checkpoint fails inside
+  TensorFlow, which logs dozens of warnings after the error line.
+  """
+  import tensorflow as tf
+
+  found = {
+    name: shape for name, shape in tf.train.list_variables(path) if name.startswith("model/")
+  }
+  expected = {
+    f"model/{k}/.ATTRIBUTES/VARIABLE_VALUE": list(v.shape) for k, v in enumerate(variables)
+  }
+  if found == expected:
+    return
+  differ = next(
+    (
+      k for k in sorted(expected, key=lambda k: int(k.split("/")[1])) if found.get(k) != expected[k]
+    ),
+    None,
+  )
+  detail = (
+    f"variable {differ.split('/')[1]} is {found.get(differ, 'missing')} there, "
+    f"{expected[differ]} here"
+    if differ
+    else f"{len(found)} variables there, {len(expected)} here"
+  )
+  raise ParError(
+    f"{path} is a checkpoint of another model than {model_dir}'s ({detail}); give one of "
+    "this run's checkpoints"
+  )
+
+
 def _intact_checkpoint(run, checkpoint, skip):
   """The newest checkpoint of the run other than `skip` that restores whole, or None."""
   for path in checkpoints(run.model_dir / CHECKPOINT_DIR):
@@ -355,6 +389,7 @@ def load_model(run, source="checkpoint", checkpoint=None, eval_mode=None):
     loaded.build()
     restore = tf.train.Checkpoint(model=[v.value for v in loaded.variables])
     try:
+      _check_matches(loaded.variables, origin, run.model_dir)
       _restore(restore, origin)
     except Exception as e:  # damage() tells damaged files from other failures.
       reason = damage(e)

@@ -17,6 +17,7 @@ from absl import flags
 
 from par import cli
 from par import config_flags
+from par.search import patterns
 
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "The pipeline's directory.", required=True)
 flags.DEFINE_string(
@@ -48,13 +49,9 @@ flags.adopt_module_key_flags(config_flags)  # --help lists them with the script'
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if min(_RATIO.value) < 0:
-    raise cli.ParError(f"--ratio must be 0 (from the search) or more, got {min(_RATIO.value)}")
   if _TIMING_ROUNDS.value < 1:
     raise cli.ParError(f"--timing_rounds must be at least 1, got {_TIMING_ROUNDS.value}")
-  for split in _ARCH_SPLITS.value or ():
-    if not 0 <= split < 1:
-      raise cli.ParError(f"--arch_splits must lie in [0, 1), got {split}")
+  patterns.check_plan(_RATIO.value, _ARCH_SPLITS.value or ())
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
   if config.model.architecture:

@@ -75,3 +75,39 @@ def test_tiny_flags_give_the_perplexity_and_pattern_they_promise(tmp_path, wt2_s
   # Another CPU's kernels round differently; 200 steps keep that within a fraction of 1%.
   assert results["valid"]["token_perplexity"] == pytest.approx(float(promised[1]), rel=0.01)
   assert results["pattern"] == promised[2]
+
+
+@pytest.mark.parametrize("config_class", [DataConfig, ModelConfig, TrainConfig])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_number_setting_must_be_finite(config_class, value):
+  # NaN passes every comparison a range check makes (--ratio=nan trained a search, then
+  # failed); --weight_decay=inf and --tau_start=inf trained into NaN.
+  from par.errors import ParError
+
+  floats = [f.name for f in dataclasses.fields(config_class) if isinstance(f.default, float)]
+  assert floats
+  for name in floats:
+    config = dataclasses.replace(config_class(), **{name: value})
+    with pytest.raises(ParError, match=rf"{name} must be a finite number, got"):
+      config.validate()
+
+
+def test_the_pipelines_plan_is_checked_before_anything_trains(tmp_path):
+  from helpers import error_line
+  from par.errors import ParError
+  from par.search import patterns
+
+  for ratios, splits, message in (
+    ([float("nan")], [], "--ratio must be 0 .* got nan"),
+    ([-1.0], [], "--ratio must be 0"),
+    ([2.0], [0.25, 0.2500001], "0.25 and 0.2500001 both name the search search-split0.25/"),
+    ([2.0], [float("nan")], r"--arch_splits must lie in \[0, 1\), got nan"),
+  ):
+    with pytest.raises(ParError, match=message):
+      patterns.check_plan(ratios, splits)
+  patterns.check_plan([0.0, 3.0], [0.0, 0.2])
+  result = run_script(
+    "scripts/pipeline.py", "--flagfile=configs/tiny.flags", f"--work_dir={tmp_path}", "--ratio=nan"
+  )
+  assert "--ratio must be 0" in error_line(result)
+  assert list(tmp_path.iterdir()) == []

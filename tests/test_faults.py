@@ -393,6 +393,24 @@ def test_evaluate_and_generate_on_a_damaged_export_are_one_line(run_dir, tmp_pat
   assert not canary.exists()
 
 
+def test_a_checkpoint_of_another_model_is_one_line(run_dir, pristine, tmp_path):
+  from par import runs
+  from par.train import trainer
+
+  fixed = tmp_path / "fixed"
+  model = dataclasses.replace(MODEL, architecture="sfs")
+  trainer.train_and_evaluate(tiny(pristine, model=model, train_steps=4), fixed)
+  for run, other in ((run_dir, fixed), (fixed, run_dir)):
+    checkpoint = str(other / "checkpoints" / "ckpt-4")
+    with pytest.raises(ParError, match=r"ckpt-4 is a checkpoint of another model than .*'s \("):
+      runs.load_model(runs.read_run(run), checkpoint=checkpoint)
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={run_dir}", f"--checkpoint={fixed}/checkpoints/ckpt-4"
+  )
+  assert "is a checkpoint of another model" in error_line(result)
+  assert result.stderr.strip().count("\n") == 0, result.stderr  # nothing after it, or before
+
+
 @pytest.mark.slow
 def test_evaluate_and_generate_on_a_damaged_checkpoint_are_one_line(run_dir):
   truncate(run_dir / "checkpoints" / "ckpt-12.data-00000-of-00001")

@@ -274,5 +274,5 @@ def test_tradeoff_script_refuses_a_directory_without_results(tmp_path):
 
 def test_pipeline_refuses_repeated_searches(tmp_path):
   config = TrainConfig(model=ModelConfig(n_blocks=4), data_dir=str(tmp_path))
-  with pytest.raises(ParError, match="splits repeat"):
+  with pytest.raises(ParError, match="both name the search"):
     pipeline.run_pipeline(config, tmp_path, arch_splits=[0.2, 0.2])

@@ -213,3 +213,17 @@ def test_write_split_frames_files_as_tensorflow_does(tmp_path, shards, records_p
         writer.write(window.astype("<i4").tobytes())
     assert (tmp_path / shard.file).read_bytes() == reference.read_bytes()
     assert shard.sha256 == text.file_sha256(reference)
+
+
+def test_a_pure_python_crc32c_is_warned_of_once(monkeypatch, caplog):
+  import logging
+
+  import google_crc32c
+
+  assert records.crc32c_warning() is None  # This machine has the C extension.
+  monkeypatch.setattr(google_crc32c, "implementation", "python")
+  monkeypatch.setattr(records, "_WARNED", [])
+  with caplog.at_level(logging.WARNING):
+    for _ in range(3):
+      records._masked_crc(b"record")
+  assert caplog.text.count("google-crc32c has no C extension") == 1

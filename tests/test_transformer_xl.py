@@ -95,6 +95,37 @@ def test_transformer_xl_softmax_is_exact(changes):
   np.testing.assert_allclose(nll.numpy(), expected.numpy(), rtol=1e-5)
 
 
+def test_porting_transformer_xl_weights_reverses_the_heads_cluster_rows():
+  # Transformer-XL's head scores tail i (1-based) at column -i: its last cluster_weight row
+  # is the first tail. Ours keeps tails in order. Its log-probabilities, computed its way
+  # from our weights with cluster_weight and cluster_bias reversed, are ours exactly.
+  model = make(div_val=1)
+  softmax = model.softmax
+  hidden = np.random.default_rng(2).normal(size=[5, 16]).astype(np.float32)
+  ours = model.log_probs(tf.constant(hidden)).numpy()
+  weight, biases = softmax.weight.numpy(), [b.numpy() for b in softmax.biases]
+  theirs_cluster_weight = softmax.cluster_weight.numpy()[::-1]  # the port
+  theirs_cluster_bias = softmax.cluster_bias.numpy()[::-1]
+  bounds = softmax.bounds
+
+  def log_softmax(x):
+    return (
+      x
+      - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True))
+      - x.max(-1, keepdims=True)
+    )
+
+  head = log_softmax(
+    hidden @ np.concatenate([weight[: bounds[1]], theirs_cluster_weight]).T
+    + np.concatenate([biases[0], theirs_cluster_bias])
+  )
+  parts = [head[:, : bounds[1]]]
+  for i in range(1, len(bounds) - 1):  # pytorch/utils/proj_adaptive_softmax.py, line by line
+    tail = log_softmax(hidden @ weight[bounds[i] : bounds[i + 1]].T + biases[i])
+    parts.append(head[:, -i, None] + tail)
+  np.testing.assert_allclose(np.concatenate(parts, 1), ours, atol=1e-5)
+
+
 def naive_same_length_mask(seg_len, mem_len, memory_length):
   """Transformer-XL's mask, its own way: keys [real memory ; segment], triu(1 + mlen) and
   tril(-shift) masked, placed in our [M + T] keys (the first M - mlen slots empty)."""

@@ -234,6 +234,11 @@ class TransformerXLSoftmax(AdaptiveSoftmax):
   [size_i, w_i] plus a bias; the head also scores one entry per tail with its own cluster
   weights. With tie_weight the weights are the input embedding's tables; with tie_projs the
   tails' projections are the input's (the head's stays its own, as in Transformer-XL).
+
+  Porting weights: the head's tail entries are in tail order here (row i of `cluster_weight`
+  and `cluster_bias` scores tail i + 1), while Transformer-XL reads tail i at column -i, so
+  its rows are in reverse order: reverse both to port a checkpoint either way (no numerical
+  difference otherwise; tests/test_transformer_xl.py computes its way from ours).
   """
 
   def __init__(

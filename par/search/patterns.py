@@ -7,8 +7,37 @@ what eval_mode argmax computes); PAR's rule (`derive_ratio`) turns the finding o
 al. (2020) into a pattern.
 """
 
+import math
+
 from par.config import BLOCK_KINDS
 from par.config import argmax_pattern
+from par.errors import ParError
+
+SEARCH = "search"  # The pipeline's search directory, search-split<F>/ for a held-out split.
+
+
+def search_name(arch_split):
+  """The directory of the search with this held-out split: search/, search-split0.2/, …"""
+  return SEARCH if not arch_split else f"{SEARCH}-split{arch_split:g}"
+
+
+def check_plan(ratios, arch_splits):
+  """Raises ParError unless the pipeline's ratios and held-out splits make a plan: finite
+  ratios of 0 or more, splits in [0, 1) that name distinct searches. Checked before anything
+  trains (a clash found after the first search had trained it for nothing)."""
+  for ratio in ratios:
+    if not (math.isfinite(ratio) and ratio >= 0):
+      raise ParError(f"--ratio must be 0 (from the search) or a positive number, got {ratio}")
+  names = {}
+  for split in arch_splits:
+    if not (math.isfinite(split) and 0 <= split < 1):
+      raise ParError(f"--arch_splits must lie in [0, 1), got {split}")
+    if search_name(split) in names:
+      raise ParError(
+        f"--arch_splits {names[search_name(split)]!r} and {split!r} both name the search "
+        f"{search_name(split)}/: give distinct splits"
+      )
+    names[search_name(split)] = split
 
 
 def parse_pattern(pattern, n_blocks=None):
