@@ -35,6 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from par import locks
+from par import rank
 from par import runs
 from par.data import records
 from par.errors import ParError
@@ -213,8 +214,17 @@ def _write_experiment(work_dir):
   writer.close()
 
 
-def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=None, rounds=3):
-  """Searches, derives, retrains and compares; returns the rows of the comparison.
+def run_pipeline(
+  config,
+  work_dir,
+  ratios=(0.0,),
+  strategy=None,
+  arch_splits=None,
+  rounds=3,
+  derive=("argmax", "rule"),
+  ranking_tokens=rank.DEFAULT_TOKENS,
+):
+  """Searches, ranks, derives, retrains and compares; returns the rows of the comparison.
 
   Args:
     config: the searches' TrainConfig (no fixed architecture). Retrained models use it with
@@ -226,33 +236,56 @@ def run_pipeline(config, work_dir, ratios=(0.0,), strategy=None, arch_splits=Non
       device); None for the default.
     arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
     rounds: rounds of time measurements (`measure_all`).
+    derive: the derivations (`patterns.parse_derivations`); the baseline always trains.
+    ranking_tokens: valid tokens each pattern of a search's shared-weight ranking is scored on.
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   patterns_lib.check_plan(ratios, arch_splits)
+  derive = patterns_lib.parse_derivations(derive, config.model.n_blocks)
   work_dir = Path(work_dir)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
-    return _run(config, work_dir, ratios, strategy, arch_splits, rounds)
+    searches = _search(config, work_dir, arch_splits, strategy)
+    derived, rankings = _derive(config, work_dir, searches, ratios, derive, ranking_tokens)
+    return _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy, rounds)
 
 
-def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
-  """`run_pipeline`'s work, with its arguments checked and its directory held."""
-  searches = {}  # name -> (config, results, architecture record)
+def _search(config, work_dir, arch_splits, strategy):
+  """{name: (config, results, architecture record)} of each search, trained or reused."""
+  searches = {}
   for split in arch_splits:
     name = patterns_lib.search_name(split)
     search = dataclasses.replace(config, arch_split=split)
     results = _train(search, work_dir / name, strategy)
     record = json.loads((work_dir / name / runs.ARCHITECTURE_FILE).read_text())
     searches[name] = (search, results, record)
-  derived = patterns_lib.derivations(
-    {name: record["probabilities"] for name, (_, _, record) in searches.items()},
-    ratios,
-    config.model.n_blocks,
-  )
-  logging.info("derived: %s", ", ".join(f"{k} {v}" for k, v in derived.items()))
+  return searches
 
+
+def _derive(config, work_dir, searches, ratios, derive, ranking_tokens):
+  """({label: pattern}, {search name: its ranking record}): the derivations, with each
+  search ranked by its shared weights first (every pattern the others derive included)."""
+  probabilities = {name: record["probabilities"] for name, (_, _, record) in searches.items()}
+  n_blocks = config.model.n_blocks
+  without = [(kind, n) for kind, n in derive if kind not in ("perturbation", "shared_best")]
+  others = patterns_lib.derivations(probabilities, ratios, n_blocks, without, seed=config.seed)
+  rankings = {
+    name: rank.rank_search(work_dir / name, ranking_tokens, extra=others.values())
+    for name in searches
+  }
+  found = {
+    name: {"perturbation": r["perturbation"]["pattern"], "shared_best": r["shared_best"]}
+    for name, r in rankings.items()
+  }
+  derived = patterns_lib.derivations(probabilities, ratios, n_blocks, derive, found, config.seed)
+  logging.info("derived: %s", ", ".join(f"{k} {v}" for k, v in derived.items()))
+  return derived, rankings
+
+
+def _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy, rounds):
+  """Retrains every derived pattern once, measures, and writes the comparison; its rows."""
   meta = records.load_meta(config.data_dir)
   resolved = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
   counts, _ = records.target_counts(config.data_dir, "train")
@@ -284,6 +317,8 @@ def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
   ]
   times = measure_all([entry[3] for entry in entries], rounds)
   rows = [_row(*entry, shares, meta, times[entry[3]]) for entry in entries]
+  retrained = {p: r["valid"]["loss"] for p, (_, r) in trained.items() if "valid" in r}
+  agreements = {name: rank.agreement(r["scores"], retrained) for name, r in rankings.items()}
 
   summary = {
     "seed": config.seed,
@@ -293,6 +328,10 @@ def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
         "argmax": patterns_lib.argmax_pattern(record["probabilities"]),
         "probabilities": record["probabilities"],
         "collapse": record.get("identity_dominates", []),
+        "shared_best": rankings[name]["shared_best"],
+        "perturbation": rankings[name]["perturbation"]["pattern"],
+        "ranking_tokens": rankings[name]["tokens"],
+        "ranking_agreement": agreements[name],
       }
       for name, (search, _, record) in searches.items()
     },
@@ -301,7 +340,7 @@ def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
   }
   runs.write_json(work_dir / RESULTS_JSON, summary)
   _write_experiment(work_dir)
-  runs.write_bytes(work_dir / RESULTS_MD, markdown(rows).encode())
+  runs.write_bytes(work_dir / RESULTS_MD, (markdown(rows) + agreement_markdown(summary)).encode())
   figures = plots.tradeoff(
     [(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}"
   )
@@ -310,6 +349,26 @@ def _run(config, work_dir, ratios, strategy, arch_splits, rounds):
   for name, (_, results, record) in searches.items():
     _search_figures(work_dir, name, record, results["steps"])
   return rows
+
+
+def agreement_markdown(summary):
+  """How each search's shared-weight ranking agrees with retraining, as markdown."""
+  lines = [
+    "",
+    "Shared-weight ranking against retraining (valid loss of every retrained pattern; "
+    "1 is the same order, 0 none):",
+    "",
+    "| search | patterns | Kendall τ | Spearman ρ | shared best | perturbation | scored on |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for name, search in summary["searches"].items():
+    a = search["ranking_agreement"]
+    lines.append(
+      f"| {name} | {a['patterns']} | {a['kendall_tau']:.2f} | {a['spearman_rho']:.2f} | "
+      f"`{search['shared_best']}` | `{search['perturbation']}` | "
+      f"{search['ranking_tokens']:,} valid tokens |"
+    )
+  return "\n".join(lines) + "\n"
 
 
 def _search_figures(work_dir, name, record, step):

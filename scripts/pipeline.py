@@ -5,12 +5,14 @@
   python scripts/pipeline.py --flagfile=configs/wt2_small_study.flags --work_dir=runs/study
 
 Runs the SuperNet search with the training flags (every flag of scripts/train.py), one per
---arch_splits value if given, derives each search's argmax pattern and PAR's rule-based ones
-(one attention block per --ratio blocks, in the lower two-thirds, for each --ratio),
-retrains them and the interleaved baseline ("sf" repeated) from scratch with the same
-budget, measures every model's training and evaluation time per token, and writes
-results.md, results.json, tradeoff.png/.pdf and the architecture figures to --work_dir
-(layout in par/pipeline.py). Running it again resumes where it stopped.
+--arch_splits value if given, ranks every pattern with each search's shared weights, derives
+patterns (--derive: the argmax, PAR's rule at each --ratio, DARTS-PT's perturbation, the
+shared-weight ranking's best, sandwich orderings, random orderings), retrains them and the
+interleaved baseline ("sf" repeated) from scratch with the same budget, measures every
+model's training and evaluation time per token, and writes results.md (with Kendall's τ and
+Spearman's ρ between each search's ranking and retraining), results.json, tradeoff.png/.pdf
+and the architecture figures to --work_dir (layout in par/pipeline.py). Running it again
+resumes where it stopped.
 """
 
 from absl import flags
@@ -36,6 +38,22 @@ _ARCH_SPLITS = flags.DEFINE_multi_float(
   "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
 )
 
+_DERIVE = flags.DEFINE_multi_string(
+  "derive",
+  ["argmax", "rule"],
+  "How to derive patterns to retrain, repeated: argmax (each search's most likely kind per "
+  "block), rule (PAR's rule at each --ratio), perturbation (DARTS-PT: per block the branch "
+  "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
+  "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
+  "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
+  "seeded by --seed). The interleaved baseline always trains.",
+)
+_RANKING_TOKENS = flags.DEFINE_integer(
+  "ranking_tokens",
+  16_384,
+  "Valid tokens on which every pattern of each search's shared-weight ranking is scored "
+  "(all 3^n patterns up to 8 blocks, a stratified sample above).",
+)
 _TIMING_ROUNDS = flags.DEFINE_integer(
   "timing_rounds",
   3,
@@ -51,11 +69,14 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if _TIMING_ROUNDS.value < 1:
     raise cli.ParError(f"--timing_rounds must be at least 1, got {_TIMING_ROUNDS.value}")
+  if _RANKING_TOKENS.value < 1:
+    raise cli.ParError(f"--ranking_tokens must be at least 1, got {_RANKING_TOKENS.value}")
   patterns.check_plan(_RATIO.value, _ARCH_SPLITS.value or ())
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
   if config.model.architecture:
     raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
+  patterns.parse_derivations(_DERIVE.value, config.model.n_blocks)
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
@@ -68,6 +89,8 @@ def main(argv):
     strategy,
     arch_splits=_ARCH_SPLITS.value,
     rounds=_TIMING_ROUNDS.value,
+    derive=_DERIVE.value,
+    ranking_tokens=_RANKING_TOKENS.value,
   )
   print(pipeline.markdown(rows), end="")
 

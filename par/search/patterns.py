@@ -9,6 +9,8 @@ al. (2020) into a pattern.
 
 import math
 
+import numpy as np
+
 from par.config import BLOCK_KINDS
 from par.config import argmax_pattern
 from par.errors import ParError
@@ -74,24 +76,99 @@ def baseline_pattern(n_blocks):
   return ("sf" * n_blocks)[:n_blocks]
 
 
-def derivations(searches, ratios, n_blocks):
-  """{label: pattern}: each search's argmax, PAR's rule at each ratio, the baseline.
+def sandwich_pattern(n_blocks, k):
+  """Press, Smith & Levy (2020)'s sandwich transformer: k attention blocks first, then the
+  interleaving, then k feed-forward blocks, s^k (sf)^(n−k) f^k for 2n blocks; k = 0 is the
+  baseline. Each kind keeps the baseline's count."""
+  if not 0 <= k <= n_blocks // 2:
+    raise ValueError(f"a sandwich of {n_blocks} blocks takes k from 0 to {n_blocks // 2}, got {k}")
+  return "s" * k + baseline_pattern(n_blocks - 2 * k) + "f" * k
+
+
+def random_orderings(n_blocks, count, seed=0):
+  """`count` distinct orderings of the baseline's blocks (its attention blocks at random
+  places, feed-forward elsewhere), the baseline itself left out, drawn with `seed`: the
+  random orderings of the same sublayers Press et al. (2020) compare with. Fewer when fewer
+  exist."""
+  baseline = baseline_pattern(n_blocks)
+  attention = baseline.count("s")
+  possible = math.comb(n_blocks, attention) - 1
+  rng = np.random.default_rng(seed)
+  found = []
+  while len(found) < min(count, possible):
+    where = set(rng.choice(n_blocks, size=attention, replace=False).tolist())
+    pattern = "".join("s" if k in where else "f" for k in range(n_blocks))
+    if pattern != baseline and pattern not in found:
+      found.append(pattern)
+  return found
+
+
+DERIVATIONS = ("argmax", "rule", "perturbation", "shared_best", "sandwich=K", "random=N")
+
+
+def parse_derivations(values, n_blocks):
+  """The pipeline's --derive values as (kind, number or None) pairs, checked.
+
+  argmax (each search's most likely kind per block), rule (PAR's rule at each --ratio),
+  perturbation (DARTS-PT's selection on each search), shared_best (the best pattern of each
+  search's shared-weight ranking), sandwich=K (Press et al.'s, K attention blocks moved to the
+  bottom and as many feed-forward to the top), random=N (N seeded random orderings of the
+  baseline's blocks). The baseline is always trained.
+  """
+  parsed = []
+  for value in values:
+    kind, _, number = value.partition("=")
+    if kind in ("sandwich", "random"):
+      if not number.isdigit():
+        raise ParError(f"--derive={kind}=N takes a whole number, got {value!r}")
+      number = int(number)
+      if kind == "sandwich" and number > n_blocks // 2:
+        raise ParError(f"--derive=sandwich=K takes K up to {n_blocks // 2} for {n_blocks} blocks")
+      parsed.append((kind, number))
+    elif kind in DERIVATIONS and not number:
+      parsed.append((kind, None))
+    else:
+      raise ParError(f"--derive takes {', '.join(DERIVATIONS)}; got {value!r}")
+  return parsed
+
+
+def derivations(
+  searches, ratios, n_blocks, derive=(("argmax", None), ("rule", None)), found=None, seed=0
+):
+  """{label: pattern}: what each derivation gives, the baseline last.
 
   Args:
     searches: {search name: its probabilities [n_blocks, 3] (columns s, f, i) at the end}.
-      With one search its argmax is labelled "argmax", with several "argmax of <name>".
+      A derivation from a search is labelled by its kind ("argmax") with one search, "argmax of
+      <name>" with several.
     ratios: blocks per attention block for the rule ("rule p=<ratio>"); 0 takes each
       search's argmax ratio (at least one attention block).
     n_blocks: blocks in the network.
+    derive: `parse_derivations`' pairs, in the order they are listed.
+    found: {search name: {"perturbation": pattern, "shared_best": pattern}}, what the
+      pipeline found with each search's SuperNet, for those two derivations.
+    seed: of the random orderings.
   """
   argmaxes = {name: argmax_pattern(p) for name, p in searches.items()}
-  derived = {
-    ("argmax" if len(argmaxes) == 1 else f"argmax of {name}"): pattern
-    for name, pattern in argmaxes.items()
-  }
-  for ratio in ratios:
-    chosen = [ratio] if ratio else [n_blocks / max(1, a.count("s")) for a in argmaxes.values()]
-    for p in chosen:
-      derived[f"rule p={p:.3g}"] = derive_ratio(n_blocks, p)
+
+  def of(kind, name):
+    return kind if len(searches) == 1 else f"{kind} of {name}"
+
+  derived = {}
+  for kind, number in derive:
+    if kind == "argmax":
+      derived.update({of("argmax", name): pattern for name, pattern in argmaxes.items()})
+    elif kind in ("perturbation", "shared_best"):
+      derived.update({of(kind, name): (found or {})[name][kind] for name in searches})
+    elif kind == "rule":
+      for ratio in ratios:
+        chosen = [ratio] if ratio else [n_blocks / max(1, a.count("s")) for a in argmaxes.values()]
+        for p in chosen:
+          derived[f"rule p={p:.3g}"] = derive_ratio(n_blocks, p)
+    elif kind == "sandwich":
+      derived[f"sandwich k={number}"] = sandwich_pattern(n_blocks, number)
+    elif kind == "random":
+      for k, pattern in enumerate(random_orderings(n_blocks, number, seed), start=1):
+        derived[f"random {k}"] = pattern
   derived["baseline"] = baseline_pattern(n_blocks)
   return derived

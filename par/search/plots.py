@@ -18,6 +18,7 @@ from matplotlib import ticker
 from PIL import Image
 
 from par.config import BLOCK_KINDS
+from par.search.ranking import attention_depth
 
 DPI = 200  # PNG resolution
 _LABELS = {"s": "attention (s)", "f": "feed-forward (f)", "i": "identity (i)"}
@@ -296,6 +297,51 @@ def tradeoff(series, title=""):
     ]
     figure.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
     figure.suptitle(title or "Perplexity against measured time per token")
+    return _files(figure, ("png", "pdf"))
+  finally:
+    plt.close(figure)
+
+
+def ranking(scores, marks, title=""):
+  """The shared-weight ranking: each pattern's valid perplexity against its number of
+  attention blocks (spread sideways by the mean depth of its attention), coloured by that
+  depth; `marks` ({label: pattern}) ringed and named. {"png": bytes, "pdf": bytes}."""
+  n_blocks = len(next(iter(scores)))
+  figure, axes = plt.subplots(figsize=(7.2, 4.4), layout="constrained")
+  try:
+    depth_map = plt.get_cmap("viridis")
+    for pattern, loss in scores.items():
+      attention = pattern.count("s")
+      depth = attention_depth(pattern)
+      x = attention + (0.0 if depth is None else 0.6 * (depth - 0.5))
+      colour = "0.6" if depth is None else depth_map(depth)
+      axes.scatter(x, np.exp(loss), s=9, color=colour, alpha=0.75, linewidths=0)
+    for (label, pattern), style in zip(marks.items(), ("o", "s", "D", "^")):
+      depth = attention_depth(pattern)
+      x = pattern.count("s") + (0.0 if depth is None else 0.6 * (depth - 0.5))
+      axes.scatter(
+        x,
+        np.exp(scores[pattern]),
+        s=90,
+        marker=style,
+        facecolors="none",
+        edgecolors="tab:red",
+        linewidths=1.4,
+        label=f"{label}: {pattern}",
+      )
+    axes.set_xticks(range(n_blocks + 1))
+    axes.set_xlabel(
+      "attention blocks (spread sideways by their mean depth: bottom left, top right)"
+    )
+    axes.set_ylabel("valid perplexity with the SuperNet's shared weights")
+    axes.set_yscale("log")
+    axes.grid(alpha=0.3)
+    colourbar = figure.colorbar(
+      plt.cm.ScalarMappable(cmap=depth_map, norm=plt.Normalize(0, 1)), ax=axes
+    )
+    colourbar.set_label("mean depth of attention (0: first block, 1: last)")
+    axes.legend(fontsize=8, loc="best")
+    axes.set_title(title or "Patterns ranked by the SuperNet", fontsize=10)
     return _files(figure, ("png", "pdf"))
   finally:
     plt.close(figure)

@@ -1,0 +1,193 @@
+"""The SuperNet's own ranking of patterns, and how far to trust it.
+
+A weight-sharing search is trusted as far as its shared weights rank architectures as
+retraining does (Yu et al. 2020, "Evaluating the search phase of NAS", found they often do
+not). `score_patterns` scores patterns with the SuperNet's *shared* weights: every block
+forced to one branch (its logits set to a one-hot far beyond any learned value, evaluated in
+argmax mode, so one compiled function serves every pattern), on the first tokens of the valid
+split. `perturbation` is DARTS-PT's selection (Wang et al. 2021): per block, the branch whose
+removal from the SuperNet's mixture hurts the valid loss most. `kendall_tau` and `spearman_rho`
+compare a ranking with the retrained one, ties counted as the statistics' tie-corrected forms
+define them.
+
+Which patterns: all 3^n when n ≤ `EXHAUSTIVE_BLOCKS`; above, a sample stratified by the
+number of attention blocks and the third of the network their mean depth falls in
+(`stratified_patterns`).
+"""
+
+import itertools
+import math
+
+import numpy as np
+
+from par.config import BLOCK_KINDS
+
+EXHAUSTIVE_BLOCKS = 8  # 3^8 = 6,561 patterns; beyond, a stratified sample
+_FORCE = 30.0  # logit of the forced branch: softmax gives it 1 - 2e-13
+
+
+# --- the statistics ----------------------------------------------------------------------
+
+
+def ranks(values):
+  """1-based ranks of `values` (the smallest ranked 1), ties given their average rank."""
+  values = np.asarray(values, np.float64)
+  order = np.argsort(values, kind="stable")
+  result = np.empty(len(values))
+  sorted_values = values[order]
+  start = 0
+  for end in range(1, len(values) + 1):
+    if end == len(values) or sorted_values[end] != sorted_values[start]:
+      result[order[start:end]] = (start + 1 + end) / 2.0
+      start = end
+  return result
+
+
+def spearman_rho(x, y):
+  """Spearman's ρ: Pearson's correlation of the ranks (average ranks for ties); NaN when one
+  side is constant or there are fewer than two items."""
+  if len(x) != len(y):
+    raise ValueError(f"rankings of different lengths: {len(x)} and {len(y)}")
+  if len(x) < 2:
+    return float("nan")
+  a, b = ranks(x), ranks(y)
+  a, b = a - a.mean(), b - b.mean()
+  denominator = math.sqrt(float(a @ a) * float(b @ b))
+  return float(a @ b / denominator) if denominator else float("nan")
+
+
+def kendall_tau(x, y):
+  """Kendall's τ-b: (concordant − discordant) / sqrt((n0 − ties in x)(n0 − ties in y)) over
+  all pairs, n0 = n(n − 1)/2; NaN when one side is constant or there are fewer than two."""
+  if len(x) != len(y):
+    raise ValueError(f"rankings of different lengths: {len(x)} and {len(y)}")
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  if len(x) < 2:
+    return float("nan")
+  i, j = np.triu_indices(len(x), 1)
+  dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+  pairs = len(i)
+  ties_x, ties_y = int(np.sum(dx == 0)), int(np.sum(dy == 0))
+  denominator = math.sqrt((pairs - ties_x) * (pairs - ties_y))
+  return float(np.sum(dx * dy) / denominator) if denominator else float("nan")
+
+
+# --- which patterns ----------------------------------------------------------------------
+
+
+def attention_depth(pattern):
+  """The mean depth of a pattern's attention blocks in [0, 1] (0: the first block, 1: the
+  last), or None without any."""
+  where = [k for k, kind in enumerate(pattern) if kind == "s"]
+  if not where:
+    return None
+  return float(np.mean(where)) / max(len(pattern) - 1, 1)
+
+
+def all_patterns(n_blocks):
+  """Every pattern of n_blocks over s, f, i, in lexicographic order of BLOCK_KINDS."""
+  return ["".join(p) for p in itertools.product(BLOCK_KINDS, repeat=n_blocks)]
+
+
+def stratified_patterns(n_blocks, per_stratum, seed=0):
+  """A sample of patterns: for every count of attention blocks and every third of the network
+  their mean depth can fall in, up to `per_stratum` distinct patterns (the others f or i at
+  random), drawn with a fixed seed. Patterns without attention form one stratum."""
+  rng = np.random.default_rng(seed)
+  chosen = {}
+  for attention in range(n_blocks + 1):
+    strata = {}
+    for _ in range(200 * per_stratum):
+      positions = set(rng.choice(n_blocks, size=attention, replace=False).tolist())
+      pattern = "".join(
+        "s" if k in positions else ("f" if rng.random() < 0.5 else "i") for k in range(n_blocks)
+      )
+      depth = attention_depth(pattern)
+      stratum = -1 if depth is None else min(int(depth * 3), 2)
+      members = strata.setdefault(stratum, [])
+      if len(members) < per_stratum and pattern not in members:
+        members.append(pattern)
+      if len(strata) == (1 if not attention else 3) and all(
+        len(m) == per_stratum for m in strata.values()
+      ):
+        break
+    for members in strata.values():
+      chosen.update(dict.fromkeys(members))
+  return list(chosen)
+
+
+def candidate_patterns(n_blocks, per_stratum=8, seed=0):
+  """The patterns the SuperNet's ranking scores: all of them up to EXHAUSTIVE_BLOCKS blocks,
+  else a stratified sample."""
+  if n_blocks <= EXHAUSTIVE_BLOCKS:
+    return all_patterns(n_blocks)
+  return stratified_patterns(n_blocks, per_stratum, seed)
+
+
+# --- scores with the shared weights --------------------------------------------------------
+
+
+def forced_logits(pattern):
+  """Architecture logits that make argmax (and, to 2e-13, softmax) choose `pattern`."""
+  return [
+    _FORCE * np.eye(len(BLOCK_KINDS), dtype=np.float32)[BLOCK_KINDS.index(k)] for k in pattern
+  ]
+
+
+def score_patterns(model, evaluate, patterns, progress=None):
+  """{pattern: valid loss (nats per token)} of the SuperNet `model` with each pattern forced.
+
+  Args:
+    model: a SuperNet `ParModel` whose eval_mode is "argmax" (only the forced branch runs).
+    evaluate: a function of no argument returning an `evaluate.Result` of the model as it
+      stands (a compiled evaluator over the first tokens of valid): one trace for all.
+    patterns: the patterns to score.
+    progress: called with (done, total) now and then, if given.
+
+  The model's logits are restored afterwards.
+  """
+  logits = model.architecture_variables()
+  saved = [v.numpy() for v in logits]
+  scores = {}
+  try:
+    for k, pattern in enumerate(patterns):
+      for variable, value in zip(logits, forced_logits(pattern)):
+        variable.assign(value)
+      scores[pattern] = evaluate().loss
+      if progress is not None and (k + 1) % 50 == 0:
+        progress(k + 1, len(patterns))
+  finally:
+    for variable, value in zip(logits, saved):
+      variable.assign(value)
+  return scores
+
+
+def perturbation(model, evaluate):
+  """DARTS-PT's selection (Wang et al. 2021, without its fine-tuning between edges): per block,
+  the branch whose removal from the mixture hurts the valid loss most.
+
+  Args:
+    model: a SuperNet `ParModel` whose eval_mode is "expected" (every branch mixed by the
+      softmax of its logits).
+    evaluate: as for `score_patterns`.
+
+  Returns:
+    (pattern, {"loss": the whole mixture's, "removed": [[loss without s, f, i] per block]}).
+  """
+  logits = model.architecture_variables()
+  saved = [v.numpy() for v in logits]
+  removed = []
+  try:
+    whole = evaluate().loss
+    for variable, value in zip(logits, saved):
+      row = []
+      for k in range(len(BLOCK_KINDS)):
+        variable.assign(np.where(np.arange(len(BLOCK_KINDS)) == k, -1e9, value).astype(np.float32))
+        row.append(evaluate().loss)
+      variable.assign(value)
+      removed.append(row)
+  finally:
+    for variable, value in zip(logits, saved):
+      variable.assign(value)
+  pattern = "".join(BLOCK_KINDS[int(np.argmax(row))] for row in removed)
+  return pattern, {"loss": whole, "removed": removed}

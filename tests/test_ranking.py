@@ -1,0 +1,209 @@
+"""The SuperNet's ranking and the derivations beyond argmax: rank statistics against hand
+computations, shared-weight scores against fixed models holding those weights, DARTS-PT's
+perturbation on a SuperNet whose answer is built in, sandwich and random orderings by hand."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import counting_dataset
+from par.config import ModelConfig
+from par.config import TrainConfig
+from par.data import records
+from par.errors import ParError
+from par.model.par_model import ParModel
+from par.search import patterns
+from par.search import ranking
+from par.train import evaluate
+
+# --- rank statistics ---------------------------------------------------------------------
+
+
+def test_ranks_average_ties():
+  np.testing.assert_array_equal(ranking.ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1.0, 3.5, 2.0])
+
+
+def test_kendall_tau_b_by_hand():
+  # Pairs of (1, 2, 3, 4) against (1, 3, 2, 4): 5 concordant, 1 discordant, no ties.
+  assert ranking.kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+  assert ranking.kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+  # x = (1, 1, 2, 3), y = (1, 2, 2, 3): 6 pairs; x ties one pair, y ties one; the tied pairs
+  # count neither way: concordant 4 ((0,2), (0,3), (1,3), (2,3)), discordant 0.
+  # τ-b = 4 / sqrt((6 - 1)(6 - 1)) = 0.8.
+  assert ranking.kendall_tau([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(0.8)
+  assert math.isnan(ranking.kendall_tau([1, 1, 1], [1, 2, 3]))
+
+
+def test_spearman_rho_by_hand():
+  # No ties: 1 - 6 Σd² / (n (n² - 1)); d = (0, 1, -1, 0): 1 - 12 / 60 = 0.8.
+  assert ranking.spearman_rho([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+  # Ties: ranks x = (1.5, 1.5, 3, 4), y = (1, 2.5, 2.5, 4); Pearson of those by hand:
+  # centred x = (-1, -1, 0.5, 1.5), y = (-1.5, 0, 0, 1.5); Σxy = 1.5 + 2.25 = 3.75,
+  # Σx² = 4.5, Σy² = 4.5: ρ = 3.75 / 4.5.
+  assert ranking.spearman_rho([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(3.75 / 4.5)
+
+
+# --- which patterns ----------------------------------------------------------------------
+
+
+def test_all_patterns_up_to_eight_blocks_then_a_stratified_sample():
+  assert len(ranking.candidate_patterns(4)) == 81 == len(set(ranking.candidate_patterns(4)))
+  assert len(ranking.candidate_patterns(8)) == 3**8
+  sample = ranking.candidate_patterns(12, per_stratum=2, seed=3)
+  assert sample == ranking.candidate_patterns(12, per_stratum=2, seed=3)  # seeded
+  assert len(sample) == len(set(sample)) and all(len(p) == 12 for p in sample)
+  strata = {}
+  for pattern in sample:
+    depth = ranking.attention_depth(pattern)
+    strata.setdefault((pattern.count("s"), None if depth is None else min(int(depth * 3), 2)), 0)
+    strata[(pattern.count("s"), None if depth is None else min(int(depth * 3), 2))] += 1
+  assert all(v <= 2 for v in strata.values())
+  assert {a for a, _ in strata} == set(range(13))  # every count of attention blocks
+  assert {(3, 0), (3, 1), (3, 2)} <= set(strata)  # low, middle and high attention
+  assert ranking.attention_depth("sffs") == 0.5 and ranking.attention_depth("ffff") is None
+
+
+# --- derivations by hand -------------------------------------------------------------------
+
+
+def test_sandwich_and_random_orderings_by_hand():
+  assert patterns.sandwich_pattern(6, 0) == "sfsfsf" == patterns.baseline_pattern(6)
+  assert patterns.sandwich_pattern(6, 1) == "ssfsff"
+  assert patterns.sandwich_pattern(6, 2) == "sssfff"
+  assert patterns.sandwich_pattern(8, 2) == "sssfsfff"  # s^2 (sf)^2 f^2
+  with pytest.raises(ValueError):
+    patterns.sandwich_pattern(6, 4)
+  five = patterns.random_orderings(6, 5, seed=1)
+  assert five == patterns.random_orderings(6, 5, seed=1) != patterns.random_orderings(6, 5, 2)
+  assert len(set(five)) == 5 and "sfsfsf" not in five
+  assert all(p.count("s") == 3 and set(p) == {"s", "f"} for p in five)
+  assert len(patterns.random_orderings(4, 50)) == math.comb(4, 2) - 1  # all there are
+  parsed = patterns.parse_derivations(["argmax", "sandwich=2", "random=3", "shared_best"], 6)
+  assert parsed == [("argmax", None), ("sandwich", 2), ("random", 3), ("shared_best", None)]
+  for bad in ("sandwich=4", "random=x", "median", "argmax=2"):
+    with pytest.raises(ParError, match="--derive"):
+      patterns.parse_derivations([bad], 6)
+  derived = patterns.derivations(
+    {"search": np.tile([0.1, 0.8, 0.1], (6, 1))},
+    [],
+    6,
+    parsed,
+    {"search": {"perturbation": "sfffff", "shared_best": "ssffff"}},
+    seed=1,
+  )
+  assert derived == {
+    "argmax": "ffffff",
+    "sandwich k=2": "sssfff",
+    "random 1": five[0],
+    "random 2": five[1],
+    "random 3": five[2],
+    "shared_best": "ssffff",
+    "baseline": "sfsfsf",
+  }
+
+
+# --- shared weights ----------------------------------------------------------------------
+
+MODEL = ModelConfig(
+  vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.0
+)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return counting_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _scorer(model, data_dir, count=3):
+  evaluator = evaluate.Evaluator(model, MODEL.mem_len)
+  return lambda: evaluator(records.load_dataset(data_dir, "valid").take(count), 4, records=count)
+
+
+def test_a_patterns_shared_weight_score_is_a_fixed_model_with_those_weights(data_dir):
+  supernet = ParModel(MODEL)
+  supernet.build()
+  rng = np.random.default_rng(0)
+  for variable in supernet.architecture_variables():  # Learned-looking logits, restored after.
+    variable.assign(rng.normal(size=3).astype(np.float32))
+  before = [v.numpy().copy() for v in supernet.architecture_variables()]
+  wanted = ["sfs", "fff", "iis", "sss"]
+  scores = ranking.score_patterns(supernet, _scorer(supernet, data_dir), wanted)
+  for pattern in wanted:
+    fixed = supernet.to_fixed(pattern)
+    assert scores[pattern] == pytest.approx(_scorer(fixed, data_dir)().loss, rel=1e-6)
+  assert len(set(scores.values())) == 4
+  for variable, value in zip(supernet.architecture_variables(), before):
+    np.testing.assert_array_equal(variable.numpy(), value)
+
+
+class _BuiltIn:
+  """A SuperNet stand-in whose valid loss is built in: each block's mixture weights times a
+  known usefulness of each branch (removing a useful branch hurts by its usefulness)."""
+
+  def __init__(self, usefulness):
+    self.usefulness = np.asarray(usefulness, np.float64)
+    self.logits = [tf.Variable(np.zeros(3, np.float32)) for _ in self.usefulness]
+
+  def architecture_variables(self):
+    return self.logits
+
+  def evaluate(self):
+    loss = 10.0
+    for logits, useful in zip(self.logits, self.usefulness):
+      loss -= float(tf.nn.softmax(tf.cast(logits, tf.float64)).numpy() @ useful)
+    return evaluate.Result(loss, 1, 0)
+
+
+def test_perturbation_keeps_the_branch_whose_removal_hurts_most():
+  # Removing branch k of a block leaves the others at 1/2 each: the loss rises most where the
+  # removed branch was the most useful, so the answer is each row's most useful branch.
+  usefulness = [[3.0, 1.0, 0.0], [0.5, 2.0, 0.1], [0.0, 0.2, 1.5], [2.0, 2.1, 0.0]]
+  model = _BuiltIn(usefulness)
+  pattern, detail = ranking.perturbation(model, model.evaluate)
+  assert pattern == "sfif"
+  assert detail["loss"] == pytest.approx(10.0 - sum(sum(row) / 3 for row in usefulness))
+  for block, row in enumerate(usefulness):
+    others = [sum(r) / 3 for b, r in enumerate(usefulness) if b != block]
+    for k in range(3):
+      kept = [row[j] for j in range(3) if j != k]
+      assert detail["removed"][block][k] == pytest.approx(10.0 - sum(others) - sum(kept) / 2)
+  assert all(not np.any(v.numpy()) for v in model.logits)  # restored
+
+
+@pytest.mark.slow
+def test_the_pipeline_ranks_derives_and_compares(tmp_path, data_dir):
+  from par import pipeline
+
+  config = TrainConfig(
+    model=MODEL,
+    data_dir=str(data_dir),
+    train_steps=6,
+    steps_per_loop=3,
+    log_every=3,
+    checkpoint_every=6,
+    plot_every=0,
+    seed=2,
+  )
+  derive = ["argmax", "perturbation", "shared_best", "sandwich=1", "random=2"]
+  rows = pipeline.run_pipeline(
+    config, tmp_path / "p", ratios=(), rounds=1, derive=derive, ranking_tokens=64
+  )
+  ranking_file = json.loads((tmp_path / "p" / "search" / "ranking.json").read_text())
+  assert len(ranking_file["scores"]) == 27 and ranking_file["tokens"] == 64
+  assert (tmp_path / "p" / "search" / "plots" / "ranking.png").is_file()
+  summary = json.loads((tmp_path / "p" / "results.json").read_text())
+  derived = summary["patterns"]
+  assert derived["shared_best"] == ranking_file["order"][0]
+  assert derived["perturbation"] == ranking_file["perturbation"]["pattern"]
+  assert derived["sandwich k=1"] == "ssf" and derived["baseline"] == "sfs"
+  # Of the three orderings of the baseline's blocks, the two that are not the baseline.
+  assert {derived["random 1"], derived["random 2"]} == {"fss", "ssf"}
+  agreement = summary["searches"]["search"]["ranking_agreement"]
+  retrained = {r["pattern"]: r["valid"]["loss"] for r in rows if r["attention_blocks"] is not None}
+  assert agreement["patterns"] == len(retrained)
+  x = [ranking_file["scores"][p] for p in retrained]
+  assert agreement["kendall_tau"] == pytest.approx(ranking.kendall_tau(x, list(retrained.values())))
+  assert "Kendall τ" in (tmp_path / "p" / "results.md").read_text()
