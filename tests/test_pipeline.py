@@ -92,8 +92,9 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     assert row["valid"]["token_perplexity"] > 1 and "test" in row and row["steps"] == 10
     assert row["best"]["valid"]["loss"] <= row["valid"]["loss"] and "test" in row["best"]
   assert rows[0]["flops_per_token"] > max(r["flops_per_token"] for r in rows[2:])
-  table = (tmp_path / "results.md").read_text()
-  assert table.count("\n") == 2 + len(rows) and "`sfsf`" in table
+  table, agreement = (tmp_path / "results.md").read_text().split("\n\nShared-weight ranking")
+  assert table.count("\n") == 1 + len(rows) and "`sfsf`" in table
+  assert agreement.count("\n| search") == 3  # the header, then one row per search
   for name in ("search", "search-split0.5"):
     for figure in ("architecture", "probabilities"):
       assert (tmp_path / f"{name}-{figure}.png").is_file()
