@@ -16,8 +16,10 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from absl import app
+from absl import flags
 
 from par.errors import Interrupted
 from par.errors import ParError  # Re-exported for scripts.
@@ -29,8 +31,18 @@ def _raise_interrupted(signum, frame):
   raise Interrupted(signum)
 
 
-def run(main):
-  """Runs an absl `main(argv)` with the exits described in the module docstring."""
+def run(main, command=None):
+  """Runs an absl `main(argv)` with the exits described in the module docstring.
+
+  `command`: the name of the module of par/commands/ that defines `main` and its flags. Its
+  flags and docstring become those `--help` shows, whatever file started the process (a
+  console script, `python -m par`, a scripts/ caller): absl shows the key flags of
+  sys.argv[0] and the docstring of __main__.
+  """
+  if command is not None and command != "__main__":
+    for flag in flags.FLAGS.get_key_flags_for_module(command):
+      flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    sys.modules["__main__"].__doc__ = sys.modules[command].__doc__
 
   def guarded_main(argv):
     signal.signal(signal.SIGTERM, _raise_interrupted)
@@ -54,7 +66,59 @@ def run(main):
         raise
       sys.exit(f"error: {message}")
 
-  app.run(guarded_main)
+  try:
+    argv = expand_flagfiles(sys.argv)
+  except ParError as e:
+    sys.exit(f"error: {e}")
+  app.run(guarded_main, argv=argv)
+
+
+CONFIGS = Path(__file__).resolve().parent / "configs"  # the packaged flagfiles
+
+
+def _flagfile(path):
+  """A flagfile's path: as given if it exists, else the packaged config of that name (with or
+  without `.flags`), so that `--flagfile=configs/tiny.flags` works outside a checkout."""
+  if Path(path).is_file():
+    return Path(path)
+  name = Path(path).name
+  for candidate in (CONFIGS / name, CONFIGS / f"{name}.flags"):
+    if candidate.is_file():
+      return candidate
+  known = ", ".join(sorted(p.stem for p in CONFIGS.glob("*.flags")))
+  raise ParError(f"flagfile {path} does not exist, nor is it a packaged config ({known})")
+
+
+def expand_flagfiles(argv, _seen=()):
+  """The arguments with every --flagfile spliced in, as absl reads them (a flag per line;
+  blank lines and lines starting with # or // skipped; flagfiles inside flagfiles), each found
+  by `_flagfile`. absl then sees no flagfile to open."""
+  expanded, args = [], list(argv)
+  while args:
+    arg = args.pop(0)
+    if arg == "--":
+      return expanded + [arg] + args
+    name = None
+    for prefix in ("--flagfile=", "-flagfile="):
+      if arg.startswith(prefix):
+        name = arg[len(prefix) :]
+    if arg in ("--flagfile", "-flagfile") and args:
+      name = args.pop(0)
+    if name is None:
+      expanded.append(arg)
+      continue
+    path = _flagfile(name).resolve()
+    if path in _seen:
+      raise ParError(f"flagfile {name} includes itself")
+    try:
+      lines = path.read_text().splitlines()
+    except OSError as e:
+      raise ParError(f"cannot read flagfile {path}: {e.strerror}") from None
+    inner = [
+      line.strip() for line in lines if line.strip() and not line.strip().startswith(("#", "//"))
+    ]
+    expanded += expand_flagfiles(inner, _seen + (path,))
+  return expanded
 
 
 @contextlib.contextmanager

@@ -1,39 +1,10 @@
 """Checks a built dataset: every split whole, or says in one line what is wrong.
 
-  python scripts/check_data.py --data_dir=data/wikitext2_bsz32_seqlen32
-  python scripts/check_data.py --data_dir=data/wikitext2_bsz32_seqlen32 --verify
-
-Checks meta.json, the tokenizer (its sha256, and its vocabulary against meta.json), every
-shard's size, and every record's length field and CRCs, naming the file and the record of the
-first damage. --verify also compares each shard's sha256 with the one meta.json keeps, which
-finds a shard replaced by another well-formed one. Training and evaluation run the same
-checks (without --verify) before they start.
+A thin caller of `par.commands.check_data` (installed: `par-check-data`); its docstring and
+`--help` say the rest.
 """
 
-from absl import flags
-
-from par import cli
-
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "The dataset directory.", required=True)
-_SPLIT = flags.DEFINE_string("split", None, "Check only this split (default: all).")
-_VERIFY = flags.DEFINE_bool(
-  "verify", False, "Also compare every shard's sha256 with the one meta.json keeps."
-)
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  from par.data import records  # No TensorFlow: the checks read the files with numpy.
-
-  meta = records.load_meta(_DATA_DIR.value)
-  records.check_vocabulary(_DATA_DIR.value, meta)
-  for split in [_SPLIT.value] if _SPLIT.value else list(meta.splits):
-    meta = records.check_dataset(_DATA_DIR.value, split, records=True, verify=_VERIFY.value)
-    info = meta.splits[split]
-    checks = "CRCs and sha256 ok" if _VERIFY.value else "CRCs ok"
-    print(f"{split}: {info.records} records in {len(info.shards)} shard(s), {checks}")
-
+from par.commands import check_data
 
 if __name__ == "__main__":
-  cli.run(main)
+  check_data.run()

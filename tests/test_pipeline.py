@@ -263,7 +263,7 @@ def test_tradeoff_script_refuses_a_directory_without_results(tmp_path):
   )
   assert (
     line
-    == f"error: {tmp_path}/results.json does not exist: run scripts/pipeline.py to the end first"
+    == f"error: {tmp_path}/results.json does not exist: run par-pipeline to the end first"
   )
   (tmp_path / "results.json").write_text("{}")
   line = error_line(

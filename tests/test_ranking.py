@@ -207,3 +207,49 @@ def test_the_pipeline_ranks_derives_and_compares(tmp_path, data_dir):
   x = [ranking_file["scores"][p] for p in retrained]
   assert agreement["kendall_tau"] == pytest.approx(ranking.kendall_tau(x, list(retrained.values())))
   assert "Kendall τ" in (tmp_path / "p" / "results.md").read_text()
+
+
+def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
+  # A work directory as the benchmark leaves it, without training: every pattern's retrained
+  # results and one search's ranking; the report finds the answer, ranks and ratios.
+  from par import known_answers
+  from par import runs
+
+  rng = np.random.default_rng(0)
+  all_patterns = ranking.all_patterns(4)
+  true = {p: 1.0 + 0.01 * k for k, p in enumerate(sorted(all_patterns, key=lambda p: p[::-1]))}
+  for pattern in all_patterns:
+    for seed in (1, 2):
+      loss = true[pattern] + (0.001 if seed == 1 else -0.001)
+      run = tmp_path / "pair" / "models" / f"{pattern}-seed{seed}"
+      runs.write_json(run / "results.json", {"valid": {"loss": loss}})
+      (run / "export").mkdir()
+      (run / "export" / "model.keras").write_bytes(b"")
+  order = sorted(all_patterns, key=lambda p: true[p])
+  search = tmp_path / "pair" / "search-soft-par-seed1"
+  shared = {p: true[p] + rng.normal(0, 0.001) for p in all_patterns}
+  runs.write_json(
+    search / "ranking.json",
+    {
+      "scores": shared,
+      "argmax": order[4],
+      "shared_best": min(shared, key=shared.get),
+      "perturbation": {"pattern": order[0]},
+    },
+  )
+  runs.write_json(search / "architecture.json", {"probabilities": [[1, 0, 0]] * 4})
+  rows = known_answers.report(tmp_path, seeds=(1, 2), modes=("soft",))
+  (row,) = rows
+  assert row["argmax"] == {
+    "pattern": order[4],
+    "ppl": pytest.approx(math.exp(true[order[4]])),
+    "rank": 5,
+    "ratio": pytest.approx(math.exp(0.04)),
+  }
+  assert row["perturbation"]["rank"] == 1 and row["perturbation"]["ratio"] == pytest.approx(1.0)
+  assert row["kendall_tau"] > 0.9
+  saved = json.loads((tmp_path / "benchmark.json").read_text())
+  answer = saved["answers"]["pair"]
+  assert answer["best"] == order[0] and answer["runner_up"] == order[1]
+  assert answer["seed_sd_of_loss"] == pytest.approx(np.std([0.001, -0.001], ddof=1))
+  assert f"`{order[0]}`" in (tmp_path / "benchmark.md").read_text()

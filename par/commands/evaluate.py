@@ -1,0 +1,123 @@
+r"""Evaluates a trained run on any split: exact perplexities and bits per character, as JSON.
+
+  par-evaluate --model_dir=runs/base_model --split=test
+  par-evaluate --model_dir=runs/tiny --source=export --eval_mem_len=256 \
+      --seq_len=64
+  par-evaluate --model_dir=runs/txl_wt103_base --split=test --seq_len=64 \
+      --eval_mem_len=640 --clamp_len=400 --same_length \
+      --eval_batch_size=10                              # Transformer-XL's protocol
+
+Loads the run's latest checkpoint (or --checkpoint, or its export) without pickle, checks
+that the dataset was built with the run's tokenizer, and prints one JSON line: loss, token
+and word perplexity, bits per character, tokens, words, characters, summed NLL, and what was
+evaluated how.
+"""
+
+import json
+
+from absl import flags
+
+from par import cli
+from par import config_flags
+from par.config import ModelConfig
+from par.config import TrainConfig
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
+_SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
+)
+config_flags.define_field(
+  TrainConfig, "eval_mem_len", help_note="Default: the run's --eval_mem_len, else its --mem_len."
+)
+config_flags.define_field(
+  TrainConfig, "eval_batch_size", default=None, help_note="Default: the run's."
+)
+_SEQ_LEN = flags.DEFINE_integer(
+  "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
+)
+config_flags.define_field(ModelConfig, "eval_mode", default=None, help_note="Default: the run's.")
+_CLAMP_LEN = flags.DEFINE_integer(
+  "clamp_len",
+  None,
+  "Relative distances above this share one encoding (Transformer-XL evaluates WikiText-103 "
+  "with 400); 0: none. Default: the run's --eval_clamp_len, else its model's --clamp_len.",
+)
+_SAME_LENGTH = flags.DEFINE_bool(
+  "same_length",
+  None,
+  "Every position attends to the same number of keys, as Transformer-XL evaluates. Default: "
+  "the run's --eval_same_length or its model's --same_length.",
+)
+config_flags.define_run_source()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if (
+    min(flags.FLAGS.eval_mem_len, _SEQ_LEN.value, _CLAMP_LEN.value or 0) < 0
+    or (flags.FLAGS.eval_batch_size or 0) < 0
+  ):
+    raise cli.ParError(
+      "--eval_mem_len, --eval_batch_size, --seq_len and --clamp_len cannot be negative"
+    )
+  config_flags.run_source()  # Checks it before the slow part.
+  from par import runs
+  from par.data import records
+
+  run = runs.read_run(_MODEL_DIR.value)
+  data_dir = _DATA_DIR.value or run.config.data_dir
+  records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
+  cli.import_tensorflow()
+  cli.configure_threads()
+  from par.train import evaluate  # After the quiet import.
+
+  model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
+  mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
+  clamp_len = _CLAMP_LEN.value
+  if clamp_len is None:
+    clamp_len = run.config.eval_clamp_len if run.config.eval_clamp_len >= 0 else None
+  same_length = _SAME_LENGTH.value
+  if same_length is None:
+    same_length = run.config.eval_same_length or run.config.model.same_length
+  lanes = flags.FLAGS.eval_batch_size
+  lanes = run.config.eval_batch_size if lanes is None else lanes
+  result, meta, mem_len = evaluate.evaluate_split(
+    model,
+    data_dir,
+    _SPLIT.value,
+    mem_len,
+    _SEQ_LEN.value,
+    run.tokenizer_sha256,
+    clamp_len,
+    same_length,
+    lanes,
+  )
+  print(
+    json.dumps(
+      dict(
+        result.to_dict(),
+        split=_SPLIT.value,
+        data_dir=str(data_dir),
+        model=origin,
+        pattern=model.pattern,
+        eval_mode=model.config.eval_mode if model.is_supernet else None,
+        mem_len=mem_len,
+        eval_batch_size=lanes or meta.batch_size,
+        seq_len=_SEQ_LEN.value or meta.seq_len,
+        clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
+        same_length=same_length,
+      )
+    )
+  )
+
+
+def run():
+  """The command's entry point: `par-evaluate`, `python -m par evaluate`."""
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,104 @@
+"""The search, the derived PAR models and the Transformer-XL baseline, compared in one command.
+
+  par-pipeline --flagfile=configs/base_model.flags --work_dir=runs/pipeline
+  par-pipeline --flagfile=configs/tiny.flags --work_dir=runs/p --ratio=3
+  par-pipeline --flagfile=configs/wt2_small_study.flags --work_dir=runs/study
+
+Runs the SuperNet search with the training flags (every flag of par-train), one per
+--arch_splits value if given, ranks every pattern with each search's shared weights, derives
+patterns (--derive: the argmax, PAR's rule at each --ratio, DARTS-PT's perturbation, the
+shared-weight ranking's best, sandwich orderings, random orderings), retrains them and the
+interleaved baseline ("sf" repeated) from scratch with the same budget, measures every
+model's training and evaluation time per token, and writes results.md (with Kendall's τ and
+Spearman's ρ between each search's ranking and retraining), results.json, tradeoff.png/.pdf
+and the architecture figures to --work_dir (layout in par/pipeline.py). Running it again
+resumes where it stopped.
+"""
+
+from absl import flags
+
+from par import cli
+from par import config_flags
+from par.search import patterns
+
+_WORK_DIR = flags.DEFINE_string("work_dir", None, "The pipeline's directory.", required=True)
+flags.DEFINE_string(
+  "model_dir", None, "Unused (flagfiles for par-train set it): runs go under --work_dir."
+)
+_RATIO = flags.DEFINE_multi_float(
+  "ratio",
+  [0.0],
+  "Blocks per attention block for a rule-based pattern, one model per value (0: as many as "
+  "each search's argmax pattern has).",
+)
+_ARCH_SPLITS = flags.DEFINE_multi_float(
+  "arch_splits",
+  None,
+  "One search per value of its held-out architecture split (0: single-level), e.g. "
+  "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
+)
+
+_DERIVE = flags.DEFINE_multi_string(
+  "derive",
+  ["argmax", "rule"],
+  "How to derive patterns to retrain, repeated: argmax (each search's most likely kind per "
+  "block), rule (PAR's rule at each --ratio), perturbation (DARTS-PT: per block the branch "
+  "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
+  "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
+  "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
+  "seeded by --seed). The interleaved baseline always trains.",
+)
+_RANKING_TOKENS = flags.DEFINE_integer(
+  "ranking_tokens",
+  16_384,
+  "Valid tokens on which every pattern of each search's shared-weight ranking is scored "
+  "(all 3^n patterns up to 8 blocks, a stratified sample above).",
+)
+_TIMING_ROUNDS = flags.DEFINE_integer(
+  "timing_rounds",
+  3,
+  "Rounds of time measurements at the end, each timing every model in turn; each model keeps "
+  "its fastest.",
+)
+config_flags.define_training()
+flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if _TIMING_ROUNDS.value < 1:
+    raise cli.ParError(f"--timing_rounds must be at least 1, got {_TIMING_ROUNDS.value}")
+  if _RANKING_TOKENS.value < 1:
+    raise cli.ParError(f"--ranking_tokens must be at least 1, got {_RANKING_TOKENS.value}")
+  patterns.check_plan(_RATIO.value, _ARCH_SPLITS.value or ())
+  config = config_flags.training_config()
+  runtime = config_flags.runtime_config()
+  if config.model.architecture:
+    raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
+  patterns.parse_derivations(_DERIVE.value, config.model.n_blocks)
+  cli.import_tensorflow()
+  config_flags.configure_threads(runtime)
+  strategy = config_flags.strategy(runtime)
+  from par import pipeline  # After the quiet import.
+
+  rows = pipeline.run_pipeline(
+    config,
+    _WORK_DIR.value,
+    _RATIO.value,
+    strategy,
+    arch_splits=_ARCH_SPLITS.value,
+    rounds=_TIMING_ROUNDS.value,
+    derive=_DERIVE.value,
+    ranking_tokens=_RANKING_TOKENS.value,
+  )
+  print(pipeline.markdown(rows), end="")
+
+
+def run():
+  """The command's entry point: `par-pipeline`, `python -m par pipeline`."""
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,59 @@
+"""One perplexity-against-time figure from several pipelines (e.g. one per seed).
+
+  par-tradeoff --work_dirs=runs/wt2_small_study,runs/wt2_small_study_seed2 \
+      --output=docs/results/study-tradeoff
+
+Reads each --work_dirs' results.json (written by par-pipeline) and draws every model
+as a point, colour by pattern and marker by pipeline (labelled by its seed), into
+--output.png (200 dpi) and --output.pdf.
+"""
+
+import json
+from pathlib import Path
+
+from absl import flags
+
+from par import cli
+
+_WORK_DIRS = flags.DEFINE_list(
+  "work_dirs", None, "Pipeline directories, comma-separated.", required=True
+)
+_OUTPUT = flags.DEFINE_string(
+  "output", None, "The figure's path without a suffix: .png and .pdf are added.", required=True
+)
+_TITLE = flags.DEFINE_string("title", "", "The figure's title (default: a generic one).")
+
+
+def _series(work_dir):
+  path = Path(work_dir) / "results.json"
+  if not path.is_file():
+    raise cli.ParError(f"{path} does not exist: run par-pipeline to the end first")
+  try:
+    summary = json.loads(path.read_text())
+    return f"seed {summary['seed']}", summary["rows"]
+  except (ValueError, KeyError, TypeError) as e:
+    raise cli.ParError(f"{path} is not a pipeline's results ({e})") from None
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
+  series = [_series(work_dir) for work_dir in _WORK_DIRS.value]
+  from par import runs  # After the checks: matplotlib is slow to import.
+  from par.search import plots
+
+  output = Path(_OUTPUT.value)
+  if not output.parent.is_dir():
+    raise cli.ParError(f"{output.parent} is not a directory")
+  for kind, data in plots.tradeoff(series, _TITLE.value).items():
+    runs.write_bytes(output.parent / f"{output.name}.{kind}", data)
+    print(output.parent / f"{output.name}.{kind}")
+
+
+def run():
+  """The command's entry point: `par-tradeoff`, `python -m par tradeoff`."""
+  cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+  run()

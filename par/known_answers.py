@@ -1,0 +1,231 @@
+"""Does the search find known answers? The benchmark of `scripts/search_benchmark.py`.
+
+For each known-answer task (par/data/tasks.py) every pattern of a 4-block network is trained
+from scratch with a few seeds: the mean valid loss ranks all 81, and the best is the task's
+established answer (with the seeds' spread beside it). Then the SuperNet is searched with the
+same budget, in every sampling mode and with each family of search settings (`SETTINGS`),
+and what each derivation gives (argmax, the shared-weight ranking's best, DARTS-PT's
+perturbation) is looked up among the retrained patterns: its perplexity, its rank among the
+81 and its ratio to the best. Kendall's τ between the SuperNet's shared-weight ranking of the
+81 and the retrained one says whether its preferences carry information.
+
+  work_dir/<task>/text/, ds/           the corpus and its dataset
+  work_dir/<task>/models/<p>-seed<k>/  every pattern, retrained
+  work_dir/<task>/search-<mode>-<settings>-seed<k>/   the searches (and their ranking.json)
+  work_dir/benchmark.json, benchmark.md
+
+Everything resumes: finished runs are reused. Two processes may share a work directory when
+they take different tasks (`tasks=`); `report` then reads everything there is.
+"""
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from par import rank
+from par import runs
+from par.config import SAMPLING_MODES
+from par.config import DataConfig
+from par.config import ModelConfig
+from par.config import TrainConfig
+from par.data import build
+from par.data import tasks as tasks_lib
+from par.search import ranking
+
+MODEL = ModelConfig(
+  d_model=32, n_heads=2, d_ffn=64, n_blocks=4, mem_len=32, cutoffs=(), dropout=0.0
+)
+DATA = DataConfig(tokenizer="word", batch_size=16, seq_len=16)
+STEPS = 2500
+TRAIN = dict(
+  train_steps=STEPS,
+  max_lr=3e-3,
+  warmup_steps=100,
+  steps_per_loop=100,
+  log_every=500,
+  checkpoint_every=STEPS,
+  plot_every=0,
+)
+# The search settings compared: today's defaults, and PAR's recipe (architecture Adam at
+# 1e-2, L2 5e-4, frozen for the first 20% of the steps, a held-out fifth of the lanes for the
+# architecture step, as FBNet).
+SETTINGS = {
+  "defaults": {},
+  "par": dict(arch_lr=1e-2, arch_weight_decay=5e-4, arch_warmup_steps=STEPS // 5, arch_split=0.2),
+}
+# With a resource term the unigram task's search should not pay for attention.
+RESOURCE = dict(resource="flops", resource_weight=0.5)
+DERIVED = ("argmax", "shared_best", "perturbation")
+
+
+def prepare(task, work_dir):
+  """The task's dataset under work_dir/<task>/ds (written and built once)."""
+  root = Path(work_dir) / task.name
+  if not (root / "ds" / "meta.json").is_file():
+    task.write(root / "text")
+    build.build_dataset(root / "text", root / "ds", DATA, reuse_existing=True)
+  return root / "ds"
+
+
+def _config(data_dir, seed, **changes):
+  config = TrainConfig(model=MODEL, data_dir=str(data_dir), seed=seed, **TRAIN)
+  model = dataclasses.replace(config.model, **changes.pop("model", {}))
+  return dataclasses.replace(config, model=model, **changes)
+
+
+def _train(config, model_dir):
+  from par.train import trainer  # TensorFlow: only when something trains.
+
+  results = runs.read_results(model_dir) if runs.is_finished(model_dir) else None
+  return results or trainer.train_and_evaluate(config, model_dir)
+
+
+def retrain_all(task, work_dir, seeds):
+  """{pattern: [valid loss per seed]} of every 4-block pattern trained from scratch."""
+  data_dir = prepare(task, work_dir)
+  losses = {}
+  for pattern in ranking.all_patterns(MODEL.n_blocks):
+    losses[pattern] = []
+    for seed in seeds:
+      config = _config(data_dir, seed, model={"architecture": pattern})
+      run = Path(work_dir) / task.name / "models" / f"{pattern}-seed{seed}"
+      losses[pattern].append(_train(config, run)["valid"]["loss"])
+    logging.info("%s %s: %s", task.name, pattern, losses[pattern])
+  return losses
+
+
+def search(task, work_dir, mode, settings, seed):
+  """One search of `task` in sampling `mode` with the named settings: (run directory, its
+  ranking record)."""
+  data_dir = prepare(task, work_dir)
+  changes = dict(SETTINGS[settings.removesuffix("+flops")])
+  if settings.endswith("+flops"):
+    changes.update(RESOURCE)
+  config = _config(data_dir, seed, model={"sampling": mode}, **changes)
+  run = Path(work_dir) / task.name / f"search-{mode}-{settings}-seed{seed}"
+  _train(config, run)
+  return run, rank.rank_search(run, tokens=10**9)  # all of valid
+
+
+def settings_for(task):
+  """The settings families each task is searched with (unigram: with a resource term too)."""
+  names = list(SETTINGS)
+  return names + [f"{n}+flops" for n in names] if task.name == "unigram" else names
+
+
+def benchmark(work_dir, names=tuple(tasks_lib.TASKS), seeds=(1, 2), modes=SAMPLING_MODES):
+  """Trains what is missing for the named tasks, then writes the report; returns its rows."""
+  for name in names:
+    task = tasks_lib.TASKS[name]
+    retrain_all(task, work_dir, seeds)
+    for mode in modes:
+      for settings in settings_for(task):
+        for seed in seeds:
+          search(task, work_dir, mode, settings, seed)
+  return report(work_dir, seeds, modes)
+
+
+def report(work_dir, seeds=(1, 2), modes=SAMPLING_MODES):
+  """Reads every finished run under work_dir: writes benchmark.json and benchmark.md."""
+  work_dir = Path(work_dir)
+  rows, answers = [], {}
+  for name, task in tasks_lib.TASKS.items():
+    losses = _retrained(work_dir / name, seeds)
+    if len(losses) < 3**MODEL.n_blocks:
+      continue
+    mean = {p: float(np.mean(v)) for p, v in losses.items()}
+    order = sorted(mean, key=lambda p: (mean[p], p))
+    best = order[0]
+    spread = (
+      float(np.mean([np.std(v, ddof=1) for v in losses.values()])) if len(seeds) > 1 else None
+    )
+    answers[name] = {
+      "bound_ppl": math.exp(task.process_nll("valid")),
+      "best": best,
+      "best_ppl": math.exp(mean[best]),
+      "runner_up": order[1],
+      "runner_up_ratio": math.exp(mean[order[1]] - mean[best]),
+      "seed_sd_of_loss": spread,
+      "order": order,
+    }
+    for mode in modes:
+      for settings in settings_for(task):
+        for seed in seeds:
+          run = work_dir / name / f"search-{mode}-{settings}-seed{seed}"
+          if not (run / rank.RANKING_FILE).is_file():
+            continue
+          rows.append(_row(name, mode, settings, seed, run, mean, order))
+  value = {"model": MODEL.to_dict(), "steps": STEPS, "answers": answers, "rows": rows}
+  runs.write_json(work_dir / "benchmark.json", value)
+  runs.write_bytes(work_dir / "benchmark.md", markdown(value).encode())
+  return rows
+
+
+def _retrained(task_dir, seeds):
+  losses = {}
+  for pattern in ranking.all_patterns(MODEL.n_blocks):
+    found = [runs.read_results(task_dir / "models" / f"{pattern}-seed{s}") for s in seeds]
+    if all(found):
+      losses[pattern] = [r["valid"]["loss"] for r in found]
+  return losses
+
+
+def _row(name, mode, settings, seed, run, mean, order):
+  record = runs.read_json(run / rank.RANKING_FILE)
+  architecture = runs.read_json(run / runs.ARCHITECTURE_FILE)
+  derived = {
+    "argmax": record["argmax"],
+    "shared_best": record["shared_best"],
+    "perturbation": record["perturbation"]["pattern"],
+  }
+  shared = [record["scores"][p] for p in order]
+  return {
+    "task": name,
+    "mode": mode,
+    "settings": settings,
+    "seed": seed,
+    "probabilities": architecture["probabilities"],
+    "kendall_tau": ranking.kendall_tau(shared, [mean[p] for p in order]),
+    **{
+      kind: {
+        "pattern": pattern,
+        "ppl": math.exp(mean[pattern]),
+        "rank": order.index(pattern) + 1,
+        "ratio": math.exp(mean[pattern] - mean[order[0]]),
+      }
+      for kind, pattern in derived.items()
+    },
+  }
+
+
+def markdown(value):
+  """The benchmark as markdown: each task's answer, then one row per search."""
+  lines = [
+    "| task | bound ppl | best (retrained) | its ppl | runner-up, ratio | seed sd of loss |",
+    "|---|---|---|---|---|---|",
+  ]
+  for name, a in value["answers"].items():
+    sd = "–" if a["seed_sd_of_loss"] is None else f"{a['seed_sd_of_loss']:.4f}"
+    lines.append(
+      f"| {name} | {a['bound_ppl']:.3f} | `{a['best']}` | {a['best_ppl']:.3f} | "
+      f"`{a['runner_up']}`, {a['runner_up_ratio']:.4f} | {sd} |"
+    )
+  lines += [
+    "",
+    "| task | sampling | settings | seed | argmax (rank, ratio) | shared best (rank, ratio) | "
+    "perturbation (rank, ratio) | Kendall τ |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+
+  def cell(d):
+    return f"`{d['pattern']}` ({d['rank']}, {d['ratio']:.3f})"
+
+  for r in value["rows"]:
+    lines.append(
+      f"| {r['task']} | {r['mode']} | {r['settings']} | {r['seed']} | {cell(r['argmax'])} | "
+      f"{cell(r['shared_best'])} | {cell(r['perturbation'])} | {r['kendall_tau']:.2f} |"
+    )
+  return "\n".join(lines) + "\n"
