@@ -17,6 +17,7 @@ from absl import flags
 
 from par import cli
 from par import runs
+from par.config import DataConfig
 from par.config import ModelConfig
 from par.config import RuntimeConfig
 from par.config import TrainConfig
@@ -156,3 +157,120 @@ def run_source():
   if checkpoint and source != "checkpoint":
     raise cli.ParError("--checkpoint goes with --source=checkpoint")
   return source, checkpoint
+
+
+# --- the flags, documented by group (docs/FLAGS.md) ---------------------------------------------
+
+FLAG_GROUPS = (  # (title, config class, fields): every field of every config, once
+  ("Data: the dataset a build makes (`par-build-data`)", DataConfig, None),
+  (
+    "Model (the vocabulary's size is the dataset's)",
+    ModelConfig,
+    [
+      "d_model",
+      "n_heads",
+      "d_head",
+      "d_ffn",
+      "n_blocks",
+      "mem_len",
+      "clamp_len",
+      "dropout",
+      "dropatt",
+      "untie_rel_bias",
+      "cutoffs",
+      "proj_factor",
+      "proj_dims",
+      "div_val",
+      "tie_weight",
+      "tie_projs",
+      "same_length",
+      "init",
+      "architecture",
+    ],
+  ),
+  (
+    "Search: the SuperNet and its architecture step",
+    (ModelConfig, TrainConfig),
+    [
+      "sampling",
+      "eval_mode",
+      "tau_start",
+      "tau_end",
+      "tau_schedule",
+      "arch_lr",
+      "arch_weight_decay",
+      "arch_warmup_steps",
+      "arch_split",
+      "resource",
+      "resource_weight",
+      "resource_target",
+    ],
+  ),
+  (
+    "Optimisation",
+    TrainConfig,
+    [
+      "data_dir",
+      "epochs",
+      "train_steps",
+      "max_lr",
+      "warmup_steps",
+      "min_lr",
+      "optimizer",
+      "weight_decay",
+      "clip_norm",
+      "seed",
+      "accumulate_steps",
+      "mixed_precision",
+      "jit_compile",
+    ],
+  ),
+  (
+    "Evaluation and the weights kept",
+    TrainConfig,
+    [
+      "eval_every",
+      "eval_batch_size",
+      "eval_mem_len",
+      "eval_clamp_len",
+      "eval_same_length",
+      "keep_best",
+      "patience",
+    ],
+  ),
+  (
+    "Bookkeeping",
+    TrainConfig,
+    ["steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints", "plot_every"],
+  ),
+  ("Runtime: where a run executes (never changes its result)", RuntimeConfig, None),
+)
+
+
+def flags_markdown():
+  """docs/FLAGS.md: every setting's flag, grouped, with its default, choices and help, as the
+  config fields declare them (a test keeps the file equal to this)."""
+  lines = [
+    "# Flags by group",
+    "",
+    "Every setting of `par-train`, `par-pipeline` (and `par-build-data` for the data), generated",
+    "from the config fields that declare them (`par/config.py`); `--help` prints the same text.",
+    "Regenerate with `python3 -c 'from par import config_flags as c; print(c.flags_markdown(), "
+    'end="")\' > docs/FLAGS.md`.',
+  ]
+  for title, classes, names in FLAG_GROUPS:
+    classes = classes if isinstance(classes, tuple) else (classes,)
+    fields = {f.name: f for c in classes for f in dataclasses.fields(c)}
+    lines += ["", f"## {title}", "", "| flag | default | what |", "|---|---|---|"]
+    for name in names or list(fields):
+      field = fields[name]
+      if dataclasses.is_dataclass(field.default):
+        continue
+      default = field.default
+      if isinstance(default, tuple):
+        default = ",".join(map(str, default)) or "(none)"
+      choices = field.metadata.get("choices")
+      text = field.metadata["help"] + (f" One of: {', '.join(choices)}." if choices else "")
+      text = text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+      lines.append(f"| `--{name}` | `{default}` | {text} |")
+  return "\n".join(lines) + "\n"

@@ -111,3 +111,14 @@ def test_the_pipelines_plan_is_checked_before_anything_trains(tmp_path):
   )
   assert "--ratio must be 0" in error_line(result)
   assert list(tmp_path.iterdir()) == []
+
+
+def test_docs_flags_is_every_field_as_the_fields_declare_it():
+  from par import config_flags
+
+  text = (ROOT / "docs" / "FLAGS.md").read_text()
+  assert text == config_flags.flags_markdown(), "regenerate docs/FLAGS.md (its header says how)"
+  for config_class in (DataConfig, ModelConfig, TrainConfig, RuntimeConfig):
+    for field in dataclasses.fields(config_class):
+      if not dataclasses.is_dataclass(field.default):
+        assert text.count(f"| `--{field.name}` |") == 1, field.name
