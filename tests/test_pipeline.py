@@ -261,10 +261,7 @@ def test_tradeoff_script_refuses_a_directory_without_results(tmp_path):
   line = error_line(
     run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")
   )
-  assert (
-    line
-    == f"error: {tmp_path}/results.json does not exist: run par-pipeline to the end first"
-  )
+  assert line == f"error: {tmp_path}/results.json does not exist: run par-pipeline to the end first"
   (tmp_path / "results.json").write_text("{}")
   line = error_line(
     run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")

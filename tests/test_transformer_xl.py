@@ -215,6 +215,12 @@ def test_print_config_gives_parameters_and_flops_without_a_dataset(tmp_path):
   assert printed["parameters"] == expected.params
   assert printed["parameters"] == pytest.approx(151e6, rel=0.005)
   assert printed["flops_per_token"] == expected.flops
+  from par.search import memory
+
+  estimate = memory.step_memory(model, expected.params, 1, 150)
+  assert printed["memory_mib_per_replica"] == dict(
+    memory.describe(estimate), replicas=1, lanes_per_replica=1
+  )
   result = run_script(
     "scripts/train.py",
     "--flagfile=configs/txl_enwik8_base.flags",
@@ -262,3 +268,25 @@ def test_a_tied_adaptive_run_trains_and_evaluates_with_transformer_xls_protocol(
   assert result.returncode == 0, result.stderr[-2000:]
   other = json.loads(result.stdout)
   assert other["same_length"] is False and other["nll"] != same["nll"]
+
+
+def test_the_memory_estimate_of_a_step():
+  from par.search import memory
+
+  config = dataclasses.replace(CONFIG, architecture="sf", mem_len=6, dropatt=0.0)
+  whole = memory.step_memory(config, 1000, lanes=8, seq_len=5)
+  assert (whole["parameters"], whole["gradients"], whole["optimizer"]) == (4000, 4000, 8000)
+  assert whole["memory"] == 1 * 8 * 6 * 16 * 4  # one attending block's [8, 6, 16] states
+  assert whole["total"] == sum(v for k, v in whole.items() if k != "total")
+  # By hand: the softmax over [8 lanes, 2 heads, 5, 11] scores, kept as float32.
+  scores = 8 * 2 * 5 * 11
+  dropped = memory.step_memory(dataclasses.replace(config, dropatt=0.1), 1000, 8, 5)
+  assert dropped["activations"] - whole["activations"] == scores * (2 + 4) * 2  # mask, output
+  # Micro-batches keep a quarter of the activations at a time; float16 about half.
+  quarter = memory.step_memory(config, 1000, lanes=8, seq_len=5, accumulate_steps=4)
+  assert quarter["activations"] == memory.step_memory(config, 1000, 2, 5)["activations"]
+  assert quarter["memory"] == whole["memory"]  # every lane's states stay
+  half = memory.step_memory(config, 1000, 8, 5, precision="mixed_float16")["activations"]
+  assert 0.4 < half / whole["activations"] < 0.8
+  supernet = memory.step_memory(dataclasses.replace(config, architecture=""), 1000, 8, 5)
+  assert supernet["activations"] > 1.4 * whole["activations"]  # both branches of both blocks

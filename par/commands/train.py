@@ -20,8 +20,9 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (created or r
 _PRINT_CONFIG = flags.DEFINE_bool(
   "print_config",
   False,
-  "Print the configuration the flags give, as JSON, with the model's exact parameter count "
-  "and its forward FLOPs per token, and exit.",
+  "Print the configuration the flags give, as JSON, with the model's exact parameter count, "
+  "its forward FLOPs per token and an estimate of the memory one training step needs per "
+  "replica (par/search/memory.py), and exit.",
 )
 _VOCAB_SIZE = flags.DEFINE_integer(
   "vocab_size",
@@ -34,11 +35,13 @@ config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
-def _with_costs(config, meta, counted):
+def _with_costs(config, meta, counted, replicas=1):
   """The config as a dict, plus `parameters` (exact) and `flops_per_token` (forward, every
   tail computed: full log-probabilities), counted at the dataset's segment length and batch,
   else at segments as long as the memory and batch 1; None without a vocabulary size."""
   from par.search import costs
+  from par.search.memory import describe
+  from par.search.memory import step_memory
 
   value = config.to_dict()
   if not counted:
@@ -54,7 +57,17 @@ def _with_costs(config, meta, counted):
     model, model.architecture or None, seq_len=seq_len, batch_size=batch_size
   )["total"]
   counted_at = {"seq_len": seq_len, "batch_size": batch_size, "mem_len": model.mem_len}
-  return dict(value, parameters=total.params, flops_per_token=total.flops, counted_at=counted_at)
+  lanes = batch_size // max(replicas, 1)
+  memory = step_memory(
+    model, total.params, lanes, seq_len, config.mixed_precision, config.accumulate_steps
+  )
+  return dict(
+    value,
+    parameters=total.params,
+    flops_per_token=total.flops,
+    counted_at=counted_at,
+    memory_mib_per_replica=dict(describe(memory), replicas=replicas, lanes_per_replica=lanes),
+  )
 
 
 def main(argv):
@@ -76,7 +89,8 @@ def main(argv):
   config = config_flags.training_config(vocab_size)
   runtime = config_flags.runtime_config()
   if _PRINT_CONFIG.value:
-    print(json.dumps(_with_costs(config, meta, counted=vocab_size is not None), indent=2))
+    replicas = runtime.cpu_devices if runtime.strategy == "mirrored" and runtime.cpu_devices else 1
+    print(json.dumps(_with_costs(config, meta, vocab_size is not None, replicas), indent=2))
     return
   if not _MODEL_DIR.value:
     raise cli.ParError("--model_dir is required")
