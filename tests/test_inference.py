@@ -347,3 +347,47 @@ def test_word_perplexity_and_bpc_divide_by_the_text_scored(data, tmp_path, remai
   assert (words, characters) == ((0, 0) if remainder == "drop" else (info.words, info.characters))
   unknown = evaluate.Result(result.nll, result.tokens, words, characters)
   assert (unknown.word_perplexity is None) == (remainder == "drop")
+
+
+def test_a_text_file_scores_as_its_split_does_in_one_lane(data, run_dir, tmp_path):
+  # The valid split's own text, tokenized with the run's tokenizer: the same tokens as the
+  # dataset's records, so one lane of it with a memory covering it scores exactly as the
+  # split evaluated in one lane does.
+  run = runs.read_run(run_dir)
+  model, _ = runs.load_model(run, "checkpoint", eval_mode="expected")
+  codec = runs.load_tokenizer(run)
+  text_file = data / "text" / "valid.txt"
+  got, mem_len = evaluate.evaluate_text(model, codec, text_file, 10**6, 8)
+  expected, meta, _ = evaluate.evaluate_split(model, data / "ds", "valid", 10**6, 8, lanes=1)
+  assert (got.tokens, got.words, got.characters) == (
+    expected.tokens,
+    meta.splits["valid"].words,
+    meta.splits["valid"].characters,
+  )
+  assert got.nll == pytest.approx(expected.nll, rel=1e-6)
+  assert mem_len == -(-(got.tokens) // 8) * 8  # cut to the one lane's length
+  for content, message in ((b"", "is empty"), (b"a\x00b\n", "holds NUL bytes"), (b"\xff", "UTF-8")):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(content)
+    with pytest.raises(evaluate.ParError, match=message):
+      evaluate.evaluate_text(model, codec, bad, 8, 8)
+
+
+@pytest.mark.slow
+def test_evaluate_script_scores_a_text_file(run_dir, data, tmp_path):
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={run_dir}", f"--text={data / 'text' / 'valid.txt'}"
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  printed = json.loads(result.stdout)
+  assert printed["eval_batch_size"] == 1 and printed["text"].endswith("valid.txt")
+  assert printed["token_perplexity"] > 1 and printed["words"] > 0
+  (tmp_path / "empty.txt").write_text("")
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={run_dir}", f"--text={tmp_path}/empty.txt"
+  )
+  assert "is empty" in error_line(result)
+  result = run_script(
+    "scripts/evaluate.py", f"--model_dir={run_dir}", "--text=x.txt", "--split=test"
+  )
+  assert "--text scores a file as one lane" in error_line(result)

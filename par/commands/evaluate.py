@@ -1,6 +1,7 @@
-r"""Evaluates a trained run on any split: exact perplexities and bits per character, as JSON.
+r"""Evaluates a trained run on any split or text: exact perplexities and bits per character.
 
   par-evaluate --model_dir=runs/base_model --split=test
+  par-evaluate --model_dir=runs/base_model --text=my_article.txt
   par-evaluate --model_dir=runs/tiny --source=export --eval_mem_len=256 \
       --seq_len=64
   par-evaluate --model_dir=runs/txl_wt103_base --split=test --seq_len=64 \
@@ -8,9 +9,9 @@ r"""Evaluates a trained run on any split: exact perplexities and bits per charac
       --eval_batch_size=10                              # Transformer-XL's protocol
 
 Loads the run's latest checkpoint (or --checkpoint, or its export) without pickle, checks
-that the dataset was built with the run's tokenizer, and prints one JSON line: loss, token
-and word perplexity, bits per character, tokens, words, characters, summed NLL, and what was
-evaluated how.
+that the dataset was built with the run's tokenizer (or tokenizes --text with it), and prints
+one JSON line: loss, token and word perplexity, bits per character, tokens, words,
+characters, summed NLL, and what was evaluated how.
 """
 
 import json
@@ -24,6 +25,13 @@ from par.config import TrainConfig
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
 _SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
+_TEXT = flags.DEFINE_string(
+  "text",
+  None,
+  "Score this UTF-8 text file instead of a split (bytes for a char run): tokenized with the "
+  "run's tokenizer, the whole file as one lane in segments of --seq_len (default: the run's "
+  "dataset's), the memory carried. Needs no dataset.",
+)
 _DATA_DIR = flags.DEFINE_string(
   "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
 )
@@ -66,10 +74,17 @@ def main(argv):
   config_flags.run_source()  # Checks it before the slow part.
   from par import runs
   from par.data import records
+  from par.data import text
 
   run = runs.read_run(_MODEL_DIR.value)
   data_dir = _DATA_DIR.value or run.config.data_dir
-  records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
+  if _TEXT.value:
+    if flags.FLAGS["split"].present or _DATA_DIR.value or flags.FLAGS.eval_batch_size:
+      raise cli.ParError("--text scores a file as one lane: no --split, --data_dir or lanes")
+    codec = runs.load_tokenizer(run)  # Before TF's import: a missing tokenizer is one line.
+    text.read_scorable_text(_TEXT.value, codec.kind == "char")  # So is a file it cannot score.
+  else:
+    records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
   cli.import_tensorflow()
   cli.configure_threads()
   from par.train import evaluate  # After the quiet import.
@@ -82,6 +97,21 @@ def main(argv):
   same_length = _SAME_LENGTH.value
   if same_length is None:
     same_length = run.config.eval_same_length or run.config.model.same_length
+  seq_len = _SEQ_LEN.value or run.dataset["seq_len"]
+  common = dict(
+    model=origin,
+    pattern=model.pattern,
+    eval_mode=model.config.eval_mode if model.is_supernet else None,
+    clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
+    same_length=same_length,
+  )
+  if _TEXT.value:
+    result, mem_len = evaluate.evaluate_text(
+      model, codec, _TEXT.value, mem_len, seq_len, clamp_len, same_length
+    )
+    info = dict(text=_TEXT.value, mem_len=mem_len, eval_batch_size=1, seq_len=seq_len)
+    print(json.dumps(dict(result.to_dict(), **info, **common)))
+    return
   lanes = flags.FLAGS.eval_batch_size
   lanes = run.config.eval_batch_size if lanes is None else lanes
   result, meta, mem_len = evaluate.evaluate_split(
@@ -101,14 +131,10 @@ def main(argv):
         result.to_dict(),
         split=_SPLIT.value,
         data_dir=str(data_dir),
-        model=origin,
-        pattern=model.pattern,
-        eval_mode=model.config.eval_mode if model.is_supernet else None,
         mem_len=mem_len,
         eval_batch_size=lanes or meta.batch_size,
         seq_len=_SEQ_LEN.value or meta.seq_len,
-        clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
-        same_length=same_length,
+        **common,
       )
     )
   )

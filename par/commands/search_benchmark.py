@@ -20,6 +20,9 @@ _SEEDS = flags.DEFINE_list("seeds", ["1", "2"], "Seeds of every retraining and s
 _MODES = flags.DEFINE_list(
   "modes", ["soft", "hard", "single_path"], "The SuperNet's sampling modes searched."
 )
+_SETTINGS = flags.DEFINE_list(
+  "settings", ["defaults", "par"], "The families of search settings (par/known_answers.py)."
+)
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only read what is there and report.")
 
 
@@ -38,12 +41,19 @@ def main(argv):
   if not all(s.isdigit() for s in _SEEDS.value):
     raise cli.ParError(f"--seeds takes whole numbers, got {','.join(_SEEDS.value)}")
   seeds = tuple(int(s) for s in _SEEDS.value)
-  cli.import_tensorflow()
-  cli.configure_threads()
   from par import known_answers
 
+  unknown = [s for s in _SETTINGS.value if s not in known_answers.SETTINGS]
+  if unknown:
+    raise cli.ParError(
+      f"--settings takes {', '.join(known_answers.SETTINGS)}; got {', '.join(unknown)}"
+    )
+  cli.import_tensorflow()
+  cli.configure_threads()
   if not _REPORT_ONLY.value:
-    known_answers.benchmark(_WORK_DIR.value, _TASKS.value, seeds, tuple(_MODES.value))
+    known_answers.benchmark(
+      _WORK_DIR.value, _TASKS.value, seeds, tuple(_MODES.value), tuple(_SETTINGS.value)
+    )
   known_answers.report(_WORK_DIR.value, seeds, tuple(_MODES.value))
   print((known_answers.Path(_WORK_DIR.value) / "benchmark.md").read_text(), end="")
 

@@ -200,6 +200,14 @@ def read_text(path, binary=False):
   return SplitText(s.path, lines, s.sha256, s.words, s.characters)
 
 
+def read_scorable_text(path, binary=False):
+  """`read_text` of a file to score, refusing NUL bytes: such a file is binary, not text."""
+  text = read_text(path, binary)
+  if any((b"\0" if binary else "\0") in line for line in text.lines):
+    raise ParError(f"{path} holds NUL bytes: it is binary, not text; nothing was scored")
+  return text
+
+
 def find_split_files(path):
   """Maps split name to file: a directory of split files, or one file used as train."""
   path = Path(path)

@@ -273,6 +273,16 @@ class Codec:
     ids, unknown = self._vocabulary.encode_line(line)
     return ids.tolist(), unknown
 
+  def tokenize(self, lines):
+    """The token stream of `lines` (str; bytes for char), each line's ids then the end-of-line
+    id, int32: exactly as a dataset's records hold it (SentencePiece through the records'
+    own tensorflow-text op)."""
+    if self._processor is not None:
+      if self._encoder is None:
+        self._encoder = Tokenizer(self._model_proto)
+      return self._encoder.tokenize(list(lines))
+    return self._vocabulary.tokenize(lines)[0]
+
   def decode(self, ids):
     """The text of one line's ids."""
     if self._processor is not None:

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from par.data import records
+from par.data import text as text_lib
 from par.errors import ParError
 from par.model import attention
 from par.train import distribute
@@ -328,3 +329,23 @@ def evaluate_split(
   except tf.errors.DataLossError as e:  # A shard changed after the checks.
     raise records.damage_error(data_dir, split, e) from None
   return result, meta, mem_len
+
+
+def evaluate_text(model, codec, path, mem_len, seq_len, clamp_len=None, same_length=None):
+  """Evaluates `model` on a text file tokenized with its run's tokenizer (`codec`): the whole
+  file as one continuous lane, in segments of `seq_len`, the memory carried from one to the
+  next (cut to the file's length). Returns (`Result`, the memory length used).
+
+  Raises:
+    ParError: the file cannot be read, is empty, not UTF-8 (for a word or SentencePiece
+      tokenizer), binary (NUL bytes), or too short for one target.
+  """
+  lines = text_lib.read_scorable_text(path, codec.kind == "char")
+  stream = codec.tokenize(lines.lines)
+  if len(stream) < 2:
+    raise ParError(f"{path} has {len(stream)} token: nothing to predict")
+  inputs, targets = records.relane(stream, 1, seq_len)
+  mem_len = memory_for(mem_len, [Layout(1, seq_len, len(inputs), True)])
+  evaluator = Evaluator(model, mem_len, clamp_len=clamp_len, same_length=same_length)
+  dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+  return evaluator(dataset, 1, lines.words, characters=lines.characters), mem_len
