@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging as std_logging
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -490,3 +491,53 @@ def test_thread_pools_auto_and_explicit():
     )
     inter, intra, cpus = map(int, result.stdout.split())
     assert (inter, intra) == expected(cpus)
+
+
+@pytest.mark.slow
+def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data_dir):
+  # Under a pseudo-terminal, as a user sees it: the status line is redrawn after every loop
+  # call (more often than the log), erased before each log record, which starts on a line of
+  # its own; the ETA comes from the timed steps, in the status line and the log alike.
+  import os
+  import pty
+
+  command = [
+    sys.executable,
+    "scripts/train.py",
+    f"--data_dir={data_dir}",
+    f"--model_dir={tmp_path / 'run'}",
+    "--d_model=16",
+    "--n_heads=2",
+    "--d_ffn=24",
+    "--n_blocks=3",
+    "--cutoffs=20",
+    "--train_steps=60",
+    "--steps_per_loop=10",
+    "--log_every=30",
+    "--plot_every=0",
+  ]
+  pid, fd = pty.fork()
+  if pid == 0:  # the child: the command, its stdout and stderr the terminal
+    os.chdir(ROOT)
+    os.execv(sys.executable, command)
+  output = b""
+  while True:
+    try:
+      chunk = os.read(fd, 1 << 16)
+    except OSError:
+      break
+    if not chunk:
+      break
+    output += chunk
+  _, status = os.waitpid(pid, 0)
+  text = output.decode(errors="replace")
+  assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
+  erase = "\r\x1b[K"
+  draws = [part for part in text.split(erase) if part.startswith("[")]
+  logged = re.findall(r"step (\d+)/60 epoch", text)
+  assert logged == ["30", "60"]
+  assert len(draws) >= 5 and "ETA" in draws[-1]  # drawn after each call: 6 calls
+  for record in re.finditer(r"[IWE]\d{4} \d\d:\d\d:\d\d", text):
+    before = text[: record.start()]
+    assert before == "" or before.endswith(("\n", erase)), text[record.start() - 80 : record.end()]
+  assert re.search(r"step 60/60 .*\| ETA 0:00:00", text)

@@ -1,16 +1,14 @@
-"""Host plumbing of a training run: the log file, the worker-thread call and the progress bar.
+"""Host plumbing of a training run: the log file, the worker-thread call and the status line.
 
 None of this touches TensorFlow. The trainer enters `LogFile` and `par.signals.StopSignals`
 around the run and makes its long calls through `call`; the reporter (par/train/report.py)
-draws the `Progress` bar.
+keeps the terminal's `StatusLine`.
 """
 
 import logging as std_logging
-import math
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 from absl import logging
@@ -98,31 +96,71 @@ def call(function, *args):
   return outcome.get("value")
 
 
-class Progress:
-  """A one-line progress bar with ETA and tokens/s when stderr is a terminal."""
+def clock(seconds):
+  """h:mm:ss."""
+  seconds = round(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
-  def __init__(self, total_steps, start_step, enabled=True):
-    self.total = total_steps
-    self.start_step = start_step
-    self.start = time.perf_counter()
+
+class StatusLine:
+  """A status line at the bottom of a terminal, redrawn in place between loop calls.
+
+  Log records never share its line: while it is shown, absl's stream is wrapped so that each
+  record first erases the line, is written, and the line is drawn again below it. A pseudo-
+  terminal test holds this (tests/test_train.py). Off when stderr is not a terminal (a file,
+  a pipe, CI): the log lines carry the same numbers.
+
+  Chosen over a tqdm bar: tqdm's logging redirect replaces stream handlers, and absl's is not
+  one (it wraps one), and the ETA and throughput belong in the log too, for files and TensorBoard.
+  """
+
+  def __init__(self, enabled=True):
     self.enabled = enabled and sys.stderr.isatty()
+    self.text = ""
+    self.shown = False
 
-  def update(self, step, tokens_per_second, loss):
-    if not self.enabled:
-      return
-    elapsed = time.perf_counter() - self.start
-    done = step - self.start_step
-    eta = elapsed / done * (self.total - step) if done else float("nan")
-    width = 24
-    filled = int(width * step / self.total)
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    speed = "–" if tokens_per_second is None else f"{tokens_per_second:,.0f}"  # None: tracing
-    sys.stderr.write(
-      f"\r[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} "
-      f"loss {loss:.3f} | {speed} tok/s | ETA {eta_text} "
-    )
-    sys.stderr.flush()
-
-  def close(self):
+  def __enter__(self):
     if self.enabled:
-      sys.stderr.write("\n")
+      self.handler = logging.get_absl_handler().python_handler
+      self.stream = self.handler.stream
+      self.handler.stream = _AroundStatus(self.stream, self)
+    return self
+
+  def __exit__(self, *exc):
+    if self.enabled:
+      self.erase()
+      self.handler.stream = self.stream
+
+  def update(self, text):
+    """Shows `text` as the status line."""
+    if self.enabled:
+      self.text = text
+      self.erase()
+      self.draw()
+
+  def erase(self):
+    if self.shown:
+      self.stream.write("\r\x1b[K")
+      self.shown = False
+
+  def draw(self):
+    if self.text:
+      self.stream.write(self.text)
+      self.stream.flush()
+      self.shown = True
+
+
+class _AroundStatus:
+  """A stream whose every write of whole lines happens with the status line out of the way."""
+
+  def __init__(self, stream, status):
+    self._stream, self._status = stream, status
+
+  def write(self, text):
+    self._status.erase()
+    self._stream.write(text)
+    if text.endswith("\n"):
+      self._status.draw()
+
+  def __getattr__(self, name):  # flush, isatty, fileno, ...
+    return getattr(self._stream, name)

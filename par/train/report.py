@@ -1,5 +1,5 @@
 """What a training run shows: log lines, TensorBoard summaries, the architecture record and its
-plots, and the progress bar. One `Reporter` per run owns all of them (Flax lm1b's metric
+plots, and a status line on a terminal. One `Reporter` per run owns all of them (Flax lm1b's metric
 writers and ReportProgress play this part there); the trainer only tells it what happened.
 
 Only the chief reports: on other workers the summary writers are no-ops and the files are
@@ -89,6 +89,17 @@ class Meter:
     return self.norm / max(self.steps - self.skipped, 1)
 
   @property
+  def seconds_per_step(self):
+    """The run's training time per step, the tracing call left out; None before any."""
+    return self.timed_seconds / self.timed_steps if self.timed_steps else None
+
+  def eta(self, step, total_steps):
+    """'h:mm:ss' of training left at `step` at the timed pace, '?' before any timed step
+    (evaluations and checkpoints not counted)."""
+    pace = self.seconds_per_step
+    return "?" if pace is None else host.clock(pace * (total_steps - step))
+
+  @property
   def tokens_per_second(self):
     """The run's training throughput, or None if no call was timed."""
     if not self.timed_seconds:
@@ -103,7 +114,7 @@ class Meter:
 
 
 class Reporter:
-  """Logs, summaries, the architecture record, plots and the progress bar of one run.
+  """Logs, summaries, the architecture record, plots and the status line of one run.
 
   Args:
     model_dir: the run directory.
@@ -144,7 +155,7 @@ class Reporter:
     self._writers = {}  # split -> writer, made when the split first writes (no empty runs)
     self._written = set()  # ("scalars" or "image", step) of architecture summaries written
     self.history = runs.load_history(model_dir, start_step)
-    self.progress = host.Progress(total_steps, start_step, enabled=chief)
+    self.status = host.StatusLine(enabled=chief)  # shown while the trainer's loop holds it
 
   def writer(self, split):
     """The summary writer of `split` ("train", "valid" or "test")."""
@@ -188,7 +199,7 @@ class Reporter:
     return bool(self.train_characters_per_token)
 
   def interval(self, step, epoch, meter):
-    """The training interval that ended at `step`: log line, summaries, progress bar.
+    """The training interval that ended at `step`: log line (with the ETA) and summaries.
 
     The learning rate and tau shown are those of the interval's last step; TensorBoard plots
     them against the steps done, from 0.
@@ -203,7 +214,8 @@ class Reporter:
         f" | tau {tau:.3f} | arch loss {meter.arch_loss:.4f} | entropy {entropies.mean():.3f}"
       )
     logging.info(
-      "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | grad norm %.3f%s | %s | %s tok/s",
+      "step %d/%d epoch %d | loss %.4f | ppl %.2f | lr %.3g | grad norm %.3f%s | %s | %s tok/s "
+      "| ETA %s",
       step,
       self.total_steps,
       epoch,
@@ -214,6 +226,7 @@ class Reporter:
       search,
       self.model.pattern,
       "–" if speed is None else f"{speed:.0f}",
+      meter.eta(step, self.total_steps),
     )
     if meter.skipped:
       logging.info(
@@ -240,7 +253,6 @@ class Reporter:
         tf.summary.scalar(summaries.ARCH_LOSS, meter.arch_loss)
         if self.config.resource != "none":
           tf.summary.scalar(summaries.RESOURCE_TERM, meter.penalty / max(meter.steps, 1))
-    self.progress.update(step, speed, loss)
 
   def evaluation(self, split, step, result):
     """An `evaluate.Result` of `split` at `step`: log line and summaries."""
@@ -295,8 +307,16 @@ class Reporter:
         tf.summary.image(summaries.HEATMAP, tf.image.decode_png(png)[None])
       runs.write_bytes(runs.heatmap_path(self.model_dir, step), png)
 
-  def close_progress(self):
-    self.progress.close()
+  def progress(self, step, meter):
+    """The status line after a loop call that ended at `step` (a terminal only)."""
+    width = 24
+    filled = int(width * step / self.total_steps)
+    speed = meter.speed
+    self.status.update(
+      f"[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total_steps} | loss "
+      f"{meter.loss:.3f} | {'–' if speed is None else f'{speed:,.0f}'} tok/s | ETA "
+      f"{meter.eta(step, self.total_steps)}"
+    )
 
   def flush(self):
     for writer in self._writers.values():

@@ -8,7 +8,7 @@ calls a piece that lives on its own:
   par/train/boundaries.py   when the host acts between loop calls (pure functions of the step)
   par/train/checkpoint.py   what a checkpoint holds, saving and restoring
   par/train/report.py       log lines, TensorBoard summaries, the architecture record and plots
-  par/train/host.py         the log file, the worker-thread call and progress bar
+  par/train/host.py         the log file, the worker-thread call and the status line
   par/runs.py         the run directory's files
   par/train/evaluate.py     exact evaluation of a split
 
@@ -320,66 +320,67 @@ def train_loop(step_loop, checkpoints, reporter, evaluations, stop, config, meta
   meter = report.Meter(plan.tokens_per_step)
   if step == 0:
     reporter.start(draw=bool(config.plot_every))
-  while step < plan.total_steps and stop.received is None:
-    if iterator is None:  # An epoch starts, or resumes `position` records into it.
-      iterator = iter(
-        distribute.lanes(
-          strategy,
-          lambda skip=position: _train_records(config, meta).skip(skip).prefetch(2),
-          meta.batch_size,
+  with reporter.status:  # A terminal's status line, out of the way of every log record.
+    while step < plan.total_steps and stop.received is None:
+      if iterator is None:  # An epoch starts, or resumes `position` records into it.
+        iterator = iter(
+          distribute.lanes(
+            strategy,
+            lambda skip=position: _train_records(config, meta).skip(skip).prefetch(2),
+            meta.batch_size,
+          )
         )
+        memory = empty_memory if memory is None else memory
+      num_steps = boundaries.steps_to_next_stop(
+        step, position, plan.steps_per_epoch, plan.total_steps, config
       )
-      memory = empty_memory if memory is None else memory
-    num_steps = boundaries.steps_to_next_stop(
-      step, position, plan.steps_per_epoch, plan.total_steps, config
-    )
-    start = time.perf_counter()
-    try:
-      result = host.call(step_loop.run, iterator, memory, tf.constant(num_steps))
-    except tf.errors.DataLossError as e:  # A shard changed after the checks.
-      raise records.damage_error(config.data_dir, "train", e) from None
-    done = int(state.step.numpy()) - step  # num_steps, or fewer if stopped or not finite.
-    if not bool(result.finite):
-      raise ParError(
-        f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "
-        f"stopped without saving (last checkpoint: "
-        f"{checkpoints.latest or 'none yet'}). Lower --max_lr, lengthen "
-        "--warmup_steps or set --clip_norm"
-      )
-    meter.add(result, done, time.perf_counter() - start)
-    memory, step, position = result.memory, step + done, position + done
-    epoch_done = position == plan.steps_per_epoch
-    if epoch_done:
-      epoch, position, memory, iterator = epoch + 1, 0, None, None
-    state.epoch.assign(epoch)
-    state.position.assign(position)
-    if stop.received is not None:
-      break
+      start = time.perf_counter()
+      try:
+        result = host.call(step_loop.run, iterator, memory, tf.constant(num_steps))
+      except tf.errors.DataLossError as e:  # A shard changed after the checks.
+        raise records.damage_error(config.data_dir, "train", e) from None
+      done = int(state.step.numpy()) - step  # num_steps, or fewer if stopped or not finite.
+      if not bool(result.finite):
+        raise ParError(
+          f"the loss became NaN or infinite at step {int(state.step.numpy()) + 1}; "
+          f"stopped without saving (last checkpoint: "
+          f"{checkpoints.latest or 'none yet'}). Lower --max_lr, lengthen "
+          "--warmup_steps or set --clip_norm"
+        )
+      meter.add(result, done, time.perf_counter() - start)
+      memory, step, position = result.memory, step + done, position + done
+      reporter.progress(step, meter)
+      epoch_done = position == plan.steps_per_epoch
+      if epoch_done:
+        epoch, position, memory, iterator = epoch + 1, 0, None, None
+      state.epoch.assign(epoch)
+      state.position.assign(position)
+      if stop.received is not None:
+        break
 
-    due = boundaries.due(step, epoch_done, plan.total_steps, config)
-    if due.log:
-      reporter.interval(step, epoch, meter)
-      meter.next_interval()
-    if due.log or due.plot:
-      reporter.architecture(step, draw=due.plot)
-    patience_ran_out = False
-    if due.evaluate and "valid" in meta.splits:
-      result = _evaluate(evaluations, reporter, stop, "valid", step)
-      if result is not None:
-        best.observe(step, result)
-        patience_ran_out = bool(config.patience) and best.stale >= config.patience
-    if due.checkpoint or stop.received is not None or patience_ran_out:
-      checkpoints.save(memory)
-    if patience_ran_out and step < plan.total_steps:
-      logging.info(
-        "stopping early at step %d: valid loss has not improved for %d evaluations (best at "
-        "step %d)",
-        step,
-        best.stale,
-        best.best_step,
-      )
-      break
-  reporter.close_progress()
+      due = boundaries.due(step, epoch_done, plan.total_steps, config)
+      if due.log:
+        reporter.interval(step, epoch, meter)
+        meter.next_interval()
+      if due.log or due.plot:
+        reporter.architecture(step, draw=due.plot)
+      patience_ran_out = False
+      if due.evaluate and "valid" in meta.splits:
+        result = _evaluate(evaluations, reporter, stop, "valid", step)
+        if result is not None:
+          best.observe(step, result)
+          patience_ran_out = bool(config.patience) and best.stale >= config.patience
+      if due.checkpoint or stop.received is not None or patience_ran_out:
+        checkpoints.save(memory)
+      if patience_ran_out and step < plan.total_steps:
+        logging.info(
+          "stopping early at step %d: valid loss has not improved for %d evaluations (best at "
+          "step %d)",
+          step,
+          best.stale,
+          best.best_step,
+        )
+        break
   if stop.received is not None:
     stopped(checkpoints, stop, memory, step)
   return meter, step
