@@ -187,15 +187,30 @@ def test_meter_sums_an_interval_and_times_all_but_the_first_call():
   assert traced.speed is None and traced.tokens_per_second is None
 
 
-def test_progress_bar_shows_an_interval_that_was_all_tracing(capsys):
+def test_the_status_line_and_the_eta_leave_the_tracing_call_out():
+  import io
+
   from par.train import host
 
-  progress = host.Progress(total_steps=10, start_step=0)
-  progress.enabled = True  # (on only when stderr is a terminal)
-  progress.update(5, None, 2.5)  # the meter's speed when the interval only traced
-  progress.update(10, 1234.4, 2.0)
-  shown = capsys.readouterr().err
-  assert "5/10 loss 2.500 | – tok/s" in shown and "10/10 loss 2.000 | 1,234 tok/s" in shown
+  meter = report.Meter(tokens_per_step=100)
+  one = steps.LoopResult((), 50.0, 20.0, 0.0, 0.0, 0.0, 3.0, 0.0, True)
+  meter.add(one, 5, seconds=30.0)  # the first call traces: not timed
+  assert (
+    report.status_text(5, 10, meter)
+    == "[############............] 5/10 | loss 2.500 | – tok/s | ETA ?"
+  )
+  meter.add(one, 5, seconds=2.0)  # 0.4 s a step
+  assert meter.seconds_per_step == pytest.approx(0.4) and meter.eta(10, 1010) == "0:06:40"
+  assert report.status_text(10, 10, meter).endswith(
+  assert report.status_text(10, 10, meter).endswith("| loss 2.500 | 250 tok/s | ETA 0:00:00")
+  )
+  stream, status = io.StringIO(), host.StatusLine()
+  status.enabled, status.stream = True, stream
+  status.update("[#.] 1/2")
+  status.update("[##] 2/2")
+  around = host._AroundStatus(stream, status)
+  around.write("I1205 a log record\n")
+  assert stream.getvalue() == "[#.] 1/2\r\x1b[K[##] 2/2\r\x1b[KI1205 a log record\n[##] 2/2"
 
 
 def test_plan_of_a_run(data_dir):

@@ -26,6 +26,16 @@ from par.train import summaries
 _GIF_FRAMES = 50
 
 
+def status_text(step, total_steps, meter, width=24):
+  """The terminal's status line: a bar, the step, the interval's loss, throughput and ETA."""
+  filled = int(width * step / total_steps)
+  speed = meter.speed  # None while the interval was all tracing
+  return (
+    f"[{'#' * filled}{'.' * (width - filled)}] {step}/{total_steps} | loss {meter.loss:.3f} | "
+    f"{'–' if speed is None else f'{speed:,.0f}'} tok/s | ETA {meter.eta(step, total_steps)}"
+  )
+
+
 @dataclasses.dataclass
 class Meter:
   """Sums over the current logging interval, and the run's training throughput.
@@ -309,14 +319,8 @@ class Reporter:
 
   def progress(self, step, meter):
     """The status line after a loop call that ended at `step` (a terminal only)."""
-    width = 24
-    filled = int(width * step / self.total_steps)
-    speed = meter.speed
-    self.status.update(
-      f"[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total_steps} | loss "
-      f"{meter.loss:.3f} | {'–' if speed is None else f'{speed:,.0f}'} tok/s | ETA "
-      f"{meter.eta(step, self.total_steps)}"
-    )
+    if self.status.enabled:
+      self.status.update(status_text(step, self.total_steps, meter))
 
   def flush(self):
     for writer in self._writers.values():
