@@ -201,9 +201,8 @@ def test_the_status_line_and_the_eta_leave_the_tracing_call_out():
   )
   meter.add(one, 5, seconds=2.0)  # 0.4 s a step
   assert meter.seconds_per_step == pytest.approx(0.4) and meter.eta(10, 1010) == "0:06:40"
-  assert report.status_text(10, 10, meter).endswith(
-  assert report.status_text(10, 10, meter).endswith("| loss 2.500 | 250 tok/s | ETA 0:00:00")
-  )
+  expected = "| loss 2.500 | 250 tok/s | ETA 0:00:00"
+  assert report.status_text(10, 10, meter).endswith(expected)
   stream, status = io.StringIO(), host.StatusLine()
   status.enabled, status.stream = True, stream
   status.update("[#.] 1/2")
