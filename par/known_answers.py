@@ -60,6 +60,8 @@ SETTINGS = {
   "par-half": dict(_PAR, arch_warmup_steps=STEPS // 2),
   "par-flops": dict(_PAR, resource="flops", resource_weight=0.05),
   "gdas": dict(tau_start=10.0, tau_schedule="linear", arch_split=0.5),
+  "tau10": dict(tau_start=10.0, tau_schedule="linear"),
+  "gdas-par": dict(_PAR, tau_start=10.0, tau_schedule="linear"),
 }
 # With a resource term the unigram task's search should not pay for attention.
 RESOURCE = dict(resource="flops", resource_weight=0.5)

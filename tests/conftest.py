@@ -12,6 +12,10 @@ from par import cli
 # A script a test runs that crashes in native code (SIGSEGV, SIGABRT) prints its Python stack.
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 cli.import_tensorflow()  # Once, quietly, before any test module imports it loudly.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  # Two workers share the two cores: one op at a time each, one thread per op, as the
+  # commands run on a CPU (cli.configure_threads), so the workers do not fight over cores.
+  cli.configure_threads(inter_op=1, intra_op=1)
 
 
 def pytest_addoption(parser):
