@@ -5,6 +5,7 @@
   python scripts/benchmark.py --suite=cuts
   python scripts/benchmark.py --suite=blocks
   python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
+  python scripts/benchmark.py --suite=memory
 
 Suite `shapes` (the paper's models on this CPU): Transformer-XL base on WikiText-103
 (configs/txl_wt103_base.flags: 151M parameters with the 267,735-word vocabulary, adaptive
@@ -78,7 +79,7 @@ from par import cli
 _SUITE = flags.DEFINE_enum(
   "suite",
   "data",
-  ["data", "train", "cuts", "scale", "shapes", "blocks", "eval_case", "matmul_case"],
+  ["data", "train", "cuts", "scale", "shapes", "blocks", "memory", "eval_case", "matmul_case"],
   "What to measure (the *_case suites are the train suite's subprocesses).",
 )
 _TEXT_DIR = flags.DEFINE_string(
@@ -553,6 +554,73 @@ def shapes_suite(work):
   return rows
 
 
+_MEMORY_SHAPES = (  # (name, flags, dataset batch, seq_len): the estimate set against the peak
+  ("base SuperNet, 32 x 32, memory 16", ["--flagfile=configs/base_model.flags"], 32, 32),
+  (
+    "fixed sfsfsf, d 256, d_ffn 1024, 16 x 128, memory 128",
+    [
+      "--flagfile=configs/base_model.flags",
+      "--architecture=sfsfsf",
+      "--d_model=256",
+      "--mem_len=128",
+    ],
+    16,
+    128,
+  ),
+  (
+    "SuperNet, d 256, 8 heads, 32 x 128, memory 256",
+    [
+      "--flagfile=configs/base_model.flags",
+      "--d_model=256",
+      "--n_heads=8",
+      "--mem_len=256",
+    ],
+    32,
+    128,
+  ),
+)
+
+
+def memory_suite(work):
+  """--print_config's memory estimate against the measured peak RSS of three training steps,
+  less the peak of a process that only starts TensorFlow (the runtime's own share)."""
+  _, baseline = _run_case(
+    [sys.executable, "-c", "from par import cli; cli.import_tensorflow(); import keras"]
+  )
+  rows = [("TensorFlow's runtime alone (subtracted below)", f"peak RSS {baseline:,.0f} MiB")]
+  for name, model_flags, batch, seq_len in _MEMORY_SHAPES:
+    data = work / f"data-{batch}-{seq_len}"
+    if not data.is_dir():
+      subprocess.run(
+        [sys.executable, "scripts/build_data.py", f"--input={_TEXT_DIR.value}"]
+        + [f"--output_dir={data}", "--vocab_size=7000", f"--batch_size={batch}"]
+        + [f"--seq_len={seq_len}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+      )
+    common = [sys.executable, "scripts/train.py", *model_flags, f"--data_dir={data}"]
+    printed = subprocess.run(
+      common + ["--print_config"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    estimate = json.loads(printed.stdout)["memory_mib_per_replica"]
+    run_dir = work / "run"
+    _, rss = _run_case(
+      common + [f"--model_dir={run_dir}", "--train_steps=3", "--steps_per_loop=1", "--plot_every=0"]
+    )
+    shutil.rmtree(run_dir)
+    measured = rss - baseline
+    rows.append(
+      (
+        name,
+        f"estimate {estimate['total']:,.0f} MiB (activations {estimate['activations']:,.0f}); "
+        f"measured {rss:,.0f} MiB peak, {measured:,.0f} above the runtime: estimate / measured "
+        f"{estimate['total'] / measured:.2f}",
+      )
+    )
+  return rows
+
+
 def blocks_suite(work):
   """Forward time and FLOPs of attention against feed-forward at three segment lengths."""
   del work
@@ -661,6 +729,7 @@ def main(argv):
       "scale": scale_suite,
       "shapes": shapes_suite,
       "blocks": blocks_suite,
+      "memory": memory_suite,
     }[_SUITE.value]
     rows = suite(Path(work))
   repeats = (
