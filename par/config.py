@@ -284,7 +284,9 @@ class ModelConfig(_Settings):
     "soft",
     "How the SuperNet mixes its branches in training: soft (Gumbel-Softmax "
     "weights), hard (one-hot forward, straight-through gradients) or single_path (only the "
-    "sampled branch is computed, GDAS-style).",
+    "sampled branch is computed, GDAS-style). Only soft found the known answers of "
+    "docs/SEARCH.md: hard's argmax kept attention everywhere and single_path's collapsed to "
+    "identity (their shared-weight rankings still carry information: --derive=shared_best).",
     SAMPLING_MODES,
   )
   eval_mode: str = setting(
@@ -399,10 +401,17 @@ class TrainConfig(_Settings):
   clip_norm: float = setting(
     0.0, "Clip the weights' gradients to this global norm (0: no clipping)."
   )
-  tau_start: float = setting(1.0, "Gumbel-Softmax temperature at the first step.")
+  tau_start: float = setting(
+    10.0,
+    "Gumbel-Softmax temperature at the first step. 10 falling linearly to 0.1 is GDAS's "
+    "schedule: with it the soft search found the known answers of docs/SEARCH.md, and with "
+    "1 falling geometrically it did not.",
+  )
   tau_end: float = setting(0.1, "Gumbel-Softmax temperature at the last step.")
   tau_schedule: str = setting(
-    "exp", "Temperature from tau_start to tau_end: geometrically (exp) or linearly.", TAU_SCHEDULES
+    "linear",
+    "Temperature from tau_start to tau_end: geometrically (exp) or linearly.",
+    TAU_SCHEDULES,
   )
   arch_lr: float = setting(
     3e-4,

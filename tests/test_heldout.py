@@ -71,13 +71,13 @@ def _gradients(loop, inputs, targets, held, memory):
 
 
 @tf.function
-def _reference_graph(loop_model, inputs, targets, memory, which):
+def _reference_graph(loop_model, inputs, targets, memory, which, tau):
   variables = (
     loop_model.weight_variables() if which == "weights" else loop_model.architecture_variables()
   )
   with tf.GradientTape() as tape:
     hidden, _ = loop_model(
-      inputs, memory=memory, tau=tf.constant(1.0), seed=tf.constant([0, 0], tf.int64), training=True
+      inputs, memory=memory, tau=tau, seed=tf.constant([0, 0], tf.int64), training=True
     )
     nll, count = loop_model.nll(hidden, targets)
     loss = nll / count
@@ -89,7 +89,8 @@ def _reference_graph(loop_model, inputs, targets, memory, which):
 
 def _reference(loop, inputs, targets, memory, which):
   """The gradient of the mean NLL of `targets` (padding -1 left out), taken on its own."""
-  return [g.numpy() for g in _reference_graph(loop.model, inputs, targets, memory, which)]
+  tau = tf.constant(loop.config.tau_start)  # the temperature of step 0
+  return [g.numpy() for g in _reference_graph(loop.model, inputs, targets, memory, which, tau)]
 
 
 def _close(a, b):

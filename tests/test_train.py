@@ -441,7 +441,8 @@ def test_base_model_flags_are_the_reference_readmes_configuration():
     4000,
     20,
   )
-  assert (config.tau_start, config.tau_end, config.train_steps) == (1.0, 0.1, 0)
+  assert (config.tau_start, config.tau_end, config.tau_schedule) == (10.0, 0.1, "linear")
+  assert config.train_steps == 0
   assert config.data_dir == "data/wikitext2_bsz32_seqlen32"
 
 

@@ -40,3 +40,21 @@ def collapse_report(probabilities):
     f"(block (p_identity): {listed}); consider --arch_warmup_steps, a lower --arch_lr, "
     "a higher --tau_end or --arch_weight_decay"
   )
+
+
+# What the known-answer benchmark found of each sampling mode that failed it (docs/SEARCH.md):
+# said when such a search starts, so that its argmax is not taken on trust.
+UNFIT_SAMPLING = {
+  "hard": (
+    "--sampling=hard did not find the known answers of docs/SEARCH.md: its argmax kept "
+    "attention in every block of the pair task (9% worse than the best pattern retrained), "
+    "whatever the settings; --sampling=soft found it. Its shared-weight ranking does carry "
+    "information (Kendall tau 0.6-0.7 against retraining): derive with --derive=shared_best"
+  ),
+  "single_path": (
+    "--sampling=single_path did not find the known answers of docs/SEARCH.md: its "
+    "architecture collapsed to identity in every block of the pair task (5x worse), whatever "
+    "the settings; --sampling=soft found them. Its shared weights still rank patterns (the "
+    "ranking's best was within 2% of the best): derive with --derive=shared_best"
+  ),
+}

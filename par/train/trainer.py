@@ -36,6 +36,7 @@ from par.data import records
 from par.errors import Interrupted
 from par.errors import ParError
 from par.model.par_model import ParModel
+from par.search import collapse
 from par.search import costs as costs_lib
 from par.search import heldout
 from par.search import resource
@@ -150,6 +151,9 @@ def train_and_evaluate(
         if not config.model.architecture
         else f"fixed architecture {config.model.architecture}",
       )
+
+      if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
+        logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
 
       # --- Model, optimizers, state and checkpoints (in the strategy's scope) ---------------
       model, optimizers, state, loss_scale = _build(config, meta, plan, strategy)
