@@ -140,20 +140,7 @@ def train_and_evaluate(
       if chief:
         held.enter_context(host.LogFile(model_dir / runs.LOG_FILE))
       stop = held.enter_context(signals.StopSignals("saving a checkpoint, then stopping"))
-      logging.info(
-        "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
-        model_dir,
-        plan.total_steps,
-        plan.steps_per_epoch,
-        plan.replicas,
-        config.mixed_precision,
-        "SuperNet search"
-        if not config.model.architecture
-        else f"fixed architecture {config.model.architecture}",
-      )
-
-      if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
-        logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
+      _announce(model_dir, config, plan)
 
       # --- Model, optimizers, state and checkpoints (in the strategy's scope) ---------------
       model, optimizers, state, loss_scale = _build(config, meta, plan, strategy)
@@ -168,8 +155,7 @@ def train_and_evaluate(
       early = (previous or {}).get("stopped_early")
       if runs.is_finished(model_dir) and step in (plan.total_steps, early):
         logging.info(
-          "%s finished at step %d already: its results stand (scripts/evaluate.py evaluates "
-          "it again)",
+          "%s finished at step %d already: its results stand (par-evaluate evaluates it again)",
           model_dir,
           step,
         )
@@ -199,17 +185,7 @@ def train_and_evaluate(
         np.flatnonzero(heldout.held_out_lanes(meta.batch_size, config.arch_split)).tolist(),
       )
       stop.on_stop.append(lambda: step_loop.stop.assign(True))  # Ends a loop call early.
-      evaluations = evaluate.SplitEvaluator(
-        model,
-        config.data_dir,
-        meta,
-        config.eval_mem_len or config.model.mem_len,
-        strategy,
-        step_loop.stop,
-        None if config.eval_clamp_len < 0 else config.eval_clamp_len,
-        config.eval_same_length or config.model.same_length,
-        config.eval_batch_size,
-      )
+      evaluations = _evaluations(model, config, meta, strategy, step_loop.stop)
 
       # --- The loop ---------------------------------------------------------------------------
       meter, end = train_loop(
@@ -230,6 +206,39 @@ def train_and_evaluate(
         end,
         best,
       )
+
+
+def _announce(model_dir, config, plan):
+  """The run's first log line, and the warning of a sampling mode that failed the known
+  answers (docs/SEARCH.md)."""
+  logging.info(
+    "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
+    model_dir,
+    plan.total_steps,
+    plan.steps_per_epoch,
+    plan.replicas,
+    config.mixed_precision,
+    "SuperNet search"
+    if not config.model.architecture
+    else f"fixed architecture {config.model.architecture}",
+  )
+  if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
+    logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
+
+
+def _evaluations(model, config, meta, strategy, stop):
+  """The run's `evaluate.SplitEvaluator`, with its evaluation settings."""
+  return evaluate.SplitEvaluator(
+    model,
+    config.data_dir,
+    meta,
+    config.eval_mem_len or config.model.mem_len,
+    strategy,
+    stop,
+    None if config.eval_clamp_len < 0 else config.eval_clamp_len,
+    config.eval_same_length or config.model.same_length,
+    config.eval_batch_size,
+  )
 
 
 def _build(config, meta, plan, strategy):
