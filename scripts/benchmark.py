@@ -6,6 +6,7 @@
   python scripts/benchmark.py --suite=blocks
   python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
   python scripts/benchmark.py --suite=memory
+  python scripts/benchmark.py --suite=speed
 
 Suite `shapes` (the paper's models on this CPU): Transformer-XL base on WikiText-103
 (configs/txl_wt103_base.flags: 151M parameters with the 267,735-word vocabulary, adaptive
@@ -79,7 +80,19 @@ from par import cli
 _SUITE = flags.DEFINE_enum(
   "suite",
   "data",
-  ["data", "train", "cuts", "scale", "shapes", "blocks", "memory", "eval_case", "matmul_case"],
+  [
+    "data",
+    "train",
+    "speed",
+    "cuts",
+    "scale",
+    "shapes",
+    "blocks",
+    "memory",
+    "eval_case",
+    "matmul_case",
+    "bound_case",
+  ],
   "What to measure (the *_case suites are the train suite's subprocesses).",
 )
 _TEXT_DIR = flags.DEFINE_string(
@@ -102,6 +115,9 @@ _INPUT_SENTENCE_SIZE = flags.DEFINE_integer(
 )
 _SHAPE_STEPS = flags.DEFINE_integer("shape_steps", 3, "shapes: training steps per model.")
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "eval_case: the run directory to evaluate.")
+_SHAPES_JSON = flags.DEFINE_string(
+  "shapes", None, 'bound_case: {"m,k,n": count} of a step\'s forward matmuls, as JSON.'
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -645,6 +661,132 @@ def blocks_suite(work):
   return rows
 
 
+_SPEED_CASES = (  # name, extra flags of scripts/train.py (base_model.flags first)
+  ("soft, d_ffn 1024", ["--sampling=soft"]),
+  ("soft, d_ffn 512 (the reference's base_model.sh)", ["--sampling=soft", "--d_ffn=512"]),
+  ("single_path, d_ffn 1024", ["--sampling=single_path"]),
+)
+
+
+def _bound(data, model_flags):
+  """(tokens per step, the step's matmul-bound seconds): its forward matmuls at the model's
+  shapes (costs.step_matmuls, the data's tail shares), three times over for the backward
+  pass, each at the rate measured for its shape in a subprocess with training's threads."""
+  from par.config import ModelConfig
+  from par.data import records
+  from par.search import costs
+
+  printed = subprocess.run(
+    [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags"]
+    + [f"--data_dir={data}", "--print_config", *model_flags],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  model = ModelConfig.from_dict(json.loads(printed.stdout)["model"])
+  meta = records.load_meta(data)
+  shares = _tail_shares(data, model.cutoffs, model.vocab_size)
+  products = costs.step_matmuls(
+    model,
+    model.architecture or None,
+    seq_len=meta.seq_len,
+    batch_size=meta.batch_size,
+    tail_shares=shares,
+  )
+  shapes = json.dumps({",".join(map(str, key)): count for key, count in products.items()})
+  seconds, _ = _run_case(
+    [sys.executable, "scripts/benchmark.py", "--suite=bound_case", f"--shapes={shapes}"]
+  )
+  return meta.batch_size * meta.seq_len, seconds["step"]
+
+
+def bound_case(shapes):
+  """Prints {"step": seconds}: 3 · Σ count · (time of one product of that shape), each time
+  the best of five runs of many products kept in a loop (each adds the loop index, so the
+  graph optimiser cannot fold them), two independent chains at once, as training's threads
+  run them (one thread per op, one op per core)."""
+  import tensorflow as tf
+
+  cli.configure_threads()
+
+  def best_seconds(function, *args):
+    function(*args).numpy()  # traces
+    best = float("inf")
+    for _ in range(5):
+      start = time.perf_counter()
+      function(*args).numpy()
+      best = min(best, time.perf_counter() - start)
+    return best
+
+  unrolled = 4  # products per chain and loop iteration: the loop's own cost spread thin
+
+  @tf.function
+  def chains(a, b, c, d, times):
+    one, two = tf.zeros([]), tf.zeros([])
+    for i in tf.range(times):
+      for j in range(unrolled):
+        step = tf.cast(i * unrolled + j, tf.float32)
+        one += tf.reduce_sum(tf.matmul(a + step, b)[..., :1, :1])
+        two += tf.reduce_sum(tf.matmul(c + step, d)[..., :1, :1])
+    return one + two
+
+  total = 0.0
+  for key, count in json.loads(shapes).items():
+    m, k, n = map(int, key.split(","))
+    batch = [count] if count > 1 and m * k * n < 1 << 18 else []  # small ones batched, as run
+    flops = 2 * m * k * n * (batch[0] if batch else 1)
+    times = max(4, min(2000, int(2e9 / flops)))
+    args = [tf.random.normal(batch + shape) for shape in ([m, k], [k, n], [m, k], [k, n])]
+    times = max(1, times // unrolled)
+    seconds = best_seconds(chains, *args, tf.constant(times)) / (2 * unrolled * times)
+    total += 3 * seconds * (1 if batch else count)
+  print(json.dumps({"step": total}))
+
+
+def speed_suite(work):
+  """Training speed as a share of its matmul bound (`_bound`), for the base SuperNet at two
+  feed-forward widths, single_path, and the fixed pattern the soft search derives."""
+  from par import runs as run_files
+
+  data = work / "data"
+  _run_measured(_build_command(_TEXT_DIR.value, data))
+  steps = _TRAIN_STEPS.value
+  common = [
+    sys.executable,
+    "scripts/train.py",
+    "--flagfile=configs/base_model.flags",
+    f"--data_dir={data}",
+    f"--train_steps={steps}",
+    "--steps_per_loop=50",
+    f"--log_every={steps}",
+    f"--checkpoint_every={steps}",
+    "--plot_every=0",
+  ]
+  cases = list(_SPEED_CASES)
+  rows, speeds = [], {}
+  while cases:
+    name, extra = cases.pop(0)
+    run_dir = work / f"run{len(speeds)}"
+    _run_case(common + [f"--model_dir={run_dir}", *extra])
+    results = json.loads((run_dir / run_files.RESULTS_FILE).read_text())
+    speed = speeds[name] = results["train_tokens_per_second"]
+    if name.startswith("soft, d_ffn 1024"):
+      pattern = results["pattern"]
+      cases.append((f"fixed {pattern} (the soft search's)", [f"--architecture={pattern}"]))
+    if name.startswith("single_path"):
+      rows.append((f"train {name}", f"{speed:,.0f} tok/s (its branches are sampled: no bound)"))
+      continue
+    tokens, seconds = _bound(data, extra)
+    bound = tokens / seconds
+    rows.append(
+      (f"train {name}", f"{speed:,.0f} tok/s; bound {bound:,.0f} tok/s: {speed / bound:.0%}")
+    )
+  soft = speeds["soft, d_ffn 1024"]
+  rows.append(("single_path / soft, same run", f"{speeds['single_path, d_ffn 1024'] / soft:.2f}"))
+  return rows
+
+
 def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
   import tensorflow as tf
@@ -721,6 +863,8 @@ def main(argv):
     return matmul_case()
   if _SUITE.value == "eval_case":
     return eval_case(Path(_RUN_DIR.value))
+  if _SUITE.value == "bound_case":
+    return bound_case(_SHAPES_JSON.value)
   with tempfile.TemporaryDirectory() as work:
     suite = {
       "data": data_suite,
@@ -730,6 +874,7 @@ def main(argv):
       "shapes": shapes_suite,
       "blocks": blocks_suite,
       "memory": memory_suite,
+      "speed": speed_suite,
     }[_SUITE.value]
     rows = suite(Path(work))
   repeats = (

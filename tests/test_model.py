@@ -320,3 +320,17 @@ def test_initialisation_is_glorot_over_the_matrices_or_transformer_xls(init):
   for weight in model.softmax.own_weights + [model.softmax.cluster_weight]:
     assert _std(weight) == pytest.approx(0.02, rel=0.15)
   assert not any(np.any(b.numpy()) for b in model.softmax.biases + [ffn.inner.bias])
+
+
+@pytest.mark.parametrize(
+  "changes,pattern",
+  [({}, None), ({}, "sfif"), (dict(div_val=1, tie_weight=True, cutoffs=(9, 30)), "ssff")],
+)
+def test_the_steps_matrix_products_are_its_counted_flops(changes, pattern):
+  config = dataclasses.replace(CONFIG, **changes)
+  shares = [0.25, 0.125]
+  # 32 tokens a step: each tail's share is a whole number of rows.
+  products = costs.step_matmuls(config, pattern, seq_len=8, batch_size=4, tail_shares=shares)
+  counted = costs.model_cost(config, pattern, seq_len=8, batch_size=4, tail_shares=shares)
+  total = sum(2 * m * k * n * count for (m, k, n), count in products.items())
+  assert total == pytest.approx(counted["total"].flops * 4 * 8)

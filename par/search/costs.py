@@ -233,3 +233,55 @@ def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
     tf.nest.flatten(grads, expand_composites=True)[0].numpy()  # (an IndexedSlices' values)
     best = min(best, (time.perf_counter() - start) / steps)
   return best / (batch_size * seq_len)
+
+
+def step_matmuls(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_shares=None):
+  """The matrix products of one training step's forward pass: {(m, k, n): count}, for a
+  global batch of `batch_size` lanes (batched products counted once per matrix). The backward
+  pass runs two products of each one's FLOPs, so 3 · Σ count · 2mkn is the step's matmul
+  work, and its time at the rate measured for each shape bounds the step's time from below.
+
+  Covers par's own adaptive softmax and Transformer-XL's at div_val 1 (the configs whose speed
+  is measured); other div_val raise NotImplementedError.
+  """
+  if config.div_val > 1:
+    raise NotImplementedError("step_matmuls covers div_val 0 and 1")
+  b, t = batch_size, seq_len
+  m = config.mem_len if mem_len is None else mem_len
+  k, d, h, f = m + t, config.d_model, config.head_width, config.d_ffn
+  n = config.n_heads
+  nh, rows = n * h, b * t
+  products = {}
+
+  def add(shape, count=1):
+    shape = tuple(int(x) for x in shape)
+    if min(shape) > 0:
+      products[shape] = products.get(shape, 0) + count
+
+  kinds = parse_pattern(pattern, config.n_blocks) if pattern else "?" * config.n_blocks
+  for kind in kinds:
+    if kind in "s?":
+      add((rows, d, nh))  # queries
+      add((b * k, d, 2 * nh))  # keys and values, over [memory ; segment]
+      add((k, d, nh))  # relative encodings
+      add((t, h, k), b * n)  # content scores, per lane and head
+      add((rows, h, k), n)  # position scores, per head
+      add((t, k, h), b * n)  # attention-weighted values
+      add((rows, nh, d))  # output projection
+    if kind in "f?":
+      add((rows, d, f))
+      add((rows, f, d))
+  bounds = (0,) + tuple(config.cutoffs) + (config.vocab_size,)
+  head = bounds[1] + len(config.cutoffs)
+  add((rows, d, head))
+  shares = tail_shares or [1.0] * len(config.cutoffs)
+  for i, share in enumerate(shares):
+    size = bounds[i + 2] - bounds[i + 1]
+    tokens = round(rows * share)
+    if config.div_val:  # Transformer-XL's at div_val 1: no projection
+      add((tokens, d, size))
+    else:
+      width = config.tail_widths[i]
+      add((tokens, d, width))
+      add((tokens, width, size))
+  return products
