@@ -7,6 +7,16 @@
   python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
   python scripts/benchmark.py --suite=memory
   python scripts/benchmark.py --suite=speed
+  python scripts/benchmark.py --suite=profile --profile_dir=profile
+
+Suite `speed`: the base SuperNet (soft, d_ffn 1024 and 512), single_path and the fixed pattern
+the soft search derives, each trained for --train_steps steps, as a share of its matmul bound
+(`_bound`: the step's matmuls at the model's shapes, timed in a loop the graph optimiser
+cannot fold).
+
+Suite `profile`: a TensorBoard profiler trace (--profile_dir) of --profile_steps steps of the
+base SuperNet (configs/base_model.flags, on --data_dir or a dataset built from --text_dir), and
+the step's split (forward, backward, optimizer, input, host/idle) and top ops read from it.
 
 Suite `shapes` (the paper's models on this CPU): Transformer-XL base on WikiText-103
 (configs/txl_wt103_base.flags: 151M parameters with the 267,735-word vocabulary, adaptive
@@ -62,6 +72,7 @@ a file of the 267,735 counts.
 Machines here are shared and noisy: compare figures from one run, not across runs.
 """
 
+import dataclasses
 import json
 import os
 import resource
@@ -92,6 +103,7 @@ _SUITE = flags.DEFINE_enum(
     "eval_case",
     "matmul_case",
     "bound_case",
+    "profile",
   ],
   "What to measure (the *_case suites are the train suite's subprocesses).",
 )
@@ -117,6 +129,17 @@ _SHAPE_STEPS = flags.DEFINE_integer("shape_steps", 3, "shapes: training steps pe
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "eval_case: the run directory to evaluate.")
 _SHAPES_JSON = flags.DEFINE_string(
   "shapes", None, 'bound_case: {"m,k,n": count} of a step\'s forward matmuls, as JSON.'
+)
+
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 10, "profile: training steps traced.")
+_PROFILE_DIR = flags.DEFINE_string(
+  "profile_dir",
+  "profile",
+  "profile: the TensorBoard log directory the trace is written to (tensorboard --logdir=DIR, "
+  "Profile tab); created, and refused if it already holds a trace.",
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "profile: a built dataset (default: one built from --text_dir)."
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -787,6 +810,110 @@ def speed_suite(work):
   return rows
 
 
+def _split_of(name):
+  """The part of a step an op of the traced graph belongs to, by its name."""
+  lowered = name.lower()
+  if "gradient" in lowered:
+    return "backward"
+  if any(word in lowered for word in ("adam", "optimizer", "apply", "assignvariable")):
+    return "optimizer"
+  if any(word in lowered for word in ("iterator", "dataset", "prefetch")):
+    return "input"
+  return "forward"
+
+
+def profile_split(log_dir, steps):
+  """(thread-ms a step by split, [(op type, thread-ms a step, calls a step)] by time), from
+  the newest trace under log_dir: every op executed on TensorFlow's compute threads."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+  traces = sorted(Path(log_dir).glob("plugins/profile/*/*.xplane.pb"))
+  if not traces:
+    raise cli.ParError(f"{log_dir} holds no profiler trace")
+  space = xplane_pb2.XSpace()
+  space.ParseFromString(traces[-1].read_bytes())
+  split, by_type, calls = {}, {}, {}
+  for plane in space.planes:
+    meta = plane.event_metadata
+    for line in plane.lines:
+      if not line.name.startswith("tf_Compute"):
+        continue
+      for event in line.events:
+        m = meta[event.metadata_id]
+        if m.display_name in ("", "Process"):
+          continue
+        ms = event.duration_ps / 1e9 / steps
+        part = _split_of(m.name)
+        split[part] = split.get(part, 0.0) + ms
+        by_type[m.display_name] = by_type.get(m.display_name, 0.0) + ms
+        calls[m.display_name] = calls.get(m.display_name, 0) + 1 / steps
+  ops = sorted(((k, v, calls[k]) for k, v in by_type.items()), key=lambda row: -row[1])
+  return split, ops
+
+
+def profile_suite(work):
+  """A TensorBoard profiler trace of --profile_steps steps of the base SuperNet (warmed up
+  first), and the step's split and top ops read back from it."""
+  from par.config import TrainConfig
+  from par.data import records
+  from par.train import steps as steps_lib
+  from par.train import trainer
+
+  tf = cli.import_tensorflow()
+  cli.configure_threads()
+  log_dir = Path(_PROFILE_DIR.value)
+  if (log_dir / "plugins" / "profile").exists():
+    raise cli.ParError(f"{log_dir} already holds a profile: choose another --profile_dir")
+  data = Path(_DATA_DIR.value) if _DATA_DIR.value else work / "data"
+  if not _DATA_DIR.value:
+    _run_measured(_build_command(_TEXT_DIR.value, data))
+  printed = subprocess.run(
+    [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags"]
+    + [f"--data_dir={data}", "--print_config"],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  settings = json.loads(printed.stdout)
+  known = {field.name for field in dataclasses.fields(TrainConfig)}
+  config = TrainConfig.from_dict({k: v for k, v in settings.items() if k in known})
+  config, meta = trainer.checked_data(config)
+  plan = trainer.make_plan(config, meta, 1)
+  strategy = tf.distribute.get_strategy()
+  model, optimizers, state, loss_scale = trainer._build(config, meta, plan, strategy)
+  loop = steps_lib.StepLoop(
+    model, optimizers, state, config, plan.total_steps, strategy, loss_scale
+  )
+  batches = iter(records.load_dataset(str(data), "train").repeat().prefetch(2))
+  memory = model.initial_memory(meta.batch_size)
+  count = _PROFILE_STEPS.value
+  for _ in range(2):  # traces, then warms up
+    result = loop.run(batches, memory, tf.constant(count))
+    float(result.nll)
+    memory = result.memory
+  tf.profiler.experimental.start(str(log_dir))
+  start = time.perf_counter()
+  result = loop.run(batches, memory, tf.constant(count))
+  float(result.nll)
+  wall = (time.perf_counter() - start) / count * 1e3
+  tf.profiler.experimental.stop()
+  split, ops = profile_split(log_dir, count)
+  busy = sum(split.values())
+  rows = [
+    ("trace", f"{log_dir} (tensorboard --logdir={log_dir}, Profile tab)"),
+    ("step wall time", f"{wall:.1f} ms; {meta.batch_size * meta.seq_len / wall * 1e3:,.0f} tok/s"),
+    ("op time on compute threads", f"{busy:.1f} thread-ms a step"),
+  ]
+  for part in ("forward", "backward", "optimizer", "input"):
+    rows.append((f"split: {part}", f"{split.get(part, 0.0):.1f} thread-ms"))
+  idle = os.cpu_count() * wall - busy
+  rows.append(("split: host, executor and idle", f"{idle:.1f} thread-ms (cores × wall − ops)"))
+  for name, ms, calls in ops[:12]:
+    rows.append((f"op {name}", f"{ms:.1f} thread-ms, {calls:.0f} calls"))
+  return rows
+
+
 def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
   import tensorflow as tf
@@ -875,13 +1002,14 @@ def main(argv):
       "blocks": blocks_suite,
       "memory": memory_suite,
       "speed": speed_suite,
+      "profile": profile_suite,
     }[_SUITE.value]
     rows = suite(Path(work))
   repeats = (
     f", {_TRAIN_STEPS.value} steps per training case"
     if _SUITE.value == "train"
     else ""
-    if _SUITE.value in ("scale", "shapes", "blocks")
+    if _SUITE.value in ("scale", "shapes", "blocks", "profile")
     else f", repeats {_REPEATS.value}"
   )
   print(f"suite {_SUITE.value}, {os.cpu_count()} CPUs{repeats}\n")

@@ -1,11 +1,19 @@
-"""Inverted dropout from 16-bit random numbers: the same layer, half the random bits.
+"""Inverted dropout from 8-bit random numbers, applied as one multiply.
 
 On CPU, TensorFlow's stateless Philox generator is the costliest part of dropout (about 8 ns
-per 32-bit number on the reference machine, 9% of a SuperNet training step). A keep/drop
-decision needs far fewer than 32 bits: each 32-bit draw is split into two 16-bit numbers,
-and an element is kept when its number is at least round(rate · 2^16). The realised rate
-differs from `rate` by less than 2^-17 and the scale 1 / P(keep) uses the realised
-probability, so the output's expectation is the input exactly.
+per 32-bit number on the reference machine). A keep/drop decision needs far fewer than 32
+bits: each 32-bit draw is split into four bytes, and an element is kept when its byte is at
+least a threshold t, so P(keep) = 1 - t/256.
+
+rate · 256 is rarely an integer (0.1 · 256 = 25.6), so each call dithers its threshold: with
+rate · 256 = a + f, the call uses t = a + 1 with probability f and t = a otherwise, decided
+by one more word of the same draw. The expected drop rate over calls is `rate` (to 2^-24), and
+within a call the kept elements are scaled by 1 / (1 - t/256), the call's own keep
+probability, so every output's expectation is its input exactly.
+
+The mask is applied as `inputs * where(keep, scale, 0)`: its backward pass is one Mul, where
+`where(keep, inputs · scale, 0)` costs a Select and a Mul each way. Together with the bytes
+this halves dropout's share of a SuperNet step (docs/BENCHMARKS.md, "Speed").
 
 The layer subclasses `keras.layers.Dropout`: same arguments, same seed generator (a variable
 that checkpoints save), so only the way the mask is drawn changes. Under a strategy with
@@ -15,33 +23,50 @@ several replicas, each replica folds its id into the seed: their masks are indep
 import keras
 import tensorflow as tf
 
-_LEVELS = 1 << 16
+_LEVELS = 256
+_DITHER_BITS = 24  # of the extra word, compared with f · 2^24
+
+
+def _max_rate():
+  return (_LEVELS - 1) / _LEVELS
 
 
 def keep_mask(shape, rate, seed):
-  """bool `shape`, each True with probability 1 - round(rate·2^16)/2^16.
+  """(bool `shape` mask, its float32 keep probability): kept where a byte >= t.
 
   Args:
     shape: the mask's shape (int32 [rank] tensor or list).
-    rate: drop probability in [0, 1).
+    rate: drop probability in [0, 255/256].
     seed: int32 [2] stateless seed.
+
+  Returns:
+    keep, each True with probability 1 - t/256 for this call's threshold t (a or a + 1 for
+    rate · 256 = a + f, a + 1 with probability f), and that probability.
   """
+  if not 0 <= rate <= _max_rate():
+    raise ValueError(f"dropout rate {rate} is outside [0, 255/256]")
   size = tf.reduce_prod(shape)
-  words = tf.random.stateless_uniform(
-    [(size + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32
+  words = (size + 3) // 4
+  draw = tf.random.stateless_uniform(
+    [words + 1], seed, minval=None, maxval=None, dtype=tf.uint32
   )
-  halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
-  threshold = tf.constant(round(rate * _LEVELS), tf.int32)
-  return tf.reshape(tf.cast(halves, tf.int32) >= threshold, shape)
-
-
-def keep_probability(rate):
-  return 1.0 - round(rate * _LEVELS) / _LEVELS
+  base, fraction = divmod(rate * _LEVELS, 1.0)
+  dither = tf.bitwise.right_shift(draw[words], 32 - _DITHER_BITS)
+  up = dither < tf.constant(round(fraction * (1 << _DITHER_BITS)), tf.uint32)
+  threshold = tf.cast(base, tf.int32) + tf.cast(up, tf.int32)
+  bytes_ = tf.reshape(tf.bitcast(draw[:words], tf.uint8), [-1])[:size]
+  keep = tf.reshape(bytes_ >= tf.cast(threshold, tf.uint8), shape)
+  return keep, 1.0 - tf.cast(threshold, tf.float32) / _LEVELS
 
 
 @keras.saving.register_keras_serializable(package="par")
 class Dropout(keras.layers.Dropout):
-  """`keras.layers.Dropout` (without noise_shape) drawing 16-bit random numbers."""
+  """`keras.layers.Dropout` (without noise_shape) drawing 8-bit random numbers."""
+
+  def __init__(self, rate, **kwargs):
+    if rate > _max_rate():
+      raise ValueError(f"par's Dropout draws bytes: its rate must be at most 255/256, not {rate}")
+    super().__init__(rate, **kwargs)
 
   def call(self, inputs, training=False):
     if not training or self.rate == 0:
@@ -56,6 +81,6 @@ class Dropout(keras.layers.Dropout):
         tf.cast(seed, tf.int64), tf.cast(context.replica_id_in_sync_group, tf.int64)
       )
     seed = tf.cast(tf.math.floormod(tf.cast(seed, tf.int64), tf.int32.max - 1), tf.int32)
-    keep = keep_mask(tf.shape(inputs), self.rate, seed)
-    scale = tf.cast(1.0 / keep_probability(self.rate), inputs.dtype)
-    return tf.where(keep, inputs * scale, tf.zeros_like(inputs))
+    keep, probability = keep_mask(tf.shape(inputs), self.rate, seed)
+    scale = tf.cast(1.0 / probability, inputs.dtype)
+    return inputs * tf.where(keep, scale, tf.zeros([], inputs.dtype))
