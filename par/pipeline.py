@@ -3,7 +3,8 @@
   work_dir/
     search/              the single-level SuperNet search (a run directory, par/runs.py)
     search-split0.2/     a search with a held-out architecture split (--arch_split=0.2)
-    models/<pattern>/    each derived pattern and the baseline, retrained from scratch
+    models/<pattern>/    each derived pattern and the baseline, retrained from scratch;
+                         test_nll.npy beside its results: its per-token test NLL
     results.json         the comparison, one row per search and per retrained pattern
     results.md           the same as a markdown table
     tradeoff.png, .pdf   valid perplexity against measured time per token, a point per model
@@ -18,6 +19,11 @@ steps) and seed, from scratch; a pattern is trained once whatever derivations gi
 which is why runs are named by pattern. Running the same call again skips finished runs and
 resumes unfinished ones; a call with more searches or ratios adds to the same directory.
 
+Each retrained model is compared with the interleaved baseline on the same test tokens by
+a paired block bootstrap (`intervals.paired_bootstrap`: 1,000 resamples of 256-token blocks):
+the mean NLL difference, its 95% interval and the perplexity ratio, in results.json
+(`vs_baseline`) and results.md, beside where its attention sits (`positions`).
+
 Time per token is measured at the end, in one process, in three rounds that each measure
 every model in turn (`measure_all`), keeping each model's fastest: training as compiled
 forward and backward passes (`costs.measure_train_time`), evaluation as passes over the
@@ -26,6 +32,7 @@ depends on whatever else the machine was doing then.
 """
 
 import dataclasses
+import io
 import json
 import time
 from pathlib import Path
@@ -40,6 +47,7 @@ from par import runs
 from par.data import records
 from par.errors import ParError
 from par.search import costs
+from par.search import intervals
 from par.search import patterns as patterns_lib
 from par.search import plots
 from par.train import evaluate
@@ -50,6 +58,8 @@ MODELS = "models"
 FIGURE = "tradeoff"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+BOOTSTRAP_BLOCK = 256  # test tokens per block of the paired bootstrap
+TEST_NLL = "test_nll.npy"  # beside each retrained model's results: its per-token test NLL
 
 
 def _finished(config, model_dir):
@@ -116,6 +126,64 @@ def measure_all(model_dirs, rounds=3):
       train, evaluation = measure_times(d)
       best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
   return best
+
+
+def test_nll(model_dir):
+  """A finished run's per-token test NLL (`evaluate.split_token_nlls` of its export), computed
+  once and kept as model_dir/test_nll.npy."""
+  path = Path(model_dir) / TEST_NLL
+  if path.exists():
+    return np.load(path)
+  run = runs.read_run(model_dir)
+  model, _ = runs.load_model(run, "export")
+  nll = evaluate.split_token_nlls(model, run, "test")
+  with io.BytesIO() as buffer:
+    np.save(buffer, nll)
+    runs.write_bytes(path, buffer.getvalue())
+  return nll
+
+
+def against_baseline(rows, baseline):
+  """Each retrained row's `vs_baseline`: its per-token test NLL against the baseline's by the
+  paired block bootstrap (`intervals.paired_bootstrap`), and its attention `positions`."""
+  scored = any("test" in row for row in rows if row["run"] == str(baseline))
+  reference = [test_nll(baseline)] if scored else None
+  for row in rows:
+    if row["pattern"] == "SuperNet":
+      continue
+    row["positions"] = intervals.positions(row["pattern"]).to_dict()
+    if reference is not None and row["run"] != str(baseline) and "test" in row:
+      # 256-token blocks, or an eighth of a split too short for eight of them.
+      block = min(BOOTSTRAP_BLOCK, max(1, reference[0].size // 8))
+      comparison = intervals.paired_bootstrap([test_nll(row["run"])], reference, block)
+      row["vs_baseline"] = comparison.to_dict()
+
+
+def baseline_markdown(rows):
+  """Each model against the baseline: the paired bootstrap's mean NLL difference with its
+  95% interval, the perplexity ratio, and where its attention sits."""
+  lines = [
+    "",
+    "Against the interleaved baseline (test tokens, paired block bootstrap, 95% intervals; "
+    "negative is better):",
+    "",
+    "| model | pattern | Δ NLL (nats/token) | 95% interval | ppl ratio | attention by third | "
+    "attention depth |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    if "positions" not in row:
+      continue
+    thirds = " / ".join(map(str, row["positions"]["thirds"]))
+    depth = row["positions"]["depth"]
+    depth = "–" if depth is None else f"{depth:.2f}"
+    c = row.get("vs_baseline")
+    if c is None:
+      cells = "(the baseline) | | 1 "
+    else:
+      cells = f"{c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} "
+    lines.append(f"| {row['model']} | `{row['pattern']}` | {cells}| {thirds} | {depth} |")
+  return "\n".join(lines) + "\n"
 
 
 def _metrics(results):
@@ -317,6 +385,7 @@ def _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy
   ]
   times = measure_all([entry[3] for entry in entries], rounds)
   rows = [_row(*entry, shares, meta, times[entry[3]]) for entry in entries]
+  against_baseline(rows, work_dir / MODELS / patterns_lib.baseline_pattern(config.model.n_blocks))
   retrained = {p: r["valid"]["loss"] for p, (_, r) in trained.items() if "valid" in r}
   agreements = {name: rank.agreement(r["scores"], retrained) for name, r in rankings.items()}
 
@@ -340,7 +409,10 @@ def _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy
   }
   runs.write_json(work_dir / RESULTS_JSON, summary)
   _write_experiment(work_dir)
-  runs.write_bytes(work_dir / RESULTS_MD, (markdown(rows) + agreement_markdown(summary)).encode())
+  runs.write_bytes(
+    work_dir / RESULTS_MD,
+    (markdown(rows) + baseline_markdown(rows) + agreement_markdown(summary)).encode(),
+  )
   figures = plots.tradeoff(
     [(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}"
   )

@@ -681,6 +681,32 @@ def blocks_suite(work):
         f"{s / f:.2f}, {flops['s'].flops / flops['f'].flops:.2f}",
       ),
     ]
+  # Transformer-XL base (WikiText-103): d 410, 10 heads of 41, d_inner 2100, 150 + 150,
+  # its training batch of 60; forward, and forward with backward (dropout 0.1 on).
+  config = ModelConfig(
+    d_model=410, n_heads=10, d_ffn=2100, mem_len=150, vocab_size=1000, dropout=0.1
+  )
+  flops = costs.block_costs(config, 150, 60)
+  ratio = flops["s"].flops / flops["f"].flops
+  for backward in (False, True):
+    s, f, _ = costs.measure_latency(config, 60, 150, repeats=5, backward=backward)
+    what = "forward + backward" if backward else "forward"
+    rows += [
+      (
+        f"Transformer-XL base, 150 + 150, batch 60, {what}: attention / feed-forward ms",
+        f"{s * 1e3:.0f} / {f * 1e3:.0f}",
+      ),
+      (
+        f"Transformer-XL base, {what}: attention ÷ feed-forward in time, in FLOPs",
+        f"{s / f:.2f}, {ratio:.2f}",
+      ),
+    ]
+  rows.append(
+    (
+      "Transformer-XL base: forward MFLOP per token, attention / feed-forward",
+      f"{flops['s'].flops / 1e6:.2f} / {flops['f'].flops / 1e6:.2f}",
+    )
+  )
   return rows
 
 

@@ -391,3 +391,30 @@ def test_evaluate_script_scores_a_text_file(run_dir, data, tmp_path):
     "scripts/evaluate.py", f"--model_dir={run_dir}", "--text=x.txt", "--split=test"
   )
   assert "--text scores a file as one lane" in error_line(result)
+
+
+def test_token_nlls_are_each_tokens_nll_in_text_order(data):
+  # One lane with a memory covering it is one pass over the text: token t's NLL given all
+  # before it, which a single segment without memory computes independently.
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, eval_mode="expected"))
+  model.build()
+  meta = records.load_meta(data / "ds")
+  split = evaluate.layout(meta, "test", lanes=1, seq_len=7)
+  got = evaluate.token_nlls(model, split.dataset(data / "ds", "test"), 1, split.lane_length)
+  windows, _ = records.read_records(data / "ds", "test")
+  text = records.stream_of(windows)
+  hidden, _ = model(tf.constant(text[None, :-1], tf.int32), memory=model.initial_memory(1, 0))
+  expected = model.token_nll(hidden, tf.constant(text[None, 1:], tf.int32)).numpy()
+  assert got.shape == (meta.splits["test"].targets,) == expected.shape
+  np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6)
+
+
+def test_token_nlls_sum_to_the_evaluators_total_in_the_datasets_lanes(data):
+  model = ParModel(dataclasses.replace(MODEL, vocab_size=60, dropout=0.0, eval_mode="expected"))
+  model.build()
+  meta = records.load_meta(data / "ds")
+  expected, _, mem_len = evaluate.evaluate_split(model, data / "ds", "valid", 4)
+  dataset = records.load_dataset(data / "ds", "valid")
+  got = evaluate.token_nlls(model, dataset, meta.batch_size, mem_len)
+  assert got.size == expected.tokens
+  assert float(got.astype(np.float64).sum()) == pytest.approx(expected.nll, rel=1e-5)

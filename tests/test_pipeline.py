@@ -16,6 +16,7 @@ from par import pipeline
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.errors import ParError
+from par.search import intervals
 from par.search import patterns
 from par.train import summaries
 
@@ -93,7 +94,24 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     assert row["best"]["valid"]["loss"] <= row["valid"]["loss"] and "test" in row["best"]
   assert rows[0]["flops_per_token"] > max(r["flops_per_token"] for r in rows[2:])
   table, agreement = (tmp_path / "results.md").read_text().split("\n\nShared-weight ranking")
+  table, against = table.split("\n\nAgainst the interleaved baseline")
   assert table.count("\n") == 1 + len(rows) and "`sfsf`" in table
+  # Against the baseline: each retrained model's saved per-token test NLL scores what its
+  # results.json reports, and the bootstrap's difference is the mean of the paired arrays.
+  baseline = np.load(tmp_path / "models" / "sfsf" / "test_nll.npy")
+  for row in rows[2:]:
+    nll = np.load(Path(row["run"]) / "test_nll.npy")
+    assert nll.size == row["test"]["tokens"]
+    assert nll.astype(np.float64).mean() == pytest.approx(row["test"]["loss"], rel=1e-5)
+    assert row["positions"]["thirds"] == list(intervals.positions(row["pattern"]).thirds)
+    if row["pattern"] == "sfsf":
+      assert "vs_baseline" not in row
+      continue
+    c = row["vs_baseline"]
+    assert c["difference"] == pytest.approx(float(np.mean(nll - baseline)), rel=1e-6)
+    assert c["low"] <= c["difference"] <= c["high"] and c["seeds"] == 1
+    assert f"`{row['pattern']}` | {c['difference']:+.4f}" in against
+  assert against.count("\n| ") == 1 + len(rows) - 2
   assert agreement.count("\n| search") == 3  # the header, then one row per search
   for name in ("search", "search-split0.5"):
     for figure in ("architecture", "probabilities"):

@@ -67,6 +67,10 @@ def test_measured_latency_is_positive_and_orders_by_work():
   seconds = costs.measure_latency(config, batch_size=8, seq_len=32, repeats=5)
   assert all(s > 0 for s in seconds)
   assert seconds[1] > seconds[2]  # A 64 -> 2048 -> 64 feed-forward outlasts a copy.
+  # A training pass (forward with dropout, gradients of weights and input) does the forward's
+  # matmuls and twice as many again: at this width it cannot be faster than the forward.
+  trained = costs.measure_latency(config, batch_size=8, seq_len=32, repeats=5, backward=True)
+  assert trained[1] > seconds[1] and all(s > 0 for s in trained)
 
 
 def test_resource_penalty_against_numpy():

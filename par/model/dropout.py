@@ -47,9 +47,7 @@ def keep_mask(shape, rate, seed):
     raise ValueError(f"dropout rate {rate} is outside [0, 255/256]")
   size = tf.reduce_prod(shape)
   words = (size + 3) // 4
-  draw = tf.random.stateless_uniform(
-    [words + 1], seed, minval=None, maxval=None, dtype=tf.uint32
-  )
+  draw = tf.random.stateless_uniform([words + 1], seed, minval=None, maxval=None, dtype=tf.uint32)
   base, fraction = divmod(rate * _LEVELS, 1.0)
   dither = tf.bitwise.right_shift(draw[words], 32 - _DITHER_BITS)
   up = dither < tf.constant(round(fraction * (1 << _DITHER_BITS)), tf.uint32)

@@ -159,11 +159,13 @@ def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_
   }
 
 
-def measure_latency(model_config, batch_size, seq_len, repeats=20):
+def measure_latency(model_config, batch_size, seq_len, repeats=20, backward=False):
   """Seconds per forward pass of one attention, feed-forward and identity block.
 
   Times compiled forward passes of freshly built blocks on [batch_size, seq_len, d_model]
-  with a full memory, after a warm-up call; the median of `repeats` runs.
+  with a full memory, after a warm-up call; the median of `repeats` runs. With `backward`,
+  each run is a training pass instead: forward with dropout, then the gradients of a random
+  projection of the output with respect to the block's weights and its input.
   """
   import tensorflow as tf
 
@@ -177,10 +179,27 @@ def measure_latency(model_config, batch_size, seq_len, repeats=20):
   mask = attention.attention_mask(seq_len, c.mem_len, tf.constant(c.mem_len))
   attend = blocks.AttentionBlock(c.d_model, c.n_heads, c.head_width, c.dropout, c.dropatt, True)
   feed = blocks.FeedForwardBlock(c.d_model, c.d_ffn, c.dropout)
+  forward = {
+    "s": lambda training: attend(x, memory, positions, mask, training=training)[0],
+    "f": lambda training: feed(x, training=training)[0],
+    "i": lambda training: tf.identity(x),
+  }
+  probe = tf.random.normal(x.shape)
+
+  def trained(kind):
+    def step():
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(forward[kind](True) * probe)
+      layer = {"s": attend, "f": feed}.get(kind)
+      sources = [x] + (layer.trainable_variables if layer is not None else [])
+      return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, sources)])
+
+    return step
+
   runs = {
-    "s": tf.function(lambda: attend(x, memory, positions, mask, training=False)[0]),
-    "f": tf.function(lambda: feed(x, training=False)[0]),
-    "i": tf.function(lambda: tf.identity(x)),
+    kind: tf.function(trained(kind) if backward else lambda kind=kind: forward[kind](False))
+    for kind in forward
   }
   seconds = []
   for kind in BLOCK_KINDS:

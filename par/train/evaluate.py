@@ -22,6 +22,7 @@ import dataclasses
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -329,6 +330,51 @@ def evaluate_split(
   except tf.errors.DataLossError as e:  # A shard changed after the checks.
     raise records.damage_error(data_dir, split, e) from None
   return result, meta, mem_len
+
+
+def token_nlls(model, dataset, batch_size, mem_len, clamp_len=None, same_length=None):
+  """The NLL of every scored token of a split, float32 [tokens], in the split's text order:
+  lane by lane, each lane's segments in order, padding left out. The same computation as
+  `Evaluator` (one replica): its sum is the Evaluator's total, and two models evaluated with
+  the same layout give arrays that pair token by token (intervals.paired_bootstrap).
+
+  Args:
+    model: the ParModel.
+    dataset: (inputs, targets) [lanes, seq_len] per segment, in order (`Layout.dataset`).
+    batch_size: the lanes.
+    mem_len, clamp_len, same_length: as for `Evaluator`.
+  """
+  if mem_len == 0 and (model.config.same_length if same_length is None else same_length):
+    raise ParError(attention.SAME_LENGTH_NEEDS_MEMORY)
+
+  @tf.function
+  def step(inputs, targets, memory):
+    hidden, memory = model(
+      inputs, memory=memory, training=False, clamp_len=clamp_len, same_length=same_length
+    )
+    return tf.reshape(model.token_nll(hidden, targets), tf.shape(targets)), memory
+
+  memory = model.initial_memory(batch_size, mem_len)
+  lanes = [[] for _ in range(batch_size)]
+  for inputs, targets in dataset:
+    nll, memory = step(inputs, targets, memory)
+    nll, scored = nll.numpy(), targets.numpy() >= 0
+    for lane in range(batch_size):
+      lanes[lane].append(nll[lane][scored[lane]])
+  return np.concatenate([np.concatenate(pieces) for pieces in lanes if pieces]).astype(np.float32)
+
+
+def split_token_nlls(model, run, split="test"):
+  """`token_nlls` of a run's model on a split of its dataset, with the run's evaluation
+  settings (memory, lanes, clamp_len, same_length), as its results.json scored it."""
+  config = run.config
+  meta = records.check_dataset(config.data_dir, split, run.tokenizer_sha256, records=True)
+  split_layout = layout(meta, split, config.eval_batch_size)
+  mem_len = memory_for(run.eval_mem_len, [split_layout])
+  dataset = split_layout.dataset(config.data_dir, split, run.tokenizer_sha256)
+  clamp_len = None if config.eval_clamp_len < 0 else config.eval_clamp_len
+  same_length = config.eval_same_length or config.model.same_length
+  return token_nlls(model, dataset, split_layout.lanes, mem_len, clamp_len, same_length)
 
 
 def evaluate_text(model, codec, path, mem_len, seq_len, clamp_len=None, same_length=None):
