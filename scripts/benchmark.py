@@ -170,6 +170,46 @@ def _build_command(text, output, *extra):
   ]
 
 
+def _printed_config(flagfile, data, *extra):
+  """The JSON `scripts/train.py --print_config` prints for a flagfile on a dataset."""
+  printed = subprocess.run(
+    [sys.executable, "scripts/train.py", f"--flagfile={flagfile}", f"--data_dir={data}"]
+    + ["--print_config", *extra],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  return json.loads(printed.stdout)
+
+
+def _training_command(data, steps):
+  """scripts/train.py on base_model.flags for `steps` steps, timed after its first loop call
+  of 50, one log line and one checkpoint at the end, no figures."""
+  return [
+    sys.executable,
+    "scripts/train.py",
+    "--flagfile=configs/base_model.flags",
+    f"--data_dir={data}",
+    f"--train_steps={steps}",
+    "--steps_per_loop=50",
+    f"--log_every={steps}",
+    f"--checkpoint_every={steps}",
+    "--plot_every=0",
+  ]
+
+
+def _best_seconds(function, *args):
+  """The fastest of five calls of a tf.function, after one that traces it."""
+  function(*args).numpy()
+  best = float("inf")
+  for _ in range(5):
+    start = time.perf_counter()
+    function(*args).numpy()
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
 def _median(values):
   return statistics.median(values)
 
@@ -317,17 +357,7 @@ def train_suite(work):
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))
   steps = _TRAIN_STEPS.value
-  common = [
-    sys.executable,
-    "scripts/train.py",
-    "--flagfile=configs/base_model.flags",
-    f"--data_dir={data}",
-    f"--train_steps={steps}",
-    "--steps_per_loop=50",
-    f"--log_every={steps}",
-    f"--checkpoint_every={steps}",
-    "--plot_every=0",
-  ]
+  common = _training_command(data, steps)
   rows, runs = [], {}
 
   matmul, _ = _run_case([sys.executable, "scripts/benchmark.py", "--suite=matmul_case"])
@@ -537,15 +567,7 @@ def shapes_suite(work):
       + build_flags
     )
     meta = records.load_meta(data)
-    printed = subprocess.run(
-      [sys.executable, "scripts/train.py", f"--flagfile={flagfile}", f"--data_dir={data}"]
-      + ["--print_config"],
-      cwd=ROOT,
-      capture_output=True,
-      text=True,
-      check=True,
-    )
-    counted = json.loads(printed.stdout)
+    counted = _printed_config(flagfile, data)
     steps = _SHAPE_STEPS.value
     run_dir = work / "run"
     start = time.perf_counter()
@@ -725,15 +747,8 @@ def _bound(data, model_flags):
   from par.data import records
   from par.search import costs
 
-  printed = subprocess.run(
-    [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags"]
-    + [f"--data_dir={data}", "--print_config", *model_flags],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=True,
-  )
-  model = ModelConfig.from_dict(json.loads(printed.stdout)["model"])
+  printed = _printed_config("configs/base_model.flags", data, *model_flags)
+  model = ModelConfig.from_dict(printed["model"])
   meta = records.load_meta(data)
   shares = _tail_shares(data, model.cutoffs, model.vocab_size)
   products = costs.step_matmuls(
@@ -759,15 +774,6 @@ def bound_case(shapes):
 
   cli.configure_threads()
 
-  def best_seconds(function, *args):
-    function(*args).numpy()  # traces
-    best = float("inf")
-    for _ in range(5):
-      start = time.perf_counter()
-      function(*args).numpy()
-      best = min(best, time.perf_counter() - start)
-    return best
-
   unrolled = 4  # products per chain and loop iteration: the loop's own cost spread thin
 
   @tf.function
@@ -788,7 +794,7 @@ def bound_case(shapes):
     times = max(4, min(2000, int(2e9 / flops)))
     args = [tf.random.normal(batch + shape) for shape in ([m, k], [k, n], [m, k], [k, n])]
     times = max(1, times // unrolled)
-    seconds = best_seconds(chains, *args, tf.constant(times)) / (2 * unrolled * times)
+    seconds = _best_seconds(chains, *args, tf.constant(times)) / (2 * unrolled * times)
     total += 3 * seconds * (1 if batch else count)
   print(json.dumps({"step": total}))
 
@@ -801,17 +807,7 @@ def speed_suite(work):
   data = work / "data"
   _run_measured(_build_command(_TEXT_DIR.value, data))
   steps = _TRAIN_STEPS.value
-  common = [
-    sys.executable,
-    "scripts/train.py",
-    "--flagfile=configs/base_model.flags",
-    f"--data_dir={data}",
-    f"--train_steps={steps}",
-    "--steps_per_loop=50",
-    f"--log_every={steps}",
-    f"--checkpoint_every={steps}",
-    "--plot_every=0",
-  ]
+  common = _training_command(data, steps)
   cases = list(_SPEED_CASES)
   rows, speeds = [], {}
   while cases:
@@ -893,15 +889,7 @@ def profile_suite(work):
   data = Path(_DATA_DIR.value) if _DATA_DIR.value else work / "data"
   if not _DATA_DIR.value:
     _run_measured(_build_command(_TEXT_DIR.value, data))
-  printed = subprocess.run(
-    [sys.executable, "scripts/train.py", "--flagfile=configs/base_model.flags"]
-    + [f"--data_dir={data}", "--print_config"],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    check=True,
-  )
-  settings = json.loads(printed.stdout)
+  settings = _printed_config("configs/base_model.flags", data)
   known = {field.name for field in dataclasses.fields(TrainConfig)}
   config = TrainConfig.from_dict({k: v for k, v in settings.items() if k in known})
   config, meta = trainer.checked_data(config)
@@ -944,15 +932,6 @@ def matmul_case():
   """The machine's matmul rate, and the rate at the base model's feed-forward shape."""
   import tensorflow as tf
 
-  def best_seconds(function, *args):
-    function(*args).numpy()  # traces
-    best = float("inf")
-    for _ in range(5):
-      start = time.perf_counter()
-      function(*args).numpy()
-      best = min(best, time.perf_counter() - start)
-    return best
-
   def repeated_matmul(a, b, times):
     """`times` products in one graph; adding the loop index keeps them from being merged."""
     total = tf.zeros([a.shape[0], b.shape[1]])
@@ -965,7 +944,7 @@ def matmul_case():
     ("square", (2048, 2048, 2048), 10),
     ("ffn_shaped", (1024, 128, 1024), 100),
   ):
-    seconds = best_seconds(
+    seconds = _best_seconds(
       tf.function(repeated_matmul),
       tf.random.normal([m, k]),
       tf.random.normal([k, n]),

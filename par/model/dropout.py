@@ -25,10 +25,7 @@ import tensorflow as tf
 
 _LEVELS = 256
 _DITHER_BITS = 24  # of the extra word, compared with f · 2^24
-
-
-def _max_rate():
-  return (_LEVELS - 1) / _LEVELS
+_MAX_RATE = (_LEVELS - 1) / _LEVELS  # a threshold of 256 would keep nothing
 
 
 def keep_mask(shape, rate, seed):
@@ -43,7 +40,7 @@ def keep_mask(shape, rate, seed):
     keep, each True with probability 1 - t/256 for this call's threshold t (a or a + 1 for
     rate · 256 = a + f, a + 1 with probability f), and that probability.
   """
-  if not 0 <= rate <= _max_rate():
+  if not 0 <= rate <= _MAX_RATE:
     raise ValueError(f"dropout rate {rate} is outside [0, 255/256]")
   size = tf.reduce_prod(shape)
   words = (size + 3) // 4
@@ -62,7 +59,7 @@ class Dropout(keras.layers.Dropout):
   """`keras.layers.Dropout` (without noise_shape) drawing 8-bit random numbers."""
 
   def __init__(self, rate, **kwargs):
-    if rate > _max_rate():
+    if rate > _MAX_RATE:
       raise ValueError(f"par's Dropout draws bytes: its rate must be at most 255/256, not {rate}")
     super().__init__(rate, **kwargs)
 
