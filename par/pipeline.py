@@ -11,10 +11,16 @@
     <search>-architecture.png/.pdf, <search>-probabilities.png/.pdf
                          each search's architecture at the end, and its history
 
+With seeds (`--seeds=1,2,3`), each seed's pipeline has this layout in work_dir/seed-<s>/,
+and work_dir holds the comparison over seeds (par/study.py). With `--jobs=N`, the trainings
+and rankings of every seed run N at a time, each in a process of one thread (par/jobs.py):
+all searches first, then all rankings, then all retrainings, then the time measurements.
+
 Derivations: `argmax` keeps each block's most likely kind (one per search); `rule p=P` is
 PAR's rule (`patterns.derive_ratio`) with one attention block per P blocks, for each P
 asked (P = 0 takes each search's argmax ratio); `baseline` is Transformer-XL's "sf"
-repeated. Every retrained model gets the searches' data, schedule, budget (epochs or
+repeated; the random orderings (`random=N`) are drawn with RANDOM_ORDERINGS_SEED whatever the
+training seed, so that every seed retrains the same ones. Every retrained model gets the searches' data, schedule, budget (epochs or
 steps) and seed, from scratch; a pattern is trained once whatever derivations give it,
 which is why runs are named by pattern. Running the same call again skips finished runs and
 resumes unfinished ones; a call with more searches or ratios adds to the same directory.
@@ -36,11 +42,13 @@ import io
 import json
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from par import jobs as jobs_lib
 from par import locks
 from par import rank
 from par import runs
@@ -60,6 +68,7 @@ RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 BOOTSTRAP_BLOCK = 256  # test tokens per block of the paired bootstrap
 TEST_NLL = "test_nll.npy"  # beside each retrained model's results: its per-token test NLL
+RANDOM_ORDERINGS_SEED = 0  # the same random orderings in every seed's panel
 
 
 def _finished(config, model_dir):
@@ -79,14 +88,6 @@ def _finished(config, model_dir):
       "choose another work directory"
     )
   return runs.read_results(model_dir)
-
-
-def _train(config, model_dir, strategy):
-  results = _finished(config, model_dir)
-  if results is not None:
-    logging.info("%s is finished: reusing its results", model_dir)
-    return results
-  return trainer.train_and_evaluate(config, model_dir, strategy)
 
 
 def _eval_speed(model, run, split, repeats=2):
@@ -282,6 +283,26 @@ def _write_experiment(work_dir):
   writer.close()
 
 
+class Plan(NamedTuple):
+  """One seed's share of a pipeline: its searches' config (that seed) and its directory."""
+
+  seed: int
+  config: object  # TrainConfig
+  dir: Path
+
+
+def plans(config, work_dir, seeds=()):
+  """One Plan per seed: work_dir/seed-<s>/ for each of `seeds`; without seeds, config's own
+  seed in work_dir itself (the layout of a one-seed pipeline)."""
+  work_dir = Path(work_dir)
+  seeds = tuple(seeds)
+  if len(set(seeds)) != len(seeds):
+    raise ParError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
+  if not seeds:
+    return [Plan(config.seed, config, work_dir)]
+  return [Plan(s, dataclasses.replace(config, seed=s), work_dir / f"seed-{s}") for s in seeds]
+
+
 def run_pipeline(
   config,
   work_dir,
@@ -291,6 +312,8 @@ def run_pipeline(
   rounds=3,
   derive=("argmax", "rule"),
   ranking_tokens=rank.DEFAULT_TOKENS,
+  seeds=(),
+  jobs=1,
 ):
   """Searches, ranks, derives, retrains and compares; returns the rows of the comparison.
 
@@ -300,93 +323,188 @@ def run_pipeline(
     work_dir: the pipeline's directory (see the module docstring).
     ratios: the rule's blocks per attention block, one retrained model each; 0 takes each
       search's argmax ratio.
-    strategy: the tf.distribute strategy of every training (times are measured on one
-      device); None for the default.
+    strategy: the tf.distribute strategy of every training run in this process (times are
+      measured on one device); None for the default. Worker processes (jobs > 1) use the
+      default.
     arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
     rounds: rounds of time measurements (`measure_all`).
     derive: the derivations (`patterns.parse_derivations`); the baseline always trains.
     ranking_tokens: valid tokens each pattern of a search's shared-weight ranking is scored on.
+    seeds: the whole pipeline once per seed, in work_dir/seed-<s>/, and the comparison over
+      seeds in work_dir (`par.study`); empty: once, with config.seed, in work_dir.
+    jobs: trainings and rankings at once, each in a process of one thread (`par.jobs`).
+
+  Returns:
+    The rows of results.json: one per model of the one seed, or (with seeds) one per
+    derivation over the seeds.
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
+  if jobs < 1:
+    raise ParError(f"--jobs must be at least 1, got {jobs}")
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   patterns_lib.check_plan(ratios, arch_splits)
   derive = patterns_lib.parse_derivations(derive, config.model.n_blocks)
   work_dir = Path(work_dir)
+  seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
-    searches = _search(config, work_dir, arch_splits, strategy)
-    derived, rankings = _derive(config, work_dir, searches, ratios, derive, ranking_tokens)
-    return _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy, rounds)
+    searches = _search(seeded, arch_splits, strategy, jobs)
+    derived = _derive(seeded, searches, ratios, derive, ranking_tokens, jobs)
+    trained = _retrain(seeded, derived, strategy, jobs)
+    entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
+    times = measure_all([entry[3] for e in entries.values() for entry in e], rounds)
+    summaries = {
+      plan.seed: _compare(plan, searches[plan.dir], *derived[plan.dir], entries[plan.dir], times)
+      for plan in seeded
+    }
+    if not seeds:
+      return summaries[config.seed]["rows"]
+    from par import study  # Only a pipeline over seeds compares them.
+
+    return study.write(work_dir, summaries, meta_line(records.load_meta(config.data_dir), config))
 
 
-def _search(config, work_dir, arch_splits, strategy):
-  """{name: (config, results, architecture record)} of each search, trained or reused."""
-  searches = {}
-  for split in arch_splits:
-    name = patterns_lib.search_name(split)
-    search = dataclasses.replace(config, arch_split=split)
-    results = _train(search, work_dir / name, strategy)
-    record = json.loads((work_dir / name / runs.ARCHITECTURE_FILE).read_text())
-    searches[name] = (search, results, record)
+def _search(seeded, arch_splits, strategy, jobs):
+  """{plan dir: {name: (config, results, architecture record)}} of each seed's searches."""
+  todo = [
+    (plan, patterns_lib.search_name(split), dataclasses.replace(plan.config, arch_split=split))
+    for plan in seeded
+    for split in arch_splits
+  ]
+  results = _trainings([(config, plan.dir / name) for plan, name, config in todo], strategy, jobs)
+  searches = {plan.dir: {} for plan in seeded}
+  for (plan, name, config), result in zip(todo, results):
+    record = json.loads((plan.dir / name / runs.ARCHITECTURE_FILE).read_text())
+    searches[plan.dir][name] = (config, result, record)
   return searches
 
 
-def _derive(config, work_dir, searches, ratios, derive, ranking_tokens):
-  """({label: pattern}, {search name: its ranking record}): the derivations, with each
-  search ranked by its shared weights first (every pattern the others derive included)."""
-  probabilities = {name: record["probabilities"] for name, (_, _, record) in searches.items()}
-  n_blocks = config.model.n_blocks
+def _trainings(todo, strategy, jobs):
+  """The results of each (config, model_dir) of `todo`, finished runs reused (their settings
+  checked first, so that a clash stops the pipeline before anything trains), the others
+  trained `jobs` at a time."""
+  results = [_finished(config, model_dir) for config, model_dir in todo]
+  missing = [k for k, r in enumerate(results) if r is None]
+  for k in missing:
+    logging.info("to train: %s", todo[k][1])
+  if jobs <= 1:
+    trained = [trainer.train_and_evaluate(*todo[k], strategy) for k in missing]
+  else:
+    trained = jobs_lib.run_all(
+      [(trainer.train_and_evaluate, todo[k]) for k in missing],
+      jobs,
+      [str(todo[k][1]) for k in missing],
+    )
+  for k, result in zip(missing, trained):
+    results[k] = result
+  return results
+
+
+def _derive(seeded, searches, ratios, derive, ranking_tokens, jobs):
+  """{plan dir: ({label: pattern}, {search name: its ranking record})}: each seed's
+  derivations, every search ranked by its shared weights first (every pattern the others
+  derive included). Random orderings are drawn with RANDOM_ORDERINGS_SEED, whatever the
+  seed: every seed retrains the same ones."""
+  n_blocks = seeded[0].config.model.n_blocks
   without = [(kind, n) for kind, n in derive if kind not in ("perturbation", "shared_best")]
-  others = patterns_lib.derivations(probabilities, ratios, n_blocks, without, seed=config.seed)
-  rankings = {
-    name: rank.rank_search(work_dir / name, ranking_tokens, extra=others.values())
-    for name in searches
-  }
-  found = {
-    name: {"perturbation": r["perturbation"]["pattern"], "shared_best": r["shared_best"]}
-    for name, r in rankings.items()
-  }
-  derived = patterns_lib.derivations(probabilities, ratios, n_blocks, derive, found, config.seed)
-  logging.info("derived: %s", ", ".join(f"{k} {v}" for k, v in derived.items()))
-  return derived, rankings
+  probabilities, others = {}, {}
+  for plan in seeded:
+    probabilities[plan.dir] = {
+      name: s[2]["probabilities"] for name, s in searches[plan.dir].items()
+    }
+    others[plan.dir] = patterns_lib.derivations(
+      probabilities[plan.dir], ratios, n_blocks, without, seed=RANDOM_ORDERINGS_SEED
+    )
+  todo = [(plan, name) for plan in seeded for name in searches[plan.dir]]
+  calls = [
+    (rank.rank_search, (plan.dir / name, ranking_tokens, list(others[plan.dir].values())))
+    for plan, name in todo
+  ]
+  ranked = [rank.saved_ranking(*args) for _, args in calls]
+  missing = [k for k, r in enumerate(ranked) if r is None]
+  for k, record in zip(
+    missing,
+    jobs_lib.run_all(
+      [calls[k] for k in missing], jobs, [f"ranking {calls[k][1][0]}" for k in missing]
+    ),
+  ):
+    ranked[k] = record
+  derived = {}
+  for plan in seeded:
+    rankings = {name: r for (p, name), r in zip(todo, ranked) if p is plan}
+    found = {
+      name: {"perturbation": r["perturbation"]["pattern"], "shared_best": r["shared_best"]}
+      for name, r in rankings.items()
+    }
+    patterns = patterns_lib.derivations(
+      probabilities[plan.dir], ratios, n_blocks, derive, found, RANDOM_ORDERINGS_SEED
+    )
+    logging.info(
+      "seed %d derived: %s", plan.seed, ", ".join(f"{k} {v}" for k, v in patterns.items())
+    )
+    derived[plan.dir] = (patterns, rankings)
+  return derived
 
 
-def _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy, rounds):
-  """Retrains every derived pattern once, measures, and writes the comparison; its rows."""
+def _retrain(seeded, derived, strategy, jobs):
+  """{plan dir: {pattern: (config, results)}}: every derived pattern of every seed retrained
+  once (runs named by pattern: derivations that agree share one)."""
+  todo = [
+    (plan, pattern, retrain_config(plan.config, pattern))
+    for plan in seeded
+    for pattern in dict.fromkeys(derived[plan.dir][0].values())
+  ]
+  results = _trainings(
+    [(config, plan.dir / MODELS / pattern) for plan, pattern, config in todo], strategy, jobs
+  )
+  trained = {plan.dir: {} for plan in seeded}
+  for (plan, pattern, config), result in zip(todo, results):
+    trained[plan.dir][pattern] = (config, result)
+  return trained
+
+
+def _entries(plan, searches, trained):
+  """(name, pattern, config, run directory, results) of each model of one seed: its searches'
+  SuperNets, then its retrained patterns."""
+  meta = records.load_meta(plan.config.data_dir)
+
+  def resolved(config):
+    return dataclasses.replace(
+      config, model=dataclasses.replace(config.model, vocab_size=meta.vocab_size)
+    )
+
+  return [
+    (f"{name} (SuperNet)", None, resolved(search), plan.dir / name, results)
+    for name, (search, results, _) in searches.items()
+  ] + [
+    (None, pattern, resolved(config), plan.dir / MODELS / pattern, results)
+    for pattern, (config, results) in trained.items()
+  ]
+
+
+def _compare(plan, searches, derived, rankings, entries, times):
+  """Writes one seed's comparison (results.json, results.md, figures) to its directory; the
+  summary written to results.json."""
+  config, work_dir = plan.config, plan.dir
   meta = records.load_meta(config.data_dir)
   resolved = dataclasses.replace(config.model, vocab_size=meta.vocab_size)
   counts, _ = records.target_counts(config.data_dir, "train")
   bounds = (0,) + tuple(resolved.cutoffs) + (resolved.vocab_size,)
   shares = [counts[a:b].sum() / counts.sum() for a, b in zip(bounds[1:], bounds[2:])]
-
   labels = {}  # pattern -> the derivations that gave it
   for label, pattern in derived.items():
     labels.setdefault(pattern, []).append(label)
-  trained = {}
-  for pattern in labels:  # Everything trains before anything is timed.
-    fixed = retrain_config(config, pattern)
-    trained[pattern] = (fixed, _train(fixed, work_dir / MODELS / pattern, strategy))
-
-  entries = [  # (name, pattern, config, run directory, results)
-    (f"{name} (SuperNet)", None, dataclasses.replace(search, model=resolved), work_dir / name, r)
-    for name, (search, r, _) in searches.items()
-  ] + [
-    (
-      " = ".join(labels[pattern]),
-      pattern,
-      dataclasses.replace(
-        fixed, model=dataclasses.replace(fixed.model, vocab_size=meta.vocab_size)
-      ),
-      work_dir / MODELS / pattern,
-      r,
-    )
-    for pattern, (fixed, r) in trained.items()
+  rows = [
+    _row(name or " = ".join(labels[pattern]), pattern, c, d, r, shares, meta, times[d])
+    for name, pattern, c, d, r in entries
   ]
-  times = measure_all([entry[3] for entry in entries], rounds)
-  rows = [_row(*entry, shares, meta, times[entry[3]]) for entry in entries]
   against_baseline(rows, work_dir / MODELS / patterns_lib.baseline_pattern(config.model.n_blocks))
-  retrained = {p: r["valid"]["loss"] for p, (_, r) in trained.items() if "valid" in r}
+  retrained = {
+    r["pattern"]: r["valid"]["loss"]
+    for r in rows
+    if r["attention_blocks"] is not None and "valid" in r
+  }
   agreements = {name: rank.agreement(r["scores"], retrained) for name, r in rankings.items()}
 
   summary = {
@@ -420,7 +538,7 @@ def _retrain_and_compare(config, work_dir, searches, derived, rankings, strategy
     runs.write_bytes(work_dir / f"{FIGURE}.{kind}", data)
   for name, (_, results, record) in searches.items():
     _search_figures(work_dir, name, record, results["steps"])
-  return rows
+  return summary
 
 
 def agreement_markdown(summary):

@@ -45,6 +45,25 @@ def _first_records(model, run, tokens):
   return score, count * meta.batch_size * meta.seq_len
 
 
+def _saved(model_dir, n_blocks, tokens, extra, per_stratum, seed):
+  """(the saved ranking record, or {} if scored on other tokens; the patterns it lacks)."""
+  wanted = ranking.candidate_patterns(n_blocks, per_stratum, seed) + list(extra)
+  wanted = list(dict.fromkeys(wanted))
+  path = Path(model_dir) / RANKING_FILE
+  saved = runs.read_json(path) if path.is_file() else {}
+  if saved.get("requested_tokens") != tokens:
+    saved = {}  # Scored on other tokens: not comparable.
+  return saved, [p for p in wanted if p not in saved.get("scores", {})]
+
+
+def saved_ranking(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=0):
+  """What `rank_search` would return without scoring anything: the saved record when it has
+  every pattern asked for on the same tokens, else None."""
+  run = runs.read_run(model_dir)
+  saved, missing = _saved(model_dir, run.config.model.n_blocks, tokens, extra, per_stratum, seed)
+  return None if missing else saved
+
+
 def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=0):
   """Ranks a search's patterns with its shared weights; writes ranking.json and its figure.
 
@@ -62,14 +81,7 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
   run = runs.read_run(model_dir)
   if run.config.model.architecture:
     raise ParError(f"{model_dir} trained a fixed pattern: only a search's SuperNet ranks patterns")
-  n_blocks = run.config.model.n_blocks
-  wanted = ranking.candidate_patterns(n_blocks, per_stratum, seed) + list(extra)
-  wanted = list(dict.fromkeys(wanted))
-  path = model_dir / RANKING_FILE
-  saved = runs.read_json(path) if path.is_file() else {}
-  if saved.get("requested_tokens") != tokens:
-    saved = {}  # Scored on other tokens: not comparable.
-  missing = [p for p in wanted if p not in saved.get("scores", {})]
+  saved, missing = _saved(model_dir, run.config.model.n_blocks, tokens, extra, per_stratum, seed)
   if not missing:
     return saved
   model, origin = runs.load_model(run, "checkpoint", eval_mode="argmax")
@@ -101,7 +113,7 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
     "argmax": model.derived_pattern(),
     "perturbation": perturbation,
   }
-  runs.write_json(path, record)
+  runs.write_json(model_dir / RANKING_FILE, record)
   figures = plots.ranking(
     scores,
     {"argmax": record["argmax"], "shared best": order[0], "perturbation": perturbation["pattern"]},

@@ -135,3 +135,22 @@ def wt2_sample(directory, lines=300):
       head = [next(f) for _ in range(lines)]
     (directory / f"{split}.txt").write_text("".join(head), encoding="utf-8")
   return directory
+
+
+def worker_facts(tag):
+  """What a `par.jobs` worker is: (tag, its pid, TensorFlow's inter-op and intra-op threads)."""
+  import os
+
+  import tensorflow as tf
+
+  return (
+    tag,
+    os.getpid(),
+    tf.config.threading.get_inter_op_parallelism_threads(),
+    tf.config.threading.get_intra_op_parallelism_threads(),
+  )
+
+
+def fail_with(message):
+  """Raises ValueError(message): a job that fails."""
+  raise ValueError(message)

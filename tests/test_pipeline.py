@@ -292,3 +292,101 @@ def test_pipeline_refuses_repeated_searches(tmp_path):
   config = TrainConfig(model=ModelConfig(n_blocks=4), data_dir=str(tmp_path))
   with pytest.raises(ParError, match="both name the search"):
     pipeline.run_pipeline(config, tmp_path, arch_splits=[0.2, 0.2])
+
+
+@pytest.mark.slow
+def test_pipeline_over_seeds(tmp_path, data_dir):
+  from par import study
+  from par.search import ranking
+
+  config = TrainConfig(
+    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
+    data_dir=str(data_dir),
+    train_steps=6,
+    max_lr=3e-3,
+    warmup_steps=2,
+    arch_lr=0.05,
+    steps_per_loop=3,
+    log_every=3,
+    checkpoint_every=6,
+    plot_every=6,
+  )
+  derive = ["argmax", "rule", "sandwich=1", "random=1"]
+  rows = pipeline.run_pipeline(
+    config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]
+  )
+  per_seed = {s: json.loads((tmp_path / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)}
+  for s, summary in per_seed.items():
+    assert summary["seed"] == s
+    for row in summary["rows"]:
+      saved = json.loads(Path(row["run"], "config.json").read_text())["config"]
+      assert saved["seed"] == s and Path(row["run"]).parent.name in ("models", f"seed-{s}")
+  # The random ordering is the same in both seeds; the fixed derivations too.
+  assert per_seed[3]["patterns"]["random 1"] == per_seed[4]["patterns"]["random 1"]
+  assert per_seed[3]["patterns"]["sandwich k=1"] == "ssff"
+  summary = json.loads((tmp_path / "results.json").read_text())
+  assert summary["seeds"] == [3, 4] and summary["rows"] == json.loads(json.dumps(rows))
+  by_model = {row["model"]: row for row in rows}
+  assert set(by_model) == {"search (SuperNet)"} | set(per_seed[3]["patterns"])
+  for label, row in by_model.items():
+    seed_rows = [study.by_label(per_seed[s])[label] for s in (3, 4)]
+    valid = [r["valid"]["token_perplexity"] for r in seed_rows]
+    assert row["valid_ppl"]["mean"] == pytest.approx(np.mean(valid), rel=1e-12)
+    assert row["valid_ppl"]["sd"] == pytest.approx(np.std(valid, ddof=1), rel=1e-9)
+    assert row["patterns"] == [r["pattern"] for r in seed_rows]
+    if not row["fixed"] or label == "baseline" or set(row["patterns"]) == {"sfsf"}:
+      assert "vs_baseline" not in row
+      continue
+    # Pooled over seeds: the difference is the mean over both seeds' tokens of each model's
+    # NLL minus its own seed's baseline's.
+    differences = [
+      np.load(Path(r["run"]) / "test_nll.npy").astype(np.float64)
+      - np.load(tmp_path / f"seed-{s}" / "models" / "sfsf" / "test_nll.npy")
+      for s, r in zip((3, 4), seed_rows)
+    ]
+    c = row["vs_baseline"]
+    assert c["seeds"] == 2 and c["tokens"] == sum(d.size for d in differences)
+    assert c["difference"] == pytest.approx(float(np.concatenate(differences).mean()), rel=1e-6)
+    assert c["low"] <= c["difference"] <= c["high"]
+  # The noise ceiling: τ between the two seeds' retrained valid losses over the shared panel;
+  # each SuperNet's τ over the same panel against its own seed's retraining.
+  agreed = summary["agreement"]
+  losses = {
+    s: {r["pattern"]: r["valid"]["loss"] for r in per_seed[s]["rows"] if r["attention_blocks"]}
+    for s in (3, 4)
+  }
+  panel = sorted(set(losses[3]) & set(losses[4]))
+  assert agreed["panel"] == panel and "sfsf" in panel and "ssff" in panel
+  tau = ranking.kendall_tau([losses[3][p] for p in panel], [losses[4][p] for p in panel])
+  assert agreed["seed_to_seed"]["3-4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+  scores = json.loads((tmp_path / "seed-4" / "search" / "ranking.json").read_text())["scores"]
+  tau = ranking.kendall_tau([scores[p] for p in panel], [losses[4][p] for p in panel])
+  assert agreed["searches"]["search"]["4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+  table = (tmp_path / "results.md").read_text()
+  # The two tables: a header and a line per row; a header, a line per search and seed, one
+  # per pair of seeds.
+  assert table.count("\n| ") == (1 + len(rows)) + (1 + 2 + 1) and "noise ceiling" in table
+  for name in ("tradeoff", "depth"):
+    assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+  # Again: everything is reused, and the rows come out the same but for the measured times.
+  again = pipeline.run_pipeline(
+    config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]
+  )
+  assert [r["valid_ppl"] for r in again] == [r["valid_ppl"] for r in rows]
+  with pytest.raises(ParError, match="lists a seed twice"):
+    pipeline.run_pipeline(config, tmp_path, seeds=[3, 3])
+
+
+def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
+  for flags, message in (
+    (["--seeds=1,x"], "--seeds takes whole numbers separated by commas, got 1,x"),
+    (["--seeds=2,2"], "--seeds lists a seed twice: 2,2"),
+    (["--jobs=0"], "--jobs must be at least 1, got 0"),
+    (["--jobs=2", "--strategy=mirrored"], "leave --strategy=mirrored out, or use --jobs=1"),
+  ):
+    result = run_script(
+      "scripts/pipeline.py", "--flagfile=configs/tiny.flags", f"--work_dir={tmp_path}", *flags
+    )
+    assert result.returncode != 0 and message in error_line(result), flags
+    assert not any(tmp_path.iterdir())  # refused before anything was written

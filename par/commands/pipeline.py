@@ -3,6 +3,7 @@
   par-pipeline --flagfile=configs/base_model.flags --work_dir=runs/pipeline
   par-pipeline --flagfile=configs/tiny.flags --work_dir=runs/p --ratio=3
   par-pipeline --flagfile=configs/wt2_small_study.flags --work_dir=runs/study
+  par-pipeline --flagfile=configs/wt2_small_panel.flags --work_dir=runs/panel  # 3 seeds
 
 Runs the SuperNet search with the training flags (every flag of par-train), one per
 --arch_splits value if given, ranks every pattern with each search's shared weights, derives
@@ -11,9 +12,15 @@ shared-weight ranking's best, sandwich orderings, random orderings), retrains th
 interleaved baseline ("sf" repeated) from scratch with the same budget, measures every
 model's training and evaluation time per token, and writes results.md (with Kendall's τ and
 Spearman's ρ between each search's ranking and retraining), results.json, tradeoff.png/.pdf
-and the architecture figures to --work_dir (layout in par/pipeline.py). Running it again
-resumes where it stopped.
+and the architecture figures to --work_dir (layout in par/pipeline.py). With --seeds, all
+of it once per seed in --work_dir/seed-<s>/, and the comparison over seeds (means ± sd, the
+paired bootstrap against the baseline pooled over seeds, the SuperNets' ranking against the
+seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_dir (par/study.py).
+--jobs=2 runs two trainings at a time, one core each. Running it again resumes where it
+stopped.
 """
+
+from pathlib import Path
 
 from absl import flags
 
@@ -46,7 +53,8 @@ _DERIVE = flags.DEFINE_multi_string(
   "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
   "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
   "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
-  "seeded by --seed). The interleaved baseline always trains.",
+  "drawn with a fixed seed: the same in every run and every seed). The interleaved baseline "
+  "always trains.",
 )
 _RANKING_TOKENS = flags.DEFINE_integer(
   "ranking_tokens",
@@ -60,6 +68,18 @@ _TIMING_ROUNDS = flags.DEFINE_integer(
   "Rounds of time measurements at the end, each timing every model in turn; each model keeps "
   "its fastest.",
 )
+_SEEDS = flags.DEFINE_list(
+  "seeds",
+  [],
+  "Run the whole pipeline once per seed (e.g. 1,2,3), each in --work_dir/seed-<s>/, and "
+  "compare over seeds in --work_dir; empty: once, with --seed, in --work_dir.",
+)
+_JOBS = flags.DEFINE_integer(
+  "jobs",
+  1,
+  "Trainings and rankings at once, each in its own process on one thread (2 on a 2-core "
+  "machine); 1 runs them one after another in this process with the thread flags.",
+)
 config_flags.define_training()
 flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
@@ -72,8 +92,16 @@ def main(argv):
   if _RANKING_TOKENS.value < 1:
     raise cli.ParError(f"--ranking_tokens must be at least 1, got {_RANKING_TOKENS.value}")
   patterns.check_plan(_RATIO.value, _ARCH_SPLITS.value or ())
+  seeds = _seeds(_SEEDS.value)
+  if _JOBS.value < 1:
+    raise cli.ParError(f"--jobs must be at least 1, got {_JOBS.value}")
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
+  if _JOBS.value > 1 and runtime.strategy != "default":
+    raise cli.ParError(
+      f"--jobs={_JOBS.value} trains in separate one-core processes, each with the default "
+      f"strategy: leave --strategy={runtime.strategy} out, or use --jobs=1"
+    )
   if config.model.architecture:
     raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
   patterns.parse_derivations(_DERIVE.value, config.model.n_blocks)
@@ -91,8 +119,26 @@ def main(argv):
     rounds=_TIMING_ROUNDS.value,
     derive=_DERIVE.value,
     ranking_tokens=_RANKING_TOKENS.value,
+    seeds=seeds,
+    jobs=_JOBS.value,
   )
-  print(pipeline.markdown(rows), end="")
+  if seeds:
+    print((Path(_WORK_DIR.value) / pipeline.RESULTS_MD).read_text(), end="")
+  else:
+    print(pipeline.markdown(rows), end="")
+
+
+def _seeds(values):
+  """--seeds as distinct integers."""
+  try:
+    seeds = [int(v) for v in values]
+  except ValueError:
+    raise cli.ParError(
+      f"--seeds takes whole numbers separated by commas, got {','.join(values)}"
+    ) from None
+  if len(set(seeds)) != len(seeds):
+    raise cli.ParError(f"--seeds lists a seed twice: {','.join(values)}")
+  return seeds
 
 
 def run():

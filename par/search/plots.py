@@ -345,3 +345,106 @@ def ranking(scores, marks, title=""):
     return _files(figure, ("png", "pdf"))
   finally:
     plt.close(figure)
+
+
+def tradeoff_over_seeds(rows, title=""):
+  """Valid perplexity against measured time per token over seeds, training and evaluation
+  side by side: each model a point at its means with error bars of ± one standard deviation
+  over seeds both ways. {"png": bytes, "pdf": bytes}.
+
+  Args:
+    rows: `par.study.aggregate`'s rows (each metric a {"mean", "sd", "n"}); a SuperNet's point
+      is hollow.
+    title: the figure's title.
+  """
+  shown = [row for row in rows if row.get("valid_ppl")]
+  colours = {row["model"]: plt.get_cmap("tab20")(n % 20) for n, row in enumerate(shown)}
+  figure, axes = plt.subplots(1, 2, figsize=(11.5, 4.8), sharey=True, layout="constrained")
+  try:
+    for panel, key in zip(axes, ("train_us", "eval_us")):
+      for row in shown:
+        colour = colours[row["model"]]
+        panel.errorbar(
+          row[key]["mean"],
+          row["valid_ppl"]["mean"],
+          xerr=row[key]["sd"],
+          yerr=row["valid_ppl"]["sd"],
+          fmt="o" if row["fixed"] else "s",
+          ms=6,
+          mfc=colour if row["fixed"] else "none",
+          color=colour,
+          capsize=2.5,
+          lw=1.1,
+        )
+      panel.grid(alpha=0.3)
+    axes[0].set_xlabel("training time per token (µs, forward and backward)")
+    axes[1].set_xlabel("evaluation time per token (µs)")
+    axes[0].set_ylabel("valid perplexity (token, last weights)")
+    handles = [
+      plt.Line2D(
+        [],
+        [],
+        ls="",
+        marker="o" if row["fixed"] else "s",
+        color=colours[row["model"]],
+        mfc=colours[row["model"]] if row["fixed"] else "none",
+        label=f"{row['model']}: {row['pattern_label']}" if row["fixed"] else row["model"],
+      )
+      for row in shown
+    ]
+    figure.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)
+    seeds = max(row["valid_ppl"]["n"] for row in shown) if shown else 0
+    figure.suptitle(
+      (title or "Perplexity against measured time per token")
+      + f"\nmeans over {seeds} seeds, bars ± one standard deviation"
+    )
+    return _files(figure, ("png", "pdf"))
+  finally:
+    plt.close(figure)
+
+
+def depth(points, title=""):
+  """Retrained test perplexity against the mean depth of the attention blocks, one point per
+  pattern and seed, coloured by the number of attention blocks, marker by seed; patterns
+  without attention have no depth and are left out. {"png": bytes, "pdf": bytes}.
+
+  Args:
+    points: [(pattern, seed, test perplexity)].
+    title: the figure's title.
+  """
+  seeds = sorted({seed for _, seed, _ in points})
+  with_attention = [p for p in points if "s" in p[0]]
+  counts = sorted({pattern.count("s") for pattern, _, _ in with_attention})
+  colours = {c: plt.get_cmap("viridis")(k / max(len(counts) - 1, 1)) for k, c in enumerate(counts)}
+  figure, axes = plt.subplots(figsize=(7.4, 4.6), layout="constrained")
+  try:
+    for seed, marker in zip(seeds, _MARKERS * len(seeds)):
+      for pattern, s, perplexity in with_attention:
+        if s == seed:
+          axes.scatter(
+            attention_depth(pattern),
+            perplexity,
+            marker=marker,
+            s=40,
+            color=colours[pattern.count("s")],
+            alpha=0.85,
+            linewidths=0,
+          )
+    axes.set_xlim(-0.04, 1.04)
+    axes.set_xlabel("mean depth of the attention blocks (0: first block, 1: last)")
+    axes.set_ylabel("test perplexity (token), retrained")
+    axes.grid(alpha=0.3)
+    handles = [
+      plt.Line2D([], [], ls="", marker="o", color=colours[c], label=f"{c} attention blocks")
+      for c in counts
+    ] + [
+      plt.Line2D([], [], ls="", marker=m, color="0.3", label=f"seed {seed}")
+      for seed, m in zip(seeds, _MARKERS * len(seeds))
+    ]
+    axes.legend(handles=handles, fontsize=8, loc="best")
+    left_out = len(points) - len(with_attention)
+    note = f" ({left_out} without attention left out)" if left_out else ""
+    axes.set_title((title or "Where attention sits") + note, fontsize=10)
+    return _files(figure, ("png", "pdf"))
+  finally:
+    plt.close(figure)

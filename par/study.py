@@ -1,0 +1,260 @@
+"""A pipeline over seeds, reported as the field reports a study (`par-pipeline --seeds`).
+
+  work_dir/
+    seed-<s>/            each seed's whole pipeline (par/pipeline.py's layout and files)
+    results.json         {"seeds", "rows", "agreement"}: one row per derivation over the seeds
+    results.md           the same as markdown tables
+    tradeoff.png, .pdf   valid perplexity against time per token, means with ± sd bars
+    depth.png, .pdf      retrained test perplexity against attention depth, a point per
+                         pattern and seed
+
+A row is a derivation (`argmax of search`, `rule p=3`, `random 2`, `baseline`, …) or a
+search's SuperNet, followed over the seeds: the pattern each seed gave it (searched
+derivations may differ between seeds; the others do not), every perplexity and time as mean
+± sample standard deviation over seeds, where its attention sits, and its per-token test
+NLL against the interleaved baseline's by the paired block bootstrap pooled over seeds
+(each seed's model against that seed's baseline, on the same tokens).
+
+How far the SuperNet's ranking can be trusted, over the patterns every seed retrained (the
+panel): for each search and seed, Kendall's τ and Spearman's ρ between the shared-weight
+scores and that seed's retrained valid losses; beside them, the noise ceiling, the same
+statistics between two seeds' retrained losses (every pair). A ranking predicts retraining
+as well as retraining predicts itself when its τ reaches the ceiling.
+"""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from par import pipeline
+from par import rank
+from par import runs
+from par.search import intervals
+from par.search import plots
+from par.search import ranking
+
+DEPTH_FIGURE = "depth"
+
+# Each row's metrics over seeds: name -> value of one seed's row (None when it has none).
+METRICS = {
+  "valid_ppl": lambda r: r.get("valid", {}).get("token_perplexity"),
+  "test_ppl": lambda r: r.get("test", {}).get("token_perplexity"),
+  "test_word_ppl": lambda r: r.get("test", {}).get("word_perplexity"),
+  "train_us": lambda r: r["train_seconds_per_token"] * 1e6,
+  "eval_us": lambda r: r["eval_seconds_per_token"] * 1e6,
+  "params": lambda r: r["params"],
+  "flops_per_token": lambda r: r["flops_per_token"],
+}
+
+
+def by_label(summary):
+  """{label: row} of one seed's results.json: each search's SuperNet by its name, each
+  derivation by its label (derivations that gave one pattern share its row)."""
+  fixed = {row["pattern"]: row for row in summary["rows"] if row["attention_blocks"] is not None}
+  labelled = {row["model"]: row for row in summary["rows"] if row["attention_blocks"] is None}
+  labelled.update({label: fixed[p] for label, p in summary["patterns"].items()})
+  return labelled
+
+
+def _over_seeds(values):
+  values = [v for v in values if v is not None]
+  if not values:
+    return None
+  mean, sd = intervals.mean_sd(values)
+  return {"mean": mean, "sd": sd, "n": len(values)}
+
+
+def _pattern_label(patterns):
+  """The seeds' patterns of a derivation: `p` when one, else each with its count."""
+  counts = {p: patterns.count(p) for p in dict.fromkeys(patterns)}
+  if len(counts) == 1:
+    return patterns[0]
+  return ", ".join(f"{p} ×{n}" for p, n in counts.items())
+
+
+def aggregate(summaries):
+  """The rows over seeds (see the module docstring) of {seed: one seed's results.json}."""
+  seeds = sorted(summaries)
+  labelled = {s: by_label(summaries[s]) for s in seeds}
+  labels = list(dict.fromkeys(label for s in seeds for label in labelled[s]))
+  baselines = {s: labelled[s]["baseline"] for s in seeds}
+  rows = []
+  for label in labels:
+    present = [s for s in seeds if label in labelled[s]]
+    seed_rows = [labelled[s][label] for s in present]
+    fixed = seed_rows[0]["attention_blocks"] is not None
+    patterns = [r["pattern"] for r in seed_rows]
+    row = {
+      "model": label,
+      "fixed": fixed,
+      "seeds": present,
+      "patterns": patterns,
+      "pattern_label": _pattern_label(patterns),
+      "runs": [r["run"] for r in seed_rows],
+      **{name: _over_seeds([get(r) for r in seed_rows]) for name, get in METRICS.items()},
+    }
+    if fixed:
+      where = [intervals.positions(p) for p in patterns]
+      row["attention_blocks"] = _over_seeds([p.count("s") for p in patterns])
+      row["thirds"] = np.mean([w.thirds for w in where], axis=0).tolist()
+      row["depth"] = _over_seeds([None if np.isnan(w.depth) else w.depth for w in where])
+      scored = all("test" in r for r in seed_rows) and all("test" in baselines[s] for s in present)
+      comparison = scored and _against(seed_rows, [baselines[s] for s in present])
+      if comparison:
+        row["vs_baseline"] = comparison
+    rows.append(row)
+  return rows
+
+
+def _against(rows, baselines):
+  """The paired block bootstrap of rows' test NLLs against their seeds' baselines, pooled."""
+  mine = [pipeline.test_nll(r["run"]) for r in rows]
+  theirs = [pipeline.test_nll(b["run"]) for b in baselines]
+  block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(t.size for t in theirs) // 8))
+  if all(r["pattern"] == b["pattern"] for r, b in zip(rows, baselines)):
+    return None  # The baseline's own pattern in every seed: no comparison to make.
+  return intervals.paired_bootstrap(mine, theirs, block).to_dict()
+
+
+def agreement(summaries):
+  """The SuperNets' rankings against retraining over the panel, and the noise ceiling."""
+  seeds = sorted(summaries)
+  retrained = {
+    s: {
+      r["pattern"]: r["valid"]["loss"]
+      for r in summaries[s]["rows"]
+      if r["attention_blocks"] is not None and "valid" in r
+    }
+    for s in seeds
+  }
+  panel = sorted(set.intersection(*(set(retrained[s]) for s in seeds)))
+
+  def statistics(x, y):
+    return {"kendall_tau": ranking.kendall_tau(x, y), "spearman_rho": ranking.spearman_rho(x, y)}
+
+  searches = {}
+  for s in seeds:
+    for row in summaries[s]["rows"]:
+      if row["attention_blocks"] is None:
+        scores = runs.read_json(Path(row["run"]) / rank.RANKING_FILE)["scores"]
+        name = row["model"].removesuffix(" (SuperNet)")
+        searches.setdefault(name, {})[s] = statistics(
+          [scores[p] for p in panel], [retrained[s][p] for p in panel]
+        )
+  pairs = {
+    f"{a}-{b}": statistics([retrained[a][p] for p in panel], [retrained[b][p] for p in panel])
+    for a, b in itertools.combinations(seeds, 2)
+  }
+  return {"panel": panel, "searches": searches, "seed_to_seed": pairs}
+
+
+def _cell(stat, digits=2):
+  if stat is None:
+    return "–"
+  if stat["n"] == 1:
+    return f"{stat['mean']:.{digits}f}"
+  return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+
+def markdown(rows, agreed, seeds):
+  """results.md of a study: the rows over seeds, then the ranking against retraining."""
+  lines = [
+    f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sd over seeds; Δ NLL is "
+    "test nats/token against the interleaved baseline, paired block bootstrap pooled over "
+    "seeds, 95% interval (negative is better).",
+    "",
+    "| model | pattern | attention by third | depth | valid ppl | test ppl | Δ NLL | 95% "
+    "interval | ppl ratio | train µs/token | eval µs/token |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for row in rows:
+    if row["fixed"]:
+      thirds = " / ".join(f"{t:g}" for t in row["thirds"])
+      depth = _cell(row["depth"])
+    else:
+      thirds = depth = "–"
+    c = row.get("vs_baseline")
+    if c:
+      versus = f"{c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f}"
+    else:
+      versus = "– | – | –"
+    lines.append(
+      f"| {row['model']} | `{row['pattern_label']}` | {thirds} | {depth} | "
+      f"{_cell(row['valid_ppl'])} | {_cell(row['test_ppl'])} | {versus} | "
+      f"{_cell(row['train_us'], 1)} | {_cell(row['eval_us'], 1)} |"
+    )
+  lines += [
+    "",
+    f"The SuperNets' shared-weight ranking against retraining, over the {len(agreed['panel'])} "
+    "patterns every seed retrained (valid loss), beside the noise ceiling (one seed's "
+    "retraining against another's):",
+    "",
+    "| ranking | against | Kendall τ | Spearman ρ |",
+    "|---|---|---|---|",
+  ]
+  for name, per_seed in agreed["searches"].items():
+    for s, stats in per_seed.items():
+      lines.append(
+        f"| {name} of seed {s} | seed {s}'s retraining | "
+        f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} |"
+      )
+  for pair, stats in agreed["seed_to_seed"].items():
+    a, b = pair.split("-")
+    lines.append(
+      f"| seed {a}'s retraining (noise ceiling) | seed {b}'s retraining | "
+      f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} |"
+    )
+  summary = _agreement_summary(agreed)
+  if summary:
+    lines += ["", summary]
+  return "\n".join(lines) + "\n"
+
+
+def _agreement_summary(agreed):
+  """One line: each search's mean τ over seeds against the ceiling's mean over pairs."""
+  parts = []
+  for name, per_seed in agreed["searches"].items():
+    taus = [v["kendall_tau"] for v in per_seed.values()]
+    parts.append(f"{name} τ {_cell(_over_seeds(taus))}")
+  ceiling = [v["kendall_tau"] for v in agreed["seed_to_seed"].values()]
+  if not parts or not ceiling:
+    return ""
+  return f"Mean over seeds: {'; '.join(parts)}; noise ceiling τ {_cell(_over_seeds(ceiling))}."
+
+
+def depth_points(summaries):
+  """[(pattern, seed, test perplexity)]: each retrained pattern of each seed, once."""
+  return [
+    (row["pattern"], s, row["test"]["token_perplexity"])
+    for s, summary in sorted(summaries.items())
+    for row in summary["rows"]
+    if row["attention_blocks"] is not None and "test" in row
+  ]
+
+
+def write(work_dir, summaries, setting):
+  """Writes the study's results.json, results.md and figures to work_dir; its rows.
+
+  Args:
+    work_dir: the pipeline's directory.
+    summaries: {seed: that seed's results.json}.
+    setting: what the figures' titles say of the setting (`pipeline.meta_line`).
+  """
+  work_dir = Path(work_dir)
+  seeds = sorted(summaries)
+  rows = aggregate(summaries)
+  agreed = agreement(summaries)
+  runs.write_json(
+    work_dir / pipeline.RESULTS_JSON, {"seeds": seeds, "rows": rows, "agreement": agreed}
+  )
+  runs.write_bytes(work_dir / pipeline.RESULTS_MD, markdown(rows, agreed, seeds).encode())
+  title = f"{work_dir.name}: {setting}"
+  figures = {
+    pipeline.FIGURE: plots.tradeoff_over_seeds(rows, title),
+    DEPTH_FIGURE: plots.depth(depth_points(summaries), title),
+  }
+  for name, files in figures.items():
+    for kind, data in files.items():
+      runs.write_bytes(work_dir / f"{name}.{kind}", data)
+  return rows
