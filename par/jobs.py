@@ -26,7 +26,13 @@ def _start_worker():
 
   cli.import_tensorflow()
   cli.configure_threads(1, 1)
-  logging.get_absl_handler().setLevel(std_logging.WARNING)
+  # Outside absl.app.run, absl's records reach stderr through the root logger's handlers
+  # (one made here if there is none yet); a training's INFO still goes to its training.log.
+  root = std_logging.getLogger()
+  if not root.handlers:
+    root.addHandler(std_logging.StreamHandler())
+  for handler in root.handlers + [logging.get_absl_handler()]:
+    handler.setLevel(std_logging.WARNING)
 
 
 def run_all(calls, jobs=1, names=None):

@@ -20,10 +20,11 @@ Derivations: `argmax` keeps each block's most likely kind (one per search); `rul
 PAR's rule (`patterns.derive_ratio`) with one attention block per P blocks, for each P
 asked (P = 0 takes each search's argmax ratio); `baseline` is Transformer-XL's "sf"
 repeated; the random orderings (`random=N`) are drawn with RANDOM_ORDERINGS_SEED whatever the
-training seed, so that every seed retrains the same ones. Every retrained model gets the searches' data, schedule, budget (epochs or
-steps) and seed, from scratch; a pattern is trained once whatever derivations give it,
-which is why runs are named by pattern. Running the same call again skips finished runs and
-resumes unfinished ones; a call with more searches or ratios adds to the same directory.
+training seed, so that every seed retrains the same ones. Every retrained model gets the
+searches' data, schedule, budget (epochs or steps) and seed, from scratch; a pattern is
+trained once whatever derivations give it, which is why runs are named by pattern. Running
+the same call again skips finished runs and resumes unfinished ones; a call with more
+searches or ratios adds to the same directory.
 
 Each retrained model is compared with the interleaved baseline on the same test tokens by
 a paired block bootstrap (`intervals.paired_bootstrap`: 1,000 resamples of 256-token blocks):

@@ -7,6 +7,7 @@
   python scripts/benchmark.py --suite=scale --corpus=data/zipf-wt103
   python scripts/benchmark.py --suite=memory
   python scripts/benchmark.py --suite=speed
+  python scripts/benchmark.py --suite=jobs        # two one-thread trainings against one
   python scripts/benchmark.py --suite=profile --profile_dir=profile
 
 Suite `speed`: the base SuperNet (soft, d_ffn 1024 and 512), single_path and the fixed pattern
@@ -95,6 +96,7 @@ _SUITE = flags.DEFINE_enum(
     "data",
     "train",
     "speed",
+    "jobs",
     "cuts",
     "scale",
     "shapes",
@@ -832,6 +834,52 @@ def speed_suite(work):
   return rows
 
 
+def jobs_suite(work, rounds=2):
+  """One two-thread training against two one-thread trainings at once (`par-pipeline
+  --jobs=2`), alternated `rounds` times: the base SuperNet's tokens/s for the machine."""
+  from par import runs as run_files
+
+  data = work / "data"
+  _run_measured(_build_command(_TEXT_DIR.value, data))
+  common = _training_command(data, _TRAIN_STEPS.value)
+  one_thread = ["--inter_op_threads=1", "--intra_op_threads=1"]
+
+  def speed(run_dir):
+    return json.loads((run_dir / run_files.RESULTS_FILE).read_text())["train_tokens_per_second"]
+
+  rows, alone, pairs = [], [], []
+  for r in range(rounds):
+    run_dir = work / f"alone{r}"
+    _run_case(common + [f"--model_dir={run_dir}"])
+    alone.append(speed(run_dir))
+    dirs = [work / f"pair{r}-{k}" for k in range(2)]
+    processes = [
+      subprocess.Popen(
+        common + [f"--model_dir={d}", *one_thread],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+      )
+      for d in dirs
+    ]
+    for process in processes:
+      _, stderr = process.communicate()
+      if process.returncode:
+        raise cli.ParError(f"a one-thread training failed: {stderr.decode().strip()[-300:]}")
+    pairs.append(sum(speed(d) for d in dirs))
+    rows.append(
+      (
+        f"round {r + 1}",
+        f"one two-thread run {alone[-1]:,.0f} tok/s; two one-thread "
+        f"runs at once {pairs[-1]:,.0f} tok/s together",
+      )
+    )
+  rows.append(
+    ("two at once / one alone, same run", f"{statistics.mean(pairs) / statistics.mean(alone):.2f}")
+  )
+  return rows
+
+
 def _split_of(name):
   """The part of a step an op of the traced graph belongs to, by its name."""
   lowered = name.lower()
@@ -1007,6 +1055,7 @@ def main(argv):
       "blocks": blocks_suite,
       "memory": memory_suite,
       "speed": speed_suite,
+      "jobs": jobs_suite,
       "profile": profile_suite,
     }[_SUITE.value]
     rows = suite(Path(work))

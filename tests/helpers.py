@@ -154,3 +154,12 @@ def worker_facts(tag):
 def fail_with(message):
   """Raises ValueError(message): a job that fails."""
   raise ValueError(message)
+
+
+def log_twice(tag):
+  """Logs one INFO and one WARNING line through absl; returns tag."""
+  from absl import logging
+
+  logging.info("info from %s", tag)
+  logging.warning("warning from %s", tag)
+  return tag
