@@ -13,7 +13,10 @@ search's SuperNet, followed over the seeds: the pattern each seed gave it (searc
 derivations may differ between seeds; the others do not), every perplexity and time as mean
 ± sample standard deviation over seeds, where its attention sits, and its per-token test
 NLL against the interleaved baseline's by the paired block bootstrap pooled over seeds
-(each seed's model against that seed's baseline, on the same tokens).
+(each seed's model against that seed's baseline, on the same tokens). With random orderings
+(`random=N`), a row pools them all, and every other retrained row is also compared with the
+average random ordering (`vs_random`: against the token-by-token mean NLL of its seed's random
+orderings), the comparison Yu et al. (2020) ask of a search.
 
 How far the SuperNet's ranking can be trusted, over the patterns every seed retrained (the
 panel): for each search and seed, Kendall's τ and Spearman's ρ between the shared-weight
@@ -104,7 +107,44 @@ def aggregate(summaries):
       if comparison:
         row["vs_baseline"] = comparison
     rows.append(row)
+  _against_random(rows, labelled, seeds)
   return rows
+
+
+RANDOM = "random "  # the labels of the random orderings: "random 1", "random 2", …
+
+
+def _against_random(rows, labelled, seeds):
+  """Adds "random orderings (pooled)" (every random ordering of every seed against its seed's
+  baseline) and each fixed row's `vs_random`: its per-token test NLL against the mean, token
+  by token, of its seed's random orderings' (the average random ordering), by the paired
+  block bootstrap pooled over seeds. Nothing without random orderings."""
+  randoms = {s: [r for label, r in labelled[s].items() if label.startswith(RANDOM)] for s in seeds}
+  if not all(randoms.values()) or not all("test" in r for s in seeds for r in randoms[s]):
+    return
+  pairs = [(r, labelled[s]["baseline"]) for s in seeds for r in randoms[s]]
+  pooled = {
+    "model": "random orderings (pooled)",
+    "fixed": True,
+    "seeds": list(seeds),
+    "patterns": [r["pattern"] for r, _ in pairs],
+    "pattern_label": f"{len(randoms[seeds[0]])} orderings",
+    "runs": [r["run"] for r, _ in pairs],
+    **{name: _over_seeds([get(r) for r, _ in pairs]) for name, get in METRICS.items()},
+    "attention_blocks": _over_seeds([r["pattern"].count("s") for r, _ in pairs]),
+    "thirds": np.mean([intervals.positions(r["pattern"]).thirds for r, _ in pairs], 0).tolist(),
+    "depth": _over_seeds([intervals.positions(r["pattern"]).depth for r, _ in pairs]),
+    "vs_baseline": _against([r for r, _ in pairs], [b for _, b in pairs]),
+  }
+  average = {s: np.mean([pipeline.test_nll(r["run"]) for r in randoms[s]], axis=0) for s in seeds}
+  for row in rows:
+    if row["fixed"] and not row["model"].startswith(RANDOM) and set(row["seeds"]) == set(seeds):
+      mine = [pipeline.test_nll(run) for run in row["runs"]]
+      block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(m.size for m in mine) // 8))
+      row["vs_random"] = intervals.paired_bootstrap(
+        mine, [average[s] for s in row["seeds"]], block
+      ).to_dict()
+  rows.insert(len(rows) - 1 if rows[-1]["model"] == "baseline" else len(rows), pooled)
 
 
 def _against(rows, baselines):
@@ -184,6 +224,23 @@ def markdown(rows, agreed, seeds):
       f"{_cell(row['valid_ppl'])} | {_cell(row['test_ppl'])} | {versus} | "
       f"{_cell(row['train_us'], 1)} | {_cell(row['eval_us'], 1)} |"
     )
+  against_random = [row for row in rows if row.get("vs_random")]
+  if against_random:
+    lines += [
+      "",
+      "Against the average random ordering (each seed's random orderings' per-token test NLL "
+      "averaged token by token; paired block bootstrap pooled over seeds, 95% interval; "
+      "negative is better):",
+      "",
+      "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
+      "|---|---|---|---|---|",
+    ]
+    for row in against_random:
+      c = row["vs_random"]
+      lines.append(
+        f"| {row['model']} | `{row['pattern_label']}` | {c['difference']:+.4f} | "
+        f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
+      )
   lines += [
     "",
     f"The SuperNets' shared-weight ranking against retraining, over the {len(agreed['panel'])} "

@@ -327,13 +327,30 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
   summary = json.loads((tmp_path / "results.json").read_text())
   assert summary["seeds"] == [3, 4] and summary["rows"] == json.loads(json.dumps(rows))
   by_model = {row["model"]: row for row in rows}
+  pooled = by_model.pop("random orderings (pooled)")
   assert set(by_model) == {"search (SuperNet)"} | set(per_seed[3]["patterns"])
+  assert [row["model"] for row in rows][-2:] == ["random orderings (pooled)", "baseline"]
+  assert pooled["patterns"] == [per_seed[3]["patterns"]["random 1"]] * 2
+  assert pooled["vs_baseline"]["difference"] == by_model["random 1"]["vs_baseline"]["difference"]
+
+  def nll(run):
+    return np.load(Path(run) / "test_nll.npy").astype(np.float64)
+
   for label, row in by_model.items():
     seed_rows = [study.by_label(per_seed[s])[label] for s in (3, 4)]
     valid = [r["valid"]["token_perplexity"] for r in seed_rows]
     assert row["valid_ppl"]["mean"] == pytest.approx(np.mean(valid), rel=1e-12)
     assert row["valid_ppl"]["sd"] == pytest.approx(np.std(valid, ddof=1), rel=1e-9)
     assert row["patterns"] == [r["pattern"] for r in seed_rows]
+    if row["fixed"] and label != "random 1":
+      # Against the average random ordering (here the only one), pooled over seeds.
+      randoms = [study.by_label(per_seed[s])["random 1"]["run"] for s in (3, 4)]
+      pairs = [nll(r["run"]) - nll(q) for r, q in zip(seed_rows, randoms)]
+      assert row["vs_random"]["difference"] == pytest.approx(
+        float(np.concatenate(pairs).mean()), rel=1e-6, abs=1e-12
+      )
+    else:
+      assert "vs_random" not in row
     if not row["fixed"] or label == "baseline" or set(row["patterns"]) == {"sfsf"}:
       assert "vs_baseline" not in row
       continue
@@ -365,7 +382,9 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
   table = (tmp_path / "results.md").read_text()
   # The two tables: a header and a line per row; a header, a line per search and seed, one
   # per pair of seeds.
-  assert table.count("\n| ") == (1 + len(rows)) + (1 + 2 + 1) and "noise ceiling" in table
+  against_random = sum("vs_random" in row for row in rows)
+  assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 + 1)
+  assert "noise ceiling" in table and "average random ordering" in table
   for name in ("tradeoff", "depth"):
     assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
