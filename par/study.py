@@ -13,7 +13,10 @@ search's SuperNet, followed over the seeds: the pattern each seed gave it (searc
 derivations may differ between seeds; the others do not), every perplexity and time as mean
 ± sample standard deviation over seeds, where its attention sits, and its per-token test
 NLL against the interleaved baseline's by the paired block bootstrap pooled over seeds
-(each seed's model against that seed's baseline, on the same tokens). With random orderings
+(each seed's model against that seed's baseline, on the same tokens), beside each seed's own
+mean difference and their standard deviation: the bootstrap's interval holds the trained
+models fixed and resamples test tokens, so only the seeds' spread shows the training noise
+(a difference counts when it stands out of both). With random orderings
 (`random=N`), a row pools them all, and every other retrained row is also compared with the
 average random ordering (`vs_random`: against the token-by-token mean NLL of its seed's random
 orderings), the comparison Yu et al. (2020) ask of a search.
@@ -140,10 +143,7 @@ def _against_random(rows, labelled, seeds):
   for row in rows:
     if row["fixed"] and not row["model"].startswith(RANDOM) and set(row["seeds"]) == set(seeds):
       mine = [pipeline.test_nll(run) for run in row["runs"]]
-      block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(m.size for m in mine) // 8))
-      row["vs_random"] = intervals.paired_bootstrap(
-        mine, [average[s] for s in row["seeds"]], block
-      ).to_dict()
+      row["vs_random"] = _compared(mine, [average[s] for s in row["seeds"]])
   rows.insert(len(rows) - 1 if rows[-1]["model"] == "baseline" else len(rows), pooled)
 
 
@@ -151,10 +151,21 @@ def _against(rows, baselines):
   """The paired block bootstrap of rows' test NLLs against their seeds' baselines, pooled."""
   mine = [pipeline.test_nll(r["run"]) for r in rows]
   theirs = [pipeline.test_nll(b["run"]) for b in baselines]
-  block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(t.size for t in theirs) // 8))
   if all(r["pattern"] == b["pattern"] for r, b in zip(rows, baselines)):
     return None  # The baseline's own pattern in every seed: no comparison to make.
-  return intervals.paired_bootstrap(mine, theirs, block).to_dict()
+  return _compared(mine, theirs)
+
+
+def _compared(mine, theirs):
+  """The pooled paired block bootstrap of per-token NLLs (one pair of arrays per seed), with
+  each seed's own mean difference and their sd: the bootstrap's interval holds the trained
+  models fixed and resamples test tokens only, the seeds' spread is the training noise."""
+  block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(t.size for t in theirs) // 8))
+  comparison = intervals.paired_bootstrap(mine, theirs, block).to_dict()
+  by_seed = [float(np.mean(np.asarray(m, np.float64) - t)) for m, t in zip(mine, theirs)]
+  comparison["by_seed"] = by_seed
+  comparison["seed_sd"] = intervals.mean_sd(by_seed)[1]
+  return comparison
 
 
 def agreement(summaries):
@@ -189,6 +200,13 @@ def agreement(summaries):
   return {"panel": panel, "searches": searches, "seed_to_seed": pairs}
 
 
+def _difference(comparison):
+  """A comparison's mean difference, ± the sd of the seeds' own differences when several."""
+  if comparison["seeds"] > 1:
+    return f"{comparison['difference']:+.4f} ± {comparison['seed_sd']:.4f}"
+  return f"{comparison['difference']:+.4f}"
+
+
 def _cell(stat, digits=2):
   if stat is None:
     return "–"
@@ -201,8 +219,9 @@ def markdown(rows, agreed, seeds):
   """results.md of a study: the rows over seeds, then the ranking against retraining."""
   lines = [
     f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sd over seeds; Δ NLL is "
-    "test nats/token against the interleaved baseline, paired block bootstrap pooled over "
-    "seeds, 95% interval (negative is better).",
+    "test nats/token against the interleaved baseline (negative is better), ± the sd of the "
+    "seeds' own differences (training noise); the 95% interval is the paired block "
+    "bootstrap's pooled over seeds, which resamples test tokens with the models fixed.",
     "",
     "| model | pattern | attention by third | depth | valid ppl | test ppl | Δ NLL | 95% "
     "interval | ppl ratio | train µs/token | eval µs/token |",
@@ -216,7 +235,7 @@ def markdown(rows, agreed, seeds):
       thirds = depth = "–"
     c = row.get("vs_baseline")
     if c:
-      versus = f"{c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f}"
+      versus = f"{_difference(c)} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f}"
     else:
       versus = "– | – | –"
     lines.append(
@@ -229,8 +248,8 @@ def markdown(rows, agreed, seeds):
     lines += [
       "",
       "Against the average random ordering (each seed's random orderings' per-token test NLL "
-      "averaged token by token; paired block bootstrap pooled over seeds, 95% interval; "
-      "negative is better):",
+      "averaged token by token; Δ ± the sd of the seeds' own differences; paired block "
+      "bootstrap pooled over seeds, 95% interval; negative is better):",
       "",
       "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
       "|---|---|---|---|---|",
@@ -238,7 +257,7 @@ def markdown(rows, agreed, seeds):
     for row in against_random:
       c = row["vs_random"]
       lines.append(
-        f"| {row['model']} | `{row['pattern_label']}` | {c['difference']:+.4f} | "
+        f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
         f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
       )
   lines += [

@@ -365,6 +365,8 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
     assert c["seeds"] == 2 and c["tokens"] == sum(d.size for d in differences)
     assert c["difference"] == pytest.approx(float(np.concatenate(differences).mean()), rel=1e-6)
     assert c["low"] <= c["difference"] <= c["high"]
+    assert c["by_seed"] == pytest.approx([float(d.mean()) for d in differences], rel=1e-6)
+    assert c["seed_sd"] == pytest.approx(float(np.std(c["by_seed"], ddof=1)), rel=1e-9)
   # The noise ceiling: τ between the two seeds' retrained valid losses over the shared panel;
   # each SuperNet's τ over the same panel against its own seed's retraining.
   agreed = summary["agreement"]
