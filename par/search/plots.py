@@ -393,7 +393,7 @@ def tradeoff_over_seeds(rows, title=""):
       for row in shown
     ]
     figure.legend(handles=handles, loc="outside right center", fontsize=7, frameon=False)
-    seeds = max(row["valid_ppl"]["n"] for row in shown) if shown else 0
+    seeds = max(len(row["seeds"]) for row in shown) if shown else 0
     figure.suptitle(
       (title or "Perplexity against measured time per token")
       + f"\nmeans over {seeds} seeds, bars ± one standard deviation"
@@ -435,7 +435,9 @@ def depth(points, title=""):
     axes.set_ylabel("test perplexity (token), retrained")
     axes.grid(alpha=0.3)
     handles = [
-      plt.Line2D([], [], ls="", marker="o", color=colours[c], label=f"{c} attention blocks")
+      plt.Line2D(
+        [], [], ls="", marker="o", color=colours[c], label=f"{c} attention block{'s' * (c != 1)}"
+      )
       for c in counts
     ] + [
       plt.Line2D([], [], ls="", marker=m, color="0.3", label=f"seed {seed}")
