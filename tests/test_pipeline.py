@@ -390,6 +390,18 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
   for name in ("tradeoff", "depth"):
     assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+  # par-tradeoff redraws a study's figure, alone.
+  result = run_script(
+    "scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path / 'again'}"
+  )
+  assert result.returncode == 0, result.stderr
+  assert (tmp_path / "again.pdf").read_bytes()[:5] == b"%PDF-"
+  result = run_script(
+    "scripts/tradeoff.py",
+    f"--work_dirs={tmp_path},{tmp_path / 'seed-3'}",
+    f"--output={tmp_path / 'mixed'}",
+  )
+  assert "drawn alone: give it as the only --work_dirs" in error_line(result)
   # Again: everything is reused, and the rows come out the same but for the measured times.
   again = pipeline.run_pipeline(
     config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]

@@ -5,7 +5,8 @@
 
 Reads each --work_dirs' results.json (written by par-pipeline) and draws every model
 as a point, colour by pattern and marker by pipeline (labelled by its seed), into
---output.png (200 dpi) and --output.pdf.
+--output.png (200 dpi) and --output.pdf. A pipeline run with --seeds (one directory) is
+drawn as its own tradeoff figure is: each derivation at its means over seeds, with ± sd bars.
 """
 
 import json
@@ -24,13 +25,17 @@ _OUTPUT = flags.DEFINE_string(
 _TITLE = flags.DEFINE_string("title", "", "The figure's title (default: a generic one).")
 
 
-def _series(work_dir):
+def _summary(work_dir):
   path = Path(work_dir) / "results.json"
   if not path.is_file():
     raise cli.ParError(f"{path} does not exist: run par-pipeline to the end first")
   try:
     summary = json.loads(path.read_text())
-    return f"seed {summary['seed']}", summary["rows"]
+    if "seeds" not in summary:
+      summary["label"] = f"seed {summary['seed']}"
+    if not isinstance(summary["rows"], list):
+      raise TypeError("its rows are not a list")
+    return summary
   except (ValueError, KeyError, TypeError) as e:
     raise cli.ParError(f"{path} is not a pipeline's results ({e})") from None
 
@@ -38,14 +43,23 @@ def _series(work_dir):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  series = [_series(work_dir) for work_dir in _WORK_DIRS.value]
+  summaries = [_summary(work_dir) for work_dir in _WORK_DIRS.value]
+  studies = [d for d, s in zip(_WORK_DIRS.value, summaries) if "seeds" in s]
+  if studies and len(summaries) > 1:
+    raise cli.ParError(
+      f"{studies[0]} holds a pipeline over seeds, drawn alone: give it as the only --work_dirs"
+    )
   from par import runs  # After the checks: matplotlib is slow to import.
   from par.search import plots
 
   output = Path(_OUTPUT.value)
   if not output.parent.is_dir():
     raise cli.ParError(f"{output.parent} is not a directory")
-  for kind, data in plots.tradeoff(series, _TITLE.value).items():
+  if studies:
+    figure = plots.tradeoff_over_seeds(summaries[0]["rows"], _TITLE.value)
+  else:
+    figure = plots.tradeoff([(s["label"], s["rows"]) for s in summaries], _TITLE.value)
+  for kind, data in figure.items():
     runs.write_bytes(output.parent / f"{output.name}.{kind}", data)
     print(output.parent / f"{output.name}.{kind}")
 
