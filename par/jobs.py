@@ -68,3 +68,18 @@ def run_all(calls, jobs=1, names=None):
     raise
   finally:
     pool.join()
+
+
+def fill(results, calls, jobs=1, names=None):
+  """`results` with each None replaced by the result of its call (the calls of the others
+  are not made): `run_all` over the missing ones. Each is logged as it is queued."""
+  missing = [k for k, r in enumerate(results) if r is None]
+  names = list(names) if names is not None else [str(k) for k in range(len(calls))]
+  for k in missing:
+    logging.info("to run: %s", names[k])
+  results = list(results)
+  for k, result in zip(
+    missing, run_all([calls[k] for k in missing], jobs, [names[k] for k in missing])
+  ):
+    results[k] = result
+  return results

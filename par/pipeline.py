@@ -384,22 +384,14 @@ def _search(seeded, arch_splits, strategy, jobs):
 def _trainings(todo, strategy, jobs):
   """The results of each (config, model_dir) of `todo`, finished runs reused (their settings
   checked first, so that a clash stops the pipeline before anything trains), the others
-  trained `jobs` at a time."""
-  results = [_finished(config, model_dir) for config, model_dir in todo]
-  missing = [k for k, r in enumerate(results) if r is None]
-  for k in missing:
-    logging.info("to train: %s", todo[k][1])
-  if jobs <= 1:
-    trained = [trainer.train_and_evaluate(*todo[k], strategy) for k in missing]
-  else:
-    trained = jobs_lib.run_all(
-      [(trainer.train_and_evaluate, todo[k]) for k in missing],
-      jobs,
-      [str(todo[k][1]) for k in missing],
-    )
-  for k, result in zip(missing, trained):
-    results[k] = result
-  return results
+  trained `jobs` at a time (worker processes with the default strategy)."""
+  here = strategy if jobs <= 1 else None
+  return jobs_lib.fill(
+    [_finished(config, model_dir) for config, model_dir in todo],
+    [(trainer.train_and_evaluate, (config, model_dir, here)) for config, model_dir in todo],
+    jobs,
+    [str(model_dir) for _, model_dir in todo],
+  )
 
 
 def _derive(seeded, searches, ratios, derive, ranking_tokens, jobs):
@@ -422,15 +414,12 @@ def _derive(seeded, searches, ratios, derive, ranking_tokens, jobs):
     (rank.rank_search, (plan.dir / name, ranking_tokens, list(others[plan.dir].values())))
     for plan, name in todo
   ]
-  ranked = [rank.saved_ranking(*args) for _, args in calls]
-  missing = [k for k, r in enumerate(ranked) if r is None]
-  for k, record in zip(
-    missing,
-    jobs_lib.run_all(
-      [calls[k] for k in missing], jobs, [f"ranking {calls[k][1][0]}" for k in missing]
-    ),
-  ):
-    ranked[k] = record
+  ranked = jobs_lib.fill(
+    [rank.saved_ranking(*args) for _, args in calls],
+    calls,
+    jobs,
+    [f"ranking {plan.dir / name}" for plan, name in todo],
+  )
   derived = {}
   for plan in seeded:
     rankings = {name: r for (p, name), r in zip(todo, ranked) if p is plan}

@@ -88,30 +88,38 @@ def aggregate(summaries):
   rows = []
   for label in labels:
     present = [s for s in seeds if label in labelled[s]]
-    seed_rows = [labelled[s][label] for s in present]
-    fixed = seed_rows[0]["attention_blocks"] is not None
-    patterns = [r["pattern"] for r in seed_rows]
-    row = {
-      "model": label,
-      "fixed": fixed,
-      "seeds": present,
-      "patterns": patterns,
-      "pattern_label": _pattern_label(patterns),
-      "runs": [r["run"] for r in seed_rows],
-      **{name: _over_seeds([get(r) for r in seed_rows]) for name, get in METRICS.items()},
-    }
-    if fixed:
-      where = [intervals.positions(p) for p in patterns]
-      row["attention_blocks"] = _over_seeds([p.count("s") for p in patterns])
-      row["thirds"] = np.mean([w.thirds for w in where], axis=0).tolist()
-      row["depth"] = _over_seeds([None if np.isnan(w.depth) else w.depth for w in where])
-      scored = all("test" in r for r in seed_rows) and all("test" in baselines[s] for s in present)
-      comparison = scored and _against(seed_rows, [baselines[s] for s in present])
-      if comparison:
-        row["vs_baseline"] = comparison
-    rows.append(row)
+    rows.append(
+      _row(label, [labelled[s][label] for s in present], present, [baselines[s] for s in present])
+    )
   _against_random(rows, labelled, seeds)
   return rows
+
+
+def _row(model, seed_rows, seeds, baselines):
+  """The row over `seed_rows` (one per model; seeds[k] trained seed_rows[k], whose baseline
+  is baselines[k]): metrics over them, and for a fixed pattern where its attention sits and
+  its comparison with the baselines."""
+  fixed = seed_rows[0]["attention_blocks"] is not None
+  patterns = [r["pattern"] for r in seed_rows]
+  row = {
+    "model": model,
+    "fixed": fixed,
+    "seeds": sorted(set(seeds)),
+    "patterns": patterns,
+    "pattern_label": _pattern_label(patterns),
+    "runs": [r["run"] for r in seed_rows],
+    **{name: _over_seeds([get(r) for r in seed_rows]) for name, get in METRICS.items()},
+  }
+  if fixed:
+    where = [intervals.positions(p) for p in patterns]
+    row["attention_blocks"] = _over_seeds([p.count("s") for p in patterns])
+    row["thirds"] = np.mean([w.thirds for w in where], axis=0).tolist()
+    row["depth"] = _over_seeds([None if np.isnan(w.depth) else w.depth for w in where])
+    if all("test" in r for r in seed_rows + baselines):
+      comparison = _against(seed_rows, baselines)
+      if comparison:
+        row["vs_baseline"] = comparison
+  return row
 
 
 RANDOM = "random "  # the labels of the random orderings: "random 1", "random 2", …
@@ -126,19 +134,13 @@ def _against_random(rows, labelled, seeds):
   if not all(randoms.values()) or not all("test" in r for s in seeds for r in randoms[s]):
     return
   pairs = [(r, labelled[s]["baseline"]) for s in seeds for r in randoms[s]]
-  pooled = {
-    "model": "random orderings (pooled)",
-    "fixed": True,
-    "seeds": list(seeds),
-    "patterns": [r["pattern"] for r, _ in pairs],
-    "pattern_label": f"{len(randoms[seeds[0]])} orderings",
-    "runs": [r["run"] for r, _ in pairs],
-    **{name: _over_seeds([get(r) for r, _ in pairs]) for name, get in METRICS.items()},
-    "attention_blocks": _over_seeds([r["pattern"].count("s") for r, _ in pairs]),
-    "thirds": np.mean([intervals.positions(r["pattern"]).thirds for r, _ in pairs], 0).tolist(),
-    "depth": _over_seeds([intervals.positions(r["pattern"]).depth for r, _ in pairs]),
-    "vs_baseline": _against([r for r, _ in pairs], [b for _, b in pairs]),
-  }
+  pooled = _row(
+    "random orderings (pooled)",
+    [r for r, _ in pairs],
+    [s for s in seeds for _ in randoms[s]],
+    [b for _, b in pairs],
+  )
+  pooled["pattern_label"] = f"{len(randoms[seeds[0]])} orderings"
   average = {s: np.mean([pipeline.test_nll(r["run"]) for r in randoms[s]], axis=0) for s in seeds}
   for row in rows:
     if row["fixed"] and not row["model"].startswith(RANDOM) and set(row["seeds"]) == set(seeds):
@@ -149,11 +151,11 @@ def _against_random(rows, labelled, seeds):
 
 def _against(rows, baselines):
   """The paired block bootstrap of rows' test NLLs against their seeds' baselines, pooled."""
-  mine = [pipeline.test_nll(r["run"]) for r in rows]
-  theirs = [pipeline.test_nll(b["run"]) for b in baselines]
   if all(r["pattern"] == b["pattern"] for r, b in zip(rows, baselines)):
     return None  # The baseline's own pattern in every seed: no comparison to make.
-  return _compared(mine, theirs)
+  return _compared(
+    [pipeline.test_nll(r["run"]) for r in rows], [pipeline.test_nll(b["run"]) for b in baselines]
+  )
 
 
 def _compared(mine, theirs):

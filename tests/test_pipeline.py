@@ -48,6 +48,18 @@ def test_derivations_from_hand_made_probabilities():
   assert patterns.baseline_pattern(6) == "sfsfsf" and patterns.baseline_pattern(5) == "sfsfs"
 
 
+def tiny_search(data_dir, **schedule):
+  """The pipelines' tiny search: a 4-block model of width 16 on `data_dir`."""
+  return TrainConfig(
+    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
+    data_dir=str(data_dir),
+    max_lr=3e-3,
+    warmup_steps=2,
+    arch_lr=0.05,
+    **schedule,
+  )
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("pipeline"), valid_lines=60, test_lines=50)
@@ -55,20 +67,10 @@ def data_dir(tmp_path_factory):
 
 @pytest.mark.slow
 def test_pipeline_end_to_end(tmp_path, data_dir):
-  config = TrainConfig(
-    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
-    data_dir=str(data_dir),
-    train_steps=10,
-    max_lr=3e-3,
-    warmup_steps=2,
-    arch_lr=0.05,
-    steps_per_loop=5,
-    log_every=5,
-    checkpoint_every=10,
-    plot_every=5,
-    seed=1,
-    keep_best=True,
+  config = tiny_search(
+    data_dir, train_steps=10, steps_per_loop=5, log_every=5, checkpoint_every=10, plot_every=5
   )
+  config = dataclasses.replace(config, seed=1, keep_best=True)
   rows = pipeline.run_pipeline(config, tmp_path, ratios=[2], arch_splits=[0.0, 0.5], rounds=1)
   summary = json.loads((tmp_path / "results.json").read_text())
   derived = summary["patterns"]
@@ -299,17 +301,8 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
   from par import study
   from par.search import ranking
 
-  config = TrainConfig(
-    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
-    data_dir=str(data_dir),
-    train_steps=6,
-    max_lr=3e-3,
-    warmup_steps=2,
-    arch_lr=0.05,
-    steps_per_loop=3,
-    log_every=3,
-    checkpoint_every=6,
-    plot_every=6,
+  config = tiny_search(
+    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=6
   )
   derive = ["argmax", "rule", "sandwich=1", "random=1"]
   rows = pipeline.run_pipeline(
