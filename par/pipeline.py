@@ -169,8 +169,8 @@ def baseline_markdown(rows):
     "Against the interleaved baseline (test tokens, paired block bootstrap, 95% intervals; "
     "negative is better):",
     "",
-    "| model | pattern | Δ NLL (nats/token) | 95% interval | ppl ratio | attention by third | "
-    "attention depth |",
+    "| model | pattern | Δ NLL (nats/token) | 95% interval | ppl ratio | "
+    "attention blocks by third | attention depth |",
     "|---|---|---|---|---|---|---|",
   ]
   for row in rows:

@@ -223,15 +223,17 @@ def markdown(rows, agreed, seeds):
     f"Over {len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sd over seeds; Δ NLL is "
     "test nats/token against the interleaved baseline (negative is better), ± the sd of the "
     "seeds' own differences (training noise); the 95% interval is the paired block "
-    "bootstrap's pooled over seeds, which resamples test tokens with the models fixed.",
+    "bootstrap's pooled over seeds, which resamples test tokens with the models fixed. "
+    "Attention blocks by third are means over seeds; attention depth is the mean position of "
+    "the attention blocks, 0 the bottom block and 1 the top.",
     "",
-    "| model | pattern | attention by third | depth | valid ppl | test ppl | Δ NLL | 95% "
-    "interval | ppl ratio | train µs/token | eval µs/token |",
+    "| model | pattern | attention blocks by third | attention depth | valid ppl | test ppl "
+    "| Δ NLL | 95% interval | ppl ratio | train µs/token | eval µs/token |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for row in rows:
     if row["fixed"]:
-      thirds = " / ".join(f"{t:g}" for t in row["thirds"])
+      thirds = " / ".join(f"{t:.2g}" for t in row["thirds"])
       depth = _cell(row["depth"])
     else:
       thirds = depth = "–"

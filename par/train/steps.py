@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from par.model import memory as memory_lib
 from par.search import resource
+from par.train import adam
 from par.train import schedules
 
 
@@ -58,11 +59,12 @@ class TrainState(tf.Module):
 def make_optimizers(config, total_steps, weight_variables, step, no_decay=()):
   """(weights' optimizer, architecture logits' optimizer), built for their variables.
 
-  Weights: Adam, AdamW or LAMB on the warm-up + cosine schedule; decoupled weight decay
-  (adamw, lamb) leaves out `no_decay` (the model's `no_decay_variables`: biases, norms and
-  the attention's u, v). Architecture logits: Adam with DARTS' betas at a constant rate,
-  zero during arch_warmup_steps (`schedules.Delayed`); their L2 term is added to their
-  gradients by the step (`StepLoop`), as DARTS and FBNet add it.
+  Weights: Adam (`par.train.adam`: Keras's, each update one fused kernel), AdamW or LAMB on
+  the warm-up + cosine schedule; decoupled weight decay (adamw, lamb) leaves out `no_decay`
+  (the model's `no_decay_variables`: biases, norms and the attention's u, v). Architecture
+  logits: the same Adam with DARTS' betas at a constant rate, zero during arch_warmup_steps
+  (`schedules.Delayed`); their L2 term is added to their gradients by the step
+  (`StepLoop`), as DARTS and FBNet add it.
 
   Both rates are functions of `step`, the training step (`TrainState.step`), not of the
   optimizers' own iteration counts: a step skipped for a float16 overflow moves the step
@@ -76,11 +78,11 @@ def make_optimizers(config, total_steps, weight_variables, step, no_decay=()):
   elif config.optimizer == "lamb":
     weights = keras.optimizers.Lamb(weights_rate, weight_decay=config.weight_decay or None)
   else:
-    weights = keras.optimizers.Adam(weights_rate)
+    weights = adam.Adam(weights_rate)
   if config.optimizer != "adam":
     exempt = {id(v) for v in no_decay}
     weights.exclude_from_weight_decay(var_list=[v for v in weight_variables if id(v) in exempt])
-  arch = keras.optimizers.Adam(arch_rate, beta_1=0.5, beta_2=0.999)
+  arch = adam.Adam(arch_rate, beta_1=0.5, beta_2=0.999)
   return weights, arch
 
 
