@@ -32,13 +32,14 @@ class Adam(keras.optimizers.Adam):
     scalars = {
       "beta1_power": tf.pow(tf.constant(self.beta_1, tf.float32), t),
       "beta2_power": tf.pow(tf.constant(self.beta_2, tf.float32), t),
-      "lr": tf.cast(learning_rate, tf.float32),
       "beta1": tf.constant(self.beta_1, tf.float32),
       "beta2": tf.constant(self.beta_2, tf.float32),
       "epsilon": tf.constant(self.epsilon, tf.float32),
     }
 
-    def update(variable, gradient):
+    def update(variable, gradient, learning_rate):
+      # Under a MirroredStrategy learning_rate is a per-replica value: `update` gets each
+      # device's own (a no-op cast where it is float32 already).
       if isinstance(gradient, tf.IndexedSlices) or variable.dtype != tf.float32:
         return self.update_step(gradient, variable, learning_rate)
       index = self._get_variable_index(variable)
@@ -46,9 +47,10 @@ class Adam(keras.optimizers.Adam):
         var=variable.handle,
         m=self._momentums[index].handle,
         v=self._velocities[index].handle,
+        lr=tf.cast(learning_rate, tf.float32),
         grad=tf.cast(gradient, tf.float32),
         **scalars,
       )
 
     for gradient, variable in grads_and_vars:
-      distribution.extended.update(variable, update, args=(gradient,), group=False)
+      distribution.extended.update(variable, update, args=(gradient, learning_rate), group=False)
