@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from par.config import tail_widths
+from par.model.adaptive_softmax import AdaptiveEmbedding
 from par.model.adaptive_softmax import AdaptiveSoftmax
 
 V, D = 53, 24
@@ -119,3 +120,58 @@ def test_mixed_precision_normalizes_in_float32(policy):
 def test_get_config_round_trip():
   layer = AdaptiveSoftmax(V, D, (7, 20), proj_factor=2, proj_dims=(4, 2))
   assert AdaptiveSoftmax.from_config(layer.get_config()).get_config() == layer.get_config()
+
+
+def _graph_ops(function, *args):
+  return {op.type for op in function.get_concrete_function(*args).graph.get_operations()}
+
+
+def test_under_xla_every_tail_scores_every_token_masked_with_the_same_values():
+  # XLA needs shapes known before the data: there, no tail selects its tokens (a `Where` of
+  # data-dependent size); the NLL and every gradient are those of the selecting path.
+  layer = make((7, 20))
+  rng = np.random.default_rng(2)
+  hidden = tf.constant(rng.normal(size=[3, 11, D]).astype(np.float32))
+  targets = rng.integers(0, V, size=[3, 11])
+  targets[0, :4] = -1
+  targets[2, -1] = V - 1
+  targets = tf.constant(targets)
+
+  def loss_and_gradients(hidden, targets):
+    with tf.GradientTape() as tape:
+      tape.watch(hidden)
+      total, _ = layer.nll(hidden, targets)
+    return total, tape.gradient(total, [hidden] + layer.trainable_weights)
+
+  selecting = tf.function(loss_and_gradients)
+  compiled = tf.function(loss_and_gradients, jit_compile=True)
+  assert "Where" in _graph_ops(selecting, hidden, targets)
+  assert "Where" not in _graph_ops(compiled, hidden, targets)
+  (total, grads), (xla_total, xla_grads) = selecting(hidden, targets), compiled(hidden, targets)
+  np.testing.assert_allclose(xla_total.numpy(), total.numpy(), rtol=1e-5)
+  assert len(grads) == len(xla_grads) == 1 + 2 + 2 * 3  # hidden, head, 2 tails
+  for g, x in zip(grads, xla_grads):
+    np.testing.assert_allclose(tf.convert_to_tensor(x), tf.convert_to_tensor(g), atol=1e-5)
+
+
+def test_under_xla_the_adaptive_input_is_the_same_embedding():
+  layer = AdaptiveEmbedding(V, D, (7, 20), div_val=2)
+  layer.build()
+  tokens = tf.constant(np.random.default_rng(3).integers(0, V, size=[4, 9]))
+
+  def embed_and_gradients(tokens):
+    with tf.GradientTape() as tape:
+      out = layer(tokens)
+      loss = tf.reduce_sum(out * tf.range(D, dtype=tf.float32))
+    return out, tape.gradient(loss, layer.trainable_weights)
+
+  selecting = tf.function(embed_and_gradients)
+  compiled = tf.function(embed_and_gradients, jit_compile=True)
+  assert "Where" in _graph_ops(selecting, tokens)
+  assert "Where" not in _graph_ops(compiled, tokens)
+  (out, grads), (xla_out, xla_grads) = selecting(tokens), compiled(tokens)
+  assert xla_out.shape == (4, 9, D)
+  np.testing.assert_allclose(xla_out.numpy(), out.numpy(), atol=1e-6)
+  assert len(grads) == len(xla_grads) == 6  # three tables, three projections
+  for g, x in zip(grads, xla_grads):
+    np.testing.assert_allclose(tf.convert_to_tensor(x), tf.convert_to_tensor(g), atol=1e-6)

@@ -10,14 +10,26 @@ cluster; tail i covers ids [c_i, c_{i+1}) behind a projection to a narrower widt
 These are exact probabilities, summing to 1 over the vocabulary. Training evaluates a tail
 only for the tokens that fall in it, which is where the speed comes from. Without cutoffs it
 is a plain softmax. Logits are computed in the compute dtype and normalized in float32.
+
+Selecting a tail's tokens gives tensors whose size depends on the data, which XLA cannot
+compile (`--jit_compile`, and every TPU step): there XLA's constant shapes are kept by scoring
+every tail on every token and masking, as Transformer-XL's TPU code does. Same values, more
+FLOPs: each token pays for every tail, as `log_probs` does.
 """
 
 import keras
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
 
 from par.config import cluster_widths
 from par.config import tail_widths
 from par.model import initializers
+
+
+def static_shapes():
+  """Whether the op being built is compiled by XLA (a jit_compile function, a TPU step),
+  which needs every shape known before the data is."""
+  return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @keras.saving.register_keras_serializable(package="par")
@@ -117,7 +129,7 @@ class AdaptiveSoftmax(keras.layers.Layer):
   def token_nll(self, hidden, targets, tied=None):
     """The negative log-likelihood of each target, flattened: float32 [N], 0 at padding.
 
-    Each tail runs only on the tokens that fall in it.
+    Each tail runs only on the tokens that fall in it (under XLA, on every token, masked).
     """
     hidden = tf.reshape(hidden, [-1, self.d_model])
     targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
@@ -131,6 +143,12 @@ class AdaptiveSoftmax(keras.layers.Layer):
     head = self._head_log_probs(hidden, tied)
     nll = tf.where(valid, -tf.gather(head, head_target, batch_dims=1), 0.0)
     for i in range(self.num_tails):
+      if static_shapes():
+        size = self.bounds[i + 2] - self.bounds[i + 1]
+        in_tail = tf.clip_by_value(safe - self.bounds[i + 1], 0, size - 1)
+        tail = tf.gather(self._tail_log_probs(i, hidden, tied), in_tail, batch_dims=1)
+        nll -= tf.where(valid & (cluster == i + 1), tail, 0.0)
+        continue
       rows = tf.where(valid & (cluster == i + 1))[:, 0]  # Only this tail's tokens.
       tail = self._tail_log_probs(i, tf.gather(hidden, rows), tied)
       in_tail = tf.gather(safe, rows) - self.bounds[i + 1]
@@ -205,8 +223,15 @@ class AdaptiveEmbedding(keras.layers.Layer):
     flat = tf.reshape(tokens, [-1])
     out = tf.zeros([tf.size(flat), self.d_model], self.compute_dtype)
     for i, (low, high) in enumerate(zip(self.bounds, self.bounds[1:])):
-      rows = tf.where((flat >= low) & (flat < high))  # Only this cluster's tokens.
       table = tf.cast(self.cluster_tables[i], self.compute_dtype)
+      if static_shapes():  # Every token through every cluster, masked (module docstring).
+        vectors = tf.gather(table, tf.clip_by_value(flat - low, 0, high - low - 1))
+        vectors = tf.matmul(
+          vectors, tf.cast(self.projections[i], self.compute_dtype), transpose_b=True
+        )
+        out += tf.where(((flat >= low) & (flat < high))[:, None], vectors, tf.zeros([], out.dtype))
+        continue
+      rows = tf.where((flat >= low) & (flat < high))  # Only this cluster's tokens.
       vectors = tf.gather(table, tf.gather_nd(flat, rows) - low)
       vectors = tf.matmul(
         vectors, tf.cast(self.projections[i], self.compute_dtype), transpose_b=True
