@@ -143,17 +143,20 @@ class AdaptiveSoftmax(keras.layers.Layer):
     head_target = tf.where(cluster == 0, safe, self.bounds[1] + cluster - 1)
     head = self._head_log_probs(hidden, tied)
     nll = tf.where(valid, -tf.gather(head, head_target, batch_dims=1), 0.0)
+    static = static_shapes()
     for i in range(self.num_tails):
-      if static_shapes():
-        size = self.bounds[i + 2] - self.bounds[i + 1]
-        in_tail = tf.clip_by_value(safe - self.bounds[i + 1], 0, size - 1)
-        tail = tf.gather(self._tail_log_probs(i, hidden, tied), in_tail, batch_dims=1)
-        nll -= tf.where(valid & (cluster == i + 1), tail, 0.0)
-        continue
-      rows = tf.where(valid & (cluster == i + 1))[:, 0]  # Only this tail's tokens.
-      tail = self._tail_log_probs(i, tf.gather(hidden, rows), tied)
-      in_tail = tf.gather(safe, rows) - self.bounds[i + 1]
-      nll = tf.tensor_scatter_nd_sub(nll, rows[:, None], tf.gather(tail, in_tail, batch_dims=1))
+      low, size = self.bounds[i + 1], self.bounds[i + 2] - self.bounds[i + 1]
+      in_tail = valid & (cluster == i + 1)
+      if static:  # Every token through the tail, masked (module docstring).
+        scored, ids = hidden, tf.clip_by_value(safe - low, 0, size - 1)
+      else:  # Only this tail's tokens.
+        rows = tf.where(in_tail)[:, 0]
+        scored, ids = tf.gather(hidden, rows), tf.gather(safe, rows) - low
+      tail = tf.gather(self._tail_log_probs(i, scored, tied), ids, batch_dims=1)
+      if static:
+        nll -= tf.where(in_tail, tail, 0.0)
+      else:
+        nll = tf.tensor_scatter_nd_sub(nll, rows[:, None], tail)
     return nll
 
   def get_config(self):
@@ -223,21 +226,22 @@ class AdaptiveEmbedding(keras.layers.Layer):
       return tf.gather(tf.cast(self.table, self.compute_dtype), tokens)
     flat = tf.reshape(tokens, [-1])
     out = tf.zeros([tf.size(flat), self.d_model], self.compute_dtype)
+    static = static_shapes()
     for i, (low, high) in enumerate(zip(self.bounds, self.bounds[1:])):
-      table = tf.cast(self.cluster_tables[i], self.compute_dtype)
-      if static_shapes():  # Every token through every cluster, masked (module docstring).
-        vectors = tf.gather(table, tf.clip_by_value(flat - low, 0, high - low - 1))
-        vectors = tf.matmul(
-          vectors, tf.cast(self.projections[i], self.compute_dtype), transpose_b=True
-        )
-        out += tf.where(((flat >= low) & (flat < high))[:, None], vectors, tf.zeros([], out.dtype))
-        continue
-      rows = tf.where((flat >= low) & (flat < high))  # Only this cluster's tokens.
-      vectors = tf.gather(table, tf.gather_nd(flat, rows) - low)
+      in_cluster = (flat >= low) & (flat < high)
+      if static:  # Every token through every cluster, masked (module docstring).
+        ids = tf.clip_by_value(flat - low, 0, high - low - 1)
+      else:  # Only this cluster's tokens.
+        rows = tf.where(in_cluster)
+        ids = tf.gather_nd(flat, rows) - low
+      vectors = tf.gather(tf.cast(self.cluster_tables[i], self.compute_dtype), ids)
       vectors = tf.matmul(
         vectors, tf.cast(self.projections[i], self.compute_dtype), transpose_b=True
       )
-      out = tf.tensor_scatter_nd_update(out, rows, vectors)
+      if static:
+        out += tf.where(in_cluster[:, None], vectors, tf.zeros([], out.dtype))
+      else:
+        out = tf.tensor_scatter_nd_update(out, rows, vectors)
     return tf.reshape(out, tf.concat([tf.shape(tokens), [self.d_model]], 0))
 
   def get_config(self):
