@@ -133,6 +133,9 @@ _SHAPES_JSON = flags.DEFINE_string(
   "shapes", None, 'bound_case: {"m,k,n": count} of a step\'s forward matmuls, as JSON.'
 )
 
+_BOUND_DTYPE = flags.DEFINE_enum(
+  "bound_dtype", "float32", ["float32", "bfloat16"], "bound_case: the products' dtype."
+)
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 10, "profile: training steps traced.")
 _PROFILE_DIR = flags.DEFINE_string(
   "profile_dir",
@@ -738,6 +741,9 @@ _SPEED_CASES = (  # name, extra flags of scripts/train.py (base_model.flags firs
   ("soft, d_ffn 1024", ["--sampling=soft"]),
   ("soft, d_ffn 512 (the reference's base_model.sh)", ["--sampling=soft", "--d_ffn=512"]),
   ("single_path, d_ffn 1024", ["--sampling=single_path"]),
+  # 16-bit matmuls: the bound is measured in bfloat16 too (AMX or AVX512-BF16 where the CPU
+  # has them, else emulated and slow).
+  ("soft, d_ffn 1024, mixed_bfloat16", ["--sampling=soft", "--mixed_precision=mixed_bfloat16"]),
 )
 
 
@@ -761,29 +767,33 @@ def _bound(data, model_flags):
     tail_shares=shares,
   )
   shapes = json.dumps({",".join(map(str, key)): count for key, count in products.items()})
+  dtype = "bfloat16" if printed["mixed_precision"] == "mixed_bfloat16" else "float32"
   seconds, _ = _run_case(
     [sys.executable, "scripts/benchmark.py", "--suite=bound_case", f"--shapes={shapes}"]
+    + [f"--bound_dtype={dtype}"]
   )
   return meta.batch_size * meta.seq_len, seconds["step"]
 
 
-def bound_case(shapes):
+def bound_case(shapes, dtype="float32"):
   """Prints {"step": seconds}: 3 · Σ count · (time of one product of that shape), each time
   the best of five runs of many products kept in a loop (each adds the loop index, so the
   graph optimiser cannot fold them), two independent chains at once, as training's threads
-  run them (one thread per op, one op per core)."""
+  run them (one thread per op, one op per core); products in `dtype` (the compute dtype of
+  the run's precision policy)."""
   import tensorflow as tf
 
   cli.configure_threads()
+  dtype = tf.as_dtype(dtype)
 
   unrolled = 4  # products per chain and loop iteration: the loop's own cost spread thin
 
   @tf.function
   def chains(a, b, c, d, times):
-    one, two = tf.zeros([]), tf.zeros([])
+    one, two = tf.zeros([], dtype), tf.zeros([], dtype)
     for i in tf.range(times):
       for j in range(unrolled):
-        step = tf.cast(i * unrolled + j, tf.float32)
+        step = tf.cast(i * unrolled + j, dtype)
         one += tf.reduce_sum(tf.matmul(a + step, b)[..., :1, :1])
         two += tf.reduce_sum(tf.matmul(c + step, d)[..., :1, :1])
     return one + two
@@ -794,7 +804,9 @@ def bound_case(shapes):
     batch = [count] if count > 1 and m * k * n < 1 << 18 else []  # small ones batched, as run
     flops = 2 * m * k * n * (batch[0] if batch else 1)
     times = max(4, min(2000, int(2e9 / flops)))
-    args = [tf.random.normal(batch + shape) for shape in ([m, k], [k, n], [m, k], [k, n])]
+    args = [
+      tf.cast(tf.random.normal(batch + shape), dtype) for shape in ([m, k], [k, n], [m, k], [k, n])
+    ]
     times = max(1, times // unrolled)
     seconds = _best_seconds(chains, *args, tf.constant(times)) / (2 * unrolled * times)
     total += 3 * seconds * (1 if batch else count)
@@ -803,7 +815,8 @@ def bound_case(shapes):
 
 def speed_suite(work):
   """Training speed as a share of its matmul bound (`_bound`), for the base SuperNet at two
-  feed-forward widths, single_path, and the fixed pattern the soft search derives."""
+  feed-forward widths, single_path, mixed_bfloat16 (against a bfloat16 bound), and the fixed
+  pattern the soft search derives."""
   from par import runs as run_files
 
   data = work / "data"
@@ -818,7 +831,7 @@ def speed_suite(work):
     _run_case(common + [f"--model_dir={run_dir}", *extra])
     results = json.loads((run_dir / run_files.RESULTS_FILE).read_text())
     speed = speeds[name] = results["train_tokens_per_second"]
-    if name.startswith("soft, d_ffn 1024"):
+    if name == "soft, d_ffn 1024":
       pattern = results["pattern"]
       cases.append((f"fixed {pattern} (the soft search's)", [f"--architecture={pattern}"]))
     if name.startswith("single_path"):
@@ -831,6 +844,8 @@ def speed_suite(work):
     )
   soft = speeds["soft, d_ffn 1024"]
   rows.append(("single_path / soft, same run", f"{speeds['single_path, d_ffn 1024'] / soft:.2f}"))
+  bfloat16 = speeds["soft, d_ffn 1024, mixed_bfloat16"]
+  rows.append(("mixed_bfloat16 / float32 soft, same run", f"{bfloat16 / soft:.2f}"))
   return rows
 
 
@@ -1044,7 +1059,7 @@ def main(argv):
   if _SUITE.value == "eval_case":
     return eval_case(Path(_RUN_DIR.value))
   if _SUITE.value == "bound_case":
-    return bound_case(_SHAPES_JSON.value)
+    return bound_case(_SHAPES_JSON.value, _BOUND_DTYPE.value)
   with tempfile.TemporaryDirectory() as work:
     suite = {
       "data": data_suite,

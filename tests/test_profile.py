@@ -1,6 +1,9 @@
 """scripts/benchmark.py's profile reader: a real trace of known ops, split by their names."""
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,19 @@ def test_an_empty_directory_is_refused(bench, tmp_path):
 )
 def test_ops_split_by_name(bench, name, part):
   assert bench._split_of(name) == part
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_the_bound_times_products_in_the_runs_compute_dtype(dtype):
+  root = Path(__file__).resolve().parents[1]
+  shapes = json.dumps({"16,8,4": 3, "32,16,8": 1})
+  printed = subprocess.run(
+    [sys.executable, "scripts/benchmark.py", "--suite=bound_case", f"--shapes={shapes}"]
+    + [f"--bound_dtype={dtype}"],
+    cwd=root,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
+  seconds = json.loads(printed.stdout.strip().splitlines()[-1])["step"]
+  assert 0 < seconds < 1  # four tiny products, three times over

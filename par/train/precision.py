@@ -14,6 +14,7 @@ skipped everywhere when any replica overflowed.
 """
 
 import contextlib
+from pathlib import Path
 
 import keras
 import tensorflow as tf
@@ -87,3 +88,32 @@ class LossScale(tf.Module):
       tf.cond(finite, step, skip)
 
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, args))
+
+
+def cpu_matmul_feature(cpuinfo="/proc/cpuinfo"):
+  """ "amx_bf16" when the CPU multiplies bfloat16 matrices in hardware (Intel AMX), else None
+  (also where /proc/cpuinfo does not exist)."""
+  try:
+    text = Path(cpuinfo).read_text()
+  except OSError:
+    return None
+  for line in text.splitlines():
+    if line.startswith("flags"):
+      return "amx_bf16" if "amx_bf16" in line.split() else None
+  return None
+
+
+def cpu_hint(policy, cpuinfo="/proc/cpuinfo"):
+  """A line suggesting mixed_bfloat16 to a float32 run on a CPU with AMX, else None."""
+  if policy != "float32" or tf.config.list_logical_devices("GPU"):
+    return None
+  if tf.config.list_logical_devices("TPU") or not cpu_matmul_feature(cpuinfo):
+    return None
+  return BFLOAT16_HINT
+
+
+BFLOAT16_HINT = (
+  "this CPU multiplies bfloat16 matrices in hardware (AMX): --mixed_precision=mixed_bfloat16 "
+  "trained the base SuperNet 1.3x faster on one, within 0.2% of float32's perplexity "
+  "(docs/GUIDE.md, 'On a CPU')"
+)

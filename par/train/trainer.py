@@ -209,8 +209,8 @@ def train_and_evaluate(
 
 
 def _announce(model_dir, config, plan):
-  """The run's first log line, and the warning of a sampling mode that failed the known
-  answers (docs/SEARCH.md)."""
+  """The run's first log line, the warning of a sampling mode that failed the known answers
+  (docs/SEARCH.md), and the hint of mixed_bfloat16 to a float32 run on a CPU with AMX."""
   logging.info(
     "run %s: %d steps (%d per epoch), %d replicas, %s, %s",
     model_dir,
@@ -224,6 +224,9 @@ def _announce(model_dir, config, plan):
   )
   if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
     logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
+  hint = precision.cpu_hint(config.mixed_precision)
+  if hint:
+    logging.info(hint)
 
 
 def _evaluations(model, config, meta, strategy, stop):
