@@ -9,6 +9,7 @@ ends the process at once (`os._exit`), as safe as SIGKILL: our files are written
 at all.
 """
 
+import contextlib
 import os
 import signal
 import threading
@@ -62,3 +63,27 @@ class StopSignals:
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def held():
+  """Holds SIGINT and SIGTERM until the end of the block, then delivers the first that came
+  (its handler runs then). For the few steps that must not be cut in two, such as creating a
+  temporary directory and recording its name. Python-level, not a signal mask: a process's
+  signal may reach any of its threads, but Python runs handlers in the main thread only, and
+  only the main thread can change them (elsewhere this holds nothing)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  pending = []
+  previous = {
+    signum: signal.signal(signum, lambda received, frame: pending.append(received))
+    for signum in (signal.SIGINT, signal.SIGTERM)
+  }
+  try:
+    yield
+  finally:
+    for signum, handler in previous.items():
+      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    if pending:
+      signal.raise_signal(pending[0])

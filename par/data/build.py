@@ -32,6 +32,7 @@ from absl import logging
 
 from par import errors
 from par import locks
+from par import signals
 from par.config import DataConfig
 from par.data import records
 from par.data import text as text_lib
@@ -255,11 +256,12 @@ def _write(output_dir, config, made, stats):
   created = [p for p in (output_dir.parent, *output_dir.parent.parents) if not p.exists()]
   output_dir.parent.mkdir(parents=True, exist_ok=True)
   _remove_abandoned_partials(output_dir)
-  work = Path(
-    tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-", dir=output_dir.parent)
-  )
-  done = False
+  work, done = None, False
   try:
+    with signals.held():  # A signal between mkdtemp and `work` would leave the directory.
+      work = Path(
+        tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-{os.getpid()}-", dir=output_dir.parent)
+      )
     built = work / "dataset"  # mkdtemp's own mode is 0700; this one follows the umask.
     built.mkdir()
     (built / records.TOKENIZER_FILES[made.kind]).write_bytes(made.data)
@@ -282,17 +284,18 @@ def _write(output_dir, config, made, stats):
       tokenizer=made.kind,
     )
     (built / records.META_FILE).write_text(meta.to_json())
-    if output_dir.exists():  # --overwrite, checked by the caller.
-      old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-      os.rename(output_dir, old)
+    # The old dataset (--overwrite, checked by the caller) goes into the temporary directory,
+    # removed below or, if the process is killed, by the next build; with signals held,
+    # output_dir is never missing between the two renames.
+    with signals.held():
+      if output_dir.exists():
+        os.rename(output_dir, work / "old")
       os.rename(built, output_dir)
-      shutil.rmtree(old)
-    else:
-      os.rename(built, output_dir)
-    done = True
+      done = True
     return meta
   finally:
-    shutil.rmtree(work, ignore_errors=True)
+    if work is not None:
+      shutil.rmtree(work, ignore_errors=True)
     for directory in created if not done else ():  # A failed build leaves no trace.
       with contextlib.suppress(OSError):
         directory.rmdir()
