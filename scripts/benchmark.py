@@ -741,8 +741,7 @@ _SPEED_CASES = (  # name, extra flags of scripts/train.py (base_model.flags firs
   ("soft, d_ffn 1024", ["--sampling=soft"]),
   ("soft, d_ffn 512 (the reference's base_model.sh)", ["--sampling=soft", "--d_ffn=512"]),
   ("single_path, d_ffn 1024", ["--sampling=single_path"]),
-  # 16-bit matmuls: the bound is measured in bfloat16 too (AMX or AVX512-BF16 where the CPU
-  # has them, else emulated and slow).
+  # 16-bit matmuls: the bound is measured in bfloat16 too (AMX on the reference machine).
   ("soft, d_ffn 1024, mixed_bfloat16", ["--sampling=soft", "--mixed_precision=mixed_bfloat16"]),
 )
 

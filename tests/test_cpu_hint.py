@@ -13,11 +13,11 @@ def _cpuinfo(tmp_path, extra):
 
 
 def test_amx_is_read_from_the_flags_line(tmp_path):
-  assert precision.cpu_matmul_feature(_cpuinfo(tmp_path, "amx_bf16 amx_tile")) == "amx_bf16"
+  assert precision.has_amx(_cpuinfo(tmp_path, "amx_bf16 amx_tile"))
   # AVX512-BF16 alone is not AMX; a name that merely contains the flag is not it either.
-  assert precision.cpu_matmul_feature(_cpuinfo(tmp_path, "amx_tile")) is None
-  assert precision.cpu_matmul_feature(_cpuinfo(tmp_path, "xamx_bf16")) is None
-  assert precision.cpu_matmul_feature(tmp_path / "missing") is None
+  assert not precision.has_amx(_cpuinfo(tmp_path, "amx_tile"))
+  assert not precision.has_amx(_cpuinfo(tmp_path, "xamx_bf16"))
+  assert not precision.has_amx(tmp_path / "missing")
 
 
 def test_the_hint_goes_to_float32_cpu_runs_only(tmp_path):

@@ -90,24 +90,21 @@ class LossScale(tf.Module):
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(finite, args))
 
 
-def cpu_matmul_feature(cpuinfo="/proc/cpuinfo"):
-  """ "amx_bf16" when the CPU multiplies bfloat16 matrices in hardware (Intel AMX), else None
-  (also where /proc/cpuinfo does not exist)."""
+def has_amx(cpuinfo="/proc/cpuinfo"):
+  """Whether the CPU multiplies bfloat16 matrices in hardware (Intel AMX's `amx_bf16` flag);
+  False where /proc/cpuinfo does not exist."""
   try:
     text = Path(cpuinfo).read_text()
   except OSError:
-    return None
-  for line in text.splitlines():
-    if line.startswith("flags"):
-      return "amx_bf16" if "amx_bf16" in line.split() else None
-  return None
+    return False
+  flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+  return "amx_bf16" in flags.split()
 
 
 def cpu_hint(policy, cpuinfo="/proc/cpuinfo"):
   """A line suggesting mixed_bfloat16 to a float32 run on a CPU with AMX, else None."""
-  if policy != "float32" or tf.config.list_logical_devices("GPU"):
-    return None
-  if tf.config.list_logical_devices("TPU") or not cpu_matmul_feature(cpuinfo):
+  accelerated = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")
+  if policy != "float32" or accelerated or not has_amx(cpuinfo):
     return None
   return BFLOAT16_HINT
 
