@@ -113,19 +113,18 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
 
   def build(self, input_shape=None):
     d, n, h = self.d_model, self.n_heads, self.d_head
-    # [D, N, H] kernels are [D, N·H] matrices split into heads: their fans are those.
-    into = initializers.matrix(self.init, d, n * h)
-    self.w_q = self.add_weight(name="w_q", shape=[d, n, h], initializer=into)
-    self.w_k = self.add_weight(name="w_k", shape=[d, n, h], initializer=into)
-    self.w_v = self.add_weight(name="w_v", shape=[d, n, h], initializer=into)
-    self.w_r = self.add_weight(name="w_r", shape=[d, n, h], initializer=into)
+    # [D, N, H] kernels are [D, N·H] matrices split into heads: their fans are those. One
+    # initializer per weight: an unseeded Keras initializer draws its seed once, when it is
+    # made, so one shared by w_q, w_k, w_v and w_r gave all four the same values.
+    for name in ("w_q", "w_k", "w_v", "w_r"):
+      into = initializers.matrix(self.init, d, n * h)
+      setattr(self, name, self.add_weight(name=name, shape=[d, n, h], initializer=into))
     self.w_o = self.add_weight(
       name="w_o", shape=[n, h, d], initializer=initializers.matrix(self.init, n * h, d)
     )
     if self.own_bias:
-      bias_init = keras.initializers.RandomNormal(stddev=0.02)
-      self.u = self.add_weight(name="u", shape=[n, h], initializer=bias_init)
-      self.v = self.add_weight(name="v", shape=[n, h], initializer=bias_init)
+      self.u = self.add_weight(name="u", shape=[n, h], initializer=initializers.bias())
+      self.v = self.add_weight(name="v", shape=[n, h], initializer=initializers.bias())
     self.attention_dropout = Dropout(self.dropatt)
     self.built = True
 

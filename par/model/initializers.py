@@ -9,6 +9,9 @@ glorot          Glorot-uniform kernels, with the fans of the 2-D matrix each ker
 transformer_xl  Transformer-XL's (its pytorch/train.py `weights_init`, init "normal"):
                 every matrix N(0, init_std = 0.02), the adaptive input's and softmax's
                 projections N(0, proj_init_std = 0.01), norm scales N(1, 0.02), biases 0.
+
+Each function returns a new initializer: give every weight its own. Keras draws an unseeded
+initializer's seed when it is made, so weights that share one start with the same values.
 """
 
 import math
@@ -38,6 +41,11 @@ def projection(init):
   return keras.initializers.RandomNormal(
     stddev=PROJ_INIT_STD if init == "transformer_xl" else INIT_STD
   )
+
+
+def bias():
+  """The attention's content and position biases u and v: N(0, 0.02) in both."""
+  return keras.initializers.RandomNormal(stddev=INIT_STD)
 
 
 def norm_scale(init):

@@ -20,6 +20,7 @@ from par.config import ModelConfig
 from par.config import argmax_pattern
 from par.model import attention
 from par.model import blocks
+from par.model import initializers
 from par.model import memory as memory_lib
 from par.model.adaptive_softmax import AdaptiveEmbedding
 from par.model.adaptive_softmax import AdaptiveSoftmax
@@ -63,12 +64,11 @@ class ParModel(keras.Model):
     self.embedding.build([None, None])
     shared_bias = self.has_shared_bias
     if shared_bias:
-      bias_init = keras.initializers.RandomNormal(stddev=0.02)
       self.rel_bias_u = self.add_weight(
-        name="rel_bias_u", shape=[c.n_heads, c.head_width], initializer=bias_init
+        name="rel_bias_u", shape=[c.n_heads, c.head_width], initializer=initializers.bias()
       )
       self.rel_bias_v = self.add_weight(
-        name="rel_bias_v", shape=[c.n_heads, c.head_width], initializer=bias_init
+        name="rel_bias_v", shape=[c.n_heads, c.head_width], initializer=initializers.bias()
       )
     self.blocks = [
       blocks.make_block(kind, c, not shared_bias, f"block{k}") for k, kind in enumerate(self.kinds)
