@@ -7,6 +7,7 @@
                          test_nll.npy beside its results: its per-token test NLL
     results.json         the comparison, one row per search and per retrained pattern
     results.md           the same as a markdown table
+    times.json           each run's measured times per token, and the machine they were measured on
     tradeoff.png, .pdf   valid perplexity against measured time per token, a point per model
     <search>-architecture.png/.pdf, <search>-probabilities.png/.pdf
                          each search's architecture at the end, and its history
@@ -34,8 +35,10 @@ the mean NLL difference, its 95% interval and the perplexity ratio, in results.j
 Time per token is measured at the end, in one process, in three rounds that each measure
 every model in turn (`measure_all`), keeping each model's fastest: training as compiled
 forward and backward passes (`costs.measure_train_time`), evaluation as passes over the
-valid split. The throughput each run saw while training is kept in results.json too, but it
-depends on whatever else the machine was doing then.
+valid split. Runs that differ only in their seed are measured once, through the first of
+them. A call that finds every run's time in times.json, measured on the same machine in as
+many rounds, measures nothing again. The throughput each run saw while training is kept in
+results.json too, but it depends on whatever else the machine was doing then.
 """
 
 import dataclasses
@@ -67,6 +70,7 @@ MODELS = "models"
 FIGURE = "tradeoff"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+TIMES_FILE = "times.json"  # the measured times per token, reused by a call that adds nothing
 BOOTSTRAP_BLOCK = 256  # test tokens per block of the paired bootstrap
 TEST_NLL = "test_nll.npy"  # beside each retrained model's results: its per-token test NLL
 RANDOM_ORDERINGS_SEED = 0  # the same random orderings in every seed's panel
@@ -114,20 +118,72 @@ def measure_times(model_dir):
   return train, _eval_speed(model, run, "valid")
 
 
-def measure_all(model_dirs, rounds=3):
+def measure_all(model_dirs, rounds=3, cache=None):
   """{model_dir: (train, eval) seconds per token}: the fastest of `rounds` measurements,
   each round measuring every run once, in turn.
 
   On a shared CPU one measurement can be 1.7 times another of the same model (seen here:
   a freshly loaded model sometimes runs slow throughout); interleaved rounds spread such
-  spells over all models instead of charging one of them.
+  spells over all models instead of charging one of them. Runs that differ only in their
+  seed have one architecture and one set of shapes, so one time: the first of them is
+  measured for all (a study over three seeds measures each pattern once, not three times).
+
+  Args:
+    model_dirs: finished runs.
+    rounds: measurements of each run.
+    cache: a JSON file that keeps what this call measured. When it already holds every run
+      of `model_dirs`, measured in at least `rounds` rounds on this machine, those times are
+      returned as they are (a finished pipeline run again measures nothing); otherwise every
+      run is measured again, so that all times come from the same rounds.
   """
-  best = {d: (float("inf"), float("inf")) for d in model_dirs}
+  machine = _machine()
+  if cache is not None and Path(cache).is_file():
+    kept = runs.read_json(cache)
+    times = kept.get("times", {})
+    if (
+      kept.get("machine") == machine
+      and kept.get("rounds", 0) >= rounds
+      and all(str(d) in times for d in model_dirs)
+    ):
+      return {d: tuple(times[str(d)]) for d in model_dirs}
+  first = {}  # a measured run for each setting
+  for d in model_dirs:
+    first.setdefault(_timing_key(d), d)
+  best = {d: (float("inf"), float("inf")) for d in first.values()}
   for _ in range(rounds):
-    for d in model_dirs:
+    for d in best:
       train, evaluation = measure_times(d)
       best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
-  return best
+  times = {d: best[first[_timing_key(d)]] for d in model_dirs}
+  if cache is not None:
+    value = {"machine": machine, "rounds": rounds, "times": {str(d): t for d, t in times.items()}}
+    runs.write_json(cache, value)
+  return times
+
+
+def _timing_key(model_dir):
+  """What a run's time depends on: its settings but the seed, and its dataset."""
+  run = runs.read_run(model_dir)
+  settings = dataclasses.replace(run.config, seed=0).to_dict()
+  return json.dumps([settings, run.dataset], sort_keys=True)
+
+
+def _machine():
+  """This machine, as far as a time per token depends on it: the processor, the cores
+  TensorFlow may use, the host and the versions."""
+  import platform
+
+  from par import cli
+
+  cpu = platform.processor()
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        cpu = line.split(":", 1)[1].strip()
+        break
+  except OSError:
+    pass
+  return f"{platform.node()} | {cpu} | {cli.usable_cores()} cores | TensorFlow {tf.__version__}"
 
 
 def test_nll(model_dir):
@@ -354,7 +410,8 @@ def run_pipeline(
     derived = _derive(seeded, searches, ratios, derive, ranking_tokens, jobs)
     trained = _retrain(seeded, derived, strategy, jobs)
     entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
-    times = measure_all([entry[3] for e in entries.values() for entry in e], rounds)
+    dirs = [entry[3] for e in entries.values() for entry in e]
+    times = measure_all(dirs, rounds, cache=work_dir / TIMES_FILE)
     summaries = {
       plan.seed: _compare(plan, searches[plan.dir], *derived[plan.dir], entries[plan.dir], times)
       for plan in seeded

@@ -37,9 +37,9 @@ def _first_records(model, run, tokens):
     meta.splits["valid"].records, max(1, math.ceil(tokens / (meta.batch_size * meta.seq_len)))
   )
   evaluator = evaluate.Evaluator(model, run.eval_mem_len)
+  dataset = records.load_dataset(data_dir, "valid", run.tokenizer_sha256).take(count)
 
-  def score():
-    dataset = records.load_dataset(data_dir, "valid", run.tokenizer_sha256).take(count)
+  def score():  # (each call iterates the dataset afresh, from its first record)
     return evaluator(dataset, meta.batch_size, records=count)
 
   return score, count * meta.batch_size * meta.seq_len

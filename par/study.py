@@ -11,7 +11,9 @@
 A row is a derivation (`argmax of search`, `rule p=3`, `random 2`, `baseline`, …) or a
 search's SuperNet, followed over the seeds: the pattern each seed gave it (searched
 derivations may differ between seeds; the others do not), every perplexity and time as mean
-± sample standard deviation over seeds, where its attention sits, and its per-token test
+± sample standard deviation over seeds (a pattern's time is measured once for all seeds,
+`pipeline.measure_all`, so a row with one pattern has no spread in time), where its attention
+sits, and its per-token test
 NLL against the interleaved baseline's by the paired block bootstrap pooled over seeds
 (each seed's model against that seed's baseline, on the same tokens), beside each seed's own
 mean difference and their standard deviation: the bootstrap's interval holds the trained

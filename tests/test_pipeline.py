@@ -122,8 +122,7 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
   assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert (tmp_path / "tradeoff.pdf").read_bytes()[:5] == b"%PDF-"
 
-  # Again, through the script: finished runs are reused, the table is the same but for the
-  # measured evaluation speed.
+  # Again, through the script: finished runs and their measured times are reused.
   flags = [
     "--d_model=16",
     "--n_heads=2",
@@ -150,8 +149,7 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
   result = run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", *flags)
   assert result.returncode == 0, result.stderr
   again = json.loads((tmp_path / "results.json").read_text())["rows"]
-  for before, after in zip(rows, again):
-    assert before["valid"] == after["valid"] and before["pattern"] == after["pattern"]
+  assert again == json.loads(json.dumps(rows))  # the measured times too: times.json
   assert "rule p=2 = baseline | `sfsf` |" in result.stdout
   assert json.loads((tmp_path / "results.json").read_text())["seed"] == 1
 
@@ -208,12 +206,33 @@ def session_hparams(run_dir):
   raise AssertionError(f"no HParams session in {run_dir}")
 
 
-def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch):
+def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch, tmp_path):
   measured = iter([(5, 9), (7, 1), (4, 8), (6, 3), (5, 2), (8, 4)])  # a, b, a, b, a, b
   calls = []
   monkeypatch.setattr(pipeline, "measure_times", lambda d: calls.append(d) or next(measured))
-  assert pipeline.measure_all(["a", "b"], rounds=3) == {"a": (4, 2), "b": (6, 1)}
+  # "a2" is "a" with another seed: one setting, measured once, through "a".
+  monkeypatch.setattr(pipeline, "_timing_key", lambda d: d[0])
+  cache = tmp_path / "times.json"
+  expected = {"a": (4, 2), "b": (6, 1), "a2": (4, 2)}
+  assert pipeline.measure_all(["a", "b", "a2"], rounds=3, cache=cache) == expected
   assert calls == ["a", "b"] * 3
+  # Called again: every time is in the cache, from as many rounds on this machine.
+  assert pipeline.measure_all(["a2", "b"], rounds=2, cache=cache) == {"a2": (4, 2), "b": (6, 1)}
+  assert calls == ["a", "b"] * 3
+  # A new run, more rounds or another machine: everything is measured again.
+  for change in ("new run", "more rounds", "other machine"):
+    measured = iter([(1, 1)] * 8)
+    del calls[:]
+    dirs, rounds = (["a", "b", "c"], 1) if change == "new run" else (["a", "b"], 3)
+    if change == "other machine":
+      monkeypatch.setattr(pipeline, "_machine", lambda: "elsewhere")
+    rounds += change == "more rounds"
+    times = pipeline.measure_all(dirs, rounds=rounds, cache=cache)
+    assert calls == dirs * rounds, change
+    assert set(times.values()) == {(1, 1)}, change
+    del calls[:]
+    pipeline.measure_all(dirs, rounds=rounds, cache=cache)  # now kept
+    assert calls == [], change
   assert "--timing_rounds must be at least 1, got 0" in error_line(
     run_script("scripts/pipeline.py", "--work_dir=x", "--timing_rounds=0")
   )
@@ -335,6 +354,8 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
     assert row["valid_ppl"]["mean"] == pytest.approx(np.mean(valid), rel=1e-12)
     assert row["valid_ppl"]["sd"] == pytest.approx(np.std(valid, ddof=1), rel=1e-9)
     assert row["patterns"] == [r["pattern"] for r in seed_rows]
+    if len(set(row["patterns"])) == 1:  # one pattern, one time: measured once for both seeds
+      assert seed_rows[0]["train_seconds_per_token"] == seed_rows[1]["train_seconds_per_token"]
     if row["fixed"] and label != "random 1":
       # Against the average random ordering (here the only one), pooled over seeds.
       randoms = [study.by_label(per_seed[s])["random 1"]["run"] for s in (3, 4)]
@@ -395,11 +416,11 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
     f"--output={tmp_path / 'mixed'}",
   )
   assert "drawn alone: give it as the only --work_dirs" in error_line(result)
-  # Again: everything is reused, and the rows come out the same but for the measured times.
+  # Again: everything is reused, the times too (times.json), so the rows come out the same.
   again = pipeline.run_pipeline(
     config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]
   )
-  assert [r["valid_ppl"] for r in again] == [r["valid_ppl"] for r in rows]
+  assert again == rows
   with pytest.raises(ParError, match="lists a seed twice"):
     pipeline.run_pipeline(config, tmp_path, seeds=[3, 3])
 
