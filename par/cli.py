@@ -160,19 +160,28 @@ def import_tensorflow():
   return tf
 
 
+def usable_cores():
+  """The cores this process may run on: its CPU affinity (taskset, a container's cpuset,
+  a parent that pinned it), which os.cpu_count() ignores."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def configure_threads(inter_op=-1, intra_op=-1):
   """Sets TensorFlow's thread pools; call after `import_tensorflow`, before any op runs.
 
   -1 is "auto": without a GPU, one thread per op (intra_op 1) and one op in flight per core
-  (inter_op = CPU count); with a GPU, TensorFlow's defaults. PAR models are made of many small
-  ops, which gain little from splitting across cores and lose to the synchronisation: on the
-  2-core reference machine auto trained the base SuperNet 1.10 and 1.17 times faster than
-  TensorFlow's defaults in two runs (docs/BENCHMARKS.md). 0 is TensorFlow's default.
+  (inter_op = `usable_cores()`); with a GPU, TensorFlow's defaults. PAR models are made of
+  many small ops, which gain little from splitting across cores and lose to the
+  synchronisation: on the 2-core reference machine auto trained the base SuperNet 1.10 and
+  1.17 times faster than TensorFlow's defaults in two runs (docs/BENCHMARKS.md). 0 is
+  TensorFlow's default.
   """
   import tensorflow as tf
 
   if -1 in (inter_op, intra_op) and not tf.config.list_physical_devices("GPU"):
-    inter_op = (os.cpu_count() or 1) if inter_op == -1 else inter_op
+    inter_op = usable_cores() if inter_op == -1 else inter_op
     intra_op = 1 if intra_op == -1 else intra_op
   tf.config.threading.set_inter_op_parallelism_threads(max(inter_op, 0))
   tf.config.threading.set_intra_op_parallelism_threads(max(intra_op, 0))

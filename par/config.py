@@ -628,7 +628,8 @@ class RuntimeConfig(_Settings):
   )
   inter_op_threads: int = setting(
     -1,
-    "Ops TensorFlow runs at once (-1: auto, the CPU count without a GPU; 0: TensorFlow's default).",
+    "Ops TensorFlow runs at once (-1: auto, without a GPU the cores this process may use, its "
+    "CPU affinity; 0: TensorFlow's default).",
   )
   intra_op_threads: int = setting(
     -1, "Threads per op (-1: auto, 1 without a GPU; 0: TensorFlow's default)."

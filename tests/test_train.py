@@ -475,23 +475,34 @@ def test_bad_flags_are_one_error_line(tmp_path):
 
 @pytest.mark.slow
 def test_thread_pools_auto_and_explicit():
-  # A fresh process: thread pools can only be set before TensorFlow's runtime starts.
+  # A fresh process: thread pools can only be set before TensorFlow's runtime starts. Auto
+  # follows the cores the process may use (its affinity), not the machine's count.
+  import os
+
   code = (
     "import os; from par import cli; tf = cli.import_tensorflow(); "
     "cli.configure_threads({}, {}); t = tf.config.threading; "
     "print(t.get_inter_op_parallelism_threads(), t.get_intra_op_parallelism_threads(), "
-    "os.cpu_count())"
+    "len(os.sched_getaffinity(0)))"
   )
-  for args, expected in (((-1, -1), lambda cpus: (cpus, 1)), ((3, 0), lambda cpus: (3, 0))):
+  one_core = {min(os.sched_getaffinity(0))}
+  cases = (
+    ((-1, -1), None, lambda cores: (cores, 1)),
+    ((-1, -1), one_core, lambda cores: (1, 1)),
+    ((3, 0), one_core, lambda cores: (3, 0)),
+  )
+  for args, affinity, expected in cases:
     result = subprocess.run(
       [sys.executable, "-c", code.format(*args)],
       capture_output=True,
       text=True,
       cwd=ROOT,
       check=True,
+      preexec_fn=affinity and (lambda affinity=affinity: os.sched_setaffinity(0, affinity)),
     )
-    inter, intra, cpus = map(int, result.stdout.split())
-    assert (inter, intra) == expected(cpus)
+    inter, intra, cores = map(int, result.stdout.split())
+    assert (inter, intra) == expected(cores), (args, affinity)
+    assert affinity is None or cores == 1
 
 
 @pytest.mark.slow
