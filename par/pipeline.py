@@ -146,15 +146,16 @@ def measure_all(model_dirs, rounds=3, cache=None):
       and all(str(d) in times for d in model_dirs)
     ):
       return {d: tuple(times[str(d)]) for d in model_dirs}
-  first = {}  # a measured run for each setting
-  for d in model_dirs:
-    first.setdefault(_timing_key(d), d)
+  keys = {d: _timing_key(d) for d in model_dirs}
+  first = {}  # the run measured for each setting
+  for d, key in keys.items():
+    first.setdefault(key, d)
   best = {d: (float("inf"), float("inf")) for d in first.values()}
   for _ in range(rounds):
     for d in best:
       train, evaluation = measure_times(d)
       best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
-  times = {d: best[first[_timing_key(d)]] for d in model_dirs}
+  times = {d: best[first[keys[d]]] for d in model_dirs}
   if cache is not None:
     value = {"machine": machine, "rounds": rounds, "times": {str(d): t for d, t in times.items()}}
     runs.write_json(cache, value)

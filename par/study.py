@@ -13,15 +13,14 @@ search's SuperNet, followed over the seeds: the pattern each seed gave it (searc
 derivations may differ between seeds; the others do not), every perplexity and time as mean
 ± sample standard deviation over seeds (a pattern's time is measured once for all seeds,
 `pipeline.measure_all`, so a row with one pattern has no spread in time), where its attention
-sits, and its per-token test
-NLL against the interleaved baseline's by the paired block bootstrap pooled over seeds
-(each seed's model against that seed's baseline, on the same tokens), beside each seed's own
-mean difference and their standard deviation: the bootstrap's interval holds the trained
-models fixed and resamples test tokens, so only the seeds' spread shows the training noise
-(a difference counts when it stands out of both). With random orderings
-(`random=N`), a row pools them all, and every other retrained row is also compared with the
-average random ordering (`vs_random`: against the token-by-token mean NLL of its seed's random
-orderings), the comparison Yu et al. (2020) ask of a search.
+sits, and its per-token test NLL against the interleaved baseline's by the paired block
+bootstrap pooled over seeds (each seed's model against that seed's baseline, on the same
+tokens), beside each seed's own mean difference and their standard deviation: the
+bootstrap's interval holds the trained models fixed and resamples test tokens, so only the
+seeds' spread shows the training noise (a difference counts when it stands out of both).
+With random orderings (`random=N`), a row pools them all, and every other retrained row is
+also compared with the average random ordering (`vs_random`: against the token-by-token mean
+NLL of its seed's random orderings), the comparison Yu et al. (2020) ask of a search.
 
 How far the SuperNet's ranking can be trusted, over the patterns every seed retrained (the
 panel): for each search and seed, Kendall's τ and Spearman's ρ between the shared-weight

@@ -12,7 +12,6 @@ from par import cli
 # A script a test runs that crashes in native code (SIGSEGV, SIGABRT) prints its Python stack.
 os.environ.setdefault("PYTHONFAULTHANDLER", "1")
 cli.import_tensorflow()  # Once, quietly, before any test module imports it loudly.
-ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
 if os.environ.get("PYTEST_XDIST_WORKER"):
   # Two workers share the two cores: one op at a time each, one thread per op, as the
   # commands run on a CPU (cli.configure_threads), so the workers do not fight over cores.
@@ -20,10 +19,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
   # Each worker on a core of its own, with the scripts it starts (they inherit the affinity,
   # and their auto thread pools follow it: cli.usable_cores): no two processes' threads
   # contend for one core, and each keeps its caches.
-  workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-  if 1 < workers <= len(ALL_CORES):
+  cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+  if 1 < int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) <= len(cores):
     index = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
-    os.sched_setaffinity(0, {ALL_CORES[index % len(ALL_CORES)]})
+    os.sched_setaffinity(0, {cores[index % len(cores)]})
 
 
 def pytest_addoption(parser):

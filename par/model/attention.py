@@ -113,12 +113,16 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
 
   def build(self, input_shape=None):
     d, n, h = self.d_model, self.n_heads, self.d_head
+
     # [D, N, H] kernels are [D, N·H] matrices split into heads: their fans are those. One
     # initializer per weight: an unseeded Keras initializer draws its seed once, when it is
     # made, so one shared by w_q, w_k, w_v and w_r gave all four the same values.
-    for name in ("w_q", "w_k", "w_v", "w_r"):
-      into = initializers.matrix(self.init, d, n * h)
-      setattr(self, name, self.add_weight(name=name, shape=[d, n, h], initializer=into))
+    def into(name):
+      return self.add_weight(
+        name=name, shape=[d, n, h], initializer=initializers.matrix(self.init, d, n * h)
+      )
+
+    self.w_q, self.w_k, self.w_v, self.w_r = into("w_q"), into("w_k"), into("w_v"), into("w_r")
     self.w_o = self.add_weight(
       name="w_o", shape=[n, h, d], initializer=initializers.matrix(self.init, n * h, d)
     )
