@@ -31,14 +31,22 @@ def _raise_interrupted(signum, frame):
   raise Interrupted(signum)
 
 
-def run(main, command=None):
+def run(main, command=None, define_flags=None):
   """Runs an absl `main(argv)` with the exits described in the module docstring.
 
-  `command`: the name of the module of par/commands/ that defines `main` and its flags. Its
-  flags and docstring become those `--help` shows, whatever file started the process (a
-  console script, `python -m par`, a scripts/ caller): absl shows the key flags of
-  sys.argv[0] and the docstring of __main__.
+  Args:
+    main: the command's `main(argv)`.
+    command: the name of the module of par/commands/ that defines `main` and its flags. Its
+      flags and docstring become those `--help` shows, whatever file started the process (a
+      console script, `python -m par`, a scripts/ caller): absl shows the key flags of
+      sys.argv[0] and the docstring of __main__.
+    define_flags: defines the command's flags on absl's FLAGS, called here rather than at
+      import: commands share flag names (`--split`, `--model_dir`, every training flag), so
+      any set of them imports into one process (a notebook, a test) and only the one that
+      runs defines its own.
   """
+  if define_flags is not None:
+    define_flags()
   if command is not None and command != "__main__":
     for flag in flags.FLAGS.get_key_flags_for_module(command):
       flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)

@@ -7,7 +7,8 @@ back into field values. Integer tuples (`--cutoffs`) are repeated or comma-separ
 "none" clears the values given before it (a flagfile's); string tuples (`--user_symbols`)
 are comma-separated.
 
-Scripts only: `define…()` at import time, the readers in main. The library never reads flags.
+Commands only: `define…()` in a command's `define_flags` (which `cli.run` calls, so that
+importing a command defines nothing), the readers in main. The library never reads flags.
 """
 
 import dataclasses

@@ -138,7 +138,8 @@ def wt2_sample(directory, lines=300):
 
 
 def worker_facts(tag):
-  """What a `par.jobs` worker is: (tag, its pid, TensorFlow's inter-op and intra-op threads)."""
+  """What a `par.study.jobs` worker is: (tag, its pid, TensorFlow's inter-op and intra-op
+  threads)."""
   import os
 
   import tensorflow as tf

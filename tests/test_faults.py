@@ -802,9 +802,9 @@ def test_a_second_process_on_a_run_dataset_or_pipeline_is_refused(pristine, tmp_
   import signal
 
   from par import locks
-  from par import pipeline
   from par.config import DataConfig
   from par.data.build import build_dataset
+  from par.study import pipeline
   from par.train import trainer
 
   run_dir, output, work = tmp_path / "run", tmp_path / "out" / "ds", tmp_path / "work"

@@ -1,4 +1,5 @@
-"""par.jobs: calls in worker processes of one thread each, results in order, failures raised."""
+"""par.study.jobs: calls in worker processes of one thread each, results in order, failures
+raised."""
 
 import os
 
@@ -7,7 +8,7 @@ import pytest
 from helpers import fail_with
 from helpers import log_twice
 from helpers import worker_facts
-from par import jobs
+from par.study import jobs
 
 
 def test_one_job_runs_here_in_order():

@@ -1,6 +1,7 @@
 """par as an installed tool: console commands, `python -m par`, packaged flagfiles."""
 
 import configparser
+import json
 import subprocess
 import sys
 import zipfile
@@ -28,6 +29,36 @@ def test_every_command_has_a_console_entry_point_and_a_caller_in_scripts():
     assert f"from par.commands import {command}" in caller and len(caller.splitlines()) < 15
 
 
+def test_every_command_imports_beside_every_other_and_defines_its_flags_when_it_runs():
+  # In a fresh process: every command module imported into one process defines no flag (they
+  # share names: --split, --model_dir, the training flags), and each defines its own when
+  # asked.
+  script = """
+import importlib, json, pkgutil
+from absl import app, flags, logging  # absl's own flags, defined at their import
+from par import commands
+before = set(flags.FLAGS)
+names = sorted(m.name for m in pkgutil.iter_modules(commands.__path__))
+modules = [importlib.import_module(f"par.commands.{name}") for name in names]
+defined = sorted(set(flags.FLAGS) - before)
+own = {}
+for name, module in zip(names, modules):
+  fresh = set(flags.FLAGS)
+  module.define_flags()
+  own[name] = sorted(set(flags.FLAGS) - fresh)
+  for flag in own[name]:
+    delattr(flags.FLAGS, flag)  # so that the next command defines its own
+print(json.dumps({"names": names, "defined": defined, "own": own}))
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-2000:]
+  report = json.loads(result.stdout)
+  assert len(report["names"]) == 13 and report["defined"] == []
+  assert {"split", "model_dir"} <= set(report["own"]["evaluate"])
+  assert {"split", "data_dir", "verify"} == set(report["own"]["check_data"])
+  assert {"work_dir", "jobs", "seeds", "d_model", "architecture"} <= set(report["own"]["pipeline"])
+
+
 def test_python_dash_m_par_runs_a_command_with_its_help():
   result = subprocess.run(
     [sys.executable, "-m", "par", "optimal_cuts", "--help"], capture_output=True, text=True
@@ -35,7 +66,7 @@ def test_python_dash_m_par_runs_a_command_with_its_help():
   assert "--clusters" in result.stdout  # (absl exits 1 after --help)
   assert result.stdout.startswith("Exact adaptive-softmax cutoffs from the data")  # its docstring
   result = subprocess.run([sys.executable, "-m", "par", "nope"], capture_output=True, text=True)
-  assert result.returncode != 0 and "commands: build_data, check_data" in result.stderr
+  assert result.returncode != 0 and "commands: benchmark, build_data, check_data" in result.stderr
 
 
 def test_flagfiles_are_spliced_in_from_a_path_or_the_packaged_configs(tmp_path):

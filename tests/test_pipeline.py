@@ -12,12 +12,13 @@ from helpers import counting_dataset
 from helpers import error_line
 from helpers import read_events
 from helpers import run_script
-from par import pipeline
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.errors import ParError
 from par.search import intervals
 from par.search import patterns
+from par.study import pipeline
+from par.study import timing
 from par.train import summaries
 
 
@@ -209,15 +210,15 @@ def session_hparams(run_dir):
 def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch, tmp_path):
   measured = iter([(5, 9), (7, 1), (4, 8), (6, 3), (5, 2), (8, 4)])  # a, b, a, b, a, b
   calls = []
-  monkeypatch.setattr(pipeline, "measure_times", lambda d: calls.append(d) or next(measured))
+  monkeypatch.setattr(timing, "measure_times", lambda d: calls.append(d) or next(measured))
   # "a2" is "a" with another seed: one setting, measured once, through "a".
-  monkeypatch.setattr(pipeline, "_timing_key", lambda d: d[0])
+  monkeypatch.setattr(timing, "_timing_key", lambda d: d[0])
   cache = tmp_path / "times.json"
   expected = {"a": (4, 2), "b": (6, 1), "a2": (4, 2)}
-  assert pipeline.measure_all(["a", "b", "a2"], rounds=3, cache=cache) == expected
+  assert timing.measure_all(["a", "b", "a2"], rounds=3, cache=cache) == expected
   assert calls == ["a", "b"] * 3
   # Called again: every time is in the cache, from as many rounds on this machine.
-  assert pipeline.measure_all(["a2", "b"], rounds=2, cache=cache) == {"a2": (4, 2), "b": (6, 1)}
+  assert timing.measure_all(["a2", "b"], rounds=2, cache=cache) == {"a2": (4, 2), "b": (6, 1)}
   assert calls == ["a", "b"] * 3
   # A new run, more rounds or another machine: everything is measured again.
   for change in ("new run", "more rounds", "other machine"):
@@ -225,13 +226,13 @@ def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch, tmp_
     del calls[:]
     dirs, rounds = (["a", "b", "c"], 1) if change == "new run" else (["a", "b"], 3)
     if change == "other machine":
-      monkeypatch.setattr(pipeline, "_machine", lambda: "elsewhere")
+      monkeypatch.setattr(timing, "_machine", lambda: "elsewhere")
     rounds += change == "more rounds"
-    times = pipeline.measure_all(dirs, rounds=rounds, cache=cache)
+    times = timing.measure_all(dirs, rounds=rounds, cache=cache)
     assert calls == dirs * rounds, change
     assert set(times.values()) == {(1, 1)}, change
     del calls[:]
-    pipeline.measure_all(dirs, rounds=rounds, cache=cache)  # now kept
+    timing.measure_all(dirs, rounds=rounds, cache=cache)  # now kept
     assert calls == [], change
   assert "--timing_rounds must be at least 1, got 0" in error_line(
     run_script("scripts/pipeline.py", "--work_dir=x", "--timing_rounds=0")
@@ -317,8 +318,8 @@ def test_pipeline_refuses_repeated_searches(tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_over_seeds(tmp_path, data_dir):
-  from par import study
   from par.search import ranking
+  from par.study import seeds
 
   config = tiny_search(
     data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=6
@@ -349,7 +350,7 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
     return np.load(Path(run) / "test_nll.npy").astype(np.float64)
 
   for label, row in by_model.items():
-    seed_rows = [study.by_label(per_seed[s])[label] for s in (3, 4)]
+    seed_rows = [seeds.by_label(per_seed[s])[label] for s in (3, 4)]
     valid = [r["valid"]["token_perplexity"] for r in seed_rows]
     assert row["valid_ppl"]["mean"] == pytest.approx(np.mean(valid), rel=1e-12)
     assert row["valid_ppl"]["sd"] == pytest.approx(np.std(valid, ddof=1), rel=1e-9)
@@ -358,7 +359,7 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
       assert seed_rows[0]["train_seconds_per_token"] == seed_rows[1]["train_seconds_per_token"]
     if row["fixed"] and label != "random 1":
       # Against the average random ordering (here the only one), pooled over seeds.
-      randoms = [study.by_label(per_seed[s])["random 1"]["run"] for s in (3, 4)]
+      randoms = [seeds.by_label(per_seed[s])["random 1"]["run"] for s in (3, 4)]
       pairs = [nll(r["run"]) - nll(q) for r, q in zip(seed_rows, randoms)]
       assert row["vs_random"]["difference"] == pytest.approx(
         float(np.concatenate(pairs).mean()), rel=1e-6, abs=1e-12

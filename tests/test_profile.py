@@ -1,27 +1,20 @@
-"""scripts/benchmark.py's profile reader: a real trace of known ops, split by their names."""
+"""The benchmarks (par/bench/): the profile reader on a real trace of known ops, split by their
+names; the matmul bound's subprocess; the suites' table; BENCHMARKS.md's commands."""
 
-import importlib.util
 import json
-import subprocess
-import sys
-from pathlib import Path
+import re
 
 import pytest
 import tensorflow as tf
 
-_SPEC = importlib.util.spec_from_file_location(
-  "benchmark", Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
-)
+from helpers import ROOT
+from helpers import error_line
+from helpers import run_script
+from par.bench import profile as bench
+from par.bench import suites
 
 
-@pytest.fixture(scope="module")
-def bench():
-  module = importlib.util.module_from_spec(_SPEC)
-  _SPEC.loader.exec_module(module)
-  return module
-
-
-def test_the_trace_holds_the_steps_matmuls_split_into_forward_and_backward(bench, tmp_path):
+def test_the_trace_holds_the_steps_matmuls_split_into_forward_and_backward(tmp_path):
   w = tf.Variable(tf.random.normal([64, 64]))
   x = tf.random.normal([32, 64])
 
@@ -47,7 +40,7 @@ def test_the_trace_holds_the_steps_matmuls_split_into_forward_and_backward(bench
   assert split["forward"] > 0 and split["backward"] > 0
 
 
-def test_an_empty_directory_is_refused(bench, tmp_path):
+def test_an_empty_directory_is_refused(tmp_path):
   with pytest.raises(Exception, match="no profiler trace"):
     bench.profile_split(tmp_path, steps=1)
 
@@ -61,21 +54,54 @@ def test_an_empty_directory_is_refused(bench, tmp_path):
     ("par_model/block_0/attention/MatMul", "forward"),
   ],
 )
-def test_ops_split_by_name(bench, name, part):
+def test_ops_split_by_name(name, part):
   assert bench._split_of(name) == part
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_the_bound_times_products_in_the_runs_compute_dtype(dtype):
-  root = Path(__file__).resolve().parents[1]
   shapes = json.dumps({"16,8,4": 3, "32,16,8": 1})
-  printed = subprocess.run(
-    [sys.executable, "scripts/benchmark.py", "--suite=bound_case", f"--shapes={shapes}"]
-    + [f"--bound_dtype={dtype}"],
-    cwd=root,
-    capture_output=True,
-    text=True,
-    check=True,
+  printed = run_script(
+    "scripts/benchmark.py", "--suite=bound_case", f"--shapes={shapes}", f"--bound_dtype={dtype}"
   )
+  assert printed.returncode == 0, printed.stderr[-2000:]
   seconds = json.loads(printed.stdout.strip().splitlines()[-1])["step"]
   assert 0 < seconds < 1  # four tiny products, three times over
+
+
+def test_bad_benchmark_flags_are_one_line():
+  assert error_line(run_script("scripts/benchmark.py", "--suite=bound_case")) == (
+    "error: --suite=bound_case needs --shapes"
+  )
+  assert error_line(run_script("scripts/benchmark.py", "--suite=cuts", "--repeats=0")) == (
+    "error: --repeats must be at least 1, got 0"
+  )
+
+
+def test_a_suite_prints_its_rows_as_a_table(monkeypatch, tmp_path):
+  seen = []
+
+  def fake(work, options):
+    seen.append((work.is_dir(), options.repeats))
+    return [("a measure", "1.00 s"), ("another", "2 MiB")]
+
+  monkeypatch.setitem(suites.SUITES, "cuts", fake)
+  table = suites.run("cuts", suites.Options(text_dir=str(tmp_path), repeats=3))
+  assert seen == [(True, 3)]  # in a temporary directory of its own, with the options given
+  assert table.splitlines()[1:] == [
+    "",
+    "| measure | value |",
+    "|---|---|",
+    "| a measure | 1.00 s |",
+    "| another | 2 MiB |",
+  ]
+  assert table.startswith("suite cuts, ") and table.splitlines()[0].endswith(", repeats 3")
+
+
+def test_every_suite_benchmarks_md_runs_is_one_the_command_has():
+  text = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+  named = set(re.findall(r"scripts/benchmark\.py --suite=(\w+)", text))
+  assert named and named <= set(suites.SUITES), named - set(suites.SUITES)
+  for name, run in suites.SUITES.items():  # each suite's module says what it measures
+    module = __import__(run.__module__, fromlist=["run"])
+    assert module.__doc__.startswith(f"Suite `{name}`"), name

@@ -175,7 +175,7 @@ def test_perturbation_keeps_the_branch_whose_removal_hurts_most():
 
 @pytest.mark.slow
 def test_the_pipeline_ranks_derives_and_compares(tmp_path, data_dir):
-  from par import pipeline
+  from par.study import pipeline
 
   config = TrainConfig(
     model=MODEL,
@@ -212,8 +212,8 @@ def test_the_pipeline_ranks_derives_and_compares(tmp_path, data_dir):
 def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
   # A work directory as the benchmark leaves it, without training: every pattern's retrained
   # results and one search's ranking; the report finds the answer, ranks and ratios.
-  from par import known_answers
   from par import runs
+  from par.study import known_answers
 
   rng = np.random.default_rng(0)
   all_patterns = ranking.all_patterns(4)

@@ -22,51 +22,53 @@ from par import cli
 from par import config_flags
 from par.config import DataConfig
 
-_INPUT = flags.DEFINE_string(
-  "input",
-  None,
-  "A directory of split files (train.txt or wiki.train.tokens, and so on for "
-  "valid and test) or one text file, which becomes the train split.",
-  required=True,
-)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Dataset directory to create.", required=True)
-_SP_MODEL = flags.DEFINE_string(
-  "sp_model", None, "Existing SentencePiece .model to use instead of training one."
-)
-_OVERWRITE = flags.DEFINE_bool(
-  "overwrite", False, "Replace --output_dir if it exists (otherwise refuse)."
-)
-_REUSE_EXISTING = flags.DEFINE_bool(
-  "reuse_existing",
-  False,
-  "If --output_dir was built from the same files with the same "
-  "settings, keep it and exit successfully.",
-)
-config_flags.define(DataConfig)
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string(
+    "input",
+    None,
+    "A directory of split files (train.txt or wiki.train.tokens, and so on for "
+    "valid and test) or one text file, which becomes the train split.",
+    required=True,
+  )
+  flags.DEFINE_string("output_dir", None, "Dataset directory to create.", required=True)
+  flags.DEFINE_string(
+    "sp_model", None, "Existing SentencePiece .model to use instead of training one."
+  )
+  flags.DEFINE_bool("overwrite", False, "Replace --output_dir if it exists (otherwise refuse).")
+  flags.DEFINE_bool(
+    "reuse_existing",
+    False,
+    "If --output_dir was built from the same files with the same "
+    "settings, keep it and exit successfully.",
+  )
+  config_flags.define(DataConfig)
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = DataConfig(**config_flags.read(DataConfig)).validate()
-  present = [name for name in ("vocab_size", "min_count", "max_vocab") if flags.FLAGS[name].present]
+  present = [name for name in ("vocab_size", "min_count", "max_vocab") if FLAGS[name].present]
   if config.tokenizer == "sentencepiece" and {"min_count", "max_vocab"} & set(present):
     raise cli.ParError(
       "--min_count and --max_vocab shape word and char vocabularies; SentencePiece takes "
       "--vocab_size"
     )
-  if config.tokenizer != "sentencepiece" and ("vocab_size" in present or _SP_MODEL.value):
+  if config.tokenizer != "sentencepiece" and ("vocab_size" in present or FLAGS.sp_model):
     raise cli.ParError(
       f"a {config.tokenizer} vocabulary takes its size from the text: use --min_count or "
       "--max_vocab, not --vocab_size or --sp_model"
     )
-  if _SP_MODEL.value and flags.FLAGS["vocab_size"].present:
+  if FLAGS.sp_model and FLAGS["vocab_size"].present:
     from pathlib import Path
 
     from par.data import tokenizer
 
-    path = Path(_SP_MODEL.value)
+    path = Path(FLAGS.sp_model)
     if not path.is_file():
       raise cli.ParError(f"--sp_model {path} does not exist")
     pieces = tokenizer.load(path.read_bytes(), path).get_piece_size()
@@ -80,12 +82,12 @@ def main(argv):
   from par.data import build  # After the quiet import.
 
   meta, built = build.build_dataset(
-    _INPUT.value,
-    _OUTPUT_DIR.value,
+    FLAGS.input,
+    FLAGS.output_dir,
     config,
-    sp_model=_SP_MODEL.value,
-    overwrite=_OVERWRITE.value,
-    reuse_existing=_REUSE_EXISTING.value,
+    sp_model=FLAGS.sp_model,
+    overwrite=FLAGS.overwrite,
+    reuse_existing=FLAGS.reuse_existing,
   )
   for split, info in meta.splits.items():
     logging.info(
@@ -101,12 +103,12 @@ def main(argv):
       info.dropped_tokens,
       info.padding,
     )
-  print(f"{'built' if built else 'reused'} {_OUTPUT_DIR.value}")
+  print(f"{'built' if built else 'reused'} {FLAGS.output_dir}")
 
 
 def run():
   """The command's entry point: `par-build-data`, `python -m par build_data`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,15 @@ from absl import flags
 
 from par import cli
 
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "The dataset directory.", required=True)
-_SPLIT = flags.DEFINE_string("split", None, "Check only this split (default: all).")
-_VERIFY = flags.DEFINE_bool(
-  "verify", False, "Also compare every shard's sha256 with the one meta.json keeps."
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("data_dir", None, "The dataset directory.", required=True)
+  flags.DEFINE_string("split", None, "Check only this split (default: all).")
+  flags.DEFINE_bool(
+    "verify", False, "Also compare every shard's sha256 with the one meta.json keeps."
+  )
 
 
 def main(argv):
@@ -26,18 +30,18 @@ def main(argv):
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   from par.data import records  # No TensorFlow: the checks read the files with numpy.
 
-  meta = records.load_meta(_DATA_DIR.value)
-  records.check_vocabulary(_DATA_DIR.value, meta)
-  for split in [_SPLIT.value] if _SPLIT.value else list(meta.splits):
-    meta = records.check_dataset(_DATA_DIR.value, split, records=True, verify=_VERIFY.value)
+  meta = records.load_meta(FLAGS.data_dir)
+  records.check_vocabulary(FLAGS.data_dir, meta)
+  for split in [FLAGS.split] if FLAGS.split else list(meta.splits):
+    meta = records.check_dataset(FLAGS.data_dir, split, records=True, verify=FLAGS.verify)
     info = meta.splits[split]
-    checks = "CRCs and sha256 ok" if _VERIFY.value else "CRCs ok"
+    checks = "CRCs and sha256 ok" if FLAGS.verify else "CRCs ok"
     print(f"{split}: {info.records} records in {len(info.shards)} shard(s), {checks}")
 
 
 def run():
   """The command's entry point: `par-check-data`, `python -m par check_data`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

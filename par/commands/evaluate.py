@@ -23,50 +23,54 @@ from par import config_flags
 from par.config import ModelConfig
 from par.config import TrainConfig
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
-_SPLIT = flags.DEFINE_string("split", "valid", "Split to evaluate.")
-_TEXT = flags.DEFINE_string(
-  "text",
-  None,
-  "Score this UTF-8 text file instead of a split (bytes for a char run): tokenized with the "
-  "run's tokenizer, the whole file as one lane in segments of --seq_len (default: the run's "
-  "dataset's), the memory carried. Needs no dataset.",
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
-)
-config_flags.define_field(
-  TrainConfig, "eval_mem_len", help_note="Default: the run's --eval_mem_len, else its --mem_len."
-)
-config_flags.define_field(
-  TrainConfig, "eval_batch_size", default=None, help_note="Default: the run's."
-)
-_SEQ_LEN = flags.DEFINE_integer(
-  "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
-)
-config_flags.define_field(ModelConfig, "eval_mode", default=None, help_note="Default: the run's.")
-_CLAMP_LEN = flags.DEFINE_integer(
-  "clamp_len",
-  None,
-  "Relative distances above this share one encoding (Transformer-XL evaluates WikiText-103 "
-  "with 400); 0: none. Default: the run's --eval_clamp_len, else its model's --clamp_len.",
-)
-_SAME_LENGTH = flags.DEFINE_bool(
-  "same_length",
-  None,
-  "Every position attends to the same number of keys, as Transformer-XL evaluates. Default: "
-  "the run's --eval_same_length or its model's --same_length.",
-)
-config_flags.define_run_source()
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
+  flags.DEFINE_string("split", "valid", "Split to evaluate.")
+  flags.DEFINE_string(
+    "text",
+    None,
+    "Score this UTF-8 text file instead of a split (bytes for a char run): tokenized with the "
+    "run's tokenizer, the whole file as one lane in segments of --seq_len (default: the run's "
+    "dataset's), the memory carried. Needs no dataset.",
+  )
+  flags.DEFINE_string(
+    "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
+  )
+  config_flags.define_field(
+    TrainConfig, "eval_mem_len", help_note="Default: the run's --eval_mem_len, else its --mem_len."
+  )
+  config_flags.define_field(
+    TrainConfig, "eval_batch_size", default=None, help_note="Default: the run's."
+  )
+  flags.DEFINE_integer(
+    "seq_len", 0, "Segment length (0: the dataset's); each lane's text stays continuous."
+  )
+  config_flags.define_field(ModelConfig, "eval_mode", default=None, help_note="Default: the run's.")
+  flags.DEFINE_integer(
+    "clamp_len",
+    None,
+    "Relative distances above this share one encoding (Transformer-XL evaluates WikiText-103 "
+    "with 400); 0: none. Default: the run's --eval_clamp_len, else its model's --clamp_len.",
+  )
+  flags.DEFINE_bool(
+    "same_length",
+    None,
+    "Every position attends to the same number of keys, as Transformer-XL evaluates. Default: "
+    "the run's --eval_same_length or its model's --same_length.",
+  )
+  config_flags.define_run_source()
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
   if (
-    min(flags.FLAGS.eval_mem_len, _SEQ_LEN.value, _CLAMP_LEN.value or 0) < 0
-    or (flags.FLAGS.eval_batch_size or 0) < 0
+    min(FLAGS.eval_mem_len, FLAGS.seq_len, FLAGS.clamp_len or 0) < 0
+    or (FLAGS.eval_batch_size or 0) < 0
   ):
     raise cli.ParError(
       "--eval_mem_len, --eval_batch_size, --seq_len and --clamp_len cannot be negative"
@@ -76,28 +80,28 @@ def main(argv):
   from par.data import records
   from par.data import text
 
-  run = runs.read_run(_MODEL_DIR.value)
-  data_dir = _DATA_DIR.value or run.config.data_dir
-  if _TEXT.value:
-    if flags.FLAGS["split"].present or _DATA_DIR.value or flags.FLAGS.eval_batch_size:
+  run = runs.read_run(FLAGS.model_dir)
+  data_dir = FLAGS.data_dir or run.config.data_dir
+  if FLAGS.text:
+    if FLAGS["split"].present or FLAGS.data_dir or FLAGS.eval_batch_size:
       raise cli.ParError("--text scores a file as one lane: no --split, --data_dir or lanes")
     codec = runs.load_tokenizer(run)  # Before TF's import: a missing tokenizer is one line.
-    text.read_scorable_text(_TEXT.value, codec.kind == "char")  # So is a file it cannot score.
+    text.read_scorable_text(FLAGS.text, codec.kind == "char")  # So is a file it cannot score.
   else:
-    records.check_dataset(data_dir, _SPLIT.value, run.tokenizer_sha256)  # Before TF's import.
+    records.check_dataset(data_dir, FLAGS.split, run.tokenizer_sha256)  # Before TF's import.
   cli.import_tensorflow()
   cli.configure_threads()
   from par.train import evaluate  # After the quiet import.
 
-  model, origin = runs.load_model(run, *config_flags.run_source(), flags.FLAGS.eval_mode)
-  mem_len = flags.FLAGS.eval_mem_len or run.eval_mem_len
-  clamp_len = _CLAMP_LEN.value
+  model, origin = runs.load_model(run, *config_flags.run_source(), FLAGS.eval_mode)
+  mem_len = FLAGS.eval_mem_len or run.eval_mem_len
+  clamp_len = FLAGS.clamp_len
   if clamp_len is None:
     clamp_len = run.config.eval_clamp_len if run.config.eval_clamp_len >= 0 else None
-  same_length = _SAME_LENGTH.value
+  same_length = FLAGS.same_length
   if same_length is None:
     same_length = run.config.eval_same_length or run.config.model.same_length
-  seq_len = _SEQ_LEN.value or run.dataset["seq_len"]
+  seq_len = FLAGS.seq_len or run.dataset["seq_len"]
   common = dict(
     model=origin,
     pattern=model.pattern,
@@ -105,21 +109,21 @@ def main(argv):
     clamp_len=model.config.clamp_len if clamp_len is None else clamp_len,
     same_length=same_length,
   )
-  if _TEXT.value:
+  if FLAGS.text:
     result, mem_len = evaluate.evaluate_text(
-      model, codec, _TEXT.value, mem_len, seq_len, clamp_len, same_length
+      model, codec, FLAGS.text, mem_len, seq_len, clamp_len, same_length
     )
-    info = dict(text=_TEXT.value, mem_len=mem_len, eval_batch_size=1, seq_len=seq_len)
+    info = dict(text=FLAGS.text, mem_len=mem_len, eval_batch_size=1, seq_len=seq_len)
     print(json.dumps(dict(result.to_dict(), **info, **common)))
     return
-  lanes = flags.FLAGS.eval_batch_size
+  lanes = FLAGS.eval_batch_size
   lanes = run.config.eval_batch_size if lanes is None else lanes
   result, meta, mem_len = evaluate.evaluate_split(
     model,
     data_dir,
-    _SPLIT.value,
+    FLAGS.split,
     mem_len,
-    _SEQ_LEN.value,
+    FLAGS.seq_len,
     run.tokenizer_sha256,
     clamp_len,
     same_length,
@@ -129,11 +133,11 @@ def main(argv):
     json.dumps(
       dict(
         result.to_dict(),
-        split=_SPLIT.value,
+        split=FLAGS.split,
         data_dir=str(data_dir),
         mem_len=mem_len,
         eval_batch_size=lanes or meta.batch_size,
-        seq_len=_SEQ_LEN.value or meta.seq_len,
+        seq_len=FLAGS.seq_len or meta.seq_len,
         **common,
       )
     )
@@ -142,7 +146,7 @@ def main(argv):
 
 def run():
   """The command's entry point: `par-evaluate`, `python -m par evaluate`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -15,38 +15,40 @@ from absl import flags
 from par import cli
 from par.data import download
 
-_DATASET = flags.DEFINE_enum(
-  "dataset", "wikitext-2", list(download.CORPORA), "The corpus to fetch."
-)
-_DEST = flags.DEFINE_string("dest", None, "Directory to create (default: data/<dataset>).")
-_SOURCE = flags.DEFINE_string(
-  "source",
-  None,
-  "A local copy instead of downloading: the published zip, enwik8's or text8's unpacked "
-  "file, or a directory of split files.",
-)
-_URL = flags.DEFINE_multi_string(
-  "url", None, "Download URLs, tried in order (default: the corpus's original and mirrors)."
-)
-_MD5 = flags.DEFINE_string(
-  "md5", None, "Expected MD5 of the zip archive (default: the published one, where there is one)."
-)
-_TIMEOUT = flags.DEFINE_float("timeout", 60, "Seconds without progress before giving up on a URL.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_enum("dataset", "wikitext-2", list(download.CORPORA), "The corpus to fetch.")
+  flags.DEFINE_string("dest", None, "Directory to create (default: data/<dataset>).")
+  flags.DEFINE_string(
+    "source",
+    None,
+    "A local copy instead of downloading: the published zip, enwik8's or text8's unpacked "
+    "file, or a directory of split files.",
+  )
+  flags.DEFINE_multi_string(
+    "url", None, "Download URLs, tried in order (default: the corpus's original and mirrors)."
+  )
+  flags.DEFINE_string(
+    "md5", None, "Expected MD5 of the zip archive (default: the published one, where there is one)."
+  )
+  flags.DEFINE_float("timeout", 60, "Seconds without progress before giving up on a URL.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  corpus = download.CORPORA[_DATASET.value]
+  corpus = download.CORPORA[FLAGS.dataset]
   try:
     print(
       download.prepare(
         corpus.name,
-        _DEST.value or f"data/{corpus.name}",
-        source=_SOURCE.value,
-        urls=_URL.value,
-        md5=_MD5.value,
-        timeout=_TIMEOUT.value,
+        FLAGS.dest or f"data/{corpus.name}",
+        source=FLAGS.source,
+        urls=FLAGS.url,
+        md5=FLAGS.md5,
+        timeout=FLAGS.timeout,
       )
     )
   except download.DownloadError as e:
@@ -62,7 +64,7 @@ def main(argv):
 
 def run():
   """The command's entry point: `par-fetch-data`, `python -m par fetch_data`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -26,55 +26,57 @@ from par import cli
 from par import config_flags
 from par import signals
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
-_PROMPT = flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
-_MAX_TOKENS = flags.DEFINE_integer("max_tokens", 100, "Tokens to generate.")
-_TEMPERATURE = flags.DEFINE_float(
-  "temperature", 1.0, "Divides the log-probabilities; 0 is greedy decoding."
-)
-_TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k most probable tokens (0: all).")
-_TOP_P = flags.DEFINE_float(
-  "top_p", 1.0, "Sample among the fewest most probable tokens holding this mass (1: all)."
-)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the sampling.")
-_MEM_LEN = flags.DEFINE_integer(
-  "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length)."
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Where to find the tokenizer if the run directory has no copy."
-)
-_MARK = flags.DEFINE_enum(
-  "mark",
-  "auto",
-  ["auto", "bold", "brackets", "none"],
-  "How the printed prompt is told apart from the continuation: bold (ANSI), between ⟦ ⟧, or "
-  "not; auto is bold on a terminal (unless NO_COLOR is set) and brackets elsewhere.",
-)
-_OUTPUT = flags.DEFINE_string(
-  "output",
-  None,
-  "Also write the text here: .json for {prompt, continuation, settings}, else plain text. "
-  "Must not exist yet.",
-)
-config_flags.define_run_source()
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "Run directory.", required=True)
+  flags.DEFINE_string("prompt", "", "Text to continue (may be empty).")
+  flags.DEFINE_integer("max_tokens", 100, "Tokens to generate.")
+  flags.DEFINE_float("temperature", 1.0, "Divides the log-probabilities; 0 is greedy decoding.")
+  flags.DEFINE_integer("top_k", 0, "Sample among the k most probable tokens (0: all).")
+  flags.DEFINE_float(
+    "top_p", 1.0, "Sample among the fewest most probable tokens holding this mass (1: all)."
+  )
+  flags.DEFINE_integer("seed", 0, "Seed of the sampling.")
+  flags.DEFINE_integer(
+    "mem_len", 0, "States kept per attention block (0: the run's evaluation memory length)."
+  )
+  flags.DEFINE_string(
+    "data_dir", None, "Where to find the tokenizer if the run directory has no copy."
+  )
+  flags.DEFINE_enum(
+    "mark",
+    "auto",
+    ["auto", "bold", "brackets", "none"],
+    "How the printed prompt is told apart from the continuation: bold (ANSI), between ⟦ ⟧, or "
+    "not; auto is bold on a terminal (unless NO_COLOR is set) and brackets elsewhere.",
+  )
+  flags.DEFINE_string(
+    "output",
+    None,
+    "Also write the text here: .json for {prompt, continuation, settings}, else plain text. "
+    "Must not exist yet.",
+  )
+  config_flags.define_run_source()
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def _check_flags():
-  if _MAX_TOKENS.value < 1:
-    raise cli.ParError(f"--max_tokens must be positive, got {_MAX_TOKENS.value}")
-  if not math.isfinite(_TEMPERATURE.value):
-    raise cli.ParError(f"--temperature must be a finite number, got {_TEMPERATURE.value}")
-  if _TEMPERATURE.value < 0:
-    raise cli.ParError(f"--temperature cannot be negative, got {_TEMPERATURE.value}")
-  if _TOP_K.value < 0:
-    raise cli.ParError(f"--top_k cannot be negative, got {_TOP_K.value}")
-  if not 0 < _TOP_P.value <= 1:
-    raise cli.ParError(f"--top_p must be in (0, 1], got {_TOP_P.value}")
-  if _MEM_LEN.value < 0:
-    raise cli.ParError(f"--mem_len cannot be negative, got {_MEM_LEN.value}")
-  if _OUTPUT.value:
-    output = Path(_OUTPUT.value)
+  if FLAGS.max_tokens < 1:
+    raise cli.ParError(f"--max_tokens must be positive, got {FLAGS.max_tokens}")
+  if not math.isfinite(FLAGS.temperature):
+    raise cli.ParError(f"--temperature must be a finite number, got {FLAGS.temperature}")
+  if FLAGS.temperature < 0:
+    raise cli.ParError(f"--temperature cannot be negative, got {FLAGS.temperature}")
+  if FLAGS.top_k < 0:
+    raise cli.ParError(f"--top_k cannot be negative, got {FLAGS.top_k}")
+  if not 0 < FLAGS.top_p <= 1:
+    raise cli.ParError(f"--top_p must be in (0, 1], got {FLAGS.top_p}")
+  if FLAGS.mem_len < 0:
+    raise cli.ParError(f"--mem_len cannot be negative, got {FLAGS.mem_len}")
+  if FLAGS.output:
+    output = Path(FLAGS.output)
     if output.exists():
       raise cli.ParError(f"--output {output} exists; choose a new file")
     if not output.parent.is_dir():
@@ -84,7 +86,7 @@ def _check_flags():
 
 def marks():
   """(before, after) the printed prompt, as --mark says."""
-  mark = _MARK.value
+  mark = FLAGS.mark
   if mark == "auto":
     terminal = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     mark = "bold" if terminal else "brackets"
@@ -127,22 +129,22 @@ def main(argv):
   _check_flags()
   from par import runs
 
-  run = runs.read_run(_MODEL_DIR.value)
-  codec = runs.load_tokenizer(run, _DATA_DIR.value)  # Before TensorFlow's slow import.
+  run = runs.read_run(FLAGS.model_dir)
+  codec = runs.load_tokenizer(run, FLAGS.data_dir)  # Before TensorFlow's slow import.
   cli.import_tensorflow()
   cli.configure_threads()
   from par import generate  # After the quiet import.
 
   model, _ = runs.load_model(run, *config_flags.run_source())
-  prompt = encode_prompt(codec, _PROMPT.value)
-  generator = generate.Generator(model, _MEM_LEN.value or run.eval_mem_len)
+  prompt = encode_prompt(codec, FLAGS.prompt)
+  generator = generate.Generator(model, FLAGS.mem_len or run.eval_mem_len)
   tokens = generator.stream(
     [codec.eos_id] + prompt,  # The text so far ends a line, as every line in training.
-    _MAX_TOKENS.value,
-    _TEMPERATURE.value,
-    _TOP_K.value,
-    _TOP_P.value,
-    _SEED.value,
+    FLAGS.max_tokens,
+    FLAGS.temperature,
+    FLAGS.top_k,
+    FLAGS.top_p,
+    FLAGS.seed,
   )
   # Streamed: each token's text is printed as it comes, so Ctrl-C keeps what was shown. A
   # signal is taken between two tokens, never inside TensorFlow (par/signals.py).
@@ -166,8 +168,8 @@ def main(argv):
         print(text[len(printed) :], end="", flush=True)
         printed = text
   print(flush=True)
-  if _OUTPUT.value:
-    write_output(Path(_OUTPUT.value), codec, prompt, generated)
+  if FLAGS.output:
+    write_output(Path(FLAGS.output), codec, prompt, generated)
 
 
 def write_output(path, codec, prompt, generated):
@@ -183,16 +185,16 @@ def write_output(path, codec, prompt, generated):
   )
   if path.suffix == ".json":
     record = {
-      "model_dir": _MODEL_DIR.value,
+      "model_dir": FLAGS.model_dir,
       "prompt": prompt_text,
       "continuation": continuation,
       "settings": {
-        "max_tokens": _MAX_TOKENS.value,
-        "temperature": _TEMPERATURE.value,
-        "top_k": _TOP_K.value,
-        "top_p": _TOP_P.value,
-        "seed": _SEED.value,
-        "mem_len": _MEM_LEN.value,
+        "max_tokens": FLAGS.max_tokens,
+        "temperature": FLAGS.temperature,
+        "top_k": FLAGS.top_k,
+        "top_p": FLAGS.top_p,
+        "seed": FLAGS.seed,
+        "mem_len": FLAGS.mem_len,
       },
     }
     data = (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode()
@@ -203,7 +205,7 @@ def write_output(path, codec, prompt, generated):
 
 def run():
   """The command's entry point: `par-generate`, `python -m par generate`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

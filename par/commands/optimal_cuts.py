@@ -29,43 +29,47 @@ from par import errors
 from par.config import ModelConfig
 from par.config import tail_widths
 
-_FILENAME = flags.DEFINE_string(
-  "filename", None, "Counts or probabilities, one per id, separated by spaces or newlines."
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "A dataset built by par-build-data: count its train targets."
-)
-_SPLIT = flags.DEFINE_string("split", "train", "The split of --data_dir to count.")
-_KEEP_ORDER = flags.DEFINE_bool(
-  "keep_order", False, "Treat --filename's order as the token ids' order instead of sorting."
-)
-_CLUSTERS = flags.DEFINE_string(
-  "clusters",
-  "3",
-  "Clusters including the head (3 = head + 2 tails, as the base config), "
-  "or 'auto' for the cheapest count up to --max_clusters.",
-)
-_MAX_CLUSTERS = flags.DEFINE_integer("max_clusters", 6, "Upper bound for --clusters=auto.")
-_MIN_SIZE = flags.DEFINE_integer(
-  "min_size",
-  1,
-  "The fewest ids in any cluster. The FLOP count favours tiny heads and many "
-  "narrow tails (--clusters=auto especially); a floor such as 50 keeps them useful.",
-)
-_COST = flags.DEFINE_enum(
-  "cost",
-  "grave",
-  list(cutoffs.COST_MODELS),
-  "grave: FLOPs per token with the tails' projections "
-  "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
-  "mass, the reference implementation's objective.",
-)
-# The model's shape (grave cost): the fields of par.config.ModelConfig. Explicit --proj_dims
-# fix the cluster count at their number + 1.
-config_flags.define(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
-_OUTPUT = flags.DEFINE_string("output", None, "Write the cutoffs as a flagfile here.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string(
+    "filename", None, "Counts or probabilities, one per id, separated by spaces or newlines."
+  )
+  flags.DEFINE_string(
+    "data_dir", None, "A dataset built by par-build-data: count its train targets."
+  )
+  flags.DEFINE_string("split", "train", "The split of --data_dir to count.")
+  flags.DEFINE_bool(
+    "keep_order", False, "Treat --filename's order as the token ids' order instead of sorting."
+  )
+  flags.DEFINE_string(
+    "clusters",
+    "3",
+    "Clusters including the head (3 = head + 2 tails, as the base config), "
+    "or 'auto' for the cheapest count up to --max_clusters.",
+  )
+  flags.DEFINE_integer("max_clusters", 6, "Upper bound for --clusters=auto.")
+  flags.DEFINE_integer(
+    "min_size",
+    1,
+    "The fewest ids in any cluster. The FLOP count favours tiny heads and many "
+    "narrow tails (--clusters=auto especially); a floor such as 50 keeps them useful.",
+  )
+  flags.DEFINE_enum(
+    "cost",
+    "grave",
+    list(cutoffs.COST_MODELS),
+    "grave: FLOPs per token with the tails' projections "
+    "(Grave et al. 2017); simple: the sum over clusters, head included, of size x probability "
+    "mass, the reference implementation's objective.",
+  )
+  # The model's shape (grave cost): the fields of par.config.ModelConfig. Explicit --proj_dims
+  # fix the cluster count at their number + 1.
+  config_flags.define(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+  flags.DEFINE_string("output", None, "Write the cutoffs as a flagfile here.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
 
 def read_values(path):
@@ -88,21 +92,21 @@ def read_values(path):
 
 
 def _model():
-  if _COST.value == "simple":
+  if FLAGS.cost == "simple":
     return cutoffs.simple_cost()
   shape = config_flags.read(ModelConfig, only=("d_model", "proj_factor", "proj_dims"))
   return cutoffs.grave_cost(shape["d_model"], shape["proj_factor"], shape["proj_dims"])
 
 
 def _clusters(model):
-  if model.proj_dims and not flags.FLAGS["clusters"].present:
+  if model.proj_dims and not FLAGS["clusters"].present:
     return len(model.proj_dims) + 1
-  if _CLUSTERS.value == "auto":
+  if FLAGS.clusters == "auto":
     return "auto"
   try:
-    return int(_CLUSTERS.value)
+    return int(FLAGS.clusters)
   except ValueError:
-    raise cli.ParError(f"--clusters takes a number or 'auto', got {_CLUSTERS.value!r}") from None
+    raise cli.ParError(f"--clusters takes a number or 'auto', got {FLAGS.clusters!r}") from None
 
 
 def _describe(counts, solution, model):
@@ -157,28 +161,28 @@ def _write_flagfile(path, solution, model, source):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if bool(_FILENAME.value) == bool(_DATA_DIR.value):
+  if bool(FLAGS.filename) == bool(FLAGS.data_dir):
     raise cli.ParError("give exactly one of --filename and --data_dir")
   model = _model()
   clusters = _clusters(model)
-  if _OUTPUT.value and Path(_OUTPUT.value).exists() and not _OVERWRITE.value:
-    raise cli.ParError(f"{_OUTPUT.value} exists; pass --overwrite to replace it")
-  if _DATA_DIR.value:
+  if FLAGS.output and Path(FLAGS.output).exists() and not FLAGS.overwrite:
+    raise cli.ParError(f"{FLAGS.output} exists; pass --overwrite to replace it")
+  if FLAGS.data_dir:
     from par.data import records
 
-    counts, _ = records.target_counts(_DATA_DIR.value, _SPLIT.value)
-    source = f"the {_SPLIT.value} split of {_DATA_DIR.value}"
+    counts, _ = records.target_counts(FLAGS.data_dir, FLAGS.split)
+    source = f"the {FLAGS.split} split of {FLAGS.data_dir}"
     keep_order = True
   else:
-    counts = read_values(_FILENAME.value)
-    source = _FILENAME.value
-    keep_order = _KEEP_ORDER.value
+    counts = read_values(FLAGS.filename)
+    source = FLAGS.filename
+    keep_order = FLAGS.keep_order
   counts = cutoffs.check_counts(counts)
   order, misplaced, spearman = cutoffs.order_report(counts)
   if not keep_order:
     counts = counts[order]
   start = time.perf_counter()
-  best, solutions = cutoffs.solve(counts, model, clusters, _MAX_CLUSTERS.value, _MIN_SIZE.value)
+  best, solutions = cutoffs.solve(counts, model, clusters, FLAGS.max_clusters, FLAGS.min_size)
   seconds = time.perf_counter() - start
 
   total = counts.sum()  # Counts are exact integers; probabilities are not.
@@ -201,7 +205,7 @@ def main(argv):
   for line in _describe(counts, best, model):
     print(f"  {line}")
   if keep_order and misplaced:
-    ideal, _ = cutoffs.solve(counts[order], model, best.clusters, min_size=_MIN_SIZE.value)
+    ideal, _ = cutoffs.solve(counts[order], model, best.clusters, min_size=FLAGS.min_size)
     print(
       f"note: ids are not in frequency order ({misplaced:,} of {counts.size:,} off their "
       f"rank, Spearman {spearman:.3f}); in frequency order the best cost would be "
@@ -216,14 +220,14 @@ def main(argv):
       file=sys.stderr,
     )
   print(_flag_line(best))
-  if _OUTPUT.value:
-    _write_flagfile(_OUTPUT.value, best, model, source)
-    print(f"wrote {_OUTPUT.value}")
+  if FLAGS.output:
+    _write_flagfile(FLAGS.output, best, model, source)
+    print(f"wrote {FLAGS.output}")
 
 
 def run():
   """The command's entry point: `par-optimal-cuts`, `python -m par optimal_cuts`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,12 @@ shared-weight ranking's best, sandwich orderings, random orderings), retrains th
 interleaved baseline ("sf" repeated) from scratch with the same budget, measures every
 model's training and evaluation time per token, and writes results.md (with Kendall's τ and
 Spearman's ρ between each search's ranking and retraining), results.json, tradeoff.png/.pdf
-and the architecture figures to --work_dir (layout in par/pipeline.py). With --seeds, all
-of it once per seed in --work_dir/seed-<s>/, and the comparison over seeds (means ± sd, the
-paired bootstrap against the baseline pooled over seeds, the SuperNets' ranking against the
-seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_dir (par/study.py).
---jobs=2 runs two trainings at a time, one core each. Running it again resumes where it
-stopped.
+and the architecture figures to --work_dir (layout in par/study/workdir.py). With --seeds,
+all of it once per seed in --work_dir/seed-<s>/, and the comparison over seeds (means ± sd,
+the paired bootstrap against the baseline pooled over seeds, the SuperNets' ranking against
+the seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_dir
+(par/study/seeds.py). --jobs=2 runs two trainings at a time, one core each. Running it again
+resumes where it stopped.
 """
 
 from pathlib import Path
@@ -28,102 +28,107 @@ from par import cli
 from par import config_flags
 from par.search import patterns
 
-_WORK_DIR = flags.DEFINE_string("work_dir", None, "The pipeline's directory.", required=True)
-flags.DEFINE_string(
-  "model_dir", None, "Unused (flagfiles for par-train set it): runs go under --work_dir."
-)
-_RATIO = flags.DEFINE_multi_float(
-  "ratio",
-  [0.0],
-  "Blocks per attention block for a rule-based pattern, one model per value (0: as many as "
-  "each search's argmax pattern has).",
-)
-_ARCH_SPLITS = flags.DEFINE_multi_float(
-  "arch_splits",
-  None,
-  "One search per value of its held-out architecture split (0: single-level), e.g. "
-  "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
-)
+FLAGS = flags.FLAGS
 
-_DERIVE = flags.DEFINE_multi_string(
-  "derive",
-  ["argmax", "rule"],
-  "How to derive patterns to retrain, repeated: argmax (each search's most likely kind per "
-  "block), rule (PAR's rule at each --ratio), perturbation (DARTS-PT: per block the branch "
-  "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
-  "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
-  "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
-  "drawn with a fixed seed: the same in every run and every seed). The interleaved baseline "
-  "always trains.",
-)
-_RANKING_TOKENS = flags.DEFINE_integer(
-  "ranking_tokens",
-  16_384,
-  "Valid tokens on which every pattern of each search's shared-weight ranking is scored "
-  "(all 3^n patterns up to 8 blocks, a stratified sample above).",
-)
-_TIMING_ROUNDS = flags.DEFINE_integer(
-  "timing_rounds",
-  3,
-  "Rounds of time measurements at the end, each timing every model in turn; each model keeps "
-  "its fastest. Kept in times.json: a call that adds no run, on the same machine, reuses them.",
-)
-_SEEDS = flags.DEFINE_list(
-  "seeds",
-  [],
-  "Run the whole pipeline once per seed (e.g. 1,2,3), each in --work_dir/seed-<s>/, and "
-  "compare over seeds in --work_dir; empty: once, with --seed, in --work_dir.",
-)
-_JOBS = flags.DEFINE_integer(
-  "jobs",
-  1,
-  "Trainings and rankings at once, each in its own process on one thread (2 on a 2-core "
-  "machine); 1 runs them one after another in this process with the thread flags.",
-)
-config_flags.define_training()
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+
+def define_flags():
+  flags.DEFINE_string("work_dir", None, "The pipeline's directory.", required=True)
+  flags.DEFINE_string(
+    "model_dir", None, "Unused (flagfiles for par-train set it): runs go under --work_dir."
+  )
+  flags.DEFINE_multi_float(
+    "ratio",
+    [0.0],
+    "Blocks per attention block for a rule-based pattern, one model per value (0: as many as "
+    "each search's argmax pattern has).",
+  )
+  flags.DEFINE_multi_float(
+    "arch_splits",
+    None,
+    "One search per value of its held-out architecture split (0: single-level), e.g. "
+    "--arch_splits=0 --arch_splits=0.2; unset: one search with --arch_split.",
+  )
+
+  flags.DEFINE_multi_string(
+    "derive",
+    ["argmax", "rule"],
+    "How to derive patterns to retrain, repeated: argmax (each search's most likely kind per "
+    "block), rule (PAR's rule at each --ratio), perturbation (DARTS-PT: per block the branch "
+    "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
+    "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
+    "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
+    "drawn with a fixed seed: the same in every run and every seed). The interleaved baseline "
+    "always trains.",
+  )
+  flags.DEFINE_integer(
+    "ranking_tokens",
+    16_384,
+    "Valid tokens on which every pattern of each search's shared-weight ranking is scored "
+    "(all 3^n patterns up to 8 blocks, a stratified sample above).",
+  )
+  flags.DEFINE_integer(
+    "timing_rounds",
+    3,
+    "Rounds of time measurements at the end, each timing every model in turn; each model keeps "
+    "its fastest. Kept in times.json: a call that adds no run, on the same machine, reuses them.",
+  )
+  flags.DEFINE_list(
+    "seeds",
+    [],
+    "Run the whole pipeline once per seed (e.g. 1,2,3), each in --work_dir/seed-<s>/, and "
+    "compare over seeds in --work_dir; empty: once, with --seed, in --work_dir.",
+  )
+  flags.DEFINE_integer(
+    "jobs",
+    1,
+    "Trainings and rankings at once, each in its own process on one thread (2 on a 2-core "
+    "machine); 1 runs them one after another in this process with the thread flags.",
+  )
+  config_flags.define_training()
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _TIMING_ROUNDS.value < 1:
-    raise cli.ParError(f"--timing_rounds must be at least 1, got {_TIMING_ROUNDS.value}")
-  if _RANKING_TOKENS.value < 1:
-    raise cli.ParError(f"--ranking_tokens must be at least 1, got {_RANKING_TOKENS.value}")
-  patterns.check_plan(_RATIO.value, _ARCH_SPLITS.value or ())
-  seeds = _seeds(_SEEDS.value)
-  if _JOBS.value < 1:
-    raise cli.ParError(f"--jobs must be at least 1, got {_JOBS.value}")
+  if FLAGS.timing_rounds < 1:
+    raise cli.ParError(f"--timing_rounds must be at least 1, got {FLAGS.timing_rounds}")
+  if FLAGS.ranking_tokens < 1:
+    raise cli.ParError(f"--ranking_tokens must be at least 1, got {FLAGS.ranking_tokens}")
+  patterns.check_plan(FLAGS.ratio, FLAGS.arch_splits or ())
+  seeds = _seeds(FLAGS.seeds)
+  if FLAGS.jobs < 1:
+    raise cli.ParError(f"--jobs must be at least 1, got {FLAGS.jobs}")
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
-  if _JOBS.value > 1 and runtime.strategy != "default":
+  if FLAGS.jobs > 1 and runtime.strategy != "default":
     raise cli.ParError(
-      f"--jobs={_JOBS.value} trains in separate one-core processes, each with the default "
+      f"--jobs={FLAGS.jobs} trains in separate one-core processes, each with the default "
       f"strategy: leave --strategy={runtime.strategy} out, or use --jobs=1"
     )
   if config.model.architecture:
     raise cli.ParError("the pipeline starts with a search: leave --architecture empty")
-  patterns.parse_derivations(_DERIVE.value, config.model.n_blocks)
+  patterns.parse_derivations(FLAGS.derive, config.model.n_blocks)
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
-  from par import pipeline  # After the quiet import.
+  from par.study import pipeline  # After the quiet import.
+  from par.study import workdir
 
   rows = pipeline.run_pipeline(
     config,
-    _WORK_DIR.value,
-    _RATIO.value,
+    FLAGS.work_dir,
+    FLAGS.ratio,
     strategy,
-    arch_splits=_ARCH_SPLITS.value,
-    rounds=_TIMING_ROUNDS.value,
-    derive=_DERIVE.value,
-    ranking_tokens=_RANKING_TOKENS.value,
+    arch_splits=FLAGS.arch_splits,
+    rounds=FLAGS.timing_rounds,
+    derive=FLAGS.derive,
+    ranking_tokens=FLAGS.ranking_tokens,
     seeds=seeds,
-    jobs=_JOBS.value,
+    jobs=FLAGS.jobs,
   )
   if seeds:
-    print((Path(_WORK_DIR.value) / pipeline.RESULTS_MD).read_text(), end="")
+    print((Path(FLAGS.work_dir) / workdir.RESULTS_MD).read_text(), end="")
   else:
     print(pipeline.markdown(rows), end="")
 
@@ -143,7 +148,7 @@ def _seeds(values):
 
 def run():
   """The command's entry point: `par-pipeline`, `python -m par pipeline`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -16,25 +16,29 @@ from absl import flags
 
 from par import cli
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "A search's run directory.", required=True)
-_TOKENS = flags.DEFINE_integer(
-  "tokens", 16_384, "Valid tokens every pattern is scored on (whole records, at least this)."
-)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "A search's run directory.", required=True)
+  flags.DEFINE_integer(
+    "tokens", 16_384, "Valid tokens every pattern is scored on (whole records, at least this)."
+  )
 
 
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _TOKENS.value < 1:
-    raise cli.ParError(f"--tokens must be at least 1, got {_TOKENS.value}")
+  if FLAGS.tokens < 1:
+    raise cli.ParError(f"--tokens must be at least 1, got {FLAGS.tokens}")
   from par import runs
 
-  runs.read_run(_MODEL_DIR.value)  # A clear error before TensorFlow's import.
+  runs.read_run(FLAGS.model_dir)  # A clear error before TensorFlow's import.
   cli.import_tensorflow()
   cli.configure_threads()
-  from par import rank
+  from par.study import rank
 
-  record = rank.rank_search(_MODEL_DIR.value, _TOKENS.value)
+  record = rank.rank_search(FLAGS.model_dir, FLAGS.tokens)
   best = record["order"][:10]
   print(
     json.dumps(
@@ -51,7 +55,7 @@ def main(argv):
 
 def run():
   """The command's entry point: `par-rank`, `python -m par rank`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

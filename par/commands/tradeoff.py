@@ -16,13 +16,15 @@ from absl import flags
 
 from par import cli
 
-_WORK_DIRS = flags.DEFINE_list(
-  "work_dirs", None, "Pipeline directories, comma-separated.", required=True
-)
-_OUTPUT = flags.DEFINE_string(
-  "output", None, "The figure's path without a suffix: .png and .pdf are added.", required=True
-)
-_TITLE = flags.DEFINE_string("title", "", "The figure's title (default: a generic one).")
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_list("work_dirs", None, "Pipeline directories, comma-separated.", required=True)
+  flags.DEFINE_string(
+    "output", None, "The figure's path without a suffix: .png and .pdf are added.", required=True
+  )
+  flags.DEFINE_string("title", "", "The figure's title (default: a generic one).")
 
 
 def _summary(work_dir):
@@ -43,8 +45,8 @@ def _summary(work_dir):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  summaries = [_summary(work_dir) for work_dir in _WORK_DIRS.value]
-  studies = [d for d, s in zip(_WORK_DIRS.value, summaries) if "seeds" in s]
+  summaries = [_summary(work_dir) for work_dir in FLAGS.work_dirs]
+  studies = [d for d, s in zip(FLAGS.work_dirs, summaries) if "seeds" in s]
   if studies and len(summaries) > 1:
     raise cli.ParError(
       f"{studies[0]} holds a pipeline over seeds, drawn alone: give it as the only --work_dirs"
@@ -52,13 +54,13 @@ def main(argv):
   from par import runs  # After the checks: matplotlib is slow to import.
   from par.search import plots
 
-  output = Path(_OUTPUT.value)
+  output = Path(FLAGS.output)
   if not output.parent.is_dir():
     raise cli.ParError(f"{output.parent} is not a directory")
   if studies:
-    figure = plots.tradeoff_over_seeds(summaries[0]["rows"], _TITLE.value)
+    figure = plots.tradeoff_over_seeds(summaries[0]["rows"], FLAGS.title)
   else:
-    figure = plots.tradeoff([(s["label"], s["rows"]) for s in summaries], _TITLE.value)
+    figure = plots.tradeoff([(s["label"], s["rows"]) for s in summaries], FLAGS.title)
   for kind, data in figure.items():
     runs.write_bytes(output.parent / f"{output.name}.{kind}", data)
     print(output.parent / f"{output.name}.{kind}")
@@ -66,7 +68,7 @@ def main(argv):
 
 def run():
   """The command's entry point: `par-tradeoff`, `python -m par tradeoff`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

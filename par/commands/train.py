@@ -16,23 +16,27 @@ from absl import flags
 from par import cli
 from par import config_flags
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory (created or resumed).")
-_PRINT_CONFIG = flags.DEFINE_bool(
-  "print_config",
-  False,
-  "Print the configuration the flags give, as JSON, with the model's exact parameter count, "
-  "its forward FLOPs per token and an estimate of the memory one training step needs per "
-  "replica (par/search/memory.py), and exit.",
-)
-_VOCAB_SIZE = flags.DEFINE_integer(
-  "vocab_size",
-  None,
-  "For --print_config: the vocabulary to count with (default: the dataset's; training "
-  "always takes the dataset's).",
-)
+FLAGS = flags.FLAGS
 
-config_flags.define_training()
-flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "Run directory (created or resumed).")
+  flags.DEFINE_bool(
+    "print_config",
+    False,
+    "Print the configuration the flags give, as JSON, with the model's exact parameter count, "
+    "its forward FLOPs per token and an estimate of the memory one training step needs per "
+    "replica (par/search/memory.py), and exit.",
+  )
+  flags.DEFINE_integer(
+    "vocab_size",
+    None,
+    "For --print_config: the vocabulary to count with (default: the dataset's; training "
+    "always takes the dataset's).",
+  )
+
+  config_flags.define_training()
+  flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
 
 
 def _with_costs(config, meta, counted, replicas=1):
@@ -73,33 +77,33 @@ def _with_costs(config, meta, counted, replicas=1):
 def main(argv):
   if len(argv) > 1:
     raise cli.ParError(f"unexpected arguments: {' '.join(argv[1:])}")
-  if _VOCAB_SIZE.value is not None and not _PRINT_CONFIG.value:
+  if FLAGS.vocab_size is not None and not FLAGS.print_config:
     raise cli.ParError("--vocab_size is for --print_config; training takes the dataset's")
   from par.data import records
 
   meta = missing = None
   try:
-    meta = records.load_meta(flags.FLAGS.data_dir)
+    meta = records.load_meta(FLAGS.data_dir)
   except cli.ParError as e:
     missing = e
-  vocab_size = _VOCAB_SIZE.value or (meta.vocab_size if meta else None)
-  if vocab_size is None and not _PRINT_CONFIG.value:
+  vocab_size = FLAGS.vocab_size or (meta.vocab_size if meta else None)
+  if vocab_size is None and not FLAGS.print_config:
     config_flags.training_config(2**31 - 1)  # The flags' own errors first (any vocabulary),
     raise missing  # then the missing dataset's.
   config = config_flags.training_config(vocab_size)
   runtime = config_flags.runtime_config()
-  if _PRINT_CONFIG.value:
+  if FLAGS.print_config:
     replicas = runtime.cpu_devices if runtime.strategy == "mirrored" and runtime.cpu_devices else 1
     print(json.dumps(_with_costs(config, meta, vocab_size is not None, replicas), indent=2))
     return
-  if not _MODEL_DIR.value:
+  if not FLAGS.model_dir:
     raise cli.ParError("--model_dir is required")
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
   from par.train import trainer  # After the quiet import.
 
-  results = trainer.train_and_evaluate(config, _MODEL_DIR.value, strategy)
+  results = trainer.train_and_evaluate(config, FLAGS.model_dir, strategy)
   for split in ("valid", "test"):
     if split in results:
       r = results[split]
@@ -112,7 +116,7 @@ def main(argv):
 
 def run():
   """The command's entry point: `par-train`, `python -m par train`."""
-  cli.run(main, __name__)
+  cli.run(main, __name__, define_flags)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Does the search find known answers? The benchmark of `scripts/search_benchmark.py`.
+"""Does the search find known answers? The benchmark of `par-search-benchmark`.
 
 For each known-answer task (par/data/tasks.py) every pattern of a 4-block network is trained
 from scratch with a few seeds: the mean valid loss ranks all 81, and the best is the task's
@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from par import rank
 from par import runs
 from par.config import SAMPLING_MODES
 from par.config import DataConfig
@@ -34,6 +33,7 @@ from par.config import TrainConfig
 from par.data import build
 from par.data import tasks as tasks_lib
 from par.search import ranking
+from par.study import rank
 
 MODEL = ModelConfig(
   d_model=32, n_heads=2, d_ffn=64, n_blocks=4, mem_len=32, cutoffs=(), dropout=0.0

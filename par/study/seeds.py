@@ -1,7 +1,7 @@
 """A pipeline over seeds, reported as the field reports a study (`par-pipeline --seeds`).
 
   work_dir/
-    seed-<s>/            each seed's whole pipeline (par/pipeline.py's layout and files)
+    seed-<s>/            each seed's whole pipeline (par/study/workdir.py's layout and files)
     results.json         {"seeds", "rows", "agreement"}: one row per derivation over the seeds
     results.md           the same as markdown tables
     tradeoff.png, .pdf   valid perplexity against time per token, means with ± sd bars
@@ -12,7 +12,7 @@ A row is a derivation (`argmax of search`, `rule p=3`, `random 2`, `baseline`, �
 search's SuperNet, followed over the seeds: the pattern each seed gave it (searched
 derivations may differ between seeds; the others do not), every perplexity and time as mean
 ± sample standard deviation over seeds (a pattern's time is measured once for all seeds,
-`pipeline.measure_all`, so a row with one pattern has no spread in time), where its attention
+`timing.measure_all`, so a row with one pattern has no spread in time), where its attention
 sits, and its per-token test NLL against the interleaved baseline's by the paired block
 bootstrap pooled over seeds (each seed's model against that seed's baseline, on the same
 tokens), beside each seed's own mean difference and their standard deviation: the
@@ -34,14 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
-from par import pipeline
-from par import rank
 from par import runs
 from par.search import intervals
 from par.search import plots
 from par.search import ranking
-
-DEPTH_FIGURE = "depth"
+from par.study import compare
+from par.study import rank
+from par.study import workdir
 
 # Each row's metrics over seeds: name -> value of one seed's row (None when it has none).
 METRICS = {
@@ -142,11 +141,11 @@ def _against_random(rows, labelled, seeds):
     [b for _, b in pairs],
   )
   pooled["pattern_label"] = f"{len(randoms[seeds[0]])} orderings"
-  average = {s: np.mean([pipeline.test_nll(r["run"]) for r in randoms[s]], axis=0) for s in seeds}
+  average = {s: np.mean([compare.test_nll(r["run"]) for r in randoms[s]], axis=0) for s in seeds}
   for row in rows:
     if row["fixed"] and not row["model"].startswith(RANDOM) and set(row["seeds"]) == set(seeds):
-      mine = [pipeline.test_nll(run) for run in row["runs"]]
-      row["vs_random"] = _compared(mine, [average[s] for s in row["seeds"]])
+      mine = [compare.test_nll(run) for run in row["runs"]]
+      row["vs_random"] = compare.over_seeds(mine, [average[s] for s in row["seeds"]])
   rows.insert(len(rows) - 1 if rows[-1]["model"] == "baseline" else len(rows), pooled)
 
 
@@ -154,21 +153,9 @@ def _against(rows, baselines):
   """The paired block bootstrap of rows' test NLLs against their seeds' baselines, pooled."""
   if all(r["pattern"] == b["pattern"] for r, b in zip(rows, baselines)):
     return None  # The baseline's own pattern in every seed: no comparison to make.
-  return _compared(
-    [pipeline.test_nll(r["run"]) for r in rows], [pipeline.test_nll(b["run"]) for b in baselines]
+  return compare.over_seeds(
+    [compare.test_nll(r["run"]) for r in rows], [compare.test_nll(b["run"]) for b in baselines]
   )
-
-
-def _compared(mine, theirs):
-  """The pooled paired block bootstrap of per-token NLLs (one pair of arrays per seed), with
-  each seed's own mean difference and their sd: the bootstrap's interval holds the trained
-  models fixed and resamples test tokens only, the seeds' spread is the training noise."""
-  block = min(pipeline.BOOTSTRAP_BLOCK, max(1, min(t.size for t in theirs) // 8))
-  comparison = intervals.paired_bootstrap(mine, theirs, block).to_dict()
-  by_seed = [float(np.mean(np.asarray(m, np.float64) - t)) for m, t in zip(mine, theirs)]
-  comparison["by_seed"] = by_seed
-  comparison["seed_sd"] = intervals.mean_sd(by_seed)[1]
-  return comparison
 
 
 def agreement(summaries):
@@ -327,13 +314,13 @@ def write(work_dir, summaries, setting):
   rows = aggregate(summaries)
   agreed = agreement(summaries)
   runs.write_json(
-    work_dir / pipeline.RESULTS_JSON, {"seeds": seeds, "rows": rows, "agreement": agreed}
+    work_dir / workdir.RESULTS_JSON, {"seeds": seeds, "rows": rows, "agreement": agreed}
   )
-  runs.write_bytes(work_dir / pipeline.RESULTS_MD, markdown(rows, agreed, seeds).encode())
+  runs.write_bytes(work_dir / workdir.RESULTS_MD, markdown(rows, agreed, seeds).encode())
   title = f"{work_dir.name}: {setting}"
   figures = {
-    pipeline.FIGURE: plots.tradeoff_over_seeds(rows, title),
-    DEPTH_FIGURE: plots.depth(depth_points(summaries), title),
+    workdir.TRADEOFF_FIGURE: plots.tradeoff_over_seeds(rows, title),
+    workdir.DEPTH_FIGURE: plots.depth(depth_points(summaries), title),
   }
   for name, files in figures.items():
     for kind, data in files.items():

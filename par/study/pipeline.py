@@ -1,21 +1,10 @@
 """From search to a PAR model in one call: search, derive, retrain, compare with Transformer-XL.
 
-  work_dir/
-    search/              the single-level SuperNet search (a run directory, par/runs.py)
-    search-split0.2/     a search with a held-out architecture split (--arch_split=0.2)
-    models/<pattern>/    each derived pattern and the baseline, retrained from scratch;
-                         test_nll.npy beside its results: its per-token test NLL
-    results.json         the comparison, one row per search and per retrained pattern
-    results.md           the same as a markdown table
-    times.json           each run's measured times per token, and the machine they were measured on
-    tradeoff.png, .pdf   valid perplexity against measured time per token, a point per model
-    <search>-architecture.png/.pdf, <search>-probabilities.png/.pdf
-                         each search's architecture at the end, and its history
-
-With seeds (`--seeds=1,2,3`), each seed's pipeline has this layout in work_dir/seed-<s>/,
-and work_dir holds the comparison over seeds (par/study.py). With `--jobs=N`, the trainings
-and rankings of every seed run N at a time, each in a process of one thread (par/jobs.py):
-all searches first, then all rankings, then all retrainings, then the time measurements.
+The work directory's layout is par/study/workdir.py's. With seeds (`--seeds=1,2,3`), each
+seed's pipeline runs in work_dir/seed-<s>/ and work_dir holds the comparison over seeds
+(par/study/seeds.py). With `--jobs=N`, the trainings and rankings of every seed run N at a
+time, each in a process of one thread (par/study/jobs.py): all searches first, then all
+rankings, then all retrainings, then the time measurements.
 
 Derivations: `argmax` keeps each block's most likely kind (one per search); `rule p=P` is
 PAR's rule (`patterns.derive_ratio`) with one attention block per P blocks, for each P
@@ -32,19 +21,13 @@ a paired block bootstrap (`intervals.paired_bootstrap`: 1,000 resamples of 256-t
 the mean NLL difference, its 95% interval and the perplexity ratio, in results.json
 (`vs_baseline`) and results.md, beside where its attention sits (`positions`).
 
-Time per token is measured at the end, in one process, in three rounds that each measure
-every model in turn (`measure_all`), keeping each model's fastest: training as compiled
-forward and backward passes (`costs.measure_train_time`), evaluation as passes over the
-valid split. Runs that differ only in their seed are measured once, through the first of
-them. A call that finds every run's time in times.json, measured on the same machine in as
-many rounds, measures nothing again. The throughput each run saw while training is kept in
-results.json too, but it depends on whatever else the machine was doing then.
+Time per token is measured at the end, every model in interleaved rounds
+(par/study/timing.py). The throughput each run saw while training is kept in results.json
+too, but it depends on whatever else the machine was doing then.
 """
 
 import dataclasses
-import io
 import json
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -52,9 +35,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from par import jobs as jobs_lib
 from par import locks
-from par import rank
 from par import runs
 from par.data import records
 from par.errors import ParError
@@ -62,17 +43,15 @@ from par.search import costs
 from par.search import intervals
 from par.search import patterns as patterns_lib
 from par.search import plots
-from par.train import evaluate
+from par.study import compare
+from par.study import jobs as jobs_lib
+from par.study import rank
+from par.study import seeds as seeds_lib
+from par.study import timing
+from par.study import workdir
 from par.train import summaries
 from par.train import trainer
 
-MODELS = "models"
-FIGURE = "tradeoff"
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
-TIMES_FILE = "times.json"  # the measured times per token, reused by a call that adds nothing
-BOOTSTRAP_BLOCK = 256  # test tokens per block of the paired bootstrap
-TEST_NLL = "test_nll.npy"  # beside each retrained model's results: its per-token test NLL
 RANDOM_ORDERINGS_SEED = 0  # the same random orderings in every seed's panel
 
 
@@ -95,126 +74,17 @@ def _finished(config, model_dir):
   return runs.read_results(model_dir)
 
 
-def _eval_speed(model, run, split, repeats=2):
-  """Evaluation seconds per token of `model` (a run's export) on a split: the fastest of
-  `repeats` passes, after an untimed pass that traces."""
-  evaluator = evaluate.Evaluator(model, run.eval_mem_len)
-  meta = records.load_meta(run.config.data_dir)
-  evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)  # Traces.
-  best = float("inf")
-  for _ in range(repeats):
-    start = time.perf_counter()
-    result = evaluator(records.load_dataset(run.config.data_dir, split), meta.batch_size)
-    best = min(best, (time.perf_counter() - start) / result.tokens)
-  return best
-
-
-def measure_times(model_dir):
-  """(train, eval) seconds per token of a finished run's export, one measurement."""
-  run = runs.read_run(model_dir)
-  model, _ = runs.load_model(run, "export")
-  meta = records.load_meta(run.config.data_dir)
-  train = costs.measure_train_time(model, meta.batch_size, meta.seq_len)
-  return train, _eval_speed(model, run, "valid")
-
-
-def measure_all(model_dirs, rounds=3, cache=None):
-  """{model_dir: (train, eval) seconds per token}: the fastest of `rounds` measurements,
-  each round measuring every run once, in turn.
-
-  On a shared CPU one measurement can be 1.7 times another of the same model (seen here:
-  a freshly loaded model sometimes runs slow throughout); interleaved rounds spread such
-  spells over all models instead of charging one of them. Runs that differ only in their
-  seed have one architecture and one set of shapes, so one time: the first of them is
-  measured for all (a study over three seeds measures each pattern once, not three times).
-
-  Args:
-    model_dirs: finished runs.
-    rounds: measurements of each run.
-    cache: a JSON file that keeps what this call measured. When it already holds every run
-      of `model_dirs`, measured in at least `rounds` rounds on this machine, those times are
-      returned as they are (a finished pipeline run again measures nothing); otherwise every
-      run is measured again, so that all times come from the same rounds.
-  """
-  machine = _machine()
-  if cache is not None and Path(cache).is_file():
-    kept = runs.read_json(cache)
-    times = kept.get("times", {})
-    if (
-      kept.get("machine") == machine
-      and kept.get("rounds", 0) >= rounds
-      and all(str(d) in times for d in model_dirs)
-    ):
-      return {d: tuple(times[str(d)]) for d in model_dirs}
-  keys = {d: _timing_key(d) for d in model_dirs}
-  first = {}  # the run measured for each setting
-  for d, key in keys.items():
-    first.setdefault(key, d)
-  best = {d: (float("inf"), float("inf")) for d in first.values()}
-  for _ in range(rounds):
-    for d in best:
-      train, evaluation = measure_times(d)
-      best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
-  times = {d: best[first[keys[d]]] for d in model_dirs}
-  if cache is not None:
-    value = {"machine": machine, "rounds": rounds, "times": {str(d): t for d, t in times.items()}}
-    runs.write_json(cache, value)
-  return times
-
-
-def _timing_key(model_dir):
-  """What a run's time depends on: its settings but the seed, and its dataset."""
-  run = runs.read_run(model_dir)
-  settings = dataclasses.replace(run.config, seed=0).to_dict()
-  return json.dumps([settings, run.dataset], sort_keys=True)
-
-
-def _machine():
-  """This machine, as far as a time per token depends on it: the processor, the cores
-  TensorFlow may use, the host and the versions."""
-  import platform
-
-  from par import cli
-
-  cpu = platform.processor()
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  except OSError:
-    pass
-  return f"{platform.node()} | {cpu} | {cli.usable_cores()} cores | TensorFlow {tf.__version__}"
-
-
-def test_nll(model_dir):
-  """A finished run's per-token test NLL (`evaluate.split_token_nlls` of its export), computed
-  once and kept as model_dir/test_nll.npy."""
-  path = Path(model_dir) / TEST_NLL
-  if path.exists():
-    return np.load(path)
-  run = runs.read_run(model_dir)
-  model, _ = runs.load_model(run, "export")
-  nll = evaluate.split_token_nlls(model, run, "test")
-  with io.BytesIO() as buffer:
-    np.save(buffer, nll)
-    runs.write_bytes(path, buffer.getvalue())
-  return nll
-
-
 def against_baseline(rows, baseline):
   """Each retrained row's `vs_baseline`: its per-token test NLL against the baseline's by the
-  paired block bootstrap (`intervals.paired_bootstrap`), and its attention `positions`."""
+  paired block bootstrap (`compare.paired`), and its attention `positions`."""
   scored = any("test" in row for row in rows if row["run"] == str(baseline))
-  reference = [test_nll(baseline)] if scored else None
+  reference = [compare.test_nll(baseline)] if scored else None
   for row in rows:
     if row["pattern"] == "SuperNet":
       continue
     row["positions"] = intervals.positions(row["pattern"]).to_dict()
     if reference is not None and row["run"] != str(baseline) and "test" in row:
-      # 256-token blocks, or an eighth of a split too short for eight of them.
-      block = min(BOOTSTRAP_BLOCK, max(1, reference[0].size // 8))
-      comparison = intervals.paired_bootstrap([test_nll(row["run"])], reference, block)
+      comparison = compare.paired([compare.test_nll(row["run"])], reference)
       row["vs_baseline"] = comparison.to_dict()
 
 
@@ -358,7 +228,9 @@ def plans(config, work_dir, seeds=()):
     raise ParError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
   if not seeds:
     return [Plan(config.seed, config, work_dir)]
-  return [Plan(s, dataclasses.replace(config, seed=s), work_dir / f"seed-{s}") for s in seeds]
+  return [
+    Plan(s, dataclasses.replace(config, seed=s), workdir.seed_dir(work_dir, s)) for s in seeds
+  ]
 
 
 def run_pipeline(
@@ -385,12 +257,12 @@ def run_pipeline(
       measured on one device); None for the default. Worker processes (jobs > 1) use the
       default.
     arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
-    rounds: rounds of time measurements (`measure_all`).
+    rounds: rounds of time measurements (`timing.measure_all`).
     derive: the derivations (`patterns.parse_derivations`); the baseline always trains.
     ranking_tokens: valid tokens each pattern of a search's shared-weight ranking is scored on.
     seeds: the whole pipeline once per seed, in work_dir/seed-<s>/, and the comparison over
-      seeds in work_dir (`par.study`); empty: once, with config.seed, in work_dir.
-    jobs: trainings and rankings at once, each in a process of one thread (`par.jobs`).
+      seeds in work_dir (`par.study.seeds`); empty: once, with config.seed, in work_dir.
+    jobs: trainings and rankings at once, each in a process of one thread (`par.study.jobs`).
 
   Returns:
     The rows of results.json: one per model of the one seed, or (with seeds) one per
@@ -412,16 +284,16 @@ def run_pipeline(
     trained = _retrain(seeded, derived, strategy, jobs)
     entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
     dirs = [entry[3] for e in entries.values() for entry in e]
-    times = measure_all(dirs, rounds, cache=work_dir / TIMES_FILE)
+    times = timing.measure_all(dirs, rounds, cache=work_dir / workdir.TIMES_FILE)
     summaries = {
       plan.seed: _compare(plan, searches[plan.dir], *derived[plan.dir], entries[plan.dir], times)
       for plan in seeded
     }
     if not seeds:
       return summaries[config.seed]["rows"]
-    from par import study  # Only a pipeline over seeds compares them.
-
-    return study.write(work_dir, summaries, meta_line(records.load_meta(config.data_dir), config))
+    return seeds_lib.write(
+      work_dir, summaries, meta_line(records.load_meta(config.data_dir), config)
+    )
 
 
 def _search(seeded, arch_splits, strategy, jobs):
@@ -504,7 +376,9 @@ def _retrain(seeded, derived, strategy, jobs):
     for pattern in dict.fromkeys(derived[plan.dir][0].values())
   ]
   results = _trainings(
-    [(config, plan.dir / MODELS / pattern) for plan, pattern, config in todo], strategy, jobs
+    [(config, plan.dir / workdir.MODELS / pattern) for plan, pattern, config in todo],
+    strategy,
+    jobs,
   )
   trained = {plan.dir: {} for plan in seeded}
   for (plan, pattern, config), result in zip(todo, results):
@@ -526,7 +400,7 @@ def _entries(plan, searches, trained):
     (f"{name} (SuperNet)", None, resolved(search), plan.dir / name, results)
     for name, (search, results, _) in searches.items()
   ] + [
-    (None, pattern, resolved(config), plan.dir / MODELS / pattern, results)
+    (None, pattern, resolved(config), plan.dir / workdir.MODELS / pattern, results)
     for pattern, (config, results) in trained.items()
   ]
 
@@ -547,7 +421,9 @@ def _compare(plan, searches, derived, rankings, entries, times):
     _row(name or " = ".join(labels[pattern]), pattern, c, d, r, shares, meta, times[d])
     for name, pattern, c, d, r in entries
   ]
-  against_baseline(rows, work_dir / MODELS / patterns_lib.baseline_pattern(config.model.n_blocks))
+  against_baseline(
+    rows, work_dir / workdir.MODELS / patterns_lib.baseline_pattern(config.model.n_blocks)
+  )
   retrained = {
     r["pattern"]: r["valid"]["loss"]
     for r in rows
@@ -573,17 +449,17 @@ def _compare(plan, searches, derived, rankings, entries, times):
     "patterns": derived,
     "rows": rows,
   }
-  runs.write_json(work_dir / RESULTS_JSON, summary)
+  runs.write_json(work_dir / workdir.RESULTS_JSON, summary)
   _write_experiment(work_dir)
   runs.write_bytes(
-    work_dir / RESULTS_MD,
+    work_dir / workdir.RESULTS_MD,
     (markdown(rows) + baseline_markdown(rows) + agreement_markdown(summary)).encode(),
   )
   figures = plots.tradeoff(
     [(f"seed {config.seed}", rows)], title=f"{work_dir.name}: {meta_line(meta, config)}"
   )
   for kind, data in figures.items():
-    runs.write_bytes(work_dir / f"{FIGURE}.{kind}", data)
+    runs.write_bytes(work_dir / f"{workdir.TRADEOFF_FIGURE}.{kind}", data)
   for name, (_, results, record) in searches.items():
     _search_figures(work_dir, name, record, results["steps"])
   return summary
