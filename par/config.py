@@ -478,7 +478,15 @@ class TrainConfig(_Settings):
   )
   plot_every: int = setting(
     1000,
-    "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn).",
+    "Draw the architecture heatmap every N steps (0: never; the final plots are always drawn, "
+    "unless --noplots).",
+  )
+  plots: bool = setting(
+    True,
+    "Draw the run's figures: the learning curves at the end and, for a search, its heatmaps "
+    "(every --plot_every steps, also in TensorBoard), probabilities and GIF. --noplots draws "
+    "none (architecture.json still records the history): for batches of many short runs, "
+    "where drawing takes a second or two of each.",
   )
   eval_mem_len: int = setting(
     0,
@@ -521,6 +529,7 @@ class TrainConfig(_Settings):
     "checkpoint_every",
     "keep_checkpoints",
     "plot_every",
+    "plots",
     "jit_compile",
   )
 

@@ -242,7 +242,7 @@ FLAG_GROUPS = (  # (title, config class, fields): every field of every config, o
   (
     "Bookkeeping",
     TrainConfig,
-    ["steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints", "plot_every"],
+    ["steps_per_loop", "log_every", "checkpoint_every", "keep_checkpoints", "plot_every", "plots"],
   ),
   ("Runtime: where a run executes (never changes its result)", RuntimeConfig, None),
 )

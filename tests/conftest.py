@@ -1,11 +1,14 @@
 """Shared fixtures: the ../shared data and a synthetic counting corpus."""
 
 import os
+import re
 
 import pytest
 
+from helpers import ROOT
 from helpers import SHARED_DATA
 from helpers import counting_lines
+from helpers import run_script
 from helpers import write_corpus
 from par import cli
 
@@ -34,12 +37,32 @@ def pytest_addoption(parser):
   )
 
 
+# Session fixtures that train or build something slow, by the test module that defines them:
+# the tests that use one run on the same worker (setup.cfg's --dist loadgroup), so that it is
+# made once rather than once per worker. A test joins the group of the first it uses (a
+# fixture listed after another it depends on shares that one's group).
+SHARED_FIXTURES = {
+  "*": ("readme_sample", "tiny_sample_run"),  # this file's, used by several modules
+  "test_distribute.py": ("float32_run",),
+  "test_faults.py": ("finished_run", "long_epochs"),
+  "test_inference.py": ("run_dir",),
+  "test_pipeline.py": ("study",),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
+  for item in items:
+    shared = [(item.path.stem, name) for name in SHARED_FIXTURES.get(item.path.name, ())]
+    shared += [("conftest", name) for name in SHARED_FIXTURES["*"]]
+    used = [(where, name) for where, name in shared if name in getattr(item, "fixturenames", ())]
+    if used:
+      item.add_marker(pytest.mark.xdist_group(":".join(used[0])))
   if config.getoption("--slow"):
-    # The slow tests first (a stable sort, so each group keeps its order): xdist hands tests
-    # out one at a time as workers free up (setup.cfg: --maxschedchunk 1), so the last minutes
-    # go to short tests rather than to one worker finishing a pipeline while the other waits
-    # (seen: 2 minutes of one idle core at the end of a 14-minute run).
+    # The slow tests first (a stable sort, so each group keeps its order): xdist hands out
+    # the groups above first, then single tests in this order as workers free up, so the last
+    # minutes go to short tests rather than to one worker finishing a pipeline while the
+    # other waits (seen: 2 minutes of one idle core at the end of a 14-minute run).
     items.sort(key=lambda item: "slow" not in item.keywords)
     return
   fast = [item for item in items if "slow" not in item.keywords]
@@ -55,12 +78,50 @@ def pytest_sessionfinish(session, exitstatus):
     session.exitstatus = pytest.ExitCode.OK
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def wt2_small():
   path = SHARED_DATA / "wt2-small"
   if not (path / "train.txt").is_file():
     pytest.skip(f"needs the WikiText-2 sample at {path} (../shared beside the project)")
   return path
+
+
+@pytest.fixture(scope="session")
+def readme_sample(tmp_path_factory, wt2_small):
+  """The README's offline command on the WikiText-2 sample, run as the README gives it (first
+  without --vocab_size, which the sample is too small for): (the README's vocabulary, the
+  refused run, the dataset the README's run built)."""
+  readme = (ROOT / "README.md").read_text()
+  command = re.search(
+    r"\./create_tfrecords\.sh --source=\.\./shared/data/wt2-small --vocab_size=(\d+)", readme
+  )
+  assert command, "the README no longer gives the sample's command"
+  data_dir = tmp_path_factory.mktemp("readme")
+  refused = run_script("./create_tfrecords.sh", f"--data_dir={data_dir}", f"--source={wt2_small}")
+  built = run_script(
+    "./create_tfrecords.sh",
+    f"--data_dir={data_dir}",
+    f"--source={wt2_small}",
+    f"--vocab_size={command[1]}",
+  )
+  assert built.returncode == 0, built.stderr[-2000:]
+  (dataset,) = data_dir.glob("*_bsz*_seqlen*")
+  return int(command[1]), refused, dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_sample_run(tmp_path_factory, readme_sample):
+  """configs/tiny.flags trained as its comment says, on the README's build of the sample:
+  the run whose promised result tests/test_configs.py checks, and the notebook's."""
+  run_dir = tmp_path_factory.mktemp("tiny") / "run"
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/tiny.flags",
+    f"--model_dir={run_dir}",
+    f"--data_dir={readme_sample[2]}",
+  )
+  assert result.returncode == 0, result.stderr[-2000:]
+  return run_dir
 
 
 @pytest.fixture

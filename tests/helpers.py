@@ -158,9 +158,11 @@ def fail_with(message):
 
 
 def log_twice(tag):
-  """Logs one INFO and one WARNING line through absl; returns tag."""
+  """Logs one INFO and one WARNING line through absl; returns (tag, its pid)."""
+  import os
+
   from absl import logging
 
   logging.info("info from %s", tag)
   logging.warning("warning from %s", tag)
-  return tag
+  return tag, os.getpid()

@@ -23,7 +23,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("data"))
 
@@ -79,6 +79,7 @@ def _config(data_dir, **changes):
     log_every=2,
     checkpoint_every=100,
     plot_every=0,
+    plots=False,
     eval_every=2,
     seed=3,
   )

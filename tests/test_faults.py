@@ -7,6 +7,7 @@ docs/FAULTS.md lists the cases and what each gets.
 
 import dataclasses
 import json
+import re
 import shutil
 
 import numpy as np
@@ -24,7 +25,7 @@ FRAME = 4 * 9 * 4 + 16  # A record of the counting dataset: [4, 9] int32 and 16 
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pristine(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("pristine"))
 
@@ -64,6 +65,7 @@ def tiny(data_dir, **changes):
     log_every=4,
     checkpoint_every=4,
     plot_every=0,
+    plots=False,
   )
   return dataclasses.replace(config, **changes)
 
@@ -244,30 +246,11 @@ def test_the_offline_error_names_the_command_to_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readmes_offline_command_builds_the_sample(tmp_path, wt2_small):
-  import re
-
-  from helpers import ROOT
-
-  readme = (ROOT / "README.md").read_text()
-  command = re.search(
-    r"\./create_tfrecords\.sh --source=\.\./shared/data/wt2-small "
-    r"--vocab_size=(\d+)",
-    readme,
-  )
-  assert command, "the README no longer gives the sample's command"
-  result = run_script(
-    "./create_tfrecords.sh", f"--data_dir={tmp_path}", f"--source={wt2_small}"
-  )  # The default 12,000 pieces: too many.
-  bound = re.search(r"has at most (\d+) pieces", error_line(result))
-  assert bound and int(command[1]) <= int(bound[1])
-  result = run_script(
-    "./create_tfrecords.sh",
-    f"--data_dir={tmp_path}",
-    f"--source={wt2_small}",
-    f"--vocab_size={command[1]}",
-  )
-  assert result.returncode == 0, result.stderr[-2000:]
+def test_the_readmes_offline_command_builds_the_sample(readme_sample):
+  vocab_size, refused, dataset = readme_sample  # (conftest.py runs the README's command)
+  bound = re.search(r"has at most (\d+) pieces", error_line(refused))  # the default 12,000
+  assert bound and vocab_size <= int(bound[1])
+  assert records.load_meta(dataset).vocab_size == vocab_size
 
 
 # --- damaged checkpoints -----------------------------------------------------------------------
@@ -278,7 +261,7 @@ def truncate(path, keep=0.5):
   path.write_bytes(data[: int(len(data) * keep)])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def finished_run(pristine, tmp_path_factory):
   """A run of 12 steps checkpointed at 4, 8 and 12; returns (run directory, results)."""
   from par.train import trainer
@@ -503,7 +486,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(data_dir, mount
   full = mount("tmpfs", size)
   run = full / "run"
   with pytest.raises(ParError, match=rf"no space left on the device while writing {run}"):
-    trainer.train_and_evaluate(tiny(data_dir, plot_every=4), run)
+    trainer.train_and_evaluate(tiny(data_dir, plot_every=4, plots=True), run)
   assert leftovers(full) == []
   for name in ("config.json", "architecture.json", "results.json"):
     if (run / name).exists():
@@ -569,7 +552,7 @@ def test_train_script_on_a_read_only_or_full_disk_is_one_line(data_dir, mount):
 # --- signals -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def long_epochs(tmp_path_factory):
   """A dataset whose epoch takes a tiny model tens of seconds in one loop call."""
   from helpers import counting_lines
@@ -611,6 +594,7 @@ def start_long_run(data_dir, model_dir):
       f"--log_every={steps}",
       f"--checkpoint_every={steps}",
       "--plot_every=0",
+      "--noplots",
     ],
     cwd=ROOT,
     stdout=subprocess.PIPE,
@@ -879,6 +863,7 @@ def test_two_training_scripts_on_one_run_directory(pristine, tmp_path):
     "--cutoffs=20",
     "--train_steps=40",
     "--plot_every=0",
+    "--noplots",
   ]
   first = subprocess.Popen(
     [sys.executable, *args, "--seed=1"], cwd=ROOT, stderr=subprocess.PIPE, text=True

@@ -23,7 +23,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("data"))
 

@@ -26,7 +26,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data(tmp_path_factory):
   root = tmp_path_factory.mktemp("inference")
   counting_dataset(root, valid_lines=60, test_lines=50)
@@ -34,7 +34,7 @@ def data(tmp_path_factory):
   return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(data):
   """A finished SuperNet search of 16 steps."""
   config = TrainConfig(
@@ -47,6 +47,7 @@ def run_dir(data):
     log_every=8,
     checkpoint_every=8,
     plot_every=0,
+    plots=False,
     seed=5,
   )
   trainer.train_and_evaluate(config, data / "run")

@@ -23,14 +23,16 @@ def _text(cell):
 
 
 @pytest.mark.slow
-def test_notebook_runs_headless(tmp_path, wt2_small):
+def test_notebook_runs_headless(wt2_small, readme_sample, tiny_sample_run):
+  # On the data and run it makes, made already (conftest.py): its build and training cells run
+  # the same commands again, which reuse them, and the cells after read them.
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
-  run_dir, data_dir = tmp_path / "run", tmp_path / "data"
+  run_dir, data_dir = tiny_sample_run, readme_sample[2].parent
   parameters.source += f"""
 # Overrides of tests/test_notebook.py
-CONFIG, TRAIN_STEPS, MODEL_DIR = "tiny", 40, {str(run_dir)!r}
-DATA_DIR, DATA_SOURCE, VOCAB_SIZE = {str(data_dir)!r}, {str(wt2_small)!r}, 3000
+CONFIG, TRAIN_STEPS, MODEL_DIR = "tiny", 0, {str(run_dir)!r}
+DATA_DIR, DATA_SOURCE, VOCAB_SIZE = {str(data_dir)!r}, {str(wt2_small)!r}, {readme_sample[0]}
 EVAL_SPLIT, PROMPT, MAX_TOKENS = "valid", "The game", 20
 INSTALL, COLAB_CELLS = False, False
 """

@@ -17,7 +17,7 @@ from par.data import records
 from par.data.build import build_dataset
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("cuts")
   write_corpus(root / "text", {"train": counting_lines(300), "valid": counting_lines(50)})

@@ -1,8 +1,12 @@
-"""The pipeline: derivations on hand-made probabilities, and search -> derive -> retrain ->
-compare end to end on a tiny config."""
+"""The pipeline: derivations on hand-made probabilities, and search -> rank -> derive ->
+retrain -> compare end to end on a tiny config: one study over two seeds, each with a
+single-level and a held-out search and every kind of derivation, read by several tests
+(each seed a whole pipeline; the shared-weight ranking and what derives from it; the
+comparison over seeds; a rerun that trains nothing)."""
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from par.config import TrainConfig
 from par.errors import ParError
 from par.search import intervals
 from par.search import patterns
+from par.search import ranking
 from par.study import pipeline
 from par.study import timing
 from par.train import summaries
@@ -50,9 +55,9 @@ def test_derivations_from_hand_made_probabilities():
 
 
 def tiny_search(data_dir, **schedule):
-  """The pipelines' tiny search: a 4-block model of width 16 on `data_dir`."""
+  """The pipelines' tiny search: a 3-block model of width 16 on `data_dir`."""
   return TrainConfig(
-    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=4, mem_len=4, cutoffs=(20,)),
+    model=ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,)),
     data_dir=str(data_dir),
     max_lr=3e-3,
     warmup_steps=2,
@@ -61,105 +66,117 @@ def tiny_search(data_dir, **schedule):
   )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("pipeline"), valid_lines=60, test_lines=50)
 
 
-@pytest.mark.slow
-def test_pipeline_end_to_end(tmp_path, data_dir):
+# --- one pipeline over seeds, end to end --------------------------------------------------------
+# Trained once (a session fixture) and read by the tests below, which share one xdist group so
+# that one worker trains it: two seeds, each with a single-level and a held-out search, and
+# every kind of derivation.
+
+STUDY_SEEDS = (3, 4)
+STUDY_DERIVE = ["argmax", "rule", "perturbation", "shared_best", "sandwich=1", "random=1"]
+SEARCHES = ("search", "search-split0.5")
+
+
+def study_config(data_dir):
   config = tiny_search(
-    data_dir, train_steps=10, steps_per_loop=5, log_every=5, checkpoint_every=10, plot_every=5
+    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=3
   )
-  config = dataclasses.replace(config, seed=1, keep_best=True)
-  rows = pipeline.run_pipeline(config, tmp_path, ratios=[2], arch_splits=[0.0, 0.5], rounds=1)
-  summary = json.loads((tmp_path / "results.json").read_text())
-  derived = summary["patterns"]
-  assert derived["rule p=2"] == "sfsf" and derived["baseline"] == "sfsf"
+  return dataclasses.replace(config, keep_best=True)
+
+
+def run_study(config, work_dir, seeds=STUDY_SEEDS):
+  return pipeline.run_pipeline(
+    config,
+    work_dir,
+    ratios=[2],
+    arch_splits=[0.0, 0.5],
+    rounds=1,
+    derive=STUDY_DERIVE,
+    ranking_tokens=64,
+    seeds=seeds,
+  )
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory, data_dir):
+  """(work directory, the searches' config, the rows over seeds) of the pipeline above."""
+  work = tmp_path_factory.mktemp("study")
+  config = study_config(data_dir)
+  return work, config, run_study(config, work)
+
+
+def nll(run):
+  return np.load(Path(run) / "test_nll.npy").astype(np.float64)
+
+
+@pytest.mark.slow
+def test_each_seed_holds_a_whole_pipeline(study):
+  # Each seed's directory is a one-seed pipeline: its searches, retrained patterns, table,
+  # comparison with the baseline, figures and TensorBoard runs.
+  work, _, _ = study
+  seed_dir = work / "seed-3"
+  summary = json.loads((seed_dir / "results.json").read_text())
+  rows, derived = summary["rows"], summary["patterns"]
+  assert summary["seed"] == 3
+  assert derived["rule p=2"] == derived["sandwich k=1"] == "ssf" and derived["baseline"] == "sfs"
   names = [row["model"] for row in rows]
   assert names[:2] == ["search (SuperNet)", "search-split0.5 (SuperNet)"]
-  held_out = json.loads((tmp_path / "search-split0.5" / "config.json").read_text())["config"]
+  held_out = json.loads((seed_dir / "search-split0.5" / "config.json").read_text())["config"]
   assert held_out["arch_split"] == 0.5
   assert summary["searches"]["search-split0.5"]["arch_split"] == 0.5
   assert {"argmax of search", "argmax of search-split0.5"} <= set(derived)
-  assert any(name.endswith("rule p=2 = baseline") for name in names)  # Trained once.
+  assert any("rule p=2" in name and "sandwich k=1" in name for name in names)  # Trained once.
   assert len(rows) == 2 + len(set(derived.values()))
   for row in rows[2:]:
-    assert row["run"] == str(tmp_path / "models" / row["pattern"])
+    assert row["run"] == str(seed_dir / "models" / row["pattern"])
     saved = TrainConfig.from_dict(json.loads(Path(row["run"], "config.json").read_text())["config"])
     assert saved.model.architecture == row["pattern"]
-    assert (saved.train_steps, saved.max_lr, saved.seed) == (10, 3e-3, 1)  # Same budget.
+    assert (saved.train_steps, saved.max_lr, saved.seed) == (6, 3e-3, 3)  # Same budget.
+    assert saved.arch_split == 0.0  # what only a search has, left out
     assert row["attention_blocks"] == row["pattern"].count("s")
   for row in rows:
     assert row["train_seconds_per_token"] > 0 and row["eval_seconds_per_token"] > 0
     assert row["train_tokens_per_second_seen"] > 0
-    assert row["valid"]["token_perplexity"] > 1 and "test" in row and row["steps"] == 10
+    assert row["valid"]["token_perplexity"] > 1 and "test" in row and row["steps"] == 6
     assert row["best"]["valid"]["loss"] <= row["valid"]["loss"] and "test" in row["best"]
   assert rows[0]["flops_per_token"] > max(r["flops_per_token"] for r in rows[2:])
-  table, agreement = (tmp_path / "results.md").read_text().split("\n\nShared-weight ranking")
+  table, agreement = (seed_dir / "results.md").read_text().split("\n\nShared-weight ranking")
   table, against = table.split("\n\nAgainst the interleaved baseline")
-  assert table.count("\n") == 1 + len(rows) and "`sfsf`" in table
+  assert table.count("\n") == 1 + len(rows) and "`sfs`" in table
   # Against the baseline: each retrained model's saved per-token test NLL scores what its
   # results.json reports, and the bootstrap's difference is the mean of the paired arrays.
-  baseline = np.load(tmp_path / "models" / "sfsf" / "test_nll.npy")
+  baseline = nll(seed_dir / "models" / "sfs")
   for row in rows[2:]:
-    nll = np.load(Path(row["run"]) / "test_nll.npy")
-    assert nll.size == row["test"]["tokens"]
-    assert nll.astype(np.float64).mean() == pytest.approx(row["test"]["loss"], rel=1e-5)
+    mine = nll(row["run"])
+    assert mine.size == row["test"]["tokens"]
+    assert mine.mean() == pytest.approx(row["test"]["loss"], rel=1e-5)
     assert row["positions"]["thirds"] == list(intervals.positions(row["pattern"]).thirds)
-    if row["pattern"] == "sfsf":
+    if row["pattern"] == "sfs":
       assert "vs_baseline" not in row
       continue
     c = row["vs_baseline"]
-    assert c["difference"] == pytest.approx(float(np.mean(nll - baseline)), rel=1e-6)
+    assert c["difference"] == pytest.approx(float(np.mean(mine - baseline)), rel=1e-6)
     assert c["low"] <= c["difference"] <= c["high"] and c["seeds"] == 1
     assert f"`{row['pattern']}` | {c['difference']:+.4f}" in against
   assert against.count("\n| ") == 1 + len(rows) - 2
   assert agreement.count("\n| search") == 3  # the header, then one row per search
-  for name in ("search", "search-split0.5"):
+  for name in SEARCHES:
     for figure in ("architecture", "probabilities"):
-      assert (tmp_path / f"{name}-{figure}.png").is_file()
-      assert (tmp_path / f"{name}-{figure}.pdf").read_bytes()[:5] == b"%PDF-"
-  assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert (tmp_path / "tradeoff.pdf").read_bytes()[:5] == b"%PDF-"
+      assert (seed_dir / f"{name}-{figure}.png").is_file()
+      assert (seed_dir / f"{name}-{figure}.pdf").read_bytes()[:5] == b"%PDF-"
+  assert (seed_dir / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (seed_dir / "tradeoff.pdf").read_bytes()[:5] == b"%PDF-"
 
-  # Again, through the script: finished runs and their measured times are reused.
-  flags = [
-    "--d_model=16",
-    "--n_heads=2",
-    "--d_ffn=24",
-    "--n_blocks=4",
-    "--mem_len=4",
-    "--cutoffs=20",
-    f"--data_dir={data_dir}",
-    "--train_steps=10",
-    "--max_lr=3e-3",
-    "--warmup_steps=2",
-    "--arch_lr=0.05",
-    "--steps_per_loop=5",
-    "--log_every=5",
-    "--checkpoint_every=10",
-    "--plot_every=5",
-    "--seed=1",
-    "--keep_best",
-    "--ratio=2",
-    "--arch_splits=0",
-    "--arch_splits=0.5",
-    "--timing_rounds=1",
-  ]
-  result = run_script("scripts/pipeline.py", f"--work_dir={tmp_path}", *flags)
-  assert result.returncode == 0, result.stderr
-  again = json.loads((tmp_path / "results.json").read_text())["rows"]
-  assert again == json.loads(json.dumps(rows))  # the measured times too: times.json
-  assert "rule p=2 = baseline | `sfsf` |" in result.stdout
-  assert json.loads((tmp_path / "results.json").read_text())["seed"] == 1
-
-  # TensorBoard over the work directory: the HParams experiment at its root, and each run's
-  # measured times once (the second measurement replaced the first).
-  events = read_events(tmp_path)
+  # TensorBoard over the seed's directory: the HParams experiment at its root, and each run's
+  # measured times once (a rerun's measurement replaces the one before).
+  events = read_events(seed_dir)
   assert [tag for tag, *_ in events["."]] == ["_hparams_/experiment"]
-  for row in again:
-    run = Path(row["run"]).relative_to(tmp_path)
+  for row in rows:
+    run = Path(row["run"]).relative_to(seed_dir)
     ((tag, _, _, _),) = events[str(run)]  # the run's HParams session, written once
     assert tag == "_hparams_/session_start_info"
     session = session_hparams(Path(row["run"]))
@@ -175,22 +192,39 @@ def test_pipeline_end_to_end(tmp_path, data_dir):
     )
   assert all(events.values())  # no empty run
   # A retrained (fixed) model writes no search tags, and has no search figures.
-  fixed = Path(again[-1]["run"])
-  train_tags = {tag for tag, *_ in events[str(fixed.relative_to(tmp_path) / "train")]}
+  fixed = Path(rows[-1]["run"])
+  train_tags = {tag for tag, *_ in events[str(fixed.relative_to(seed_dir) / "train")]}
   assert "loss" in train_tags and not [t for t in train_tags if t.startswith("search/")]
   assert sorted(p.name for p in (fixed / "plots").iterdir()) == ["curves.pdf", "curves.png"]
 
-  # Two pipelines' results in one figure (here the same one twice).
-  figure = tmp_path / "both"
-  result = run_script(
-    "scripts/tradeoff.py", f"--work_dirs={tmp_path},{tmp_path}", f"--output={figure}"
-  )
-  assert result.returncode == 0, result.stderr
-  assert Path(f"{figure}.pdf").read_bytes()[:5] == b"%PDF-" and Path(f"{figure}.png").is_file()
 
-  # Other settings in the same work directory are refused.
-  with pytest.raises(ParError, match="holds a run with other settings"):
-    pipeline.run_pipeline(dataclasses.replace(config, seed=2), tmp_path)
+@pytest.mark.slow
+def test_each_search_ranks_every_pattern_and_derives_from_its_ranking(study):
+  work, _, _ = study
+  summary = json.loads((work / "seed-4" / "results.json").read_text())
+  derived = summary["patterns"]
+  retrained = {
+    r["pattern"]: r["valid"]["loss"] for r in summary["rows"] if r["attention_blocks"] is not None
+  }
+  for name in SEARCHES:
+    search = work / "seed-4" / name
+    ranked = json.loads((search / "ranking.json").read_text())
+    assert len(ranked["scores"]) == 27 and ranked["tokens"] == 64  # every pattern of 3 blocks
+    assert ranked["order"] == sorted(ranked["scores"], key=lambda p: (ranked["scores"][p], p))
+    assert (search / "plots" / "ranking.png").is_file()
+    assert derived[f"shared_best of {name}"] == ranked["order"][0]
+    assert derived[f"perturbation of {name}"] == ranked["perturbation"]["pattern"]
+    # How far the ranking agrees with retraining, over every retrained pattern.
+    agreement = summary["searches"][name]["ranking_agreement"]
+    assert agreement["patterns"] == len(retrained)
+    x = [ranked["scores"][p] for p in retrained]
+    y = list(retrained.values())
+    assert agreement["kendall_tau"] == pytest.approx(ranking.kendall_tau(x, y), nan_ok=True)
+    assert agreement["spearman_rho"] == pytest.approx(ranking.spearman_rho(x, y), nan_ok=True)
+  assert derived["sandwich k=1"] == "ssf" and derived["baseline"] == "sfs"
+  # A random ordering of the baseline's blocks that is not the baseline.
+  assert sorted(derived["random 1"]) == sorted("sfs") and derived["random 1"] != "sfs"
+  assert "Kendall τ" in (work / "seed-4" / "results.md").read_text()
 
 
 def session_hparams(run_dir):
@@ -317,18 +351,11 @@ def test_pipeline_refuses_repeated_searches(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_over_seeds(tmp_path, data_dir):
-  from par.search import ranking
+def test_the_study_over_seeds_compares_every_derivation(study):
   from par.study import seeds
 
-  config = tiny_search(
-    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=6
-  )
-  derive = ["argmax", "rule", "sandwich=1", "random=1"]
-  rows = pipeline.run_pipeline(
-    config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]
-  )
-  per_seed = {s: json.loads((tmp_path / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)}
+  work, _, rows = study
+  per_seed = {s: json.loads((work / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)}
   for s, summary in per_seed.items():
     assert summary["seed"] == s
     for row in summary["rows"]:
@@ -336,18 +363,16 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
       assert saved["seed"] == s and Path(row["run"]).parent.name in ("models", f"seed-{s}")
   # The random ordering is the same in both seeds; the fixed derivations too.
   assert per_seed[3]["patterns"]["random 1"] == per_seed[4]["patterns"]["random 1"]
-  assert per_seed[3]["patterns"]["sandwich k=1"] == "ssff"
-  summary = json.loads((tmp_path / "results.json").read_text())
+  assert per_seed[3]["patterns"]["sandwich k=1"] == "ssf"
+  summary = json.loads((work / "results.json").read_text())
   assert summary["seeds"] == [3, 4] and summary["rows"] == json.loads(json.dumps(rows))
   by_model = {row["model"]: row for row in rows}
   pooled = by_model.pop("random orderings (pooled)")
-  assert set(by_model) == {"search (SuperNet)"} | set(per_seed[3]["patterns"])
+  supernets = {f"{name} (SuperNet)" for name in SEARCHES}
+  assert set(by_model) == supernets | set(per_seed[3]["patterns"])
   assert [row["model"] for row in rows][-2:] == ["random orderings (pooled)", "baseline"]
   assert pooled["patterns"] == [per_seed[3]["patterns"]["random 1"]] * 2
   assert pooled["vs_baseline"]["difference"] == by_model["random 1"]["vs_baseline"]["difference"]
-
-  def nll(run):
-    return np.load(Path(run) / "test_nll.npy").astype(np.float64)
 
   for label, row in by_model.items():
     seed_rows = [seeds.by_label(per_seed[s])[label] for s in (3, 4)]
@@ -366,15 +391,13 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
       )
     else:
       assert "vs_random" not in row
-    if not row["fixed"] or label == "baseline" or set(row["patterns"]) == {"sfsf"}:
+    if not row["fixed"] or label == "baseline" or set(row["patterns"]) == {"sfs"}:
       assert "vs_baseline" not in row
       continue
     # Pooled over seeds: the difference is the mean over both seeds' tokens of each model's
     # NLL minus its own seed's baseline's.
     differences = [
-      np.load(Path(r["run"]) / "test_nll.npy").astype(np.float64)
-      - np.load(tmp_path / f"seed-{s}" / "models" / "sfsf" / "test_nll.npy")
-      for s, r in zip((3, 4), seed_rows)
+      nll(r["run"]) - nll(work / f"seed-{s}" / "models" / "sfs") for s, r in zip((3, 4), seed_rows)
     ]
     c = row["vs_baseline"]
     assert c["seeds"] == 2 and c["tokens"] == sum(d.size for d in differences)
@@ -386,44 +409,106 @@ def test_pipeline_over_seeds(tmp_path, data_dir):
   # each SuperNet's τ over the same panel against its own seed's retraining.
   agreed = summary["agreement"]
   losses = {
-    s: {r["pattern"]: r["valid"]["loss"] for r in per_seed[s]["rows"] if r["attention_blocks"]}
+    s: {
+      r["pattern"]: r["valid"]["loss"]
+      for r in per_seed[s]["rows"]
+      if r["attention_blocks"] is not None
+    }
     for s in (3, 4)
   }
   panel = sorted(set(losses[3]) & set(losses[4]))
-  assert agreed["panel"] == panel and "sfsf" in panel and "ssff" in panel
+  assert agreed["panel"] == panel and "sfs" in panel and "ssf" in panel
   tau = ranking.kendall_tau([losses[3][p] for p in panel], [losses[4][p] for p in panel])
   assert agreed["seed_to_seed"]["3-4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
-  scores = json.loads((tmp_path / "seed-4" / "search" / "ranking.json").read_text())["scores"]
-  tau = ranking.kendall_tau([scores[p] for p in panel], [losses[4][p] for p in panel])
-  assert agreed["searches"]["search"]["4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
-  table = (tmp_path / "results.md").read_text()
-  # The two tables: a header and a line per row; a header, a line per search and seed, one
-  # per pair of seeds.
+  for name in SEARCHES:
+    scores = json.loads((work / "seed-4" / name / "ranking.json").read_text())["scores"]
+    tau = ranking.kendall_tau([scores[p] for p in panel], [losses[4][p] for p in panel])
+    assert agreed["searches"][name]["4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+  table = (work / "results.md").read_text()
+  # The three tables: a header and a line per row; a header and a line per row compared with
+  # the random orderings; a header, a line per search and seed, one per pair of seeds.
   against_random = sum("vs_random" in row for row in rows)
-  assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 + 1)
+  assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 * 2 + 1)
   assert "noise ceiling" in table and "average random ordering" in table
   for name in ("tradeoff", "depth"):
-    assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
-  # par-tradeoff redraws a study's figure, alone.
-  result = run_script(
-    "scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path / 'again'}"
+    assert (work / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (work / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+@pytest.mark.slow
+def test_a_finished_pipeline_run_again_trains_nothing(study, monkeypatch):
+  work, config, rows = study
+  logs = {p: p.read_bytes() for p in work.rglob("training.log")}
+  assert len(logs) == 2 * 2 + len({r for row in rows if row["fixed"] for r in row["runs"]})
+
+  # One seed's directory is a one-seed pipeline: the script on it, with that seed, reuses
+  # every run and ranking (and, given the study's times.json, every time) and prints its
+  # table.
+  seed_dir = work / "seed-3"
+  shutil.copy(work / "times.json", seed_dir / "times.json")
+  flags = [
+    "--d_model=16",
+    "--n_heads=2",
+    "--d_ffn=24",
+    "--n_blocks=3",
+    "--mem_len=4",
+    "--cutoffs=20",
+    f"--data_dir={config.data_dir}",
+    "--train_steps=6",
+    "--max_lr=3e-3",
+    "--warmup_steps=2",
+    "--arch_lr=0.05",
+    "--steps_per_loop=3",
+    "--log_every=3",
+    "--checkpoint_every=6",
+    "--plot_every=3",
+    "--seed=3",
+    "--keep_best",
+    "--ratio=2",
+    "--arch_splits=0",
+    "--arch_splits=0.5",
+    "--timing_rounds=1",
+    "--ranking_tokens=64",
+    *[f"--derive={d}" for d in STUDY_DERIVE],
+  ]
+  before = json.loads((seed_dir / "results.json").read_text())
+  result = run_script("scripts/pipeline.py", f"--work_dir={seed_dir}", *flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert json.loads((seed_dir / "results.json").read_text()) == before
+  assert any(
+    "rule p=2" in line and "sandwich k=1" in line and "| `ssf` |" in line
+    for line in result.stdout.splitlines()
   )
-  assert result.returncode == 0, result.stderr
-  assert (tmp_path / "again.pdf").read_bytes()[:5] == b"%PDF-"
+  assert result.stdout == pipeline.markdown(before["rows"])
+
+  # The whole study again, here: nothing trains, every time comes from times.json, and the
+  # rows come out the same.
+  monkeypatch.setattr(pipeline.trainer, "train_and_evaluate", _refuse_to_train)
+  assert run_study(config, work) == rows
+  assert {p: p.read_bytes() for p in work.rglob("training.log")} == logs
+
+  # par-tradeoff draws two pipelines in one figure, and redraws a study's alone.
+  for work_dirs, output in (
+    (f"{seed_dir},{work / 'seed-4'}", work / "both"),
+    (str(work), work / "again"),
+  ):
+    result = run_script("scripts/tradeoff.py", f"--work_dirs={work_dirs}", f"--output={output}")
+    assert result.returncode == 0, result.stderr
+    assert Path(f"{output}.pdf").read_bytes()[:5] == b"%PDF-" and Path(f"{output}.png").is_file()
   result = run_script(
-    "scripts/tradeoff.py",
-    f"--work_dirs={tmp_path},{tmp_path / 'seed-3'}",
-    f"--output={tmp_path / 'mixed'}",
+    "scripts/tradeoff.py", f"--work_dirs={work},{seed_dir}", f"--output={work / 'mixed'}"
   )
   assert "drawn alone: give it as the only --work_dirs" in error_line(result)
-  # Again: everything is reused, the times too (times.json), so the rows come out the same.
-  again = pipeline.run_pipeline(
-    config, tmp_path, ratios=[2], rounds=1, derive=derive, ranking_tokens=64, seeds=[3, 4]
-  )
-  assert again == rows
+
+  # Other settings in the same work directory are refused, and a seed given twice.
+  with pytest.raises(ParError, match="holds a run with other settings"):
+    pipeline.run_pipeline(dataclasses.replace(config, seed=2), seed_dir)
   with pytest.raises(ParError, match="lists a seed twice"):
-    pipeline.run_pipeline(config, tmp_path, seeds=[3, 3])
+    pipeline.run_pipeline(config, work, seeds=[3, 3])
+
+
+def _refuse_to_train(config, model_dir, strategy=None):
+  raise AssertionError(f"{model_dir} trained again")
 
 
 def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):

@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from helpers import counting_dataset
 from par.config import ModelConfig
-from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
@@ -112,7 +111,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("data"))
 
@@ -171,42 +170,6 @@ def test_perturbation_keeps_the_branch_whose_removal_hurts_most():
       kept = [row[j] for j in range(3) if j != k]
       assert detail["removed"][block][k] == pytest.approx(10.0 - sum(others) - sum(kept) / 2)
   assert all(not np.any(v.numpy()) for v in model.logits)  # restored
-
-
-@pytest.mark.slow
-def test_the_pipeline_ranks_derives_and_compares(tmp_path, data_dir):
-  from par.study import pipeline
-
-  config = TrainConfig(
-    model=MODEL,
-    data_dir=str(data_dir),
-    train_steps=6,
-    steps_per_loop=3,
-    log_every=3,
-    checkpoint_every=6,
-    plot_every=0,
-    seed=2,
-  )
-  derive = ["argmax", "perturbation", "shared_best", "sandwich=1", "random=2"]
-  rows = pipeline.run_pipeline(
-    config, tmp_path / "p", ratios=(), rounds=1, derive=derive, ranking_tokens=64
-  )
-  ranking_file = json.loads((tmp_path / "p" / "search" / "ranking.json").read_text())
-  assert len(ranking_file["scores"]) == 27 and ranking_file["tokens"] == 64
-  assert (tmp_path / "p" / "search" / "plots" / "ranking.png").is_file()
-  summary = json.loads((tmp_path / "p" / "results.json").read_text())
-  derived = summary["patterns"]
-  assert derived["shared_best"] == ranking_file["order"][0]
-  assert derived["perturbation"] == ranking_file["perturbation"]["pattern"]
-  assert derived["sandwich k=1"] == "ssf" and derived["baseline"] == "sfs"
-  # Of the three orderings of the baseline's blocks, the two that are not the baseline.
-  assert {derived["random 1"], derived["random 2"]} == {"fss", "ssf"}
-  agreement = summary["searches"]["search"]["ranking_agreement"]
-  retrained = {r["pattern"]: r["valid"]["loss"] for r in rows if r["attention_blocks"] is not None}
-  assert agreement["patterns"] == len(retrained)
-  x = [ranking_file["scores"][p] for p in retrained]
-  assert agreement["kendall_tau"] == pytest.approx(ranking.kendall_tau(x, list(retrained.values())))
-  assert "Kendall τ" in (tmp_path / "p" / "results.md").read_text()
 
 
 def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):

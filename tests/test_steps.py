@@ -10,21 +10,22 @@ import tensorflow as tf
 
 from helpers import counting_dataset
 from par.config import ModelConfig
+from par.config import RuntimeConfig
 from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
 from par.train import boundaries
+from par.train import plan as plan_lib
 from par.train import report
 from par.train import steps
-from par.train import trainer
 
 MODEL = ModelConfig(
   vocab_size=60, d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,), dropout=0.0
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   return counting_dataset(tmp_path_factory.mktemp("data"))
 
@@ -215,20 +216,29 @@ def test_the_status_line_and_the_eta_leave_the_tracing_call_out():
 def test_plan_of_a_run(data_dir):
   meta = records.load_meta(data_dir)
   records_per_epoch = meta.splits["train"].records
-  plan = trainer.make_plan(TrainConfig(epochs=3), meta, replicas=2)
-  assert plan == trainer.Plan(records_per_epoch, 3 * records_per_epoch, 2, 2, 4 * 8)
-  assert trainer.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
+  plan = plan_lib.make_plan(TrainConfig(epochs=3), meta, replicas=2)
+  assert plan == plan_lib.Plan(records_per_epoch, 3 * records_per_epoch, 2, 2, 4 * 8)
+  assert plan_lib.make_plan(TrainConfig(train_steps=7), meta, 1).total_steps == 7
   with pytest.raises(ParError, match="does not split into 3 replicas"):
-    trainer.make_plan(TrainConfig(), meta, 3)
-  assert trainer.make_plan(TrainConfig(accumulate_steps=2), meta, 2).lanes == 2
+    plan_lib.make_plan(TrainConfig(), meta, 3)
+  assert plan_lib.make_plan(TrainConfig(accumulate_steps=2), meta, 2).lanes == 2
   with pytest.raises(
     ParError,
     match=r"--accumulate_steps 3 does not divide the 4 lanes of each "
     r"replica \(batch_size 4, 1 replica\)",
   ):
-    trainer.make_plan(TrainConfig(accumulate_steps=3), meta, 1)
+    plan_lib.make_plan(TrainConfig(accumulate_steps=3), meta, 1)
   with pytest.raises(ParError, match="holds out 0 of the 4 lanes"):
-    trainer.make_plan(TrainConfig(arch_split=0.1), meta, 1)
+    plan_lib.make_plan(TrainConfig(arch_split=0.1), meta, 1)
+  # The replicas a command knows before TensorFlow starts, to check the plan with.
+  for runtime, replicas in (
+    (RuntimeConfig(), 1),
+    (RuntimeConfig(strategy="one_device"), 1),
+    (RuntimeConfig(strategy="mirrored", cpu_devices=2), 2),
+    (RuntimeConfig(strategy="mirrored"), None),  # the GPUs decide
+    (RuntimeConfig(strategy="multi_worker"), None),
+  ):
+    assert plan_lib.known_replicas(runtime) == replicas, runtime
 
 
 def test_lamb_scales_adams_step_by_each_tensors_trust_ratio():

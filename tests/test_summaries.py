@@ -25,7 +25,7 @@ from par.train import trainer
 MODEL = ModelConfig(d_model=16, n_heads=2, d_ffn=24, n_blocks=3, mem_len=4, cutoffs=(20,))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def no_test_split(tmp_path_factory):
   """Counting text with train and valid splits only."""
   root = tmp_path_factory.mktemp("no_test")

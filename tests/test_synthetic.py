@@ -15,7 +15,7 @@ from par.errors import ParError
 WORDS = {"train": 60_000, "valid": 3_001, "test": 7}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
   directory = tmp_path_factory.mktemp("zipf") / "corpus"
   written = synthetic.write_corpus(directory, WORDS, types=500)

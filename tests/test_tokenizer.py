@@ -77,7 +77,7 @@ LINES = prose_lines(800)
 CONFIG = DataConfig(vocab_size=80)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model():
   return tokenizer.train(LINES, CONFIG)
 

@@ -30,6 +30,7 @@ from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
 from par.search import collapse
+from par.train import summaries
 from par.train import trainer
 from par.train.evaluate import Evaluator
 
@@ -38,7 +39,7 @@ MODEL = ModelConfig(
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """A counting-text dataset: 60 pieces, 4 lanes x 8 tokens, train/valid/test."""
   return counting_dataset(tmp_path_factory.mktemp("data"))
@@ -56,6 +57,7 @@ def tiny(data_dir, **changes):
     log_every=4,
     checkpoint_every=8,
     plot_every=4,
+    plots=False,  # (the tests that look at figures ask for them)
     seed=3,
   )
   return dataclasses.replace(base, **changes)
@@ -65,7 +67,12 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
   meta = records.load_meta(data_dir)
   per_epoch = meta.splits["train"].records
   config = tiny(
-    data_dir, train_steps=per_epoch + 6, sampling="hard", plot_every=20, checkpoint_every=20
+    data_dir,
+    train_steps=per_epoch + 6,
+    sampling="hard",
+    plot_every=20,
+    plots=True,
+    checkpoint_every=20,
   )
   results = trainer.train_and_evaluate(config, tmp_path)
   names = {p.name for p in tmp_path.iterdir()}
@@ -132,7 +139,7 @@ def test_search_writes_the_whole_run_directory(tmp_path, data_dir):
 
 
 def test_fixed_architecture_trains_and_learns(tmp_path, data_dir):
-  config = tiny(data_dir, architecture="sfs", train_steps=40, plot_every=0)
+  config = tiny(data_dir, architecture="sfs", train_steps=40, plot_every=0, plots=False)
   results = trainer.train_and_evaluate(config, tmp_path)
   assert results["pattern"] == "sfs"
   # Better than the same model untrained, by a margin.
@@ -220,24 +227,32 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, data_dir):
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
-  trainer.train_and_evaluate(tiny(data_dir, train_steps=4, plot_every=0), tmp_path)
+  trainer.train_and_evaluate(tiny(data_dir, train_steps=4, plot_every=0, plots=False), tmp_path)
   with pytest.raises(ParError, match=r"other settings \(max_lr\)"):
     trainer.train_and_evaluate(tiny(data_dir, train_steps=4, max_lr=1e-2), tmp_path)
   # Bookkeeping may change: a finished run with another log interval just reports again.
   results = trainer.train_and_evaluate(
-    tiny(data_dir, train_steps=4, log_every=1, plot_every=0), tmp_path
+    tiny(data_dir, train_steps=4, log_every=1, plot_every=0, plots=False), tmp_path
   )
   assert results["steps"] == 4
 
 
 def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   frozen = trainer.train_and_evaluate(
-    tiny(data_dir, arch_warmup_steps=100, plot_every=0), tmp_path / "frozen"
+    tiny(data_dir, arch_warmup_steps=100, plot_every=0, plots=False), tmp_path / "frozen"
   )
   # (With the architecture step on held-out lanes, 1 and 3 of 4: it moves all the same.)
+  # Without figures (--noplots): none drawn, in plots/ or in TensorBoard; the history still
+  # recorded.
   moving = trainer.train_and_evaluate(
-    tiny(data_dir, arch_lr=0.1, plot_every=0, arch_split=0.5), tmp_path / "moving"
+    tiny(data_dir, arch_lr=0.1, plot_every=4, plots=False, arch_split=0.5), tmp_path / "moving"
   )
+  assert not list((tmp_path / "moving").glob("plots/*"))
+  assert [
+    h["step"]
+    for h in json.loads((tmp_path / "moving" / "architecture.json").read_text())["history"]
+  ] == [0, 4, 8, 12]
+  assert summaries.HEATMAP not in summary_tags(tmp_path / "moving" / "train")
   del frozen, moving
 
   def probabilities(run):
@@ -264,7 +279,7 @@ def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   # The same search with a heavy FLOPs term: identity, which costs nothing, takes over, and the
   # collapse report says so.
   trainer.train_and_evaluate(
-    tiny(data_dir, arch_lr=0.1, plot_every=0, resource="flops", resource_weight=20.0),
+    tiny(data_dir, arch_lr=0.1, plot_every=0, plots=True, resource="flops", resource_weight=20.0),
     tmp_path / "cheap",
   )
   cheap = probabilities("cheap")
@@ -297,12 +312,13 @@ RESUME_FLAGS = [
   "--log_every=10",
   "--checkpoint_every=4",
   "--plot_every=0",
+  "--noplots",
   "--seed=3",
   "--sampling=single_path",
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def uninterrupted(tmp_path_factory, data_dir):
   model_dir = tmp_path_factory.mktemp("uninterrupted")
   result = run_script(
@@ -527,6 +543,7 @@ def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data
     "--steps_per_loop=10",
     "--log_every=30",
     "--plot_every=0",
+    "--noplots",
   ]
   pid, fd = pty.fork()
   if pid == 0:  # the child: the command, its stdout and stderr the terminal

@@ -250,6 +250,7 @@ def test_a_tied_adaptive_run_trains_and_evaluates_with_transformer_xls_protocol(
     data_dir=str(tmp_path / "ds"),
     train_steps=4,
     plot_every=0,
+    plots=False,
     eval_mem_len=24,
     eval_clamp_len=10,
     eval_same_length=True,

@@ -174,7 +174,10 @@ def test_word_and_char_runs_evaluate_and_generate(tmp_path, kind):
   model = ModelConfig(d_model=16, n_heads=2, d_ffn=32, n_blocks=2, mem_len=8, cutoffs=(50,))
   run = tmp_path / "run"
   trained = trainer.train_and_evaluate(
-    TrainConfig(model=model, data_dir=str(tmp_path / "ds"), train_steps=4, plot_every=0), run
+    TrainConfig(
+      model=model, data_dir=str(tmp_path / "ds"), train_steps=4, plot_every=0, plots=False
+    ),
+    run,
   )
   valid = meta.splits["valid"]
   assert trained["valid"]["characters"] == valid.characters

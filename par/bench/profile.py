@@ -21,6 +21,7 @@ def run(work, options):
   first), and the step's split and top ops read back from it."""
   from par.config import TrainConfig
   from par.data import records
+  from par.train import plan as plan_lib
   from par.train import steps as steps_lib
   from par.train import trainer
 
@@ -36,7 +37,7 @@ def run(work, options):
   known = {field.name for field in dataclasses.fields(TrainConfig)}
   config = TrainConfig.from_dict({k: v for k, v in settings.items() if k in known})
   config, meta = trainer.checked_data(config)
-  plan = trainer.make_plan(config, meta, 1)
+  plan = plan_lib.make_plan(config, meta, 1)
   strategy = tf.distribute.get_strategy()
   model, optimizers, state, loss_scale = trainer._build(config, meta, plan, strategy)
   loop = steps_lib.StepLoop(

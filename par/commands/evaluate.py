@@ -88,7 +88,9 @@ def main(argv):
     codec = runs.load_tokenizer(run)  # Before TF's import: a missing tokenizer is one line.
     text.read_scorable_text(FLAGS.text, codec.kind == "char")  # So is a file it cannot score.
   else:
-    records.check_dataset(data_dir, FLAGS.split, run.tokenizer_sha256)  # Before TF's import.
+    # Every record's CRCs too, before TensorFlow's start-up: a damaged split is one line at
+    # once (the evaluation checks them again as it reads).
+    records.check_dataset(data_dir, FLAGS.split, run.tokenizer_sha256, records=True)
   cli.import_tensorflow()
   cli.configure_threads()
   from par.train import evaluate  # After the quiet import.

@@ -98,6 +98,7 @@ def main(argv):
     return
   if not FLAGS.model_dir:
     raise cli.ParError("--model_dir is required")
+  _check_before_tensorflow(config, runtime, meta)
   cli.import_tensorflow()
   config_flags.configure_threads(runtime)
   strategy = config_flags.strategy(runtime)
@@ -112,6 +113,18 @@ def main(argv):
       bpc = f", bpc {r['bpc']:.4f}" if r.get("bpc") is not None else ""
       print(f"{split}: token perplexity {r['token_perplexity']:.2f}{words}{bpc}")
   print(f"architecture: {results['pattern']}")
+
+
+def _check_before_tensorflow(config, runtime, meta):
+  """What can be refused before TensorFlow's start-up (seconds): a cluster without TF_CONFIG,
+  and a batch that does not split over the replicas, where their count is known already."""
+  from par.train import plan
+
+  if runtime.strategy == "multi_worker":
+    plan.tf_config()
+  replicas = plan.known_replicas(runtime)
+  if replicas:
+    plan.make_plan(config, meta, replicas)
 
 
 def run():

@@ -97,7 +97,8 @@ def retrain_all(task, work_dir, seeds):
   for pattern in ranking.all_patterns(MODEL.n_blocks):
     losses[pattern] = []
     for seed in seeds:
-      config = _config(data_dir, seed, model={"architecture": pattern})
+      # No figures: nothing reads them, and a second or two of each is minutes over a task.
+      config = _config(data_dir, seed, plots=False, model={"architecture": pattern})
       run = Path(work_dir) / task.name / "models" / f"{pattern}-seed{seed}"
       losses[pattern].append(_train(config, run)["valid"]["loss"])
     logging.info("%s %s: %s", task.name, pattern, losses[pattern])

@@ -12,13 +12,11 @@ replicas' lanes; only the chief writes the run directory, other workers save the
 checkpoint copies to a scratch directory that is removed (`is_chief`).
 """
 
-import json
-import os
-
 import tensorflow as tf
 
 from par.config import STRATEGIES
 from par.errors import ParError
+from par.train import plan
 
 
 def split_cpu(devices):
@@ -34,27 +32,6 @@ def split_cpu(devices):
     )
   except RuntimeError:
     raise ParError("--cpu_devices must be set before TensorFlow initialises its devices") from None
-
-
-def _tf_config():
-  text = os.environ.get("TF_CONFIG", "")
-  if not text:
-    raise ParError(
-      "--strategy=multi_worker needs TF_CONFIG (cluster and task as JSON), see "
-      "the README's 'Scaling out'"
-    )
-  try:
-    value = json.loads(text)
-    workers = value["cluster"]["worker"]
-    task = value["task"]
-    task["type"], int(task["index"])
-  except (ValueError, KeyError, TypeError):
-    raise ParError(
-      f"TF_CONFIG is not JSON with cluster.worker and task.type/index: {text[:80]}"
-    ) from None
-  if not workers:
-    raise ParError("TF_CONFIG lists no workers")
-  return value
 
 
 def make_strategy(name, tpu=""):
@@ -74,7 +51,7 @@ def make_strategy(name, tpu=""):
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "multi_worker":  # First: it must configure TensorFlow before anything starts it.
-    _tf_config()
+    plan.tf_config()
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name in ("one_device", "mirrored"):
     gpus = tf.config.list_logical_devices("GPU")  # (starts TensorFlow's runtime)

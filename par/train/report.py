@@ -308,7 +308,7 @@ class Reporter:
       self._written.add(("scalars", step))
       with self.writer("train").as_default(step=step):
         summaries.write_architecture(probabilities, collapse.entropy(probabilities))
-    if draw and not drawn:
+    if draw and not drawn and self.config.plots:
       self._written.add(("image", step))
       png = plots.heatmap_png(
         probabilities, step=step, run=self.model_dir.name, pattern=self.model.derived_pattern()
@@ -326,6 +326,21 @@ class Reporter:
     for writer in self._writers.values():
       writer.flush()
 
+  def _search_figures(self, end):
+    """A search's figures at its end: the GIF of its heatmaps, each block's probabilities over
+    the search, the final heatmap as PDF."""
+    name, pattern = self.model_dir.name, self.model.derived_pattern()
+    history = [(h["step"], np.array(h["probabilities"])) for h in self.history]
+    frames = history[:: -(-len(history) // _GIF_FRAMES)]  # At most _GIF_FRAMES frames.
+    plot_dir = self.model_dir / runs.PLOTS_DIR
+    runs.write_bytes(plot_dir / runs.GIF_FILE, plots.animation_gif(frames, run=name))
+    for kind, data in plots.trajectories(history, run=name, pattern=pattern).items():
+      runs.write_bytes(plot_dir / Path(runs.PROBABILITIES_FILE).with_suffix(f".{kind}"), data)
+    final = plots.heatmap(
+      self.model.architecture_probabilities(), end, name, pattern, kinds=("pdf",)
+    )
+    runs.write_bytes(runs.heatmap_path(self.model_dir, end).with_suffix(".pdf"), final["pdf"])
+
   def finish(self, results):
     """The end of the run: the final architecture, its plots and collapse report, the log's
     last line."""
@@ -334,32 +349,24 @@ class Reporter:
     if self.model.is_supernet:
       end = results["steps"]  # the last step, or where --patience stopped the run
       self.architecture(end, draw=True)
-      name, pattern = self.model_dir.name, self.model.derived_pattern()
-      history = [(h["step"], np.array(h["probabilities"])) for h in self.history]
-      frames = history[:: -(-len(history) // _GIF_FRAMES)]  # At most _GIF_FRAMES frames.
-      plot_dir = self.model_dir / runs.PLOTS_DIR
-      runs.write_bytes(plot_dir / runs.GIF_FILE, plots.animation_gif(frames, run=name))
-      for kind, data in plots.trajectories(history, run=name, pattern=pattern).items():
-        runs.write_bytes(plot_dir / Path(runs.PROBABILITIES_FILE).with_suffix(f".{kind}"), data)
-      final = plots.heatmap(
-        self.model.architecture_probabilities(), end, name, pattern, kinds=("pdf",)
-      )
-      runs.write_bytes(runs.heatmap_path(self.model_dir, end).with_suffix(".pdf"), final["pdf"])
+      if self.config.plots:
+        self._search_figures(end)
       _, warning = collapse.collapse_report(self.model.architecture_probabilities())
       if warning:
         logging.warning(warning)
     else:
       runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record([]))
     self.flush()
-    figures = plots.curves(
-      summaries.read_scalars(self.model_dir),
-      [
-        (summaries.LOSS, "loss (nats per token)", False),
-        (summaries.TOKEN_PERPLEXITY, "token perplexity", True),
-      ],
-      self.model_dir.name,
-      self.model.pattern,
-    )
-    for kind, data in figures.items():
-      runs.write_bytes(self.model_dir / runs.PLOTS_DIR / f"{runs.CURVES_FILE}.{kind}", data)
+    if self.config.plots:
+      figures = plots.curves(
+        summaries.read_scalars(self.model_dir),
+        [
+          (summaries.LOSS, "loss (nats per token)", False),
+          (summaries.TOKEN_PERPLEXITY, "token perplexity", True),
+        ],
+        self.model_dir.name,
+        self.model.pattern,
+      )
+      for kind, data in figures.items():
+        runs.write_bytes(self.model_dir / runs.PLOTS_DIR / f"{runs.CURVES_FILE}.{kind}", data)
     logging.info("done: %s", json.dumps(results))

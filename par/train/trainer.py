@@ -45,47 +45,10 @@ from par.train import checkpoint as checkpoint_lib
 from par.train import distribute
 from par.train import evaluate
 from par.train import host
+from par.train import plan as plan_lib
 from par.train import precision
 from par.train import report
 from par.train import steps
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """The shape of a run, from its config, its dataset and the number of replicas."""
-
-  steps_per_epoch: int  # records in the train split
-  total_steps: int
-  replicas: int
-  lanes: int  # lanes (batch rows) per replica
-  tokens_per_step: int  # of the global batch
-
-
-def make_plan(config, meta, replicas):
-  """The `Plan` of `config` on a dataset (`records.DatasetMeta`) over `replicas` replicas."""
-  if "train" not in meta.splits:
-    raise ParError(f"{config.data_dir} has no train split")
-  if meta.batch_size % replicas:
-    raise ParError(f"batch_size {meta.batch_size} does not split into {replicas} replicas")
-  heldout.held_out_lanes(meta.batch_size, config.arch_split)  # a lane for each, or an error
-  if config.eval_batch_size % replicas:
-    raise ParError(
-      f"--eval_batch_size {config.eval_batch_size} does not split into {replicas} replicas"
-    )
-  if (meta.batch_size // replicas) % config.accumulate_steps:
-    raise ParError(
-      f"--accumulate_steps {config.accumulate_steps} does not divide the "
-      f"{meta.batch_size // replicas} lanes of each replica (batch_size {meta.batch_size}, "
-      f"{replicas} replica{'s' if replicas > 1 else ''})"
-    )
-  steps_per_epoch = meta.splits["train"].records
-  return Plan(
-    steps_per_epoch,
-    config.train_steps or config.epochs * steps_per_epoch,
-    replicas,
-    meta.batch_size // replicas,
-    meta.batch_size * meta.seq_len,
-  )
 
 
 def checked_data(config):
@@ -131,7 +94,7 @@ def train_and_evaluate(
   with precision.policy(config.validate().mixed_precision):
     # --- Data and run directory ---------------------------------------------------------------
     config, meta = checked_data(config)
-    plan = make_plan(config, meta, strategy.num_replicas_in_sync)
+    plan = plan_lib.make_plan(config, meta, strategy.num_replicas_in_sync)
     chief = distribute.is_chief(strategy)
     # Only the chief writes the run directory, so only it holds it.
     with contextlib.ExitStack() as held:
