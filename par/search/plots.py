@@ -247,7 +247,7 @@ def tradeoff(series, title=""):
   legend names each pattern with the derivations that gave it.
 
   Args:
-    series: [(label, rows)], rows as `par.pipeline.run_pipeline` returns them.
+    series: [(label, rows)], rows as `par.study.pipeline.run_pipeline` returns them.
     title: the figure's title.
   """
 
@@ -356,7 +356,7 @@ def tradeoff_over_seeds(rows, title=""):
   over seeds both ways. {"png": bytes, "pdf": bytes}.
 
   Args:
-    rows: `par.study.aggregate`'s rows (each metric a {"mean", "sd", "n"}); a SuperNet's point
+    rows: `par.study.seeds.aggregate`'s rows (each metric a {"mean", "sd", "n"}); a SuperNet's point
       is hollow.
     title: the figure's title.
   """
