@@ -78,6 +78,27 @@ def error_line(result):
   return errors[0]
 
 
+def training_flags(config):
+  """The par-train flags that give `config` (a TrainConfig): one per field of it and of its
+  model that differs from the default."""
+  import dataclasses
+
+  flags = []
+  for values in (config.model, config):
+    defaults = type(values)()
+    for field in dataclasses.fields(values):
+      value = getattr(values, field.name)
+      if dataclasses.is_dataclass(value) or value == getattr(defaults, field.name):
+        continue
+      if isinstance(value, bool):
+        flags.append(f"--{'' if value else 'no'}{field.name}")
+      elif isinstance(value, tuple):
+        flags.append(f"--{field.name}={','.join(map(str, value)) or 'none'}")
+      else:
+        flags.append(f"--{field.name}={value}")
+  return flags
+
+
 def printed_config(stdout):
   """The TrainConfig `scripts/train.py --print_config` printed (without its counts)."""
   import json

@@ -16,6 +16,7 @@ from helpers import counting_dataset
 from helpers import error_line
 from helpers import read_events
 from helpers import run_script
+from helpers import training_flags
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.errors import ParError
@@ -446,24 +447,7 @@ def test_a_finished_pipeline_run_again_trains_nothing(study, monkeypatch):
   # table.
   seed_dir = work / "seed-3"
   shutil.copy(work / "times.json", seed_dir / "times.json")
-  flags = [
-    "--d_model=16",
-    "--n_heads=2",
-    "--d_ffn=24",
-    "--n_blocks=3",
-    "--mem_len=4",
-    "--cutoffs=20",
-    f"--data_dir={config.data_dir}",
-    "--train_steps=6",
-    "--max_lr=3e-3",
-    "--warmup_steps=2",
-    "--arch_lr=0.05",
-    "--steps_per_loop=3",
-    "--log_every=3",
-    "--checkpoint_every=6",
-    "--plot_every=3",
-    "--seed=3",
-    "--keep_best",
+  flags = training_flags(dataclasses.replace(config, seed=3)) + [
     "--ratio=2",
     "--arch_splits=0",
     "--arch_splits=0.5",

@@ -17,6 +17,7 @@ commands in fresh processes or its functions in this one; machines here are shar
 noisy: compare figures from one run, not across runs.
 """
 
+import dataclasses
 from pathlib import Path
 
 from absl import flags
@@ -86,17 +87,9 @@ def main(argv):
     cli.import_tensorflow()
   if FLAGS.suite in CASES:
     return _case(FLAGS.suite)
+  # Each option is the flag of its name.
   options = suites.Options(
-    text_dir=FLAGS.text_dir,
-    vocab_size=FLAGS.vocab_size,
-    repeats=FLAGS.repeats,
-    train_steps=FLAGS.train_steps,
-    corpus=FLAGS.corpus,
-    input_sentence_size=FLAGS.input_sentence_size,
-    shape_steps=FLAGS.shape_steps,
-    profile_steps=FLAGS.profile_steps,
-    profile_dir=FLAGS.profile_dir,
-    data_dir=FLAGS.data_dir,
+    **{f.name: FLAGS[f.name].value for f in dataclasses.fields(suites.Options)}
   )
   print(suites.run(FLAGS.suite, options), end="")
 
