@@ -18,7 +18,12 @@ from par.errors import ParError
 
 # The values of the settings that take one of a few names: defined here, once.
 BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
-SAMPLING_MODES = ("soft", "hard", "single_path")
+# Coupled modes learn architecture logits beside the weights (Gumbel-Softmax); decoupled ones
+# (one-shot: SPOS's uniform paths, FairNAS's fair ones) train the weights on paths from a
+# fixed sampler, and the architecture is chosen afterwards from shared-weight scores.
+COUPLED_SAMPLING = ("soft", "hard", "single_path")
+DECOUPLED_SAMPLING = ("uniform", "fair")
+SAMPLING_MODES = COUPLED_SAMPLING + DECOUPLED_SAMPLING
 EVAL_MODES = ("argmax", "expected")
 OPTIMIZERS = ("adam", "adamw", "lamb")
 TAU_SCHEDULES = ("exp", "linear")
@@ -282,11 +287,14 @@ class ModelConfig(_Settings):
   )
   sampling: str = setting(
     "soft",
-    "How the SuperNet mixes its branches in training: soft (Gumbel-Softmax "
-    "weights), hard (one-hot forward, straight-through gradients) or single_path (only the "
-    "sampled branch is computed, GDAS-style). Only soft found the known answers of "
-    "docs/SEARCH.md: hard's argmax kept attention everywhere and single_path's collapsed to "
-    "identity (their shared-weight rankings still carry information: --derive=shared_best).",
+    "How the SuperNet trains its branches. Coupled, with architecture logits learned beside "
+    "the weights: soft (Gumbel-Softmax weights), hard (one-hot forward, straight-through "
+    "gradients) or single_path (only the sampled branch is computed, GDAS-style). Decoupled, "
+    "no logits learned, the architecture chosen afterwards from the shared weights' scores "
+    "(par-rank, --derive=shared_best): uniform (SPOS: one path a step, its count of attention "
+    "blocks uniform, the rest f or i at random; only its branches computed) or fair "
+    "(FairNAS: per block a random permutation of s, f, i makes three paths, trained on the "
+    "same batch, one update). docs/SEARCH.md says which found the known answers.",
     SAMPLING_MODES,
   )
   eval_mode: str = setting(
@@ -588,6 +596,13 @@ class TrainConfig(_Settings):
     _check(
       self.resource == "none" or not self.model.architecture,
       "a resource term steers a search; a fixed --architecture has nothing to steer",
+    )
+    decoupled = not self.model.architecture and self.model.sampling in DECOUPLED_SAMPLING
+    _check(
+      not decoupled or (self.arch_split == 0 and self.resource == "none"),
+      f"--sampling={self.model.sampling} learns no architecture logits: it has no "
+      "architecture step to hold data out for (--arch_split) or to steer (--resource); a "
+      "constraint on the architecture goes with its selection (par-rank)",
     )
     for name in (
       "steps_per_loop",

@@ -45,6 +45,47 @@ def test_spearman_rho_by_hand():
   assert ranking.spearman_rho([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(3.75 / 4.5)
 
 
+def test_the_report_card_against_hand_computations_with_ties():
+  from scipy import stats
+
+  rng = np.random.default_rng(4)
+  patterns = ranking.all_patterns(2)  # 9
+  retrained = {p: float(rng.integers(0, 5)) for p in patterns}  # ties
+  scores = {p: retrained[p] + float(rng.integers(0, 3)) for p in patterns}  # ties too
+  by_seed = {s: {p: retrained[p] + rng.normal(0, 0.1) for p in patterns} for s in (1, 2, 3)}
+  card = ranking.report_card(scores, retrained, by_seed)
+  x, y = [scores[p] for p in patterns], [retrained[p] for p in patterns]
+  assert card["patterns"] == 9
+  assert card["kendall_tau"] == pytest.approx(stats.kendalltau(x, y).statistic)  # τ-b
+  assert card["spearman_rho"] == pytest.approx(stats.spearmanr(x, y).statistic)
+  # The jackknife, by a loop of scipy's τ-b on each panel less one pattern.
+  left_out = [stats.kendalltau(x[:i] + x[i + 1 :], y[:i] + y[i + 1 :]).statistic for i in range(9)]
+  expected = math.sqrt(8 / 9 * sum((t - np.mean(left_out)) ** 2 for t in left_out))
+  assert card["tau_se"] == pytest.approx(expected)
+  # τ in the best 30%: ceil(2.7) = 3 patterns, the lowest retrained losses (ties by name).
+  best = sorted(patterns, key=lambda p: (retrained[p], p))[:3]
+  assert card["top_patterns"] == 3
+  top = stats.kendalltau([scores[p] for p in best], [retrained[p] for p in best]).statistic
+  assert card["top_tau"] == pytest.approx(top, nan_ok=True)
+  # The pick is the best score (ties by name); its regret against the panel's best.
+  pick = min(patterns, key=lambda p: (scores[p], p))
+  assert card["pick"] == pick and card["regret"] == pytest.approx(retrained[pick] - min(y))
+  # The seeds: their sd (pooled over patterns) and the ceiling (mean τ over the 3 pairs).
+  variances = [np.var([by_seed[s][p] for s in (1, 2, 3)], ddof=1) for p in patterns]
+  assert card["seed_sd"] == pytest.approx(math.sqrt(np.mean(variances)))
+  assert card["regret_sd"] == pytest.approx(card["regret"] / card["seed_sd"])
+  pairs = [
+    stats.kendalltau([by_seed[a][p] for p in patterns], [by_seed[b][p] for p in patterns])
+    for a, b in ((1, 2), (1, 3), (2, 3))
+  ]
+  assert card["ceiling"] == pytest.approx(np.mean([t.statistic for t in pairs]))
+  # A perfect ranking: τ 1, no spread, no regret; too few patterns: no SE, no top τ.
+  perfect = ranking.report_card({"a": 1, "b": 2, "c": 3, "d": 4}, {"a": 1, "b": 2, "c": 3, "d": 4})
+  assert perfect["kendall_tau"] == 1.0 and perfect["tau_se"] == 0.0 and perfect["regret"] == 0
+  assert "ceiling" not in perfect and math.isnan(perfect["top_tau"])
+  assert math.isnan(ranking.report_card({"a": 1, "b": 2}, {"a": 1, "b": 2})["tau_se"])
+
+
 # --- which patterns ----------------------------------------------------------------------
 
 

@@ -112,7 +112,11 @@ def main(argv):
       words = f", word perplexity {words:.2f}" if words is not None else ""
       bpc = f", bpc {r['bpc']:.4f}" if r.get("bpc") is not None else ""
       print(f"{split}: token perplexity {r['token_perplexity']:.2f}{words}{bpc}")
-  print(f"architecture: {results['pattern']}")
+  print(
+    f"architecture: {results['pattern']}"
+    if results["pattern"]
+    else "architecture: none derived (a decoupled SuperNet: par-rank ranks its patterns)"
+  )
 
 
 def _check_before_tensorflow(config, runtime, meta):

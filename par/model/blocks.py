@@ -25,12 +25,17 @@ by `mixture_weights`. Sampling modes in training:
                still learns.
 Evaluation is deterministic: "argmax" computes the most likely branch alone (the derived
 architecture); "expected" mixes all branches with softmax(α), without noise.
+
+A decoupled SuperNet (sampling "uniform" or "fair", par/model/paths.py) never learns α: the
+model hands each block the branch of a path drawn by a fixed sampler (`branch`), and only that
+branch runs, with weight 1.
 """
 
 import keras
 import tensorflow as tf
 
 from par.config import BLOCK_KINDS
+from par.config import COUPLED_SAMPLING
 from par.config import EVAL_MODES
 from par.config import SAMPLING_MODES
 from par.model import attention
@@ -53,7 +58,7 @@ def mixture_weights(logits, mode, tau=1.0, noise=None):
 
   Args:
     logits: float32 [3] architecture logits.
-    mode: one of SAMPLING_MODES or EVAL_MODES.
+    mode: one of COUPLED_SAMPLING or EVAL_MODES.
     tau: Gumbel-Softmax temperature (sampling modes).
     noise: [3] Gumbel noise for the sampling modes; zeros give the noiseless relaxation.
 
@@ -67,7 +72,7 @@ def mixture_weights(logits, mode, tau=1.0, noise=None):
   if mode == "argmax":
     index = tf.argmax(logits, output_type=tf.int32)
     return tf.one_hot(index, len(BRANCHES)), index
-  if mode not in SAMPLING_MODES:
+  if mode not in COUPLED_SAMPLING:
     raise ValueError(f"unknown mixture mode {mode!r}")
   perturbed = logits + (tf.zeros_like(logits) if noise is None else noise)
   # Keras casts float call arguments to the compute dtype: tau may arrive in 16 bits.
@@ -276,7 +281,19 @@ class StochasticBlock(keras.layers.Layer):
     )
     self.built = True
 
-  def call(self, x, memory, positions, mask, u=None, v=None, tau=1.0, seed=None, training=False):
+  def call(
+    self,
+    x,
+    memory,
+    positions,
+    mask,
+    u=None,
+    v=None,
+    tau=1.0,
+    seed=None,
+    training=False,
+    branch=None,
+  ):
     """Returns (output [B, T, D], new memory [B, M, D]).
 
     Args:
@@ -284,8 +301,19 @@ class StochasticBlock(keras.layers.Layer):
       tau: Gumbel-Softmax temperature (training only).
       seed: [2] int stateless seed for this block's Gumbel noise (training only).
       training: sample with `sampling` (else evaluate with `eval_mode`) and apply dropout.
+      branch: int32 scalar, the branch of a path a decoupled SuperNet follows (0 s, 1 f,
+        2 i): computed alone, with weight 1; the logits play no part.
     """
+    branches = (
+      lambda: self.attention_block(x, memory, positions, mask, u=u, v=v, training=training)[0],
+      lambda: self.feed_forward_block(x, training=training)[0],
+      lambda: x,
+    )
+    if branch is not None:
+      return tf.switch_case(branch, list(branches)), attention.cache_memory(memory, x)
     if training:
+      if self.sampling not in COUPLED_SAMPLING:
+        raise ValueError(f"a {self.sampling} SuperNet trains on the paths its model hands it")
       if seed is None:
         raise ValueError("sampling the architecture in training needs a seed")
       mode = self.sampling
@@ -294,11 +322,6 @@ class StochasticBlock(keras.layers.Layer):
       mode, noise = self.eval_mode, None
     weights, index = mixture_weights(self.arch_logits, mode, tau, noise)
     weights = tf.cast(weights, x.dtype)
-    branches = (
-      lambda: self.attention_block(x, memory, positions, mask, u=u, v=v, training=training)[0],
-      lambda: self.feed_forward_block(x, training=training)[0],
-      lambda: x,
-    )
     if mode in ("single_path", "argmax"):
       # Only the chosen branch runs; its weight is 1 forward (and straight-through in
       # single_path, so the logits get gradients).

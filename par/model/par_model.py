@@ -16,12 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from par.config import DECOUPLED_SAMPLING
 from par.config import ModelConfig
 from par.config import argmax_pattern
 from par.model import attention
 from par.model import blocks
 from par.model import initializers
 from par.model import memory as memory_lib
+from par.model import paths
 from par.model.adaptive_softmax import AdaptiveEmbedding
 from par.model.adaptive_softmax import AdaptiveSoftmax
 from par.model.adaptive_softmax import TransformerXLSoftmax
@@ -44,8 +46,15 @@ class ParModel(keras.Model):
     return not self.config.architecture
 
   @property
+  def is_decoupled(self):
+    """A SuperNet trained on paths from a fixed sampler (--sampling uniform or fair): its
+    logits learn nothing, its architecture comes from the shared weights' scores."""
+    return self.is_supernet and self.config.sampling in DECOUPLED_SAMPLING
+
+  @property
   def pattern(self):
-    """The fixed pattern, or the SuperNet's derived one (argmax per block)."""
+    """The fixed pattern, or the SuperNet's derived one (argmax per block; "" for a decoupled
+    SuperNet, which derives none)."""
     return self.config.architecture or self.derived_pattern()
 
   def build(self, input_shape=None):
@@ -129,6 +138,7 @@ class ParModel(keras.Model):
     training: bool = False,
     clamp_len: int | None = None,
     same_length: bool | None = None,
+    path: tf.Tensor | None = None,
   ) -> tuple[tf.Tensor, Memory]:
     """Hidden states and the next memory.
 
@@ -137,10 +147,13 @@ class ParModel(keras.Model):
       memory: a `Memory`, or None for an empty one of config.mem_len.
       tau: Gumbel-Softmax temperature of the SuperNet (training only).
       seed: [2] int stateless seed of the SuperNet's Gumbel noise (training only); each block
-        folds in its index.
+        folds in its index. A decoupled SuperNet evaluated with a seed follows the path
+        `paths.uniform_path` draws from it (its evaluations average over its sampler's paths).
       training: dropout, and architecture sampling in the SuperNet.
       clamp_len, same_length: the model's settings unless given (Transformer-XL's evaluation
         protocol changes them at evaluation time; neither changes a weight).
+      path: int32 [n_blocks], the branch each stochastic block runs (0 s, 1 f, 2 i): a
+        decoupled SuperNet's path (in training, the step draws it).
 
     Returns:
       (hidden [B, T, D] in the compute dtype, next `Memory`).
@@ -160,12 +173,17 @@ class ParModel(keras.Model):
     u = v = None
     if self.has_shared_bias:
       u, v = self.rel_bias_u, self.rel_bias_v
+    if path is None and self.is_decoupled and not training and seed is not None:
+      path = paths.uniform_path(seed, c.n_blocks)
     new_states = []
     for k, (block, state) in enumerate(zip(self.blocks, memory.states)):
       # Each block folds its index into the seed: its own Gumbel noise (stochastic blocks).
       block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
+      forced = {}
+      if path is not None and isinstance(block, blocks.StochasticBlock):
+        forced = {"branch": path[k]}
       x, state = block(
-        x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed, training=training
+        x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed, training=training, **forced
       )
       new_states.append(state)
     hidden = self.output_dropout(x, training=training)
@@ -220,12 +238,17 @@ class ParModel(keras.Model):
     return np.stack([tf.nn.softmax(v).numpy() for v in self.architecture_variables()])
 
   def derived_pattern(self):
-    """The most likely branch of every block, e.g. "sfsfii"."""
+    """The most likely branch of every block, e.g. "sfsfii" ("" for a decoupled SuperNet,
+    whose logits learn nothing)."""
+    if self.is_decoupled:
+      return ""
     return argmax_pattern(self.architecture_probabilities())
 
   def to_fixed(self, pattern=None):
     """A fixed model of `pattern` (default: the derived one) with this model's weights."""
     pattern = pattern or self.pattern
+    if not pattern:
+      raise ValueError("a decoupled SuperNet derives no pattern: give the one to fix")
     fixed = ParModel(dataclasses.replace(self.config, architecture=pattern), name=self.name)
     fixed.build()
     fixed.embedding.set_weights(self.embedding.get_weights())

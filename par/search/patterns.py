@@ -138,18 +138,20 @@ def derivations(
   """{label: pattern}: what each derivation gives, the baseline last.
 
   Args:
-    searches: {search name: its probabilities [n_blocks, 3] (columns s, f, i) at the end}.
-      A derivation from a search is labelled by its kind ("argmax") with one search, "argmax of
-      <name>" with several.
+    searches: {search name: its probabilities [n_blocks, 3] (columns s, f, i) at the end, or
+      None for a decoupled SuperNet, which learns none and has no argmax}. A derivation from a
+      search is labelled by its kind ("argmax") with one search, "argmax of <name>" with
+      several.
     ratios: blocks per attention block for the rule ("rule p=<ratio>"); 0 takes each
-      search's argmax ratio (at least one attention block).
+      search's argmax ratio (a decoupled SuperNet's: its shared best's, once `found`; at least
+      one attention block).
     n_blocks: blocks in the network.
     derive: `parse_derivations`' pairs, in the order they are listed.
     found: {search name: {"perturbation": pattern, "shared_best": pattern}}, what the
       pipeline found with each search's SuperNet, for those two derivations.
     seed: of the random orderings.
   """
-  argmaxes = {name: argmax_pattern(p) for name, p in searches.items()}
+  argmaxes = {name: argmax_pattern(p) for name, p in searches.items() if p is not None}
 
   def of(kind, name):
     return kind if len(searches) == 1 else f"{kind} of {name}"
@@ -162,7 +164,8 @@ def derivations(
       derived.update({of(kind, name): (found or {})[name][kind] for name in searches})
     elif kind == "rule":
       for ratio in ratios:
-        chosen = [ratio] if ratio else [n_blocks / max(1, a.count("s")) for a in argmaxes.values()]
+        picks = [argmaxes.get(n) or (found or {}).get(n, {}).get("shared_best") for n in searches]
+        chosen = [ratio] if ratio else [n_blocks / max(1, a.count("s")) for a in picks if a]
         for p in chosen:
           derived[f"rule p={p:.3g}"] = derive_ratio(n_blocks, p)
     elif kind == "sandwich":

@@ -72,6 +72,80 @@ def kendall_tau(x, y):
   return float(np.sum(dx * dy) / denominator) if denominator else float("nan")
 
 
+def kendall_tau_se(x, y):
+  """The jackknife standard error of Kendall's τ-b (Quenouille): sqrt((n − 1)/n · Σ (τ₋ᵢ −
+  mean)²) over the n leave-one-out τs; NaN below three items or where a τ₋ᵢ is undefined."""
+  n = len(x)
+  if n < 3:
+    return float("nan")
+  left_out = [
+    kendall_tau(np.delete(np.asarray(x), i), np.delete(np.asarray(y), i)) for i in range(n)
+  ]
+  if any(math.isnan(t) for t in left_out):
+    return float("nan")
+  left_out = np.asarray(left_out)
+  return float(math.sqrt((n - 1) / n * float(np.sum((left_out - left_out.mean()) ** 2))))
+
+
+TOP_SHARE = 0.3  # the report card's τ within the best 30% of the panel
+
+
+def report_card(scores, retrained, by_seed=None, top=TOP_SHARE):
+  """How far a SuperNet's shared-weight scores rank a panel of patterns as retraining does.
+
+  Args:
+    scores: {pattern: shared-weight score}, lower better.
+    retrained: {pattern: retrained loss}, lower better (over seeds, their mean); the panel is
+      the patterns both have.
+    by_seed: {seed: {pattern: retrained loss}}, two seeds or more: the seeds' spread and the
+      ceiling (optional).
+    top: the share of the panel, the best by retrained loss, that `top_tau` ranks.
+
+  Returns:
+    {"patterns": n; "kendall_tau" with "tau_se" (`kendall_tau_se`); "spearman_rho";
+    "top_tau" over "top_patterns", the best ceil(top · n) by retrained loss (NaN below 3);
+    "pick", the pattern scored best, and its "regret": its retrained loss minus the panel's
+    best (nats); with by_seed, "seed_sd", the seeds' sd of a pattern's retrained loss (the
+    root of the mean over the panel of each pattern's variance, ddof 1), "regret_sd" (the
+    regret in those sds) and "ceiling", the mean over pairs of seeds of their retrained
+    losses' τ on the panel}.
+  """
+  panel = [p for p in retrained if p in scores]
+  x = [scores[p] for p in panel]
+  y = [retrained[p] for p in panel]
+  card = {
+    "patterns": len(panel),
+    "kendall_tau": kendall_tau(x, y),
+    "tau_se": kendall_tau_se(x, y),
+    "spearman_rho": spearman_rho(x, y),
+  }
+  best = sorted(panel, key=lambda p: (retrained[p], p))[: math.ceil(top * len(panel))]
+  card["top_patterns"] = len(best)
+  card["top_tau"] = (
+    kendall_tau([scores[p] for p in best], [retrained[p] for p in best])
+    if len(best) >= 3
+    else float("nan")
+  )
+  pick = min(panel, key=lambda p: (scores[p], p)) if panel else None
+  card["pick"] = pick
+  card["regret"] = retrained[pick] - min(y) if panel else float("nan")
+  seeds = sorted(by_seed or {})
+  if len(seeds) >= 2:
+    shared = [p for p in panel if all(p in by_seed[s] for s in seeds)]
+    variances = [np.var([by_seed[s][p] for s in seeds], ddof=1) for p in shared]
+    card["seed_sd"] = float(math.sqrt(np.mean(variances))) if shared else float("nan")
+    card["regret_sd"] = card["regret"] / card["seed_sd"] if card["seed_sd"] else float("nan")
+    card["ceiling"] = float(
+      np.mean(
+        [
+          kendall_tau([by_seed[a][p] for p in shared], [by_seed[b][p] for p in shared])
+          for a, b in itertools.combinations(seeds, 2)
+        ]
+      )
+    )
+  return card
+
+
 # --- which patterns ----------------------------------------------------------------------
 
 

@@ -275,6 +275,8 @@ def run_pipeline(
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   patterns_lib.check_plan(ratios, arch_splits)
+  for split in arch_splits:  # each search's settings, before anything trains
+    dataclasses.replace(config, arch_split=split).validate()
   derive = patterns_lib.parse_derivations(derive, config.model.n_blocks)
   work_dir = Path(work_dir)
   seeded = plans(config, work_dir, seeds)
@@ -436,7 +438,7 @@ def _compare(plan, searches, derived, rankings, entries, times):
     "searches": {
       name: {
         "arch_split": search.arch_split,
-        "argmax": patterns_lib.argmax_pattern(record["probabilities"]),
+        "argmax": record["probabilities"] and patterns_lib.argmax_pattern(record["probabilities"]),
         "probabilities": record["probabilities"],
         "collapse": record.get("identity_dominates", []),
         "shared_best": rankings[name]["shared_best"],
@@ -461,7 +463,8 @@ def _compare(plan, searches, derived, rankings, entries, times):
   for kind, data in figures.items():
     runs.write_bytes(work_dir / f"{workdir.TRADEOFF_FIGURE}.{kind}", data)
   for name, (_, results, record) in searches.items():
-    _search_figures(work_dir, name, record, results["steps"])
+    if record["probabilities"] is not None:  # (a decoupled SuperNet learns none)
+      _search_figures(work_dir, name, record, results["steps"])
   return summary
 
 
@@ -470,15 +473,18 @@ def agreement_markdown(summary):
   lines = [
     "",
     "Shared-weight ranking against retraining (valid loss of every retrained pattern; "
-    "1 is the same order, 0 none):",
+    "1 is the same order, 0 none; τ ± its jackknife standard error; τ in the best 30% of "
+    "the retrained; the regret of the pattern the shared weights score best: its retrained "
+    "loss minus the best retrained, nats):",
     "",
-    "| search | patterns | Kendall τ | Spearman ρ | shared best | perturbation | scored on |",
-    "|---|---|---|---|---|---|---|",
+    "| search | patterns | Kendall τ | Spearman ρ | τ in the best 30% | pick, regret | "
+    "shared best | perturbation | scored on |",
+    "|---|---|---|---|---|---|---|---|---|",
   ]
   for name, search in summary["searches"].items():
     a = search["ranking_agreement"]
     lines.append(
-      f"| {name} | {a['patterns']} | {a['kendall_tau']:.2f} | {a['spearman_rho']:.2f} | "
+      f"| {name} | {a['patterns']} | {rank.card_cells(a)} | "
       f"`{search['shared_best']}` | `{search['perturbation']}` | "
       f"{search['ranking_tokens']:,} valid tokens |"
     )

@@ -13,6 +13,7 @@ the same way, then compares the ranking with retraining (Kendall τ and Spearman
 import math
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from par import runs
@@ -36,7 +37,7 @@ def _first_records(model, run, tokens):
   count = min(
     meta.splits["valid"].records, max(1, math.ceil(tokens / (meta.batch_size * meta.seq_len)))
   )
-  evaluator = evaluate.Evaluator(model, run.eval_mem_len)
+  evaluator = evaluate.Evaluator(model, run.eval_mem_len, sampled_paths=False)  # forced
   dataset = records.load_dataset(data_dir, "valid", run.tokenizer_sha256).take(count)
 
   def score():  # (each call iterates the dataset afresh, from its first record)
@@ -110,13 +111,21 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
     "scores": scores,
     "order": order,
     "shared_best": order[0],
-    "argmax": model.derived_pattern(),
+    "argmax": model.derived_pattern() or None,  # (none for a decoupled SuperNet)
     "perturbation": perturbation,
   }
   runs.write_json(model_dir / RANKING_FILE, record)
   figures = plots.ranking(
     scores,
-    {"argmax": record["argmax"], "shared best": order[0], "perturbation": perturbation["pattern"]},
+    {
+      label: pattern
+      for label, pattern in (
+        ("argmax", record["argmax"]),
+        ("shared best", order[0]),
+        ("perturbation", perturbation["pattern"]),
+      )
+      if pattern
+    },
     f"{model_dir.name}: valid loss with the shared weights ({scored_tokens:,} tokens)",
   )
   for kind, data in figures.items():
@@ -124,14 +133,19 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
   return record
 
 
-def agreement(scores, retrained):
-  """Kendall τ-b and Spearman ρ between shared-weight scores and retrained losses, over the
-  patterns both have: {"patterns", "kendall_tau", "spearman_rho"}."""
-  common = [p for p in retrained if p in scores]
-  x = [scores[p] for p in common]
-  y = [retrained[p] for p in common]
-  return {
-    "patterns": len(common),
-    "kendall_tau": ranking.kendall_tau(x, y),
-    "spearman_rho": ranking.spearman_rho(x, y),
-  }
+def agreement(scores, retrained, by_seed=None):
+  """The report card (`ranking.report_card`) of shared-weight scores against retrained
+  losses, over the patterns both have."""
+  return ranking.report_card(scores, retrained, by_seed)
+
+
+def card_cells(card):
+  """A report card's τ ± SE, ρ, top τ and pick with its regret, as markdown cells."""
+  top = "–" if np.isnan(card["top_tau"]) else f"{card['top_tau']:.2f} ({card['top_patterns']})"
+  regret = f"{card['regret']:+.4f}"
+  if card.get("regret_sd") is not None and np.isfinite(card["regret_sd"]):
+    regret += f" ({card['regret_sd']:.1f} seed sd)"
+  return (
+    f"{card['kendall_tau']:.2f} ± {card['tau_se']:.2f} | {card['spearman_rho']:.2f} | {top} | "
+    f"`{card['pick']}` {regret}"
+  )

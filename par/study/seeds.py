@@ -174,15 +174,14 @@ def agreement(summaries):
   def statistics(x, y):
     return {"kendall_tau": ranking.kendall_tau(x, y), "spearman_rho": ranking.spearman_rho(x, y)}
 
+  on_panel = {s: {p: retrained[s][p] for p in panel} for s in seeds}
   searches = {}
   for s in seeds:
     for row in summaries[s]["rows"]:
       if row["attention_blocks"] is None:
         scores = runs.read_json(Path(row["run"]) / rank.RANKING_FILE)["scores"]
         name = row["model"].removesuffix(" (SuperNet)")
-        searches.setdefault(name, {})[s] = statistics(
-          [scores[p] for p in panel], [retrained[s][p] for p in panel]
-        )
+        searches.setdefault(name, {})[s] = ranking.report_card(scores, on_panel[s], on_panel)
   pairs = {
     f"{a}-{b}": statistics([retrained[a][p] for p in panel], [retrained[b][p] for p in panel])
     for a, b in itertools.combinations(seeds, 2)
@@ -256,22 +255,21 @@ def markdown(rows, agreed, seeds):
     "",
     f"The SuperNets' shared-weight ranking against retraining, over the {len(agreed['panel'])} "
     "patterns every seed retrained (valid loss), beside the noise ceiling (one seed's "
-    "retraining against another's):",
+    "retraining against another's); τ ± its jackknife standard error, τ in the best 30% of "
+    "the panel, and the regret of the pattern the shared weights score best (its retrained "
+    "loss minus the panel's best, nats, and in seed standard deviations):",
     "",
-    "| ranking | against | Kendall τ | Spearman ρ |",
-    "|---|---|---|---|",
+    "| ranking | against | Kendall τ | Spearman ρ | τ in the best 30% | pick, regret |",
+    "|---|---|---|---|---|---|",
   ]
   for name, per_seed in agreed["searches"].items():
-    for s, stats in per_seed.items():
-      lines.append(
-        f"| {name} of seed {s} | seed {s}'s retraining | "
-        f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} |"
-      )
+    for s, card in per_seed.items():
+      lines.append(f"| {name} of seed {s} | seed {s}'s retraining | {rank.card_cells(card)} |")
   for pair, stats in agreed["seed_to_seed"].items():
     a, b = pair.split("-")
     lines.append(
       f"| seed {a}'s retraining (noise ceiling) | seed {b}'s retraining | "
-      f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} |"
+      f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} | – | – |"
     )
   summary = _agreement_summary(agreed)
   if summary:

@@ -32,6 +32,10 @@ from par.errors import ParError
 from par.model import attention
 from par.train import distribute
 
+# The seed of the paths a decoupled SuperNet follows in evaluation, one a record: the same
+# paths in every evaluation, so that its losses compare from step to step.
+PATHS_SEED = 1234
+
 
 @dataclasses.dataclass(frozen=True)
 class Result:
@@ -151,6 +155,10 @@ class Evaluator:
     stop: a bool tf.Variable that, once set, ends an evaluation given `records` early (its
       result is then partial: the caller must not report it).
     clamp_len, same_length: Transformer-XL's evaluation settings (None: the model's).
+    sampled_paths: record r follows the path `paths.uniform_path((PATHS_SEED, r))`: a
+      decoupled SuperNet's loss averaged over its sampler's paths, the same paths at every
+      evaluation (None: for decoupled SuperNets; False where the caller forces the pattern,
+      as the ranking does).
   """
 
   def __init__(
@@ -161,6 +169,7 @@ class Evaluator:
     stop: tf.Variable | None = None,
     clamp_len: int | None = None,
     same_length: bool | None = None,
+    sampled_paths: bool | None = None,
   ):
     if mem_len == 0 and (model.config.same_length if same_length is None else same_length):
       raise ParError(attention.SAME_LENGTH_NEEDS_MEMORY)
@@ -170,6 +179,7 @@ class Evaluator:
     self.same_length = same_length
     self.strategy = strategy or tf.distribute.get_strategy()
     self.stop = stop
+    self.sampled_paths = model.is_decoupled if sampled_paths is None else sampled_paths
     self._run = tf.function(self._loop)
 
   def _loop(self, iterator, batch_size, records):
@@ -178,27 +188,31 @@ class Evaluator:
     total = tf.constant(0.0, tf.float64)
     count = tf.constant(0.0, tf.float64)
 
-    def step(inputs, targets, memory):
+    record = tf.constant(0, tf.int64)
+
+    def step(inputs, targets, memory, record):
+      seed = tf.stack([tf.constant(PATHS_SEED, tf.int64), record])
       hidden, memory = model(
         inputs,
         memory=memory,
         training=False,
         clamp_len=self.clamp_len,
         same_length=self.same_length,
+        seed=seed if self.sampled_paths else None,
       )
       nll, tokens = model.nll(hidden, targets)
       return nll, tokens, memory
 
-    def add(total, count, inputs, targets, memory):
-      nll, tokens, memory = strategy.run(step, args=(inputs, targets, memory))
+    def add(total, count, inputs, targets, memory, record):
+      nll, tokens, memory = strategy.run(step, args=(inputs, targets, memory, record))
       # Float64 sums: a split has up to ~1e8 tokens, beyond float32's exact integers.
       total += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, nll, axis=None), tf.float64)
       count += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, tokens, axis=None), tf.float64)
-      return total, count, memory
+      return total, count, memory, record + 1
 
     if records is None:  # Every record there is.
       for inputs, targets in iterator:
-        total, count, memory = add(total, count, inputs, targets, memory)
+        total, count, memory, record = add(total, count, inputs, targets, memory, record)
       return total, count
     # A count of records: a tf.range loop, which can stop early (`for x in` a distributed
     # iterator cannot break).
@@ -206,7 +220,7 @@ class Evaluator:
       if self.stop is not None and self.stop:
         break
       inputs, targets = next(iterator)
-      total, count, memory = add(total, count, inputs, targets, memory)
+      total, count, memory, record = add(total, count, inputs, targets, memory, record)
     return total, count
 
   def __call__(

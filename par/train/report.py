@@ -138,6 +138,8 @@ class Reporter:
     chief: whether this process writes files.
     loss_scale: the run's `precision.LossScale`, or None.
     held_out_lanes: the lanes of each record that train only the architecture.
+    draws: a decoupled SuperNet's count of the branches each block ran (`TrainState.draws`),
+      which it records instead of probabilities it does not learn.
   """
 
   def __init__(
@@ -152,6 +154,7 @@ class Reporter:
     loss_scale=None,
     train_characters_per_token=0.0,
     held_out_lanes=(),
+    draws=None,
   ):
     self.model_dir = model_dir
     self.model = model
@@ -162,6 +165,9 @@ class Reporter:
     self.chief = chief
     self.loss_scale = loss_scale
     self.held_out_lanes = list(held_out_lanes)
+    self.draws = draws
+    # A search that learns logits (a coupled one), as against a decoupled SuperNet.
+    self.coupled = model.is_supernet and not model.is_decoupled
     self._writers = {}  # split -> writer, made when the split first writes (no empty runs)
     self._written = set()  # ("scalars" or "image", step) of architecture summaries written
     self.history = runs.load_history(model_dir, start_step)
@@ -195,13 +201,14 @@ class Reporter:
     if self.chief:
       with self.writer("train").as_default(step=0):
         summaries.write_layout(
-          self.model.is_supernet,
+          self.coupled,
           self.config.model.n_blocks,
           self._chars(),
-          self.model.is_supernet and self.config.resource != "none",
+          self.coupled and self.config.resource != "none",
+          decoupled=self.model.is_decoupled,
         )
         tf.summary.scalar(summaries.LEARNING_RATE, self._rate(0))
-        if self.model.is_supernet:
+        if self.coupled:
           tf.summary.scalar(summaries.TAU, self._tau(0))
     self.architecture(0, draw=draw)
 
@@ -218,7 +225,7 @@ class Reporter:
     tau, rate = self._tau(step - 1), self._rate(step - 1)
     speed = meter.speed
     search = ""
-    if self.model.is_supernet:
+    if self.coupled:
       entropies = collapse.entropy(self.model.architecture_probabilities())
       search = (
         f" | tau {tau:.3f} | arch loss {meter.arch_loss:.4f} | entropy {entropies.mean():.3f}"
@@ -234,7 +241,7 @@ class Reporter:
       rate,
       meter.mean_norm,
       search,
-      self.model.pattern,
+      self.model.pattern or f"{self.config.model.sampling} paths",
       "–" if speed is None else f"{speed:.0f}",
       meter.eta(step, self.total_steps),
     )
@@ -258,7 +265,7 @@ class Reporter:
         tf.summary.scalar(summaries.LOSS_SCALE, float(self.loss_scale.scale.numpy()))
       if speed is not None:  # Not for an interval that was all tracing.
         tf.summary.scalar(summaries.TOKENS_PER_SECOND, speed)
-      if self.model.is_supernet:
+      if self.coupled:
         tf.summary.scalar(summaries.TAU, self._tau(step))
         tf.summary.scalar(summaries.ARCH_LOSS, meter.arch_loss)
         if self.config.resource != "none":
@@ -280,7 +287,24 @@ class Reporter:
     with self.writer(split).as_default(step=step):
       summaries.write_metrics(result.loss, result.token_perplexity, words, result.bpc)
 
+  def _drawn(self):
+    """(each block's count of the branches it ran [n_blocks, 3], their shares) of a decoupled
+    SuperNet."""
+    counts = self.draws.numpy()
+    return counts, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+
   def _record(self, history):
+    if self.model.is_decoupled:
+      counts, shares = self._drawn()
+      return {
+        "columns": list(BLOCK_KINDS),
+        "sampling": self.config.model.sampling,
+        "pattern": "",  # none derived: its ranking chooses (par-rank)
+        "probabilities": None,
+        "draws": counts.tolist(),
+        "drawn": shares.round(6).tolist(),
+        "history": [],
+      }
     probabilities = self.model.architecture_probabilities()
     dominated, _ = collapse.collapse_report(probabilities)
     return {
@@ -298,6 +322,13 @@ class Reporter:
     """The SuperNet's architecture at `step`: architecture.json, summaries, a heatmap if
     `draw`. Nothing for a fixed architecture."""
     if not self.model.is_supernet or not self.chief:
+      return
+    if self.model.is_decoupled:  # what it ran, so far; no logits to draw
+      runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record([]))
+      if ("scalars", step) not in self._written:
+        self._written.add(("scalars", step))
+        with self.writer("train").as_default(step=step):
+          summaries.write_drawn(self._drawn()[1])
       return
     probabilities = self.model.architecture_probabilities()
     if not self.history or self.history[-1]["step"] != step:
@@ -346,7 +377,9 @@ class Reporter:
     last line."""
     if not self.chief:
       return
-    if self.model.is_supernet:
+    if self.model.is_decoupled:
+      self.architecture(results["steps"])
+    elif self.model.is_supernet:
       end = results["steps"]  # the last step, or where --patience stopped the run
       self.architecture(end, draw=True)
       if self.config.plots:

@@ -17,6 +17,13 @@ with a mask of the lanes held out: one forward pass over all lanes, then the wei
 (the other lanes' mean NLL) gives the weights' gradients and the architecture's loss (the
 held-out lanes' mean NLL, plus the resource term) the logits' gradients, two backward passes
 of one tape. Without it, one loss trains both.
+
+A decoupled SuperNet (--sampling uniform or fair) trains only its weights, on the paths
+`paths.training_paths` draws from (seed, step): one (uniform), or three that use every branch
+of every block once (fair), each a forward pass over the same batch from the same memory, their
+losses summed in one tape, so the update is the sum of the paths' gradients. The memory the
+first path leaves is carried on (every path is as likely to be first). `TrainState.draws`
+counts each block's branches over the run.
 """
 
 from typing import NamedTuple
@@ -24,7 +31,9 @@ from typing import NamedTuple
 import keras
 import tensorflow as tf
 
+from par.config import BLOCK_KINDS
 from par.model import memory as memory_lib
+from par.model import paths
 from par.search import resource
 from par.train import adam
 from par.train import schedules
@@ -34,7 +43,9 @@ class TrainState(tf.Module):
   """The bookkeeping a checkpoint holds besides weights and optimizer slots: the step, the
   epoch, the position (records read) in it, and the memory of every lane."""
 
-  def __init__(self, memory):
+  def __init__(self, memory, draws=None):
+    """`draws`: [n_blocks, 3], a decoupled SuperNet's count of the branches each block ran
+    (None for other models, whose checkpoints hold no such variable)."""
     super().__init__(name="train_state")
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -44,6 +55,8 @@ class TrainState(tf.Module):
       tf.Variable(s, trainable=False, name=f"memory{k}") for k, s in enumerate(memory.tensors)
     ]
     self.memory_length = tf.Variable(memory.length, trainable=False, name="memory_length")
+    if draws is not None:
+      self.draws = tf.Variable(tf.zeros(draws, tf.int64), trainable=False, name="draws")
 
   def save_memory(self, memory):
     for variable, value in zip(self.memory_states, memory.tensors):
@@ -149,7 +162,8 @@ class StepLoop:
     self.loss_scale = loss_scale
     self.costs = costs
     self.weight_variables = model.weight_variables()
-    self.arch_variables = model.architecture_variables()
+    # A decoupled SuperNet learns no logits: nothing for the architecture's optimizer.
+    self.arch_variables = [] if model.is_decoupled else model.architecture_variables()
     self.replicas = strategy.num_replicas_in_sync
     # Set from the host (a signal) while `run` executes; checked before every step.
     self.stop = tf.Variable(False, trainable=False, name="stop_requested")
@@ -160,7 +174,16 @@ class StepLoop:
     self.run = tf.function(self._run)
 
   def gradients(
-    self, inputs, targets, held_out, memory, step, global_counts, scale, with_penalty=True
+    self,
+    inputs,
+    targets,
+    held_out,
+    memory,
+    step,
+    global_counts,
+    scale,
+    with_penalty=True,
+    step_paths=None,
   ):
     """The replica's gradients of its share of the global losses (times `scale`).
 
@@ -171,11 +194,14 @@ class StepLoop:
         over all replicas.
       with_penalty: add the resource term (once per step: micro-batches after the first
         leave it out).
+      step_paths: int32 [paths, n_blocks], a decoupled SuperNet's paths of this step.
 
     Returns (gradients of weight_variables + arch_variables, zeros where a variable had
     none; the weights' summed NLL and target count; the architecture's; the resource term;
     next memory).
     """
+    if step_paths is not None:
+      return self._path_gradients(inputs, targets, memory, step_paths, global_counts, scale)
     c = self.config
     tau = schedules.temperature(step, c.tau_start, c.tau_end, self.total_steps, c.tau_schedule)
     seed = tf.stack([tf.constant(c.seed, tf.int64), step])
@@ -216,6 +242,23 @@ class StepLoop:
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
     return grads, (nll, count), (arch_nll, arch_count), penalty, memory
 
+  def _path_gradients(self, inputs, targets, memory, step_paths, global_counts, scale):
+    """`gradients` of a decoupled SuperNet: each path's mean NLL over the same batch, summed
+    in one tape (so the gradient is the paths' summed); the NLL and count reported are over
+    all paths (their mean per token); the first path's memory goes on."""
+    nll = count = tf.constant(0.0)
+    carried = []
+    with tf.GradientTape() as tape:
+      for j in range(step_paths.shape[0]):  # 1 or 3, static
+        hidden, after = self.model(inputs, memory=memory, training=True, path=step_paths[j])
+        path_nll, path_count = self.model.nll(hidden, targets)
+        nll, count = nll + path_nll, count + path_count
+        carried.append(after)
+      loss = nll / tf.maximum(global_counts[0], 1.0) * scale
+    grads = tape.gradient(loss, self.weight_variables)
+    grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.weight_variables)]
+    return grads, (nll, count), (nll, count), tf.constant(0.0), carried[0]
+
   def _apply(self, weight_grads, arch_grads):
     self.weights_optimizer.apply(weight_grads, self.weight_variables)
     if self.arch_variables:
@@ -243,7 +286,9 @@ class StepLoop:
       weight_grads = [g / self.replicas for g in weight_grads]
     return weight_grads, norm
 
-  def _accumulated_gradients(self, inputs, targets, held_out, memory, global_counts, scale):
+  def _accumulated_gradients(
+    self, inputs, targets, held_out, memory, global_counts, scale, step_paths=None
+  ):
     """`gradients` of the replica's lanes, in --accumulate_steps micro-batches of consecutive
     lanes, summed: the large batch's gradients with a fraction of its activations in memory.
 
@@ -254,7 +299,9 @@ class StepLoop:
     step = self.state.step.read_value()
     k = self.config.accumulate_steps
     if k == 1:
-      return self._gradients(inputs, targets, held_out, memory, step, global_counts, scale)
+      return self._gradients(
+        inputs, targets, held_out, memory, step, global_counts, scale, step_paths=step_paths
+      )
     width = inputs.shape[0] // k
     total, sums, memories = None, None, []
     for j in range(k):
@@ -268,6 +315,7 @@ class StepLoop:
         global_counts,
         scale,
         with_penalty=j == 0,
+        step_paths=step_paths,
       )
       if j == 0:
         penalty = step_penalty
@@ -282,7 +330,7 @@ class StepLoop:
     )
     return total, (sums[0], sums[1]), (sums[2], sums[3]), penalty, memory
 
-  def replica_step(self, inputs, targets, memory, held_out=None):
+  def replica_step(self, inputs, targets, memory, held_out=None, step_paths=None):
     """One step on one replica's lanes: (weights' (nll, count), architecture's (nll, count),
     resource term, norm, next memory, skipped)."""
     context = tf.distribute.get_replica_context()
@@ -298,7 +346,7 @@ class StepLoop:
     loss_scale = self.loss_scale
     scale = loss_scale.scale.read_value() if loss_scale is not None else tf.constant(1.0)
     grads, weights_nll, arch_nll, penalty, memory = self._accumulated_gradients(
-      inputs, targets, held_out, memory, global_counts, scale
+      inputs, targets, held_out, memory, global_counts, scale, step_paths
     )
     if loss_scale is not None:
       grads, finite = loss_scale.unscale(grads)
@@ -312,6 +360,14 @@ class StepLoop:
     skipped = 1.0 - tf.cast(finite, tf.float32)
     return weights_nll, arch_nll, penalty, tf.where(finite, norm, 0.0), memory, skipped
 
+  def _step_paths(self):
+    """A decoupled SuperNet's paths of the current step (the same on every replica); None
+    for other models."""
+    if not self.model.is_decoupled:
+      return None
+    seed = tf.stack([tf.constant(self.config.seed, tf.int64), self.state.step.read_value()])
+    return paths.training_paths(self.config.model.sampling, seed, self.config.model.n_blocks)
+
   def _run(self, iterator, memory, num_steps):
     strategy = self.strategy
     zero = tf.constant(0.0, tf.float64)
@@ -324,8 +380,11 @@ class StepLoop:
       if self.stop:  # The run was asked to stop: end here, before reading the next record.
         break
       inputs, targets, *held_out = next(iterator)  # (a held-out lane mask with a split)
+      step_paths = self._step_paths()
       (nll, count), (arch_nll, arch_count), penalty, norm, memory, skipped = strategy.run(
-        self.replica_step, args=(inputs, targets, memory, *held_out)
+        self.replica_step,
+        args=(inputs, targets, memory, *held_out),
+        kwargs={"step_paths": step_paths},
       )
       nll, count, arch_nll, arch_count, penalty = (
         strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)
@@ -337,6 +396,10 @@ class StepLoop:
         finite = tf.constant(False)
         break
       self.state.step.assign_add(1)
+      if step_paths is not None:  # each block's branches, once per path
+        self.state.draws.assign_add(
+          tf.reduce_sum(tf.one_hot(step_paths, len(BLOCK_KINDS), dtype=tf.int64), axis=0)
+        )
       nll_total += tf.cast(nll, tf.float64)
       count_total += tf.cast(count, tf.float64)
       arch_nll_total += tf.cast(arch_nll, tf.float64)

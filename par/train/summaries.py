@@ -7,7 +7,10 @@ hyperparameters, and <run>/timing):
   perplexity/token, /word, /bpc     token and word perplexity; bits per character if counted
   search/tau, search/architecture_loss, search/resource_term, search/mean_entropy,
   search/block<k>/{attention,feed_forward,identity,entropy}, search/architecture (heatmap)
-                                    a SuperNet's only
+                                    a SuperNet's that learns logits (coupled)
+  search/block<k>/ran_{attention,feed_forward,identity}
+                                    a decoupled SuperNet's: the share of its paths so far
+                                    that ran each branch of the block
   training/learning_rate, /gradient_norm, /tokens_per_second, /loss_scale
   timing/train_us_per_token, timing/eval_us_per_token
                                     measured by the pipeline after training (<run>/timing)
@@ -73,6 +76,14 @@ def write_architecture(probabilities, entropies):
   tf.summary.scalar(MEAN_ENTROPY, entropies.mean())
 
 
+def write_drawn(shares):
+  """A decoupled SuperNet's share of paths that ran each branch of each block ([n_blocks, 3],
+  columns s, f, i)."""
+  for k, row in enumerate(shares):
+    for kind, share in zip(KIND_NAMES, row):
+      tf.summary.scalar(block_tag(k, f"ran_{KIND_NAMES[kind]}"), share)
+
+
 def _chart(title, *tags):
   """A multiline chart of the tags (exact names, as the regexes the plugin takes)."""
   return layout_pb2.Chart(
@@ -81,8 +92,9 @@ def _chart(title, *tags):
   )
 
 
-def layout(search, n_blocks, characters, resource=False):
-  """The custom-scalars layout of a run (see the module docstring)."""
+def layout(search, n_blocks, characters, resource=False, decoupled=False):
+  """The custom-scalars layout of a run (see the module docstring): `search` for a SuperNet
+  that learns logits, `decoupled` for one that follows sampled paths."""
   metrics = [
     _chart("loss (nats per token): train, valid, test", LOSS),
     _chart("token perplexity", TOKEN_PERPLEXITY),
@@ -110,6 +122,15 @@ def layout(search, n_blocks, characters, resource=False):
     if resource:
       charts.append(_chart("resource term (weight x expected cost)", RESOURCE_TERM))
     categories.append(layout_pb2.Category(title="architecture", chart=charts))
+  if decoupled:
+    charts = [
+      _chart(
+        f"block {k}: share of paths that ran attention, feed-forward, identity",
+        *(block_tag(k, f"ran_{name}") for name in KIND_NAMES.values()),
+      )
+      for k in range(n_blocks)
+    ]
+    categories.append(layout_pb2.Category(title="paths", chart=charts))
   schedule = [
     _chart("learning rate", LEARNING_RATE),
     _chart("gradient norm (before clipping)", GRADIENT_NORM),
@@ -121,9 +142,11 @@ def layout(search, n_blocks, characters, resource=False):
   return layout_pb2.Layout(category=categories)
 
 
-def write_layout(search, n_blocks, characters, resource=False):
+def write_layout(search, n_blocks, characters, resource=False, decoupled=False):
   """The run's custom-scalars layout (`layout`), in the default writer."""
-  summary = tensorboard_v1.custom_scalar_pb(layout(search, n_blocks, characters, resource))
+  summary = tensorboard_v1.custom_scalar_pb(
+    layout(search, n_blocks, characters, resource, decoupled)
+  )
   tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
 
 

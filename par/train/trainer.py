@@ -31,6 +31,7 @@ from absl import logging
 from par import runs
 from par import signals
 from par.config import BLOCK_KINDS
+from par.config import DECOUPLED_SAMPLING
 from par.config import TrainConfig
 from par.data import records
 from par.errors import Interrupted
@@ -146,6 +147,7 @@ def train_and_evaluate(
         loss_scale,
         meta.splits["train"].characters / meta.splits["train"].tokens,
         np.flatnonzero(heldout.held_out_lanes(meta.batch_size, config.arch_split)).tolist(),
+        getattr(state, "draws", None),
       )
       stop.on_stop.append(lambda: step_loop.stop.assign(True))  # Ends a loop call early.
       evaluations = _evaluations(model, config, meta, strategy, step_loop.stop)
@@ -181,15 +183,22 @@ def _announce(model_dir, config, plan):
     plan.steps_per_epoch,
     plan.replicas,
     config.mixed_precision,
-    "SuperNet search"
-    if not config.model.architecture
-    else f"fixed architecture {config.model.architecture}",
+    _kind(config.model),
   )
   if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
     logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
   hint = precision.cpu_hint(config.mixed_precision)
   if hint:
     logging.info(hint)
+
+
+def _kind(model):
+  """What a run trains, for its first log line."""
+  if model.architecture:
+    return f"fixed architecture {model.architecture}"
+  if model.sampling in DECOUPLED_SAMPLING:
+    return f"decoupled SuperNet ({model.sampling} paths; no architecture logits learned)"
+  return f"SuperNet search ({model.sampling})"
 
 
 def _evaluations(model, config, meta, strategy, stop):
@@ -214,7 +223,8 @@ def _build(config, meta, plan, strategy):
   with strategy.scope():
     model = ParModel(config.model)
     model.build()
-    state = steps.TrainState(model.initial_memory(meta.batch_size))
+    draws = [config.model.n_blocks, len(BLOCK_KINDS)] if model.is_decoupled else None
+    state = steps.TrainState(model.initial_memory(meta.batch_size), draws)
     optimizers = steps.make_optimizers(
       config, plan.total_steps, model.weight_variables(), state.step, model.no_decay_variables()
     )
