@@ -10,10 +10,14 @@ import pytest
 import tensorflow as tf
 
 from helpers import counting_dataset
+from helpers import error_line
+from helpers import run_script
 from par.config import ModelConfig
+from par.config import TrainConfig
 from par.data import records
 from par.errors import ParError
 from par.model.par_model import ParModel
+from par.search import evolution
 from par.search import patterns
 from par.search import ranking
 from par.train import evaluate
@@ -211,6 +215,92 @@ def test_perturbation_keeps_the_branch_whose_removal_hurts_most():
       kept = [row[j] for j in range(3) if j != k]
       assert detail["removed"][block][k] == pytest.approx(10.0 - sum(others) - sum(kept) / 2)
   assert all(not np.any(v.numpy()) for v in model.logits)  # restored
+
+
+def test_a_search_is_ranked_on_its_own_evaluation_terms_and_for_its_newest_checkpoint(
+  tmp_path, data_dir
+):
+  from par import runs
+  from par.study import rank
+  from par.train import trainer
+
+  config = TrainConfig(
+    model=MODEL,
+    data_dir=str(data_dir),
+    train_steps=8,
+    steps_per_loop=4,
+    checkpoint_every=4,
+    plot_every=0,
+    plots=False,
+    eval_batch_size=3,  # other lanes than the dataset's 4
+    eval_mem_len=6,
+    eval_clamp_len=2,
+    eval_same_length=True,
+    seed=2,
+  )
+  trainer.train_and_evaluate(config, tmp_path / "run")
+  record = rank.rank_search(tmp_path / "run", tokens=40)
+  terms = record["scored_on"]
+  assert record["model"].endswith("ckpt-8")
+  assert (terms["lanes"], terms["mem_len"], terms["clamp_len"], terms["same_length"]) == (
+    3,
+    6,
+    2,
+    True,
+  )
+  # A pattern's score: the fixed model with the SuperNet's weights, evaluated as the run
+  # evaluates valid (3 lanes of the split's text, memory 6, clamp 2, same length), on the
+  # first segments holding 40 targets; the tokens counted are real targets, no padding.
+  meta = records.load_meta(data_dir)
+  split = evaluate.layout(meta, "valid", 3)
+  assert terms["segments"] == math.ceil(40 / (3 * split.seq_len))
+  supernet, _ = runs.load_model(runs.read_run(tmp_path / "run"), "checkpoint")
+  fixed = supernet.to_fixed("sfs")
+  evaluator = evaluate.Evaluator(fixed, 6, clamp_len=2, same_length=True)
+  dataset = split.dataset(data_dir, "valid").take(terms["segments"])
+  result = evaluator(dataset, 3, records=terms["segments"])
+  assert record["scores"]["sfs"] == pytest.approx(result.loss, rel=1e-5)
+  targets = np.concatenate([t.numpy().ravel() for _, t in dataset])
+  assert record["tokens"] == result.tokens == int((targets >= 0).sum())
+  # Every pattern of 3 blocks scored, the best chosen among them; under a constraint, the
+  # best it allows.
+  assert record["selection"] == "exhaustive" and len(record["scores"]) == 27
+  assert record["shared_best"] == record["order"][0] and record["constraint"] is None
+  for constraint, allows in (
+    (evolution.Constraint(attention=0), lambda p: "s" not in p),
+    (
+      evolution.Constraint(limit=costs_of("sfs", data_dir), name="flops"),
+      lambda p: costs_of(p, data_dir) <= costs_of("sfs", data_dir),
+    ),
+  ):
+    constrained = rank.rank_search(tmp_path / "run", tokens=40, constraint=constraint)
+    scores = constrained["scores"]
+    expected = min((p for p in scores if allows(p)), key=lambda p: (scores[p], p))
+    assert constrained["constraint"]["best"] == expected and scores == record["scores"]
+  # Kept for the checkpoint it scored, and only for it.
+  assert rank.saved_ranking(tmp_path / "run", tokens=40)["scores"] == record["scores"]
+  state = tmp_path / "run" / "checkpoints" / "checkpoint"
+  state.write_text('model_checkpoint_path: "ckpt-4"\nall_model_checkpoint_paths: "ckpt-4"\n')
+  assert rank.saved_ranking(tmp_path / "run", tokens=40) is None
+
+
+def costs_of(pattern, data_dir):
+  """FLOPs per token of a pattern of MODEL on the dataset's shapes."""
+  from par.search import costs
+
+  meta = records.load_meta(data_dir)
+  return costs.model_cost(MODEL, pattern, seq_len=meta.seq_len, batch_size=meta.batch_size)[
+    "total"
+  ].flops
+
+
+def test_rank_script_refuses_contradictory_constraints():
+  for flags, message in (
+    (["--max_mflops=1", "--max_us=2"], "give one of --max_mflops and --max_us"),
+    (["--max_attention=-1"], "--max_attention must be 0 or more, got -1"),
+    (["--max_us=0"], "--max_us must be positive, got 0.0"),
+  ):
+    assert message in error_line(run_script("scripts/rank.py", "--model_dir=nowhere", *flags))
 
 
 def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
