@@ -18,6 +18,7 @@ from par.errors import ParError
 
 # The values of the settings that take one of a few names: defined here, once.
 BLOCK_KINDS = "sfi"  # self-attention, feed-forward, identity: one letter per block.
+SEARCHED = "?"  # a block a (sub-)SuperNet searches, in an architecture string
 # Coupled modes learn architecture logits beside the weights (Gumbel-Softmax); decoupled ones
 # (one-shot: SPOS's uniform paths, FairNAS's fair ones) train the weights on paths from a
 # fixed sampler, and the architecture is chosen afterwards from shared-weight scores.
@@ -283,7 +284,8 @@ class ModelConfig(_Settings):
   architecture: str = setting(
     "",
     "Train this fixed pattern over s (attention), f (feed-forward), i (identity), e.g. "
-    "sfsfff, instead of searching (empty: the SuperNet of stochastic blocks).",
+    "sfsfff, instead of searching (empty: the SuperNet of stochastic blocks). A ? leaves its "
+    "block to search: s????? is the sub-SuperNet of few-shot NAS whose first block attends.",
   )
   sampling: str = setting(
     "soft",
@@ -307,6 +309,16 @@ class ModelConfig(_Settings):
   @property
   def head_width(self):
     return self.d_head or self.d_model // self.n_heads
+
+  @property
+  def kinds(self):
+    """One letter per block: the pattern, "?" for every block a SuperNet searches."""
+    return self.architecture or SEARCHED * self.n_blocks
+
+  @property
+  def is_supernet(self):
+    """Whether some block is searched: the SuperNet, or a sub-SuperNet that fixes some."""
+    return SEARCHED in self.kinds
 
   @property
   def tail_widths(self):
@@ -364,9 +376,9 @@ class ModelConfig(_Settings):
     )
     if self.architecture:
       _check(
-        set(self.architecture) <= set(BLOCK_KINDS),
+        set(self.architecture) <= set(BLOCK_KINDS + SEARCHED),
         f"architecture {self.architecture!r} may only use the letters s (attention), "
-        "f (feed-forward) and i (identity)",
+        "f (feed-forward), i (identity) and ? (searched)",
       )
       _check(
         len(self.architecture) == self.n_blocks,
@@ -454,6 +466,13 @@ class TrainConfig(_Settings):
     0.0,
     "Penalise only the expected block cost above this target, in [0, 1) on the same scale "
     "(1: every block the dearer of s and f); 0 penalises all of it.",
+  )
+  warm_start: str = setting(
+    "",
+    "Start the weights from the newest checkpoint of this run directory, a SuperNet or a "
+    "model of the same shape (few-shot NAS starts each sub-SuperNet from its one-shot "
+    "SuperNet): a block this model searches takes that block's branches, a block it fixes the "
+    "branch of its kind; the optimizers and schedules start afresh. Empty: initialise.",
   )
   seed: int = setting(
     0,
@@ -573,7 +592,7 @@ class TrainConfig(_Settings):
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
     _check(0.0 <= self.arch_split < 1.0, f"arch_split must lie in [0, 1), got {self.arch_split}")
     _check(
-      self.arch_split == 0 or not self.model.architecture,
+      self.arch_split == 0 or self.model.is_supernet,
       "--arch_split holds data out for the architecture step of a search; a fixed "
       "--architecture has none",
     )
@@ -594,10 +613,10 @@ class TrainConfig(_Settings):
       "give --resource and a positive --resource_weight together",
     )
     _check(
-      self.resource == "none" or not self.model.architecture,
+      self.resource == "none" or self.model.is_supernet,
       "a resource term steers a search; a fixed --architecture has nothing to steer",
     )
-    decoupled = not self.model.architecture and self.model.sampling in DECOUPLED_SAMPLING
+    decoupled = self.model.is_supernet and self.model.sampling in DECOUPLED_SAMPLING
     _check(
       not decoupled or (self.arch_split == 0 and self.resource == "none"),
       f"--sampling={self.model.sampling} learns no architecture logits: it has no "

@@ -205,6 +205,7 @@ FLAG_GROUPS = (  # (title, config class, fields): every field of every config, o
       "resource",
       "resource_weight",
       "resource_target",
+      "warm_start",
     ],
   ),
   (

@@ -254,3 +254,86 @@ def test_decoupled_sampling_has_no_architecture_step_to_configure():
   for changes in (dict(arch_split=0.2), dict(resource="flops", resource_weight=0.5)):
     with pytest.raises(ParError, match="learns no architecture logits"):
       TrainConfig(model=dataclasses.replace(MODEL, sampling="uniform"), **changes).validate()
+
+
+# --- few-shot: sub-SuperNets split on one block ------------------------------------------
+
+
+def test_a_sub_supernets_score_is_a_fixed_model_with_its_weights(data_dir):
+  from par.search import ranking
+
+  sub = ParModel(dataclasses.replace(MODEL, architecture="s??", sampling="uniform"))
+  sub.build()
+  assert sub.searched_blocks == (1, 2) and sub.is_decoupled and sub.kinds == "s??"
+
+  def scorer(model):
+    evaluator = evaluate.Evaluator(model, 4, sampled_paths=False)
+    return lambda: evaluator(records.load_dataset(data_dir, "valid").take(3), 4, records=3)
+
+  held = ["sfi", "ssf", "sii"]
+  scores = ranking.score_patterns(sub, scorer(sub), held)
+  for pattern in held:
+    assert scores[pattern] == pytest.approx(scorer(sub.to_fixed(pattern))().loss, rel=1e-6)
+  with pytest.raises(ValueError, match="does not hold 'fsf'"):
+    ranking.score_patterns(sub, scorer(sub), ["fsf"])
+
+
+def _one_shot(tmp_path, data_dir, sampling="uniform"):
+  config = TrainConfig(
+    model=dataclasses.replace(MODEL, sampling=sampling),
+    data_dir=str(data_dir),
+    train_steps=8,
+    max_lr=3e-3,
+    warmup_steps=2,
+    steps_per_loop=4,
+    checkpoint_every=8,
+    plot_every=0,
+    plots=False,
+    seed=1,
+  )
+  trainer.train_and_evaluate(config, tmp_path / "one-shot")
+  return tmp_path / "one-shot"
+
+
+def test_sub_supernets_start_from_the_one_shot_weights_and_rank_together(tmp_path, data_dir):
+  from par.study import fewshot
+  from par.study import rank
+
+  one_shot = _one_shot(tmp_path, data_dir)
+  subs = fewshot.sub_configs(one_shot, steps=4)
+  assert {k: c.model.architecture for k, c in subs.items()} == {"s": "s??", "f": "f??", "i": "i??"}
+  assert all(c.warm_start == str(one_shot.resolve()) and c.train_steps == 4 for c in subs.values())
+  # Warm-started: the block it fixes holds the one-shot's branch of that kind, the others the
+  # one-shot's blocks whole, the embedding and softmax the one-shot's.
+  source, _ = runs.load_model(runs.read_run(one_shot), "checkpoint")
+  for letter, config in subs.items():
+    model = ParModel(dataclasses.replace(config.model, vocab_size=60))
+    model.build()
+    trainer.warm_start(model, one_shot)
+    branch = {"s": source.blocks[0].attention_block, "f": source.blocks[0].feed_forward_block}
+    pairs = [(model.blocks[k], source.blocks[k]) for k in (1, 2)] + [
+      (model.embedding, source.embedding),
+      (model.softmax, source.softmax),
+    ]
+    if letter in branch:
+      pairs.append((model.blocks[0], branch[letter]))
+    for mine, theirs in pairs:
+      for a, b in zip(mine.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, b)
+  # Trained, and ranked together: each pattern scored by the sub-SuperNet holding its block 0.
+  group = fewshot.group_dir(one_shot)
+  for letter, config in subs.items():
+    trainer.train_and_evaluate(config, group / letter)
+  record = fewshot.rank_group(group, tokens=64)
+  assert len(record["scores"]) == 27 and record["split_block"] == 0
+  for pattern, score in record["scores"].items():
+    own = runs.read_json(group / fewshot.held_by(pattern) / rank.RANKING_FILE)["scores"]
+    assert len(own) == 9 and own[pattern] == score
+  assert record["shared_best"] == record["order"][0] and record["perturbation"] is None
+  assert fewshot.saved_group_ranking(group, tokens=64) == record
+  with pytest.raises(ParError, match="not a one-shot SuperNet"):
+    fewshot.sub_configs(group / "s", steps=4)
+  with pytest.raises(ParError, match="another shape"):
+    other = ParModel(dataclasses.replace(MODEL, d_model=32, architecture="s??"))
+    other.build()
+    trainer.warm_start(other, one_shot)

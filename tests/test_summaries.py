@@ -152,7 +152,7 @@ def test_a_search_writes_each_summary_once_under_tags_and_a_layout_that_lead_wit
 
 
 def test_a_fixed_architectures_layout_has_no_search_charts():
-  layout = summaries.layout(search=False, n_blocks=4, characters=False)
+  layout = summaries.layout(search=False, searched=range(4), characters=False)
   assert [c.title for c in layout.category] == ["loss and perplexity", "training"]
   regexes = [r for c in layout.category for chart in c.chart for r in chart.multiline.tag]
   assert not [r for r in regexes if "search/" in r] and "^perplexity/bpc$" not in regexes

@@ -57,9 +57,7 @@ def _with_costs(config, meta, counted, replicas=1):
     return dict(value, parameters=None, flops_per_token=None)
   model = config.model
   seq_len, batch_size = (meta.seq_len, meta.batch_size) if meta else (model.mem_len or 1, 1)
-  total = costs.model_cost(
-    model, model.architecture or None, seq_len=seq_len, batch_size=batch_size
-  )["total"]
+  total = costs.model_cost(model, model.kinds, seq_len=seq_len, batch_size=batch_size)["total"]
   counted_at = {"seq_len": seq_len, "batch_size": batch_size, "mem_len": model.mem_len}
   lanes = batch_size // max(replicas, 1)
   memory = step_memory(

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from par.config import DECOUPLED_SAMPLING
+from par.config import SEARCHED
 from par.config import ModelConfig
 from par.config import argmax_pattern
 from par.model import attention
@@ -43,7 +44,8 @@ class ParModel(keras.Model):
 
   @property
   def is_supernet(self):
-    return not self.config.architecture
+    """Whether some block is searched (the SuperNet, or a sub-SuperNet fixing some)."""
+    return self.config.is_supernet
 
   @property
   def is_decoupled(self):
@@ -55,7 +57,7 @@ class ParModel(keras.Model):
   def pattern(self):
     """The fixed pattern, or the SuperNet's derived one (argmax per block; "" for a decoupled
     SuperNet, which derives none)."""
-    return self.config.architecture or self.derived_pattern()
+    return self.derived_pattern() if self.is_supernet else self.config.architecture
 
   def build(self, input_shape=None):
     c = self.config
@@ -110,8 +112,14 @@ class ParModel(keras.Model):
 
   @property
   def kinds(self):
-    """One letter per block: the fixed pattern, or "?" (stochastic) for every SuperNet block."""
-    return self.config.architecture or "?" * self.config.n_blocks
+    """One letter per block: the fixed pattern, "?" (stochastic) for every searched block."""
+    return self.config.kinds
+
+  @property
+  def searched_blocks(self):
+    """Indices of the stochastic blocks: every block of the SuperNet, some of a sub-SuperNet.
+    Paths, architecture logits and forced patterns run over them, in this order."""
+    return tuple(k for k, kind in enumerate(self.kinds) if kind == SEARCHED)
 
   @property
   def attending_blocks(self):
@@ -152,8 +160,8 @@ class ParModel(keras.Model):
       training: dropout, and architecture sampling in the SuperNet.
       clamp_len, same_length: the model's settings unless given (Transformer-XL's evaluation
         protocol changes them at evaluation time; neither changes a weight).
-      path: int32 [n_blocks], the branch each stochastic block runs (0 s, 1 f, 2 i): a
-        decoupled SuperNet's path (in training, the step draws it).
+      path: int32 [searched blocks], the branch each stochastic block runs (0 s, 1 f, 2 i),
+        in order: a decoupled SuperNet's path (in training, the step draws it).
 
     Returns:
       (hidden [B, T, D] in the compute dtype, next `Memory`).
@@ -174,14 +182,15 @@ class ParModel(keras.Model):
     if self.has_shared_bias:
       u, v = self.rel_bias_u, self.rel_bias_v
     if path is None and self.is_decoupled and not training and seed is not None:
-      path = paths.uniform_path(seed, c.n_blocks)
+      path = paths.uniform_path(seed, len(self.searched_blocks))
+    branch_of = {k: j for j, k in enumerate(self.searched_blocks)}
     new_states = []
     for k, (block, state) in enumerate(zip(self.blocks, memory.states)):
       # Each block folds its index into the seed: its own Gumbel noise (stochastic blocks).
       block_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
       forced = {}
-      if path is not None and isinstance(block, blocks.StochasticBlock):
-        forced = {"branch": path[k]}
+      if path is not None and k in branch_of:
+        forced = {"branch": path[branch_of[k]]}
       x, state = block(
         x, state, positions, mask, u=u, v=v, tau=tau, seed=block_seed, training=training, **forced
       )
@@ -230,12 +239,15 @@ class ParModel(keras.Model):
     return [v for v in self.weight_variables() if len(v.shape) <= 1 or id(v) in exempt]
 
   def architecture_probabilities(self):
-    """softmax(logits) per block: numpy float32 [n_blocks, 3], columns s, f, i."""
-    if not self.is_supernet:
-      return np.eye(len(blocks.BRANCHES), dtype=np.float32)[
-        [blocks.BRANCHES.index(kind) for kind in self.config.architecture]
-      ]
-    return np.stack([tf.nn.softmax(v).numpy() for v in self.architecture_variables()])
+    """softmax(logits) per searched block, one-hot rows for fixed ones: numpy float32
+    [n_blocks, 3], columns s, f, i."""
+    rows = np.eye(len(blocks.BRANCHES), dtype=np.float32)
+    probabilities = [
+      None if kind == SEARCHED else rows[blocks.BRANCHES.index(kind)] for kind in self.kinds
+    ]
+    for k, variable in zip(self.searched_blocks, self.architecture_variables()):
+      probabilities[k] = tf.nn.softmax(variable).numpy()
+    return np.stack(probabilities)
 
   def derived_pattern(self):
     """The most likely branch of every block, e.g. "sfsfii" ("" for a decoupled SuperNet,
@@ -251,21 +263,33 @@ class ParModel(keras.Model):
       raise ValueError("a decoupled SuperNet derives no pattern: give the one to fix")
     fixed = ParModel(dataclasses.replace(self.config, architecture=pattern), name=self.name)
     fixed.build()
-    fixed.embedding.set_weights(self.embedding.get_weights())
-    fixed.softmax.set_weights(self.softmax.get_weights())
-    if fixed.has_shared_bias:
-      fixed.rel_bias_u.assign(self.rel_bias_u)
-      fixed.rel_bias_v.assign(self.rel_bias_v)
-    for kind, source, target in zip(pattern, self.blocks, fixed.blocks):
-      if isinstance(source, blocks.StochasticBlock):
-        source = {"s": source.attention_block, "f": source.feed_forward_block}.get(kind)
-      elif self.config.architecture and source.__class__ is not target.__class__:
-        raise ValueError(
-          f"cannot make a {pattern!r} model from a fixed {self.config.architecture!r} one"
-        )
-      if source is not None:
-        target.set_weights(source.get_weights())
+    copy_weights(self, fixed)
     return fixed
 
   def get_config(self):
     return {"config": self.config.to_dict(), "name": self.name}
+
+
+def copy_weights(source, target):
+  """Sets `target`'s weights from `source`, a model of the same shape whose pattern contains
+  the target's: the embedding, softmax and shared u, v as they are; a block both search,
+  whole (its branches and logits); a block the target fixes, from the source's branch of that
+  kind (or the same fixed block). Raises ValueError where the source lacks a target's block
+  (a fixed s where the target needs f, say)."""
+  target.embedding.set_weights(source.embedding.get_weights())
+  target.softmax.set_weights(source.softmax.get_weights())
+  if target.has_shared_bias and source.has_shared_bias:
+    target.rel_bias_u.assign(source.rel_bias_u)
+    target.rel_bias_v.assign(source.rel_bias_v)
+  for k, (want, have, block, origin) in enumerate(
+    zip(target.kinds, source.kinds, target.blocks, source.blocks)
+  ):
+    if want == have:
+      block.set_weights(origin.get_weights())
+    elif have == SEARCHED and want in "sf":
+      branch = {"s": origin.attention_block, "f": origin.feed_forward_block}[want]
+      block.set_weights(branch.get_weights())
+    elif want != "i":
+      raise ValueError(
+        f"block {k}: a {have!r} block of {source.config.kinds!r} cannot give a {want!r} one"
+      )

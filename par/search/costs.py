@@ -142,7 +142,9 @@ def model_cost(config, pattern=None, *, seq_len, batch_size, mem_len=None, tail_
       counted for (see `block_costs`).
     tail_shares: see `softmax_cost`.
   """
-  kinds = parse_pattern(pattern, config.n_blocks) if pattern else "?" * config.n_blocks
+  kinds = (
+    parse_pattern(pattern, config.n_blocks, searched=True) if pattern else "?" * config.n_blocks
+  )
   per_kind = block_costs(config, seq_len, batch_size, mem_len)
   block_total = Cost(0, 0.0)
   for kind in kinds:
@@ -277,7 +279,9 @@ def step_matmuls(config, pattern=None, *, seq_len, batch_size, mem_len=None, tai
     if min(shape) > 0:
       products[shape] = products.get(shape, 0) + count
 
-  kinds = parse_pattern(pattern, config.n_blocks) if pattern else "?" * config.n_blocks
+  kinds = (
+    parse_pattern(pattern, config.n_blocks, searched=True) if pattern else "?" * config.n_blocks
+  )
   for kind in kinds:
     if kind in "s?":
       add((rows, d, nh))  # queries

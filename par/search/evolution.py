@@ -51,11 +51,15 @@ class Scores(dict):
     return self[pattern]
 
 
-def exhaustive(score, n_blocks, constraint=None, cost=None):
-  """(the best pattern every pattern allowed by `constraint` gives, their scores)."""
+def exhaustive(score, n_blocks, constraint=None, cost=None, kinds=None):
+  """(the best pattern every pattern allowed by `constraint` gives, their scores); with
+  `kinds` (a sub-SuperNet's, "?" where it searches), only the patterns it holds."""
   scores = Scores(score)
   allowed = [
-    p for p in ranking.all_patterns(n_blocks) if constraint is None or constraint.allows(p, cost)
+    p
+    for p in ranking.all_patterns(n_blocks)
+    if (constraint is None or constraint.allows(p, cost))
+    and (kinds is None or ranking.matches(p, kinds))
   ]
   if not allowed:
     raise ValueError("no pattern meets the constraint")
@@ -77,8 +81,10 @@ def evolve(
   generations=20,
   max_scored=1000,
   known=None,
+  kinds=None,
 ):
-  """SPOS's evolutionary search for the best-scoring pattern allowed by `constraint`.
+  """SPOS's evolutionary search for the best-scoring pattern allowed by `constraint` (and, with
+  `kinds`, held by that sub-SuperNet).
 
   Each generation scores a population, keeps the best `parents` of every pattern scored so
   far, and breeds the next population from them: `mutants` patterns each block of a parent
@@ -91,11 +97,15 @@ def evolve(
   """
   rng = np.random.default_rng(seed)
   scores = Scores(score, known)
-  allowed = constraint.allows if constraint is not None else (lambda p, c=None: True)
+  kinds = kinds or "?" * n_blocks
+
+  def allowed(pattern, cost=None):
+    held = ranking.matches(pattern, kinds)
+    return held and (constraint is None or constraint.allows(pattern, cost))
 
   def random_pattern():
     for _ in range(10_000):
-      pattern = "".join(rng.choice(list(BLOCK_KINDS), size=n_blocks))
+      pattern = "".join(rng.choice(list(BLOCK_KINDS)) if k == "?" else k for k in kinds)
       if allowed(pattern, cost):
         return pattern
     raise ValueError("no pattern meets the constraint in 10,000 random draws")
@@ -141,12 +151,13 @@ def evolve(
   return min(candidates, key=lambda p: (scores[p], p)), dict(scores)
 
 
-def select(score, n_blocks, constraint=None, cost=None, seed=0, known=None):
-  """The best pattern by `score` under `constraint`: every pattern up to
-  `ranking.EXHAUSTIVE_BLOCKS` blocks, SPOS's evolution above; (pattern, scores, how)."""
+def select(score, n_blocks, constraint=None, cost=None, seed=0, known=None, kinds=None):
+  """The best pattern by `score` under `constraint` (and among those `kinds` holds): every
+  pattern up to `ranking.EXHAUSTIVE_BLOCKS` blocks, SPOS's evolution above; (pattern, scores,
+  how)."""
   if n_blocks <= ranking.EXHAUSTIVE_BLOCKS:
     scores = Scores(score, known)
-    best, _ = exhaustive(scores, n_blocks, constraint, cost)
+    best, _ = exhaustive(scores, n_blocks, constraint, cost, kinds)
     return best, dict(scores), "exhaustive"
-  best, scores = evolve(score, n_blocks, constraint, cost, seed=seed, known=known)
+  best, scores = evolve(score, n_blocks, constraint, cost, seed=seed, known=known, kinds=kinds)
   return best, scores, "evolution"

@@ -66,7 +66,7 @@ def step_memory(model, parameters, lanes, seq_len, precision="float32", accumula
   # scores masked (one block at a time).
   attention_working = scores * (3 * c + 2 * 4)
   feed_forward = b * t * f * (3 * c + 2) + b * t * d * (3 * c + 2 + 2 * 4)
-  kinds = model.architecture or "?" * model.n_blocks
+  kinds = model.kinds
   attending = sum(kind in "s?" for kind in kinds)
   blocks = sum(
     {"s": attention, "f": feed_forward, "i": 0, "?": attention + feed_forward + 3 * b * t * d * c}[
@@ -84,7 +84,7 @@ def step_memory(model, parameters, lanes, seq_len, precision="float32", accumula
     softmax += tokens * share * ((high - low) * 4 * 3 + widths[i] * c)
   embedding = tokens * d * c * 3
   working = max(attention + attention_working if attending else 0, feed_forward)
-  logits = 3 * model.n_blocks if not model.architecture else 0
+  logits = 3 * kinds.count("?")
   parts = {
     "parameters": parameters * 4,
     "gradients": parameters * 4,

@@ -42,10 +42,11 @@ def check_plan(ratios, arch_splits):
     names[search_name(split)] = split
 
 
-def parse_pattern(pattern, n_blocks=None):
-  """Checks a pattern string; returns it."""
-  if not pattern or set(pattern) - set(BLOCK_KINDS):
-    raise ValueError(f"a pattern is a non-empty string over {BLOCK_KINDS!r}, got {pattern!r}")
+def parse_pattern(pattern, n_blocks=None, searched=False):
+  """Checks a pattern string (with `searched`, "?" may mark searched blocks); returns it."""
+  letters = BLOCK_KINDS + ("?" if searched else "")
+  if not pattern or set(pattern) - set(letters):
+    raise ValueError(f"a pattern is a non-empty string over {letters!r}, got {pattern!r}")
   if n_blocks is not None and len(pattern) != n_blocks:
     raise ValueError(f"pattern {pattern!r} has {len(pattern)} blocks, expected {n_blocks}")
   return pattern

@@ -208,11 +208,18 @@ def forced_logits(pattern):
   ]
 
 
+def matches(pattern, kinds):
+  """Whether `pattern` is one a (sub-)SuperNet of these kinds holds: its letter wherever the
+  SuperNet fixes one ("?" takes any)."""
+  return len(pattern) == len(kinds) and all(k in ("?", p) for p, k in zip(pattern, kinds))
+
+
 def score_patterns(model, evaluate, patterns, progress=None):
   """{pattern: valid loss (nats per token)} of the SuperNet `model` with each pattern forced.
 
   Args:
-    model: a SuperNet `ParModel` whose eval_mode is "argmax" (only the forced branch runs).
+    model: a SuperNet `ParModel` whose eval_mode is "argmax" (only the forced branch runs), or
+      a sub-SuperNet, which scores only the patterns it holds (`matches`).
     evaluate: a function of no argument returning an `evaluate.Result` of the model as it
       stands (a compiled evaluator over the first tokens of valid): one trace for all.
     patterns: the patterns to score.
@@ -220,12 +227,16 @@ def score_patterns(model, evaluate, patterns, progress=None):
 
   The model's logits are restored afterwards.
   """
+  others = [p for p in patterns if not matches(p, model.kinds)]
+  if others:
+    raise ValueError(f"{model.kinds!r} does not hold {others[0]!r}")
   logits = model.architecture_variables()
   saved = [v.numpy() for v in logits]
   scores = {}
   try:
     for k, pattern in enumerate(patterns):
-      for variable, value in zip(logits, forced_logits(pattern)):
+      searched = "".join(pattern[b] for b in model.searched_blocks)
+      for variable, value in zip(logits, forced_logits(searched)):
         variable.assign(value)
       scores[pattern] = evaluate().loss
       if progress is not None and (k + 1) % 50 == 0:
@@ -263,5 +274,6 @@ def perturbation(model, evaluate):
   finally:
     for variable, value in zip(logits, saved):
       variable.assign(value)
-  pattern = "".join(BLOCK_KINDS[int(np.argmax(row))] for row in removed)
+  chosen = iter(BLOCK_KINDS[int(np.argmax(row))] for row in removed)
+  pattern = "".join(next(chosen) if kind == "?" else kind for kind in model.kinds)
   return pattern, {"loss": whole, "removed": removed}

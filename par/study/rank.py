@@ -73,12 +73,12 @@ def _first_segments(model, run, tokens):
   return score, terms
 
 
-def _saved(model_dir, n_blocks, tokens, extra, per_stratum, seed):
+def _saved(model_dir, kinds, tokens, extra, per_stratum, seed):
   """(the saved ranking record, or {} if it is not comparable; the patterns it lacks). A
   record is comparable when it scored the same tokens with the weights of the run's newest
   checkpoint: one made from an earlier checkpoint of a run trained further is never reused."""
-  wanted = ranking.candidate_patterns(n_blocks, per_stratum, seed) + list(extra)
-  wanted = list(dict.fromkeys(wanted))
+  wanted = ranking.candidate_patterns(len(kinds), per_stratum, seed) + list(extra)
+  wanted = [p for p in dict.fromkeys(wanted) if ranking.matches(p, kinds)]  # what it holds
   path = Path(model_dir) / RANKING_FILE
   saved = runs.read_json(path) if path.is_file() else {}
   newest = runs.checkpoints(Path(model_dir) / runs.CHECKPOINT_DIR)[:1]
@@ -91,7 +91,7 @@ def saved_ranking(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, see
   """What `rank_search` would return without scoring anything: the saved record when it has
   every pattern asked for on the same tokens, else None."""
   run = runs.read_run(model_dir)
-  saved, missing = _saved(model_dir, run.config.model.n_blocks, tokens, extra, per_stratum, seed)
+  saved, missing = _saved(model_dir, run.config.model.kinds, tokens, extra, per_stratum, seed)
   return None if missing else saved
 
 
@@ -115,10 +115,11 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
   """
   model_dir = Path(model_dir)
   run = runs.read_run(model_dir)
-  if run.config.model.architecture:
+  if not run.config.model.is_supernet:
     raise ParError(f"{model_dir} trained a fixed pattern: only a search's SuperNet ranks patterns")
-  n_blocks = run.config.model.n_blocks
-  saved, missing = _saved(model_dir, n_blocks, tokens, extra, per_stratum, seed)
+  kinds = run.config.model.kinds
+  n_blocks = len(kinds)
+  saved, missing = _saved(model_dir, kinds, tokens, extra, per_stratum, seed)
   if not missing and constraint is None:
     return saved
   model, origin = runs.load_model(run, "checkpoint", eval_mode="argmax")
@@ -138,7 +139,7 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
   def shared(pattern):  # one more pattern's score, for the evolution
     return ranking.score_patterns(model, score, [pattern])[pattern]
 
-  best, scores, how = evolution.select(shared, n_blocks, seed=seed, known=scores)
+  best, scores, how = evolution.select(shared, n_blocks, seed=seed, known=scores, kinds=kinds)
   if "perturbation" in saved:
     perturbation = saved["perturbation"]
   else:
@@ -149,7 +150,9 @@ def rank_search(model_dir, tokens=DEFAULT_TOKENS, extra=(), per_stratum=8, seed=
   record_constraint = None
   if constraint is not None:
     cost = _cost(run, constraint)
-    constrained, scores, _ = evolution.select(shared, n_blocks, constraint, cost, seed, scores)
+    constrained, scores, _ = evolution.select(
+      shared, n_blocks, constraint, cost, seed, scores, kinds
+    )
     record_constraint = {**dataclasses.asdict(constraint), "best": constrained}
   seconds = time.perf_counter() - start + saved.get("seconds", 0.0)
   order = sorted(scores, key=lambda p: (scores[p], p))

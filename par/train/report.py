@@ -202,7 +202,7 @@ class Reporter:
       with self.writer("train").as_default(step=0):
         summaries.write_layout(
           self.coupled,
-          self.config.model.n_blocks,
+          self.model.searched_blocks,
           self._chars(),
           self.coupled and self.config.resource != "none",
           decoupled=self.model.is_decoupled,
@@ -288,8 +288,8 @@ class Reporter:
       summaries.write_metrics(result.loss, result.token_perplexity, words, result.bpc)
 
   def _drawn(self):
-    """(each block's count of the branches it ran [n_blocks, 3], their shares) of a decoupled
-    SuperNet."""
+    """(each searched block's count of the branches it ran [searched blocks, 3], their shares)
+    of a decoupled SuperNet."""
     counts = self.draws.numpy()
     return counts, counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
 
@@ -301,6 +301,7 @@ class Reporter:
         "sampling": self.config.model.sampling,
         "pattern": "",  # none derived: its ranking chooses (par-rank)
         "probabilities": None,
+        "blocks": list(self.model.searched_blocks),  # the rows of draws and drawn
         "draws": counts.tolist(),
         "drawn": shares.round(6).tolist(),
         "history": [],
@@ -328,7 +329,7 @@ class Reporter:
       if ("scalars", step) not in self._written:
         self._written.add(("scalars", step))
         with self.writer("train").as_default(step=step):
-          summaries.write_drawn(self._drawn()[1])
+          summaries.write_drawn(self._drawn()[1], self.model.searched_blocks)
       return
     probabilities = self.model.architecture_probabilities()
     if not self.history or self.history[-1]["step"] != step:

@@ -366,7 +366,8 @@ class StepLoop:
     if not self.model.is_decoupled:
       return None
     seed = tf.stack([tf.constant(self.config.seed, tf.int64), self.state.step.read_value()])
-    return paths.training_paths(self.config.model.sampling, seed, self.config.model.n_blocks)
+    searched = len(self.model.searched_blocks)
+    return paths.training_paths(self.config.model.sampling, seed, searched)
 
   def _run(self, iterator, memory, num_steps):
     strategy = self.strategy

@@ -76,10 +76,10 @@ def write_architecture(probabilities, entropies):
   tf.summary.scalar(MEAN_ENTROPY, entropies.mean())
 
 
-def write_drawn(shares):
-  """A decoupled SuperNet's share of paths that ran each branch of each block ([n_blocks, 3],
-  columns s, f, i)."""
-  for k, row in enumerate(shares):
+def write_drawn(shares, searched):
+  """A decoupled SuperNet's share of paths that ran each branch of each searched block
+  ([searched blocks, 3], columns s, f, i; `searched` their indices)."""
+  for k, row in zip(searched, shares):
     for kind, share in zip(KIND_NAMES, row):
       tf.summary.scalar(block_tag(k, f"ran_{KIND_NAMES[kind]}"), share)
 
@@ -92,9 +92,10 @@ def _chart(title, *tags):
   )
 
 
-def layout(search, n_blocks, characters, resource=False, decoupled=False):
+def layout(search, searched, characters, resource=False, decoupled=False):
   """The custom-scalars layout of a run (see the module docstring): `search` for a SuperNet
-  that learns logits, `decoupled` for one that follows sampled paths."""
+  that learns logits, `decoupled` for one that follows sampled paths; `searched`, the indices
+  of its searched blocks."""
   metrics = [
     _chart("loss (nats per token): train, valid, test", LOSS),
     _chart("token perplexity", TOKEN_PERPLEXITY),
@@ -105,7 +106,7 @@ def layout(search, n_blocks, characters, resource=False, decoupled=False):
   categories = [layout_pb2.Category(title="loss and perplexity", chart=metrics)]
   if search:
     charts = []
-    for k in range(n_blocks):
+    for k in searched:
       charts.append(
         _chart(
           f"block {k}: probability of attention, feed-forward, identity",
@@ -128,7 +129,7 @@ def layout(search, n_blocks, characters, resource=False, decoupled=False):
         f"block {k}: share of paths that ran attention, feed-forward, identity",
         *(block_tag(k, f"ran_{name}") for name in KIND_NAMES.values()),
       )
-      for k in range(n_blocks)
+      for k in searched
     ]
     categories.append(layout_pb2.Category(title="paths", chart=charts))
   schedule = [
@@ -142,10 +143,10 @@ def layout(search, n_blocks, characters, resource=False, decoupled=False):
   return layout_pb2.Layout(category=categories)
 
 
-def write_layout(search, n_blocks, characters, resource=False, decoupled=False):
+def write_layout(search, searched, characters, resource=False, decoupled=False):
   """The run's custom-scalars layout (`layout`), in the default writer."""
   summary = tensorboard_v1.custom_scalar_pb(
-    layout(search, n_blocks, characters, resource, decoupled)
+    layout(search, searched, characters, resource, decoupled)
   )
   tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=0)
 
@@ -169,9 +170,9 @@ def hparams(config):
   "SuperNet", its attention blocks -1)."""
   c, m = config, config.model
   return {
-    "pattern": m.architecture or "SuperNet",
-    "search": not m.architecture,
-    "attention_blocks": m.architecture.count("s") if m.architecture else -1,
+    "pattern": m.architecture if not m.is_supernet else (m.architecture or "SuperNet"),
+    "search": m.is_supernet,
+    "attention_blocks": -1 if m.is_supernet else m.architecture.count("s"),
     "arch_split": c.arch_split,
     "seed": c.seed,
     "max_lr": c.max_lr,

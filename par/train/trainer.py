@@ -36,6 +36,7 @@ from par.config import TrainConfig
 from par.data import records
 from par.errors import Interrupted
 from par.errors import ParError
+from par.model import par_model
 from par.model.par_model import ParModel
 from par.search import collapse
 from par.search import costs as costs_lib
@@ -112,8 +113,9 @@ def train_and_evaluate(
         model, optimizers, state, loss_scale, model_dir, config.keep_checkpoints, strategy
       )
 
-      # --- Restore, then the pieces the loop calls ------------------------------------------
-      checkpoints.restore()
+      # --- Restore (or warm-start a fresh run), then the pieces the loop calls --------------
+      if not checkpoints.restore() and config.warm_start:
+        warm_start(model, config.warm_start)
       previous = runs.read_results(model_dir)
       step = int(state.step.numpy())
       early = (previous or {}).get("stopped_early")
@@ -185,20 +187,46 @@ def _announce(model_dir, config, plan):
     config.mixed_precision,
     _kind(config.model),
   )
-  if not config.model.architecture and config.model.sampling in collapse.UNFIT_SAMPLING:
+  if config.model.is_supernet and config.model.sampling in collapse.UNFIT_SAMPLING:
     logging.warning(collapse.UNFIT_SAMPLING[config.model.sampling])
   hint = precision.cpu_hint(config.mixed_precision)
   if hint:
     logging.info(hint)
 
 
+def warm_start(model, source_dir):
+  """Sets a fresh run's weights from the newest checkpoint of the run in `source_dir`
+  (`par_model.copy_weights`): few-shot NAS's sub-SuperNets start from their one-shot SuperNet.
+  Its shape must be the model's (every field but the pattern and how it samples)."""
+  run = runs.read_run(source_dir)
+  source = run.config.model
+  mine = dataclasses.replace(
+    model.config,
+    architecture=source.architecture,
+    sampling=source.sampling,
+    eval_mode=source.eval_mode,
+  )
+  if mine != source:
+    differ = [
+      f.name for f in dataclasses.fields(source) if getattr(mine, f.name) != getattr(source, f.name)
+    ]
+    raise ParError(f"--warm_start {source_dir} is a model of another shape ({', '.join(differ)})")
+  loaded, origin = runs.load_model(run, "checkpoint")
+  try:
+    par_model.copy_weights(loaded, model)
+  except ValueError as e:
+    raise ParError(f"--warm_start {source_dir}: {e}") from None
+  logging.info("weights from %s", origin)
+
+
 def _kind(model):
   """What a run trains, for its first log line."""
-  if model.architecture:
+  if not model.is_supernet:
     return f"fixed architecture {model.architecture}"
+  part = f"sub-SuperNet {model.architecture}, " if model.architecture else ""
   if model.sampling in DECOUPLED_SAMPLING:
-    return f"decoupled SuperNet ({model.sampling} paths; no architecture logits learned)"
-  return f"SuperNet search ({model.sampling})"
+    return f"decoupled {part or 'SuperNet, '}{model.sampling} paths, no architecture logits learned"
+  return f"SuperNet search ({part}{model.sampling})"
 
 
 def _evaluations(model, config, meta, strategy, stop):
@@ -223,7 +251,7 @@ def _build(config, meta, plan, strategy):
   with strategy.scope():
     model = ParModel(config.model)
     model.build()
-    draws = [config.model.n_blocks, len(BLOCK_KINDS)] if model.is_decoupled else None
+    draws = [len(model.searched_blocks), len(BLOCK_KINDS)] if model.is_decoupled else None
     state = steps.TrainState(model.initial_memory(meta.batch_size), draws)
     optimizers = steps.make_optimizers(
       config, plan.total_steps, model.weight_variables(), state.step, model.no_decay_variables()
