@@ -228,6 +228,52 @@ def test_each_search_ranks_every_pattern_and_derives_from_its_ranking(study):
   assert "Kendall τ" in (work / "seed-4" / "results.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_search(
+  tmp_path, data_dir
+):
+  # SPOS's uniform SuperNet in the pipeline, split into few-shot sub-SuperNets on block 0:
+  # neither has an argmax; the group is one more search with its shared best and report card.
+  config = tiny_search(
+    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=0
+  )
+  config = dataclasses.replace(
+    config, plots=False, model=dataclasses.replace(config.model, sampling="uniform")
+  )
+  rows = pipeline.run_pipeline(
+    config,
+    tmp_path,
+    ratios=[0],
+    rounds=1,
+    derive=["argmax", "rule", "shared_best", "perturbation"],
+    ranking_tokens=64,
+    few_shot_steps=2,
+  )
+  summary = json.loads((tmp_path / "results.json").read_text())
+  group = tmp_path / "search-few-shot"
+  assert set(summary["searches"]) == {"search", "search-few-shot"}
+  split = summary["searches"]["search-few-shot"]
+  assert (split["argmax"], split["perturbation"], split["run"]) == (None, None, str(group))
+  for letter in "sfi":
+    saved = json.loads((group / letter / "config.json").read_text())["config"]
+    assert saved["model"]["architecture"] == f"{letter}??" and saved["train_steps"] == 2
+    assert saved["warm_start"] == str((tmp_path / "search").resolve())
+  record = json.loads((group / "ranking.json").read_text())
+  derived = summary["patterns"]
+  assert derived["shared_best of search-few-shot"] == record["shared_best"] == record["order"][0]
+  assert "perturbation of search-few-shot" not in derived and "perturbation of search" in derived
+  assert not [label for label in derived if label.startswith("argmax")]  # decoupled: none
+  # The report card over the retrained patterns, from the group's scores.
+  retrained = {r["pattern"]: r["valid"]["loss"] for r in rows if r["attention_blocks"] is not None}
+  x = [record["scores"][p] for p in retrained]
+  assert split["ranking_agreement"]["kendall_tau"] == pytest.approx(
+    ranking.kendall_tau(x, list(retrained.values())), nan_ok=True
+  )
+  assert "| search-few-shot |" in (tmp_path / "results.md").read_text()
+  with pytest.raises(ParError, match="--few_shot_steps must be 0 or more, got -1"):
+    pipeline.run_pipeline(config, tmp_path, few_shot_steps=-1)
+
+
 def session_hparams(run_dir):
   """The hparams of the HParams session in a run's own directory."""
   import tensorflow as tf

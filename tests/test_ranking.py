@@ -336,8 +336,18 @@ def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
     },
   )
   runs.write_json(search / "architecture.json", {"probabilities": [[1, 0, 0]] * 4})
-  rows = known_answers.report(tmp_path, seeds=(1, 2), modes=("soft",))
-  (row,) = rows
+  # A few-shot group beside its uniform search: no architecture.json, no argmax, no
+  # perturbation; its pick is the runner-up.
+  group = tmp_path / "pair" / "search-uniform-defaults-seed1-few-shot"
+  runs.write_json(
+    group / "ranking.json",
+    {"scores": true, "argmax": None, "shared_best": order[1], "perturbation": None},
+  )
+  rows = known_answers.report(tmp_path, seeds=(1, 2), modes=("soft", "few_shot"))
+  row, split = rows
+  assert (split["mode"], split["probabilities"], split["kendall_tau"]) == ("few_shot", None, 1.0)
+  assert "argmax" not in split and "perturbation" not in split
+  assert split["shared_best"]["rank"] == 2
   assert row["argmax"] == {
     "pattern": order[4],
     "ppl": pytest.approx(math.exp(true[order[4]])),

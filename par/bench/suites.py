@@ -10,6 +10,7 @@ from par.bench import cuts
 from par.bench import data
 from par.bench import jobs
 from par.bench import memory
+from par.bench import oneshot
 from par.bench import profile
 from par.bench import scale
 from par.bench import shapes
@@ -27,6 +28,7 @@ SUITES = {  # name: run(work, options) -> [(measure, value)]
   "blocks": blocks.run,
   "memory": memory.run,
   "profile": profile.run,
+  "oneshot": oneshot.run,
 }
 WITHOUT_TENSORFLOW = ("cuts", "scale", "shapes")  # suites that need no TensorFlow here
 
@@ -35,10 +37,10 @@ WITHOUT_TENSORFLOW = ("cuts", "scale", "shapes")  # suites that need no TensorFl
 class Options:
   """What the suites take; each field's help is its flag's (par/commands/benchmark.py)."""
 
-  text_dir: str  # split files: data, train, speed, jobs, memory, profile
+  text_dir: str  # split files: data, train, speed, jobs, memory, profile, oneshot
   vocab_size: int = 7000  # SentencePiece pieces of the datasets built from text_dir
   repeats: int = 5  # repetitions of each timing: data, cuts
-  train_steps: int = 150  # steps per training case: train, speed, jobs
+  train_steps: int = 150  # steps per training case: train, speed, jobs, oneshot
   corpus: str = "data/zipf-wt103"  # split files at WikiText-103's size: scale, shapes
   input_sentence_size: int = 100_000  # lines SentencePiece trains on: scale
   shape_steps: int = 3  # training steps per model: shapes
@@ -52,7 +54,7 @@ def run(name, options):
   line that says what was run where)."""
   with tempfile.TemporaryDirectory() as work:
     rows = SUITES[name](Path(work), options)
-  if name in ("train", "speed", "jobs"):
+  if name in ("train", "speed", "jobs", "oneshot"):
     repeats = f", {options.train_steps} steps per training case"
   elif name in ("data", "cuts"):
     repeats = f", repeats {options.repeats}"

@@ -11,6 +11,7 @@ per suite, each saying what it measures).
   par-benchmark --suite=speed
   par-benchmark --suite=jobs        # two one-thread trainings against one
   par-benchmark --suite=profile --profile_dir=profile
+  par-benchmark --suite=oneshot     # each kind of SuperNet against a fixed pattern
 
 In a checkout, `python3 scripts/benchmark.py` is the same command. Every suite times par's
 commands in fresh processes or its functions in this one; machines here are shared and

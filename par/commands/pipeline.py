@@ -16,8 +16,10 @@ and the architecture figures to --work_dir (layout in par/study/workdir.py). Wit
 all of it once per seed in --work_dir/seed-<s>/, and the comparison over seeds (means ± sd,
 the paired bootstrap against the baseline pooled over seeds, the SuperNets' ranking against
 the seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_dir
-(par/study/seeds.py). --jobs=2 runs two trainings at a time, one core each. Running it again
-resumes where it stopped.
+(par/study/seeds.py). --sampling=uniform or fair searches with a decoupled one-shot SuperNet
+(no argmax: derive from the shared weights); --few_shot_steps=N splits each search into
+few-shot sub-SuperNets ranked as one more search. --jobs=2 runs two trainings at a time, one
+core each. Running it again resumes where it stopped.
 """
 
 from pathlib import Path
@@ -79,6 +81,13 @@ def define_flags():
     "compare over seeds in --work_dir; empty: once, with --seed, in --work_dir.",
   )
   flags.DEFINE_integer(
+    "few_shot_steps",
+    0,
+    "Few-shot NAS: split each search's SuperNet on its first block into three sub-SuperNets, "
+    "each warm-started from it and trained this many steps further (<search>-few-shot/); "
+    "they rank every pattern as one more search. 0: no split.",
+  )
+  flags.DEFINE_integer(
     "jobs",
     1,
     "Trainings and rankings at once, each in its own process on one thread (2 on a 2-core "
@@ -99,6 +108,8 @@ def main(argv):
   seeds = _seeds(FLAGS.seeds)
   if FLAGS.jobs < 1:
     raise cli.ParError(f"--jobs must be at least 1, got {FLAGS.jobs}")
+  if FLAGS.few_shot_steps < 0:
+    raise cli.ParError(f"--few_shot_steps must be 0 or more, got {FLAGS.few_shot_steps}")
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
   if FLAGS.jobs > 1 and runtime.strategy != "default":
@@ -126,6 +137,7 @@ def main(argv):
     ranking_tokens=FLAGS.ranking_tokens,
     seeds=seeds,
     jobs=FLAGS.jobs,
+    few_shot_steps=FLAGS.few_shot_steps,
   )
   if seeds:
     print((Path(FLAGS.work_dir) / workdir.RESULTS_MD).read_text(), end="")

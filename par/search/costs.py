@@ -21,6 +21,7 @@ shapes, on this machine; the resource term can use it instead of FLOPs.
 """
 
 import dataclasses
+import itertools
 import time
 
 import numpy as np
@@ -224,8 +225,14 @@ def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
   calls that fill the memory, times `repeats` runs of `steps` calls and keeps the fastest:
   on a shared machine a run can only be slowed down by others. The optimizer's update and
   the input pipeline are left out: they cost the same for every pattern of one width.
+
+  A decoupled SuperNet's step is its training step's: the paths of (seed, call), one
+  (uniform) or three on the same batch with their losses summed (fair), only their branches
+  run.
   """
   import tensorflow as tf
+
+  from par.model import paths
 
   tokens = np.random.default_rng(seed).integers(
     0, model.config.vocab_size, [batch_size, seq_len + 1]
@@ -235,23 +242,38 @@ def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
   variables = model.trainable_variables
   noise = tf.constant([seed, 0], tf.int64)
 
+  searched = len(model.searched_blocks)
+
   @tf.function
-  def step(memory):
+  def step(memory, call):
     with tf.GradientTape() as tape:
-      hidden, memory = model(inputs, memory=memory, tau=0.5, seed=noise, training=True)
-      nll, count = model.nll(hidden, targets)
+      if model.is_decoupled:
+        drawn = paths.training_paths(model.config.sampling, tf.stack([noise[0], call]), searched)
+        nll = count = 0.0
+        carried = []
+        for j in range(drawn.shape[0]):  # as the training step: the first path's memory goes on
+          hidden, after = model(inputs, memory=memory, training=True, path=drawn[j])
+          path_nll, path_count = model.nll(hidden, targets)
+          nll, count = nll + path_nll, count + path_count
+          carried.append(after)
+        memory = carried[0]
+      else:
+        hidden, memory = model(inputs, memory=memory, tau=0.5, seed=noise, training=True)
+        nll, count = model.nll(hidden, targets)
       loss = nll / count
     return memory, tape.gradient(loss, variables)
 
   memory = model.initial_memory(batch_size)
+  calls = (tf.constant(k, tf.int64) for k in itertools.count())
   for _ in range(-(-model.config.mem_len // seq_len) + 1):  # Fills the memory; traces.
-    memory, _ = step(memory)
+    memory, _ = step(memory, next(calls))
   best = float("inf")
   for _ in range(repeats):
     start = time.perf_counter()
     for _ in range(steps):
-      memory, grads = step(memory)
-    tf.nest.flatten(grads, expand_composites=True)[0].numpy()  # (an IndexedSlices' values)
+      memory, grads = step(memory, next(calls))
+    # Waits for the step (an IndexedSlices' values; a branch off the path has no gradient).
+    next(g for g in tf.nest.flatten(grads, expand_composites=True) if g is not None).numpy()
     best = min(best, (time.perf_counter() - start) / steps)
   return best / (batch_size * seq_len)
 

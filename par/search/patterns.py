@@ -149,7 +149,8 @@ def derivations(
     n_blocks: blocks in the network.
     derive: `parse_derivations`' pairs, in the order they are listed.
     found: {search name: {"perturbation": pattern, "shared_best": pattern}}, what the
-      pipeline found with each search's SuperNet, for those two derivations.
+      pipeline found with each search's SuperNet, for those two derivations (a None
+      perturbation, a few-shot group's, derives nothing).
     seed: of the random orderings.
   """
   argmaxes = {name: argmax_pattern(p) for name, p in searches.items() if p is not None}
@@ -162,7 +163,9 @@ def derivations(
     if kind == "argmax":
       derived.update({of("argmax", name): pattern for name, pattern in argmaxes.items()})
     elif kind in ("perturbation", "shared_best"):
-      derived.update({of(kind, name): (found or {})[name][kind] for name in searches})
+      for name in searches:  # (a few-shot group has no perturbation)
+        if (found or {})[name][kind]:
+          derived[of(kind, name)] = found[name][kind]
     elif kind == "rule":
       for ratio in ratios:
         picks = [argmaxes.get(n) or (found or {}).get(n, {}).get("shared_best") for n in searches]

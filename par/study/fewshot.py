@@ -31,13 +31,14 @@ from par.errors import ParError
 from par.study import rank
 
 SPLIT_BLOCK = 0
+GROUP_SUFFIX = "-few-shot"
 RANKING_FILE = rank.RANKING_FILE
 
 
 def group_dir(one_shot_dir):
   """Where a one-shot run's split goes: beside it."""
   one_shot_dir = Path(one_shot_dir)
-  return one_shot_dir.parent / f"{one_shot_dir.name}-few-shot"
+  return one_shot_dir.parent / f"{one_shot_dir.name}{GROUP_SUFFIX}"
 
 
 def sub_configs(one_shot_dir, steps, block=SPLIT_BLOCK):

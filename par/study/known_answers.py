@@ -12,6 +12,8 @@ perturbation) is looked up among the retrained patterns: its perplexity, its ran
   work_dir/<task>/text/, ds/           the corpus and its dataset
   work_dir/<task>/models/<p>-seed<k>/  every pattern, retrained
   work_dir/<task>/search-<mode>-<settings>-seed<k>/   the searches (and their ranking.json)
+  work_dir/<task>/search-uniform-defaults-seed<k>-few-shot/   few-shot NAS: the uniform
+                                       SuperNet split on its first block (par/study/fewshot.py)
   work_dir/benchmark.json, benchmark.md
 
 Everything resumes: finished runs are reused. Two processes may share a work directory when
@@ -34,6 +36,7 @@ from par.config import TrainConfig
 from par.data import build
 from par.data import tasks as tasks_lib
 from par.search import ranking
+from par.study import fewshot
 from par.study import rank
 
 MODEL = ModelConfig(
@@ -67,6 +70,12 @@ SETTINGS = {
 # With a resource term the unigram task's search should not pay for attention.
 RESOURCE = dict(resource="flops", resource_weight=0.5)
 DERIVED = ("argmax", "shared_best", "perturbation")
+# Few-shot NAS is a mode of the benchmark, not of the SuperNet: the uniform one-shot SuperNet
+# of the same seed split on one block, each of its three sub-SuperNets trained a third of the
+# one-shot's steps further (the split costs one more one-shot training, as in Zhao et al.).
+FEW_SHOT = "few_shot"
+FEW_SHOT_FROM = "uniform"
+MODES = SAMPLING_MODES + (FEW_SHOT,)
 
 
 def prepare(task, work_dir):
@@ -119,10 +128,30 @@ def search(task, work_dir, mode, settings, seed):
   return run, rank.rank_search(run, tokens=10**9)  # all of valid
 
 
+def few_shot(task, work_dir, seed):
+  """The few-shot split of the uniform search of `seed`: (its group directory, its ranking
+  record)."""
+  one_shot, _ = search(task, work_dir, FEW_SHOT_FROM, "defaults", seed)
+  group = fewshot.group_dir(one_shot)
+  for letter, config in fewshot.sub_configs(one_shot, STEPS // 3).items():
+    _train(config, group / letter)
+  saved = fewshot.saved_group_ranking(group, tokens=10**9)
+  return group, saved or fewshot.rank_group(group, tokens=10**9)
+
+
+def search_dir(work_dir, task_name, mode, settings, seed):
+  """Where the benchmark keeps a search (or a few-shot group) and its ranking.json."""
+  if mode == FEW_SHOT:
+    one_shot = search_dir(work_dir, task_name, FEW_SHOT_FROM, "defaults", seed)
+    return fewshot.group_dir(one_shot)
+  return Path(work_dir) / task_name / f"search-{mode}-{settings}-seed{seed}"
+
+
 def settings_for(task, names=("defaults", "par"), mode="soft"):
   """The settings families each task is searched with (unigram: with a resource term too); a
-  decoupled SuperNet (uniform, fair) has no architecture step to set: its defaults only."""
-  if mode in DECOUPLED_SAMPLING:
+  decoupled SuperNet (uniform, fair, few-shot) has no architecture step to set: its defaults
+  only."""
+  if mode in DECOUPLED_SAMPLING or mode == FEW_SHOT:
     return ["defaults"]
   names = list(names)
   extra = [f"{n}+flops" for n in names if "resource" not in SETTINGS[n]]
@@ -140,11 +169,14 @@ def benchmark(
     for mode in modes:
       for family in settings_for(task, settings, mode):
         for seed in seeds:
-          search(task, work_dir, mode, family, seed)
+          if mode == FEW_SHOT:
+            few_shot(task, work_dir, seed)
+          else:
+            search(task, work_dir, mode, family, seed)
   return report(work_dir, seeds, modes)
 
 
-def report(work_dir, seeds=(1, 2), modes=SAMPLING_MODES):
+def report(work_dir, seeds=(1, 2), modes=MODES):
   """Reads every finished run under work_dir: writes benchmark.json and benchmark.md."""
   work_dir = Path(work_dir)
   rows, answers = [], {}
@@ -171,7 +203,7 @@ def report(work_dir, seeds=(1, 2), modes=SAMPLING_MODES):
     for mode in modes:
       for settings in settings_for(task, SETTINGS, mode):
         for seed in seeds:
-          run = work_dir / name / f"search-{mode}-{settings}-seed{seed}"
+          run = search_dir(work_dir, name, mode, settings, seed)
           if not (run / rank.RANKING_FILE).is_file():
             continue
           rows.append(_row(name, mode, settings, seed, run, mean, order, by_seed))
@@ -192,11 +224,13 @@ def _retrained(task_dir, seeds):
 
 def _row(name, mode, settings, seed, run, mean, order, by_seed=None):
   record = runs.read_json(run / rank.RANKING_FILE)
-  architecture = runs.read_json(run / runs.ARCHITECTURE_FILE)
+  # A few-shot group has no architecture.json of its own (its sub-SuperNets have).
+  architecture_file = run / runs.ARCHITECTURE_FILE
+  architecture = runs.read_json(architecture_file) if architecture_file.is_file() else {}
   derived = {
     "argmax": record["argmax"],  # None for a decoupled SuperNet
     "shared_best": record["shared_best"],
-    "perturbation": record["perturbation"]["pattern"],
+    "perturbation": (record["perturbation"] or {}).get("pattern"),  # none when split
   }
   card = ranking.report_card(record["scores"], mean, by_seed)
   return {
@@ -204,7 +238,7 @@ def _row(name, mode, settings, seed, run, mean, order, by_seed=None):
     "mode": mode,
     "settings": settings,
     "seed": seed,
-    "probabilities": architecture["probabilities"],
+    "probabilities": architecture.get("probabilities"),
     "kendall_tau": card["kendall_tau"],
     "card": card,
     **{
@@ -250,7 +284,7 @@ def markdown(value):
   for r in value["rows"]:
     lines.append(
       f"| {r['task']} | {r['mode']} | {r['settings']} | {r['seed']} | "
-      f"{cell(r.get('argmax'))} | {cell(r['shared_best'])} | {cell(r['perturbation'])} | "
+      f"{cell(r.get('argmax'))} | {cell(r['shared_best'])} | {cell(r.get('perturbation'))} | "
       f"{rank.card_cells(r['card'])} |"
     )
   return "\n".join(lines) + "\n"

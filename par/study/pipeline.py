@@ -21,6 +21,12 @@ a paired block bootstrap (`intervals.paired_bootstrap`: 1,000 resamples of 256-t
 the mean NLL difference, its 95% interval and the perplexity ratio, in results.json
 (`vs_baseline`) and results.md, beside where its attention sits (`positions`).
 
+Few-shot NAS (`few_shot_steps` > 0): each search's SuperNet is split on its first block into
+three sub-SuperNets, each warm-started from it and trained that many steps further
+(par/study/fewshot.py), in <search>-few-shot/{s,f,i}/; the group ranks every pattern with the
+sub-SuperNet that holds it and counts as one more search ("<search>-few-shot": its shared
+best, its report card), without an argmax or a perturbation.
+
 Time per token is measured at the end, every model in interleaved rounds
 (par/study/timing.py). The throughput each run saw while training is kept in results.json
 too, but it depends on whatever else the machine was doing then.
@@ -44,6 +50,7 @@ from par.search import intervals
 from par.search import patterns as patterns_lib
 from par.search import plots
 from par.study import compare
+from par.study import fewshot
 from par.study import jobs as jobs_lib
 from par.study import rank
 from par.study import seeds as seeds_lib
@@ -244,6 +251,7 @@ def run_pipeline(
   ranking_tokens=rank.DEFAULT_TOKENS,
   seeds=(),
   jobs=1,
+  few_shot_steps=0,
 ):
   """Searches, ranks, derives, retrains and compares; returns the rows of the comparison.
 
@@ -263,6 +271,7 @@ def run_pipeline(
     seeds: the whole pipeline once per seed, in work_dir/seed-<s>/, and the comparison over
       seeds in work_dir (`par.study.seeds`); empty: once, with config.seed, in work_dir.
     jobs: trainings and rankings at once, each in a process of one thread (`par.study.jobs`).
+    few_shot_steps: steps of each few-shot sub-SuperNet (0: no split).
 
   Returns:
     The rows of results.json: one per model of the one seed, or (with seeds) one per
@@ -272,6 +281,8 @@ def run_pipeline(
     raise ParError("the pipeline starts with a search: leave --architecture empty")
   if jobs < 1:
     raise ParError(f"--jobs must be at least 1, got {jobs}")
+  if few_shot_steps < 0:
+    raise ParError(f"--few_shot_steps must be 0 or more, got {few_shot_steps}")
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   patterns_lib.check_plan(ratios, arch_splits)
@@ -282,13 +293,16 @@ def run_pipeline(
   seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
     searches = _search(seeded, arch_splits, strategy, jobs)
-    derived = _derive(seeded, searches, ratios, derive, ranking_tokens, jobs)
+    groups = _split(seeded, searches, few_shot_steps, strategy, jobs)
+    derived = _derive(seeded, searches, groups, ratios, derive, ranking_tokens, jobs)
     trained = _retrain(seeded, derived, strategy, jobs)
     entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
     dirs = [entry[3] for e in entries.values() for entry in e]
     times = timing.measure_all(dirs, rounds, cache=work_dir / workdir.TIMES_FILE)
     summaries = {
-      plan.seed: _compare(plan, searches[plan.dir], *derived[plan.dir], entries[plan.dir], times)
+      plan.seed: _compare(
+        plan, searches[plan.dir], groups[plan.dir], *derived[plan.dir], entries[plan.dir], times
+      )
       for plan in seeded
     }
     if not seeds:
@@ -313,6 +327,23 @@ def _search(seeded, arch_splits, strategy, jobs):
   return searches
 
 
+def _split(seeded, searches, steps, strategy, jobs):
+  """{plan dir: {group name: group directory}}: each search split into few-shot
+  sub-SuperNets, trained (nothing without steps)."""
+  groups = {plan.dir: {} for plan in seeded}
+  if not steps:
+    return groups
+  todo = []
+  for plan in seeded:
+    for name in searches[plan.dir]:
+      group = fewshot.group_dir(plan.dir / name)
+      groups[plan.dir][group.name] = group
+      subs = fewshot.sub_configs(plan.dir / name, steps)
+      todo += [(config, group / letter) for letter, config in subs.items()]
+  _trainings(todo, strategy, jobs)
+  return groups
+
+
 def _trainings(todo, strategy, jobs):
   """The results of each (config, model_dir) of `todo`, finished runs reused (their settings
   checked first, so that a clash stops the pipeline before anything trains), the others
@@ -326,28 +357,32 @@ def _trainings(todo, strategy, jobs):
   )
 
 
-def _derive(seeded, searches, ratios, derive, ranking_tokens, jobs):
+def _derive(seeded, searches, groups, ratios, derive, ranking_tokens, jobs):
   """{plan dir: ({label: pattern}, {search name: its ranking record})}: each seed's
-  derivations, every search ranked by its shared weights first (every pattern the others
-  derive included). Random orderings are drawn with RANDOM_ORDERINGS_SEED, whatever the
-  seed: every seed retrains the same ones."""
+  derivations, every search (and few-shot group) ranked by its shared weights first (every
+  pattern the others derive included). Random orderings are drawn with
+  RANDOM_ORDERINGS_SEED, whatever the seed: every seed retrains the same ones."""
   n_blocks = seeded[0].config.model.n_blocks
   without = [(kind, n) for kind, n in derive if kind not in ("perturbation", "shared_best")]
   probabilities, others = {}, {}
   for plan in seeded:
     probabilities[plan.dir] = {
       name: s[2]["probabilities"] for name, s in searches[plan.dir].items()
-    }
+    } | dict.fromkeys(groups[plan.dir])  # a few-shot group learns no probabilities
     others[plan.dir] = patterns_lib.derivations(
       probabilities[plan.dir], ratios, n_blocks, without, seed=RANDOM_ORDERINGS_SEED
     )
-  todo = [(plan, name) for plan in seeded for name in searches[plan.dir]]
+  todo = [(plan, name) for plan in seeded for name in probabilities[plan.dir]]
   calls = [
-    (rank.rank_search, (plan.dir / name, ranking_tokens, list(others[plan.dir].values())))
+    (
+      fewshot.rank_group if name in groups[plan.dir] else rank.rank_search,
+      (plan.dir / name, ranking_tokens, list(others[plan.dir].values())),
+    )
     for plan, name in todo
   ]
+  saved = {fewshot.rank_group: fewshot.saved_group_ranking, rank.rank_search: rank.saved_ranking}
   ranked = jobs_lib.fill(
-    [rank.saved_ranking(*args) for _, args in calls],
+    [saved[call](*args) for call, args in calls],
     calls,
     jobs,
     [f"ranking {plan.dir / name}" for plan, name in todo],
@@ -356,7 +391,10 @@ def _derive(seeded, searches, ratios, derive, ranking_tokens, jobs):
   for plan in seeded:
     rankings = {name: r for (p, name), r in zip(todo, ranked) if p is plan}
     found = {
-      name: {"perturbation": r["perturbation"]["pattern"], "shared_best": r["shared_best"]}
+      name: {
+        "perturbation": (r["perturbation"] or {}).get("pattern"),  # none for a few-shot group
+        "shared_best": r["shared_best"],
+      }
       for name, r in rankings.items()
     }
     patterns = patterns_lib.derivations(
@@ -407,7 +445,7 @@ def _entries(plan, searches, trained):
   ]
 
 
-def _compare(plan, searches, derived, rankings, entries, times):
+def _compare(plan, searches, groups, derived, rankings, entries, times):
   """Writes one seed's comparison (results.json, results.md, figures) to its directory; the
   summary written to results.json."""
   config, work_dir = plan.config, plan.dir
@@ -433,21 +471,29 @@ def _compare(plan, searches, derived, rankings, entries, times):
   }
   agreements = {name: rank.agreement(r["scores"], retrained) for name, r in rankings.items()}
 
+  def entry(name, run, arch_split, record):
+    return {
+      "run": str(run),
+      "arch_split": arch_split,
+      "argmax": record["probabilities"] and patterns_lib.argmax_pattern(record["probabilities"]),
+      "probabilities": record["probabilities"],
+      "collapse": record.get("identity_dominates", []),
+      "shared_best": rankings[name]["shared_best"],
+      "perturbation": (rankings[name]["perturbation"] or {}).get("pattern"),
+      "ranking_tokens": rankings[name]["tokens"],
+      "ranking_agreement": agreements[name],
+    }
+
+  entries_of = {
+    name: entry(name, work_dir / name, search.arch_split, record)
+    for name, (search, _, record) in searches.items()
+  }
+  for name, group in groups.items():
+    source = name.removesuffix(fewshot.GROUP_SUFFIX)
+    entries_of[name] = entry(name, group, searches[source][0].arch_split, {"probabilities": None})
   summary = {
     "seed": config.seed,
-    "searches": {
-      name: {
-        "arch_split": search.arch_split,
-        "argmax": record["probabilities"] and patterns_lib.argmax_pattern(record["probabilities"]),
-        "probabilities": record["probabilities"],
-        "collapse": record.get("identity_dominates", []),
-        "shared_best": rankings[name]["shared_best"],
-        "perturbation": rankings[name]["perturbation"]["pattern"],
-        "ranking_tokens": rankings[name]["tokens"],
-        "ranking_agreement": agreements[name],
-      }
-      for name, (search, _, record) in searches.items()
-    },
+    "searches": entries_of,
     "patterns": derived,
     "rows": rows,
   }
@@ -485,10 +531,14 @@ def agreement_markdown(summary):
     a = search["ranking_agreement"]
     lines.append(
       f"| {name} | {a['patterns']} | {rank.card_cells(a)} | "
-      f"`{search['shared_best']}` | `{search['perturbation']}` | "
+      f"`{search['shared_best']}` | {_code(search['perturbation'])} | "
       f"{search['ranking_tokens']:,} valid tokens |"
     )
   return "\n".join(lines) + "\n"
+
+
+def _code(pattern):
+  return f"`{pattern}`" if pattern else "–"
 
 
 def _search_figures(work_dir, name, record, step):

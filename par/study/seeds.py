@@ -177,11 +177,9 @@ def agreement(summaries):
   on_panel = {s: {p: retrained[s][p] for p in panel} for s in seeds}
   searches = {}
   for s in seeds:
-    for row in summaries[s]["rows"]:
-      if row["attention_blocks"] is None:
-        scores = runs.read_json(Path(row["run"]) / rank.RANKING_FILE)["scores"]
-        name = row["model"].removesuffix(" (SuperNet)")
-        searches.setdefault(name, {})[s] = ranking.report_card(scores, on_panel[s], on_panel)
+    for name, search in summaries[s]["searches"].items():  # few-shot groups among them
+      scores = runs.read_json(Path(search["run"]) / rank.RANKING_FILE)["scores"]
+      searches.setdefault(name, {})[s] = ranking.report_card(scores, on_panel[s], on_panel)
   pairs = {
     f"{a}-{b}": statistics([retrained[a][p] for p in panel], [retrained[b][p] for p in panel])
     for a, b in itertools.combinations(seeds, 2)
