@@ -19,12 +19,13 @@ def test_mean_sd_is_the_sample_standard_deviation():
 
 
 def _naive(a, b, block, resamples, seed):
+  # One set of starts a resample, the same windows of every seed's tokens.
   rng = np.random.default_rng(seed)
   means = []
   for _ in range(resamples):
     total, count = 0.0, 0
+    starts = intervals.block_starts(len(a[0]), block, len(a[0]) // block, rng)
     for x, y in zip(a, b):
-      starts = intervals.block_starts(len(x), block, len(x) // block, rng)
       for s in starts:
         for t in range(s, s + block):
           total += x[t] - y[t]
@@ -35,14 +36,14 @@ def _naive(a, b, block, resamples, seed):
 
 def test_the_bootstrap_is_the_naive_loop():
   rng = np.random.default_rng(3)
-  a = [rng.normal(5, 1, 1000), rng.normal(5, 1, 777)]
+  a = [rng.normal(5, 1, 1000), rng.normal(5, 1, 1000)]
   b = [x - rng.normal(0.1, 0.5, x.size) for x in a]
   got = intervals.paired_bootstrap(a, b, block=64, resamples=50, seed=9)
   low, high = _naive(a, b, 64, 50, 9)
   assert (got.low, got.high) == pytest.approx((low, high), rel=1e-9)
   pooled = np.concatenate([x - y for x, y in zip(a, b)])
   assert got.difference == pytest.approx(pooled.mean())
-  assert (got.tokens, got.seeds) == (1777, 2)
+  assert (got.tokens, got.seeds) == (2000, 2)
   assert got.ratio == pytest.approx(math.exp(pooled.mean()))
 
 
@@ -68,11 +69,32 @@ def test_the_interval_covers_the_true_difference_about_95_times_in_100():
   assert np.mean(widths) == pytest.approx(2 * 1.96 / math.sqrt(2048), rel=0.12)
 
 
+def test_pooled_over_seeds_the_interval_covers_when_tokens_are_hard_for_every_seed():
+  # Three seeds score the same test tokens; each token's difference is a part every seed
+  # shares (how hard the token is) and a part of its own, correlation 0.5. The interval must
+  # still hold the true difference ~95% of the time and be as wide as the seeds' mean
+  # difference's spread: sqrt((0.5 + 0.5 / 3) / n). (Starts drawn per seed covered ~75%.)
+  rng = np.random.default_rng(1)
+  n, true = 2048, 0.05
+  hits, widths = 0, []
+  for trial in range(100):
+    shared = rng.normal(0, 1, n)
+    d = [true + np.sqrt(0.5) * (shared + rng.normal(0, 1, n)) for _ in range(3)]
+    zero = [np.zeros(n)] * 3
+    c = intervals.paired_bootstrap(d, zero, block=16, resamples=300, seed=trial)
+    hits += c.low <= true <= c.high
+    widths.append(c.high - c.low)
+  assert 88 <= hits <= 100
+  assert np.mean(widths) == pytest.approx(2 * 1.96 * math.sqrt((0.5 + 0.5 / 3) / n), rel=0.12)
+
+
 def test_unpaired_or_short_inputs_are_refused():
   with pytest.raises(ValueError, match="one pair per seed"):
     intervals.paired_bootstrap([np.zeros(300)], [])
   with pytest.raises(ValueError, match="do not pair"):
     intervals.paired_bootstrap([np.zeros(300)], [np.zeros(299)])
+  with pytest.raises(ValueError, match="score the same test tokens"):
+    intervals.paired_bootstrap([np.zeros(300), np.zeros(299)], [np.zeros(300), np.zeros(299)])
   with pytest.raises(ValueError, match="fewer than a block"):
     intervals.paired_bootstrap([np.zeros(100)], [np.zeros(100)], block=256)
 

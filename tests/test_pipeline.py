@@ -274,6 +274,58 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
     pipeline.run_pipeline(config, tmp_path, few_shot_steps=-1)
 
 
+def test_the_average_random_ordering_is_followed_over_seeds_not_over_orderings(tmp_path):
+  # Two seeds of two orderings: each metric is the mean over a seed's orderings, then mean ±
+  # sd over the seeds; against the baseline, one array a seed (its orderings' NLL averaged
+  # token by token), so "seeds" and the seeds' sd count seeds, not orderings × seeds.
+  from par.study import seeds as seeds_lib
+
+  rng = np.random.default_rng(0)
+  labelled = {}
+  for s in (1, 2):
+    labelled[s] = {}
+    for label, pattern, ppl in (("random 1", "fsfs", 10 + s), ("random 2", "ssff", 20 + 3 * s)):
+      run = tmp_path / f"{s}-{label}"
+      run.mkdir()
+      np.save(run / "test_nll.npy", rng.normal(3, 1, 512))
+      labelled[s][label] = {
+        "pattern": pattern,
+        "run": str(run),
+        "valid": {"token_perplexity": ppl},
+        "test": {"token_perplexity": ppl},
+        "train_seconds_per_token": 1e-6,
+        "eval_seconds_per_token": 1e-6,
+        "params": 5,
+        "flops_per_token": 7,
+      }
+    labelled[s]["baseline"] = dict(labelled[s]["random 1"], run=str(tmp_path / f"{s}-base"))
+    (tmp_path / f"{s}-base").mkdir()
+    np.save(tmp_path / f"{s}-base" / "test_nll.npy", rng.normal(3, 1, 512))
+  bases = [str(tmp_path / f"{s}-base") for s in (1, 2)]
+  rows = [{"model": "baseline", "fixed": True, "seeds": [1, 2], "runs": bases}]
+  seeds_lib._against_random(rows, labelled, [1, 2])
+  row, baseline = rows
+  assert row["model"] == "random orderings (average)" and row["pattern_label"] == "2 orderings"
+  means = [np.mean([10 + s, 20 + 3 * s]) for s in (1, 2)]  # 16.5 and 18
+  assert row["valid_ppl"] == {
+    "mean": pytest.approx(np.mean(means)),
+    "sd": pytest.approx(np.std(means, ddof=1)),
+    "n": 2,
+  }
+  c = row["vs_baseline"]
+  average = [
+    (nll(tmp_path / f"{s}-random 1") + nll(tmp_path / f"{s}-random 2")) / 2 for s in (1, 2)
+  ]
+  by_seed = [float(np.mean(average[k] - nll(tmp_path / f"{s}-base"))) for k, s in enumerate((1, 2))]
+  assert c["seeds"] == 2 and c["tokens"] == 1024
+  assert c["by_seed"] == pytest.approx(by_seed) and c["difference"] == pytest.approx(
+    np.mean(by_seed)
+  )
+  assert c["seed_sd"] == pytest.approx(np.std(by_seed, ddof=1))
+  assert row["depth"]["n"] == 2 and row["attention_blocks"]["mean"] == 2.0
+  assert baseline["vs_random"]["seeds"] == 2
+
+
 def session_hparams(run_dir):
   """The hparams of the HParams session in a run's own directory."""
   import tensorflow as tf
@@ -414,12 +466,13 @@ def test_the_study_over_seeds_compares_every_derivation(study):
   summary = json.loads((work / "results.json").read_text())
   assert summary["seeds"] == [3, 4] and summary["rows"] == json.loads(json.dumps(rows))
   by_model = {row["model"]: row for row in rows}
-  pooled = by_model.pop("random orderings (pooled)")
+  pooled = by_model.pop("random orderings (average)")
   supernets = {f"{name} (SuperNet)" for name in SEARCHES}
   assert set(by_model) == supernets | set(per_seed[3]["patterns"])
-  assert [row["model"] for row in rows][-2:] == ["random orderings (pooled)", "baseline"]
+  assert [row["model"] for row in rows][-2:] == ["random orderings (average)", "baseline"]
   assert pooled["patterns"] == [per_seed[3]["patterns"]["random 1"]] * 2
   assert pooled["vs_baseline"]["difference"] == by_model["random 1"]["vs_baseline"]["difference"]
+  assert pooled["valid_ppl"] == by_model["random 1"]["valid_ppl"]  # one ordering: its own row
 
   for label, row in by_model.items():
     seed_rows = [seeds.by_label(per_seed[s])[label] for s in (3, 4)]
@@ -535,6 +588,36 @@ def test_a_finished_pipeline_run_again_trains_nothing(study, monkeypatch):
     pipeline.run_pipeline(dataclasses.replace(config, seed=2), seed_dir)
   with pytest.raises(ParError, match="lists a seed twice"):
     pipeline.run_pipeline(config, work, seeds=[3, 3])
+
+
+@pytest.mark.slow
+def test_a_kept_test_nll_that_is_not_the_runs_is_computed_again(study, tmp_path, caplog):
+  # test_nll.npy is a cache: another model's array of the same length, or a truncated file,
+  # is computed again from the export (with a warning), never trusted.
+  from par.study import compare
+
+  work, _, _ = study
+  models = work / "seed-3" / "models"
+  run = shutil.copytree(models / "sfs", tmp_path / "sfs")
+  own = nll(run)
+  other = next(p for p in models.iterdir() if p.name != "sfs")
+  for damage in (
+    lambda: shutil.copy(other / "test_nll.npy", run / "test_nll.npy"),
+    lambda: (run / "test_nll.npy").write_bytes(b"\x93NUMPY"),
+  ):
+    damage()
+    caplog.clear()
+    np.testing.assert_array_equal(compare.test_nll(run), own)
+    assert "is not this run's test NLL" in caplog.text
+    np.testing.assert_array_equal(nll(run), own)  # kept again, right this time
+  # A results.json that is not the export's: one clear error, no array kept.
+  results = json.loads((run / "results.json").read_text())
+  results["test"]["nll"] += 1.0
+  (run / "results.json").write_text(json.dumps(results))
+  (run / "test_nll.npy").unlink()
+  with pytest.raises(ParError, match="the exported model's test NLL is not its results"):
+    compare.test_nll(run)
+  assert not (run / "test_nll.npy").exists()
 
 
 def _refuse_to_train(config, model_dir, strategy=None):

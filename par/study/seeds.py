@@ -126,27 +126,59 @@ RANDOM = "random "  # the labels of the random orderings: "random 1", "random 2"
 
 
 def _against_random(rows, labelled, seeds):
-  """Adds "random orderings (pooled)" (every random ordering of every seed against its seed's
-  baseline) and each fixed row's `vs_random`: its per-token test NLL against the mean, token
-  by token, of its seed's random orderings' (the average random ordering), by the paired
-  block bootstrap pooled over seeds. Nothing without random orderings."""
+  """Adds "random orderings (average)", the average random ordering of each seed followed
+  over the seeds, and each fixed row's `vs_random`: its per-token test NLL against the mean,
+  token by token, of its seed's random orderings' (the average random ordering), by the
+  paired block bootstrap pooled over seeds. Nothing without random orderings."""
   randoms = {s: [r for label, r in labelled[s].items() if label.startswith(RANDOM)] for s in seeds}
   if not all(randoms.values()) or not all("test" in r for s in seeds for r in randoms[s]):
     return
-  pairs = [(r, labelled[s]["baseline"]) for s in seeds for r in randoms[s]]
-  pooled = _row(
-    "random orderings (pooled)",
-    [r for r, _ in pairs],
-    [s for s in seeds for _ in randoms[s]],
-    [b for _, b in pairs],
-  )
-  pooled["pattern_label"] = f"{len(randoms[seeds[0]])} orderings"
   average = {s: np.mean([compare.test_nll(r["run"]) for r in randoms[s]], axis=0) for s in seeds}
+  rows.insert(
+    len(rows) - 1 if rows[-1]["model"] == "baseline" else len(rows),
+    _average_random(randoms, average, {s: labelled[s]["baseline"] for s in seeds}, seeds),
+  )
   for row in rows:
     if row["fixed"] and not row["model"].startswith(RANDOM) and set(row["seeds"]) == set(seeds):
       mine = [compare.test_nll(run) for run in row["runs"]]
       row["vs_random"] = compare.over_seeds(mine, [average[s] for s in row["seeds"]])
-  rows.insert(len(rows) - 1 if rows[-1]["model"] == "baseline" else len(rows), pooled)
+
+
+def _average_random(randoms, average, baselines, seeds):
+  """The row of the average random ordering: each metric the mean over a seed's orderings,
+  then mean ± sd over seeds (so the sd is training noise, not the orderings' spread); against
+  the baseline, each seed's orderings' per-token NLL averaged token by token, one array a
+  seed, by the paired bootstrap pooled over seeds."""
+
+  def mean(values):
+    return None if None in values else float(np.mean(values))
+
+  per_seed = {
+    name: [mean([get(r) for r in randoms[s]]) for s in seeds] for name, get in METRICS.items()
+  }
+  where = [intervals.positions(r["pattern"]) for s in seeds for r in randoms[s]]
+  depths = [
+    float(np.mean([intervals.positions(r["pattern"]).depth for r in randoms[s]])) for s in seeds
+  ]
+  count = len(randoms[seeds[0]])
+  row = {
+    "model": "random orderings (average)",
+    "fixed": True,
+    "seeds": list(seeds),
+    "patterns": [r["pattern"] for s in seeds for r in randoms[s]],
+    "pattern_label": f"{count} orderings",
+    "runs": [r["run"] for s in seeds for r in randoms[s]],
+    **{name: _over_seeds(values) for name, values in per_seed.items()},
+    "attention_blocks": _over_seeds(
+      [float(np.mean([r["pattern"].count("s") for r in randoms[s]])) for s in seeds]
+    ),
+    "thirds": np.mean([w.thirds for w in where], axis=0).tolist(),
+    "depth": _over_seeds([d for d in depths if not np.isnan(d)]),
+    "vs_baseline": compare.over_seeds(
+      [average[s] for s in seeds], [compare.test_nll(baselines[s]["run"]) for s in seeds]
+    ),
+  }
+  return row
 
 
 def _against(rows, baselines):
