@@ -119,14 +119,27 @@ def is_finished(model_dir):
 
 
 def dataset_summary(meta):
-  """What identifies the dataset a run trains on (kept in config.json)."""
+  """What identifies the dataset a run trains on (kept in config.json): the tokenizer, the
+  shapes, and the sha256 of every split's text, valid and test included (a run reused on a
+  dataset whose test split changed would report the old split's perplexity)."""
   return {
     "tokenizer": meta.tokenizer,
     "tokenizer_sha256": meta.tokenizer_sha256,
     "batch_size": meta.batch_size,
     "seq_len": meta.seq_len,
     "train_records": meta.splits["train"].records,
+    "splits": {name: split.source_sha256 for name, split in sorted(meta.splits.items())},
   }
+
+
+def same_dataset(saved, current):
+  """Whether a run's kept dataset identity (config.json's "dataset") is `current`'s. Runs
+  from before word and char vocabularies name no tokenizer kind (SentencePiece's); runs from
+  before the splits' hashes were kept are compared without them."""
+  saved = dict({"tokenizer": "sentencepiece"}, **saved)
+  if "splits" not in saved:
+    current = {k: v for k, v in current.items() if k != "splits"}
+  return saved == current
 
 
 def changed_settings(previous, config):
@@ -178,8 +191,7 @@ def prepare(model_dir, config, meta, write=True):
     except (ValueError, KeyError, TypeError, ParError):
       raise ParError(f"{path} is not a config this version of par wrote") from None
     changed = changed_settings(previous, config)
-    # Runs from before word and char vocabularies name no tokenizer kind: SentencePiece's.
-    if changed or dict({"tokenizer": "sentencepiece"}, **saved.get("dataset", {})) != dataset:
+    if changed or not same_dataset(saved.get("dataset", {}), dataset):
       what = ", ".join(changed) if changed else "the dataset"
       raise ParError(
         f"{model_dir} holds a run with other settings ({what}); resume it with "

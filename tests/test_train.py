@@ -237,6 +237,32 @@ def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
   assert results["steps"] == 4
 
 
+def test_a_run_is_tied_to_every_split_of_its_dataset(tmp_path, data_dir):
+  # Two datasets alike but for their test split: a run of the one is not the other's (its
+  # results would report the old split's perplexity). A run kept before the splits' hashes
+  # were is compared without them.
+  from par import runs
+
+  other = counting_dataset(tmp_path / "other", test_lines=119)
+  config = tiny(data_dir)
+  meta, changed = records.load_meta(data_dir), records.load_meta(other)
+  assert meta.splits["train"].source_sha256 == changed.splits["train"].source_sha256
+  run = tmp_path / "run"
+  runs.prepare(run, config, meta)
+  (run / runs.CHECKPOINT_DIR).mkdir()
+  runs.prepare(run, config, meta)  # the same dataset: fine
+  with pytest.raises(ParError, match=r"other settings \(the dataset\)"):
+    runs.prepare(run, config, changed)
+  saved = json.loads((run / runs.CONFIG_FILE).read_text())
+  assert set(saved["dataset"]["splits"]) == {"train", "valid", "test"}
+  del saved["dataset"]["splits"]
+  (run / runs.CONFIG_FILE).write_text(json.dumps(saved))
+  runs.prepare(run, config, changed)
+  assert not runs.same_dataset(
+    runs.dataset_summary(meta), runs.dataset_summary(changed)
+  ) and runs.same_dataset(runs.dataset_summary(meta), runs.dataset_summary(meta))
+
+
 def test_architecture_warmup_freezes_the_logits(tmp_path, data_dir):
   frozen = trainer.train_and_evaluate(
     tiny(data_dir, arch_warmup_steps=100, plot_every=0, plots=False), tmp_path / "frozen"

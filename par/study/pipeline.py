@@ -71,7 +71,7 @@ def _finished(config, model_dir):
     config, model=dataclasses.replace(config.model, vocab_size=run.config.model.vocab_size)
   )
   changed = runs.changed_settings(run.config, mine)
-  if run.dataset != runs.dataset_summary(records.load_meta(config.data_dir)):
+  if not runs.same_dataset(run.dataset, runs.dataset_summary(records.load_meta(config.data_dir))):
     changed.append("the dataset")
   if changed:
     raise ParError(
