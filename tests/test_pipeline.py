@@ -274,6 +274,26 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
     pipeline.run_pipeline(config, tmp_path, few_shot_steps=-1)
 
 
+def test_without_a_test_split_nothing_is_labelled_the_baseline_but_the_baseline(tmp_path):
+  # wt2-small has train and valid only: no model is compared on test, the table says why,
+  # only the baseline is "(the baseline)", and the depth figure plots valid, saying so.
+  from par.study import seeds as seeds_lib
+
+  def row(model, pattern):
+    run = str(tmp_path / pattern)
+    return {"model": model, "pattern": pattern, "run": run, "valid": {"token_perplexity": 9.0}}
+
+  rows = [row("rule p=2", "ssf"), row("baseline", "sfs"), row("argmax", "fff")]
+  pipeline.against_baseline(rows, tmp_path / "sfs")
+  table = pipeline.baseline_markdown(rows)
+  assert "not compared, the dataset has no test split" in table
+  assert table.count("(the baseline)") == 1 and "| baseline | `sfs` | (the baseline) |" in table
+  assert "| rule p=2 | `ssf` | – | – | – |" in table
+  summary = {"rows": [dict(r, attention_blocks=r["pattern"].count("s")) for r in rows]}
+  points, split = seeds_lib.depth_points({1: summary})
+  assert split == "valid" and sorted(points) == [("fff", 1, 9.0), ("sfs", 1, 9.0), ("ssf", 1, 9.0)]
+
+
 def test_the_average_random_ordering_is_followed_over_seeds_not_over_orderings(tmp_path):
   # Two seeds of two orderings: each metric is the mean over a seed's orderings, then mean ±
   # sd over the seeds; against the baseline, one array a seed (its orderings' NLL averaged

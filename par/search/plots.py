@@ -406,13 +406,14 @@ def tradeoff_over_seeds(rows, title=""):
     plt.close(figure)
 
 
-def depth(points, title=""):
-  """Retrained test perplexity against the mean depth of the attention blocks, one point per
+def depth(points, split="test", title=""):
+  """Retrained perplexity against the mean depth of the attention blocks, one point per
   pattern and seed, coloured by the number of attention blocks, marker by seed; patterns
   without attention have no depth and are left out. {"png": bytes, "pdf": bytes}.
 
   Args:
-    points: [(pattern, seed, test perplexity)].
+    points: [(pattern, seed, perplexity on `split`)].
+    split: the split the perplexities are on (the axis says it).
     title: the figure's title.
   """
   seeds = sorted({seed for _, seed, _ in points})
@@ -435,7 +436,7 @@ def depth(points, title=""):
           )
     axes.set_xlim(-0.04, 1.04)
     axes.set_xlabel("mean depth of the attention blocks (0: first block, 1: last)")
-    axes.set_ylabel("test perplexity (token), retrained")
+    axes.set_ylabel(f"{split} perplexity (token), retrained")
     axes.grid(alpha=0.3)
     handles = [
       plt.Line2D(

@@ -320,13 +320,19 @@ def _agreement_summary(agreed):
 
 
 def depth_points(summaries):
-  """[(pattern, seed, test perplexity)]: each retrained pattern of each seed, once."""
-  return [
-    (row["pattern"], s, row["test"]["token_perplexity"])
+  """([(pattern, seed, perplexity)] of each retrained pattern of each seed, once; the split
+  they are on): test, or valid when the dataset has no test split."""
+  retrained = [
+    (s, row)
     for s, summary in sorted(summaries.items())
     for row in summary["rows"]
-    if row["attention_blocks"] is not None and "test" in row
+    if row["attention_blocks"] is not None
   ]
+  split = "test" if any("test" in row for _, row in retrained) else "valid"
+  points = [
+    (row["pattern"], s, row[split]["token_perplexity"]) for s, row in retrained if split in row
+  ]
+  return points, split
 
 
 def write(work_dir, summaries, setting):
@@ -348,7 +354,7 @@ def write(work_dir, summaries, setting):
   title = f"{work_dir.name}: {setting}"
   figures = {
     workdir.TRADEOFF_FIGURE: plots.tradeoff_over_seeds(rows, title),
-    workdir.DEPTH_FIGURE: plots.depth(depth_points(summaries), title),
+    workdir.DEPTH_FIGURE: plots.depth(*depth_points(summaries), title=title),
   }
   for name, files in figures.items():
     for kind, data in files.items():
