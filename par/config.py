@@ -589,6 +589,7 @@ class TrainConfig(_Settings):
       f"temperatures must be positive, got {self.tau_start} -> {self.tau_end}",
     )
     _check(self.arch_lr >= 0, f"arch_lr must be 0 or more, got {self.arch_lr}")
+    _check(0 <= self.seed < 2**32, f"seed must lie in [0, 2^32), got {self.seed}")
     _check(self.arch_warmup_steps >= 0, "arch_warmup_steps must be 0 or more")
     _check(0.0 <= self.arch_split < 1.0, f"arch_split must lie in [0, 1), got {self.arch_split}")
     _check(

@@ -608,6 +608,12 @@ def test_a_finished_pipeline_run_again_trains_nothing(study, monkeypatch):
     pipeline.run_pipeline(dataclasses.replace(config, seed=2), seed_dir)
   with pytest.raises(ParError, match="lists a seed twice"):
     pipeline.run_pipeline(config, work, seeds=[3, 3])
+  # A training run's directory is not a work directory: its results.json stays its own.
+  run = Path(rows[-1]["runs"][0])
+  before = (run / "results.json").read_bytes()
+  with pytest.raises(ParError, match="is a training run's directory"):
+    pipeline.run_pipeline(config, run)
+  assert (run / "results.json").read_bytes() == before
 
 
 @pytest.mark.slow
@@ -648,6 +654,9 @@ def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
   for flags, message in (
     (["--seeds=1,x"], "--seeds takes whole numbers separated by commas, got 1,x"),
     (["--seeds=2,2"], "--seeds lists a seed twice: 2,2"),
+    (["--seeds=1,-1"], "--seeds must lie in [0, 2^32), got -1"),
+    (["--seed=4294967296"], "seed must lie in [0, 2^32), got 4294967296"),
+    (["--few_shot_steps=-1"], "--few_shot_steps must be 0 or more, got -1"),
     (["--jobs=0"], "--jobs must be at least 1, got 0"),
     (["--jobs=2", "--strategy=mirrored"], "leave --strategy=mirrored out, or use --jobs=1"),
   ):

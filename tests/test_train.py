@@ -513,6 +513,11 @@ def test_bad_flags_are_one_error_line(tmp_path):
     f"--data_dir={tmp_path / 'none'}",
   )
   assert "is not a built dataset" in error_line(result)
+  result = run_script(
+    "scripts/train.py", "--flagfile=configs/tiny.flags", f"--model_dir={tmp_path}", "--seed=-1"
+  )
+  assert "seed must lie in [0, 2^32), got -1" in error_line(result)
+  assert not any(tmp_path.iterdir())  # no config.json left behind
 
 
 @pytest.mark.slow

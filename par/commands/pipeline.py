@@ -155,6 +155,9 @@ def _seeds(values):
     ) from None
   if len(set(seeds)) != len(seeds):
     raise cli.ParError(f"--seeds lists a seed twice: {','.join(values)}")
+  wrong = [s for s in seeds if not 0 <= s < 2**32]
+  if wrong:
+    raise cli.ParError(f"--seeds must lie in [0, 2^32), got {wrong[0]}")
   return seeds
 
 

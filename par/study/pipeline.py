@@ -241,6 +241,8 @@ def plans(config, work_dir, seeds=()):
   seeds = tuple(seeds)
   if len(set(seeds)) != len(seeds):
     raise ParError(f"--seeds lists a seed twice: {','.join(map(str, seeds))}")
+  for seed in seeds:
+    dataclasses.replace(config, seed=seed).validate()  # (a seed outside [0, 2^32))
   if not seeds:
     return [Plan(config.seed, config, work_dir)]
   return [
@@ -298,6 +300,11 @@ def run_pipeline(
     dataclasses.replace(config, arch_split=split).validate()
   derive = patterns_lib.parse_derivations(derive, config.model.n_blocks)
   work_dir = Path(work_dir)
+  if (work_dir / runs.CONFIG_FILE).is_file():
+    raise ParError(
+      f"{work_dir} is a training run's directory (it holds {runs.CONFIG_FILE}): a pipeline "
+      "writes its own results.json there; give it a directory of its own"
+    )
   seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
     searches = _search(seeded, arch_splits, strategy, jobs)
