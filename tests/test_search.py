@@ -120,6 +120,28 @@ def test_collapse_report():
   assert message.startswith("search collapse: identity dominates 2 of 4 blocks")
 
 
+def test_each_blocks_margin_and_a_warning_when_the_argmax_is_within_noise():
+  # The tiny search's end: block 3 leads 0.348 to 0.345.
+  end = [[0.6, 0.3, 0.1], [0.1, 0.7, 0.2], [0.2, 0.5, 0.3], [0.345, 0.348, 0.307]]
+  np.testing.assert_allclose(collapse.margins(end), [0.3, 0.5, 0.2, 0.003], atol=1e-12)
+  line, warning = collapse.margin_report(end)
+  assert line.startswith("derived sfff; each block's lead over its runner-up: 0 s 0.600 vs f")
+  assert "3 f 0.348 vs s 0.345" in line
+  assert warning.startswith("the derived pattern sfff is within noise: block 3 leads by less")
+  decided = [[0.6, 0.3, 0.1], [0.1, 0.7, 0.2]]
+  assert collapse.margin_report(decided)[1] is None
+  # An argmax that changed in the last quarter of the history is within noise too, one that
+  # changed earlier is not.
+  flip = [[0.3, 0.6, 0.1], [0.1, 0.7, 0.2]]
+  history = [(k, decided) for k in range(8)]
+  assert collapse.margin_report(decided, history)[1] is None
+  history[1] = (1, flip)  # early
+  assert collapse.margin_report(decided, history)[1] is None
+  history[6] = (6, flip)  # in the last quarter (steps 6 and 7 of 8)
+  _, warning = collapse.margin_report(decided, history)
+  assert "block 0 changed its argmax in the last quarter" in warning
+
+
 def test_resource_settings_are_checked():
   base = TrainConfig(model=ModelConfig(vocab_size=10000))
   for changes, error in [

@@ -42,6 +42,68 @@ def collapse_report(probabilities):
   )
 
 
+CLOSE = 0.05  # a block whose argmax leads its runner-up by less is a coin toss
+
+
+def margins(probabilities):
+  """Each block's lead of its most likely kind over the runner-up: float64 [n_blocks]."""
+  top = np.sort(np.asarray(probabilities, np.float64), axis=-1)
+  return top[:, -1] - top[:, -2]
+
+
+def margin_report(probabilities, history=()):
+  """The derived pattern's margins, and a warning when some block's argmax is within noise.
+
+  A block is undecided when its argmax leads by less than `CLOSE`, or when its argmax changed
+  in the last quarter of the search's history (the probabilities recorded over the run): the
+  pattern would differ with a little more or less training.
+
+  Args:
+    probabilities: [n_blocks, 3] (columns s, f, i) at the end.
+    history: [(step, probabilities)] over the search, oldest first.
+
+  Returns:
+    (one log line with every block's margin, a one-line warning or None).
+  """
+  p = np.asarray(probabilities, np.float64)
+  lead = margins(p)
+  kinds = "sfi"
+  pattern = "".join(kinds[k] for k in p.argmax(axis=1))
+  cells = []
+  for b, row in enumerate(p):
+    first, second = np.argsort(row)[::-1][:2]
+    cells.append(f"{b} {kinds[first]} {row[first]:.3f} vs {kinds[second]} {row[second]:.3f}")
+  line = f"derived {pattern}; each block's lead over its runner-up: {'; '.join(cells)}"
+  recent = list(history)[len(history) - len(history) // 4 :] if history else []
+  flipped = {
+    b
+    for _, h in recent
+    for b, k in enumerate(np.asarray(h, np.float64).argmax(axis=1))
+    if k != p[b].argmax()
+  }
+  close = {b for b in range(len(p)) if lead[b] < CLOSE}
+  undecided = sorted(close | flipped)
+  if not undecided:
+    return line, None
+  why = []
+  if close:
+    many = len(close) > 1
+    listed = ", ".join(map(str, sorted(close)))
+    why.append(f"block{'s' * many} {listed} lead{'s' * (not many)} by less than {CLOSE}")
+  if flipped:
+    many = len(flipped) > 1
+    listed = ", ".join(map(str, sorted(flipped)))
+    why.append(
+      f"block{'s' * many} {listed} changed {'their' if many else 'its'} argmax in the last "
+      "quarter of the search"
+    )
+  return line, (
+    f"the derived pattern {pattern} is within noise: {'; '.join(why)}; another run or a few "
+    "more steps may derive another. Rank the patterns with the shared weights (par-rank, "
+    "--derive=shared_best) before trusting it"
+  )
+
+
 # What the known-answer benchmark found of each sampling mode that failed it (docs/SEARCH.md):
 # said when such a search starts, so that its argmax is not taken on trust.
 UNFIT_SAMPLING = {

@@ -313,6 +313,7 @@ class Reporter:
       "pattern": self.model.derived_pattern(),
       "probabilities": probabilities.round(6).tolist(),
       "entropy": collapse.entropy(probabilities).round(6).tolist(),
+      "margins": collapse.margins(probabilities).round(6).tolist(),
       "arch_split": self.config.arch_split,
       "held_out_lanes": self.held_out_lanes,
       "identity_dominates": dominated,
@@ -385,9 +386,13 @@ class Reporter:
       self.architecture(end, draw=True)
       if self.config.plots:
         self._search_figures(end)
-      _, warning = collapse.collapse_report(self.model.architecture_probabilities())
-      if warning:
-        logging.warning(warning)
+      probabilities = self.model.architecture_probabilities()
+      history = [(h["step"], h["probabilities"]) for h in self.history]
+      line, undecided = collapse.margin_report(probabilities, history)
+      logging.info(line)
+      for warning in (undecided, collapse.collapse_report(probabilities)[1]):
+        if warning:
+          logging.warning(warning)
     else:
       runs.write_json(self.model_dir / runs.ARCHITECTURE_FILE, self._record([]))
     self.flush()
