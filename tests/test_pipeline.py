@@ -294,6 +294,15 @@ def test_without_a_test_split_nothing_is_labelled_the_baseline_but_the_baseline(
   assert split == "valid" and sorted(points) == [("fff", 1, 9.0), ("sfs", 1, 9.0), ("ssf", 1, 9.0)]
 
 
+def test_study_cells_print_counts_whole_and_shared_times_without_a_spread():
+  from par.study import seeds as seeds_lib
+
+  assert [seeds_lib._short(v) for v in (10.5, 1.0, 5 / 3, 0.4)] == ["10.5", "1", "1.67", "0.4"]
+  assert seeds_lib._time({"mean": 36.4, "sd": 0.0, "n": 3}) == "36.4"  # measured once
+  assert seeds_lib._time({"mean": 36.4, "sd": 1.23, "n": 3}) == "36.4 ± 1.2"
+  assert seeds_lib._time({"mean": 36.4, "sd": 0.0, "n": 1}) == "36.4"
+
+
 def test_the_average_random_ordering_is_followed_over_seeds_not_over_orderings(tmp_path):
   # Two seeds of two orderings: each metric is the mean over a seed's orderings, then mean ±
   # sd over the seeds; against the baseline, one array a seed (its orderings' NLL averaged

@@ -47,6 +47,9 @@ def test_spearman_rho_by_hand():
   # centred x = (-1, -1, 0.5, 1.5), y = (-1.5, 0, 0, 1.5); Σxy = 1.5 + 2.25 = 3.75,
   # Σx² = 4.5, Σy² = 4.5: ρ = 3.75 / 4.5.
   assert ranking.spearman_rho([1, 1, 2, 3], [1, 2, 2, 3]) == pytest.approx(3.75 / 4.5)
+  # A NaN (a score that failed) has no rank: neither statistic pretends it does.
+  for x, y in (([1, float("nan"), 3], [1, 2, 3]), ([1, 2, 3], [3, float("nan"), 1])):
+    assert math.isnan(ranking.spearman_rho(x, y)) and math.isnan(ranking.kendall_tau(x, y))
 
 
 def test_the_report_card_against_hand_computations_with_ties():

@@ -24,6 +24,7 @@ from par.search import resource
     (4, 5, "fsff"),  # at least one
     (3, 1, "sss"),  # all attention: the lower part grows to hold them
     (1, 2, "s"),
+    (5, 2, "sfssf"),  # 2.5 rounds half up: 3 attention blocks in the lower 4
   ],
 )
 def test_ratio_rule_by_hand(n_blocks, ratio, expected):
@@ -36,7 +37,11 @@ def test_ratio_rule_invariants(n_blocks, ratio):
   pattern = patterns.derive_ratio(n_blocks, ratio)
   count = pattern.count("s")
   assert len(pattern) == n_blocks and set(pattern) <= {"s", "f"}
-  assert count == max(1, min(n_blocks, round(n_blocks / ratio)))
+  # n_blocks / ratio rounded half up (Python's round() takes 2.5 to 2), by exact fractions.
+  from fractions import Fraction
+
+  wanted = int(Fraction(n_blocks) / Fraction(ratio) + Fraction(1, 2))
+  assert count == max(1, min(n_blocks, wanted))
   if count <= -(-2 * n_blocks // 3):
     assert pattern.rindex("s") < -(-2 * n_blocks // 3)  # Only in the lower two-thirds.
 

@@ -56,7 +56,8 @@ def derive_ratio(n_blocks, ratio):
   """PAR's rule: one attention block per `ratio` blocks, spread over the lower two-thirds.
 
   Mandava et al. (2020) found that a searched network needs attention in about one block in
-  p and only in its lower two-thirds. The rule keeps A = max(1, round(n_blocks / ratio))
+  p and only in its lower two-thirds. The rule keeps A = max(1, n_blocks / ratio rounded
+  half up: 2.5 gives 3, as a reader of "one in p" would count, not Python's half-to-even 2)
   attention blocks, at the centres of A equal parts of the first ceil(2·n_blocks / 3)
   blocks, and makes every other block feed-forward.
 
@@ -66,7 +67,7 @@ def derive_ratio(n_blocks, ratio):
   """
   if n_blocks < 1 or not ratio > 0:
     raise ValueError(f"need n_blocks >= 1 and ratio > 0, got {n_blocks} and {ratio}")
-  attention = max(1, min(n_blocks, round(n_blocks / ratio)))
+  attention = max(1, min(n_blocks, math.floor(n_blocks / ratio + 0.5)))
   lower = max(attention, -(-2 * n_blocks // 3))
   positions = {int((k + 0.5) * lower / attention) for k in range(attention)}
   return "".join("s" if b in positions else "f" for b in range(n_blocks))

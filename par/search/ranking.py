@@ -43,12 +43,19 @@ def ranks(values):
   return result
 
 
+def _has_nan(x, y):
+  """Whether either side holds a NaN (a score that failed): no rank is defined then."""
+  return bool(
+    np.isnan(np.asarray(x, np.float64)).any() or np.isnan(np.asarray(y, np.float64)).any()
+  )
+
+
 def spearman_rho(x, y):
   """Spearman's ρ: Pearson's correlation of the ranks (average ranks for ties); NaN when one
-  side is constant or there are fewer than two items."""
+  side is constant, holds a NaN, or there are fewer than two items."""
   if len(x) != len(y):
     raise ValueError(f"rankings of different lengths: {len(x)} and {len(y)}")
-  if len(x) < 2:
+  if len(x) < 2 or _has_nan(x, y):
     return float("nan")
   a, b = ranks(x), ranks(y)
   a, b = a - a.mean(), b - b.mean()
@@ -58,11 +65,12 @@ def spearman_rho(x, y):
 
 def kendall_tau(x, y):
   """Kendall's τ-b: (concordant − discordant) / sqrt((n0 − ties in x)(n0 − ties in y)) over
-  all pairs, n0 = n(n − 1)/2; NaN when one side is constant or there are fewer than two."""
+  all pairs, n0 = n(n − 1)/2; NaN when one side is constant, holds a NaN, or there are fewer
+  than two."""
   if len(x) != len(y):
     raise ValueError(f"rankings of different lengths: {len(x)} and {len(y)}")
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-  if len(x) < 2:
+  if len(x) < 2 or _has_nan(x, y):
     return float("nan")
   i, j = np.triu_indices(len(x), 1)
   dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])

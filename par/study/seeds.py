@@ -234,6 +234,19 @@ def _cell(stat, digits=2):
   return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
 
 
+def _short(value):
+  """A mean count to two decimals without trailing zeros: 1, 1.67, 10.5 (not .2g's "10")."""
+  return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _time(stat):
+  """A time over seeds: mean ± sd, or the one value when every seed shares one measurement
+  (a spread of exactly 0 is not training noise, it is the same number)."""
+  if stat is not None and stat["n"] > 1 and stat["sd"] == 0:
+    return f"{stat['mean']:.1f}"
+  return _cell(stat, 1)
+
+
 def markdown(rows, agreed, seeds):
   """results.md of a study: the rows over seeds, then the ranking against retraining."""
   lines = [
@@ -242,7 +255,8 @@ def markdown(rows, agreed, seeds):
     "seeds' own differences (training noise); the 95% interval is the paired block "
     "bootstrap's pooled over seeds, which resamples test tokens with the models fixed. "
     "Attention blocks by third are means over seeds; attention depth is the mean position of "
-    "the attention blocks, 0 the bottom block and 1 the top.",
+    "the attention blocks, 0 the bottom block and 1 the top. A time without ± is one "
+    "measurement that every seed shares (the same pattern is timed once).",
     "",
     "| model | pattern | attention blocks by third | attention depth | valid ppl | test ppl "
     "| Δ NLL | 95% interval | ppl ratio | train µs/token | eval µs/token |",
@@ -250,7 +264,7 @@ def markdown(rows, agreed, seeds):
   ]
   for row in rows:
     if row["fixed"]:
-      thirds = " / ".join(f"{t:.2g}" for t in row["thirds"])
+      thirds = " / ".join(_short(t) for t in row["thirds"])
       depth = _cell(row["depth"])
     else:
       thirds = depth = "–"
@@ -262,7 +276,7 @@ def markdown(rows, agreed, seeds):
     lines.append(
       f"| {row['model']} | `{row['pattern_label']}` | {thirds} | {depth} | "
       f"{_cell(row['valid_ppl'])} | {_cell(row['test_ppl'])} | {versus} | "
-      f"{_cell(row['train_us'], 1)} | {_cell(row['eval_us'], 1)} |"
+      f"{_time(row['train_us'])} | {_time(row['eval_us'])} |"
     )
   against_random = [row for row in rows if row.get("vs_random")]
   if against_random:
