@@ -55,12 +55,13 @@ def define_flags():
     "derive",
     ["argmax", "rule"],
     "How to derive patterns to retrain, repeated: argmax (each search's most likely kind per "
-    "block), rule (PAR's rule at each --ratio), perturbation (DARTS-PT: per block the branch "
-    "whose removal from the SuperNet hurts the valid loss most), shared_best (the best of the "
-    "search's shared-weight ranking), sandwich=K (Press et al.: K attention blocks moved to the "
-    "bottom, K feed-forward to the top), random=N (N random orderings of the baseline's blocks, "
-    "drawn with a fixed seed: the same in every run and every seed). The interleaved baseline "
-    "always trains.",
+    "block), rule (PAR's rule at each --ratio), perturbation (a variant of DARTS-PT's: per "
+    "block the branch whose removal from the SuperNet's mixture, the others renormalised, "
+    "hurts the valid loss most; every block judged on the whole mixture, none fixed first), "
+    "shared_best (the best of the search's shared-weight ranking), sandwich=K (Press et al.: "
+    "K attention blocks moved to the bottom, K feed-forward to the top), random=N (N random "
+    "orderings of the baseline's blocks, drawn with a fixed seed: the same in every run and "
+    "every seed). The interleaved baseline always trains.",
   )
   flags.DEFINE_integer(
     "ranking_tokens",

@@ -256,8 +256,12 @@ def score_patterns(model, evaluate, patterns, progress=None):
 
 
 def perturbation(model, evaluate):
-  """DARTS-PT's selection (Wang et al. 2021, without its fine-tuning between edges): per block,
-  the branch whose removal from the mixture hurts the valid loss most.
+  """A variant of DARTS-PT's selection (Wang et al. 2021): per block, the branch whose removal
+  from the mixture hurts the valid loss most. Where it differs, named so that its results are
+  not read as DARTS-PT's: the removed branch's logit goes to -1e9, so the remaining branches
+  are renormalised (DARTS-PT zeroes its weight and leaves the others as they were), and every
+  block is judged against the whole mixture (DARTS-PT fixes one edge at a time, in random
+  order, and fine-tunes the supernet between).
 
   Args:
     model: a SuperNet `ParModel` whose eval_mode is "expected" (every branch mixed by the
