@@ -123,3 +123,13 @@ def test_positions(pattern, thirds, depth):
 def test_positions_without_attention():
   got = intervals.positions("ffffff")
   assert got.thirds == (0, 0, 0) and math.isnan(got.depth) and got.to_dict()["depth"] is None
+
+
+def test_one_convention_for_thirds_the_rules_lower_two_thirds_included():
+  # Block i of n is in third floor(3 i / n); PAR's rule's "lower two-thirds", the first
+  # ceil(2 n / 3) blocks, are exactly the blocks of thirds 0 and 1.
+  for n in range(1, 31):
+    lower = [i for i in range(n) if intervals.third(i, n) < 2]
+    assert lower == list(range(-(-2 * n // 3))), n
+    assert [intervals.third(i, n) for i in range(n)] == [min(3 * i // n, 2) for i in range(n)]
+  assert intervals.third(2.5, 6) == 1 and intervals.third(5, 6) == 2

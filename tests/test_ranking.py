@@ -104,9 +104,11 @@ def test_all_patterns_up_to_eight_blocks_then_a_stratified_sample():
   assert len(sample) == len(set(sample)) and all(len(p) == 12 for p in sample)
   strata = {}
   for pattern in sample:
-    depth = ranking.attention_depth(pattern)
-    strata.setdefault((pattern.count("s"), None if depth is None else min(int(depth * 3), 2)), 0)
-    strata[(pattern.count("s"), None if depth is None else min(int(depth * 3), 2))] += 1
+    where = [k for k, kind in enumerate(pattern) if kind == "s"]
+    # The third of the mean attention index, by hand: floor(3 m / n), the top one holding n.
+    third = None if not where else min(math.floor(3 * (sum(where) / len(where)) / 12), 2)
+    key = (pattern.count("s"), third)
+    strata[key] = strata.get(key, 0) + 1
   assert all(v <= 2 for v in strata.values())
   assert {a for a, _ in strata} == set(range(13))  # every count of attention blocks
   assert {(3, 0), (3, 1), (3, 2)} <= set(strata)  # low, middle and high attention

@@ -120,14 +120,23 @@ class Positions(NamedTuple):
     return {"thirds": list(self.thirds), "depth": None if math.isnan(self.depth) else self.depth}
 
 
+def third(position, n_blocks):
+  """The third of an n-block network a block position falls in: 0, 1 or 2, floor(3 i / n).
+
+  The one convention for "third" everywhere (the by-third column, the ranking's strata, PAR's
+  rule's lower two-thirds, the first ceil(2n / 3) blocks, which are exactly those in thirds 0
+  and 1). `position` may be a mean of block indices (a pattern's attention blocks)."""
+  return min(int(3 * position // n_blocks), 2)
+
+
 def positions(pattern):
   """Positions of a pattern's attention blocks ('s'): block i of n sits at depth i / (n - 1)
-  and in third floor(3 i / n)."""
+  and in third floor(3 i / n) (`third`)."""
   n = len(pattern)
   thirds = [0, 0, 0]
   depths = []
   for i, kind in enumerate(pattern):
     if kind == "s":
-      thirds[3 * i // n] += 1
+      thirds[third(i, n)] += 1
       depths.append(i / (n - 1) if n > 1 else 0.0)
   return Positions(tuple(thirds), float(np.mean(depths)) if depths else math.nan)

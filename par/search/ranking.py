@@ -11,8 +11,8 @@ compare a ranking with the retrained one, ties counted as the statistics' tie-co
 define them.
 
 Which patterns: all 3^n when n ≤ `EXHAUSTIVE_BLOCKS`; above, a sample stratified by the
-number of attention blocks and the third of the network their mean depth falls in
-(`stratified_patterns`).
+number of attention blocks and the third of the network (`intervals.third`) their mean index
+falls in (`stratified_patterns`).
 """
 
 import itertools
@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from par.config import BLOCK_KINDS
+from par.search import intervals
 
 EXHAUSTIVE_BLOCKS = 8  # 3^8 = 6,561 patterns; beyond, a stratified sample
 _FORCE = 30.0  # logit of the forced branch: softmax gives it 1 - 2e-13
@@ -173,8 +174,9 @@ def all_patterns(n_blocks):
 
 def stratified_patterns(n_blocks, per_stratum, seed=0):
   """A sample of patterns: for every count of attention blocks and every third of the network
-  their mean depth can fall in, up to `per_stratum` distinct patterns (the others f or i at
-  random), drawn with a fixed seed. Patterns without attention form one stratum."""
+  (`intervals.third`) the mean index of those blocks can fall in, up to `per_stratum`
+  distinct patterns (the others f or i at random), drawn with a fixed seed. Patterns without
+  attention form one stratum."""
   rng = np.random.default_rng(seed)
   chosen = {}
   for attention in range(n_blocks + 1):
@@ -184,8 +186,7 @@ def stratified_patterns(n_blocks, per_stratum, seed=0):
       pattern = "".join(
         "s" if k in positions else ("f" if rng.random() < 0.5 else "i") for k in range(n_blocks)
       )
-      depth = attention_depth(pattern)
-      stratum = -1 if depth is None else min(int(depth * 3), 2)
+      stratum = -1 if not attention else intervals.third(np.mean(sorted(positions)), n_blocks)
       members = strata.setdefault(stratum, [])
       if len(members) < per_stratum and pattern not in members:
         members.append(pattern)
