@@ -12,6 +12,11 @@ class ParError(Exception):
   """Bad input or settings, explained in one line."""
 
 
+class DamagedFile(ParError):
+  """A file this tool wrote that no longer reads as it wrote it (truncated, edited, another
+  program's): what can be computed again is, the rest names the file in one line."""
+
+
 class Interrupted(BaseException):
   """The user stopped the program with a signal; everything worth keeping was saved.
 

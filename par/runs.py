@@ -26,6 +26,8 @@ import json
 import os
 from pathlib import Path
 
+from absl import logging
+
 from par import errors
 from par import locks
 from par.config import TrainConfig
@@ -104,13 +106,36 @@ def heatmap_path(model_dir, step):
 
 
 def read_json(path):
-  return json.loads(Path(path).read_text())
+  """A JSON file this tool wrote; `errors.DamagedFile` (one line naming it) when it does not
+  read as JSON any more (truncated, edited, not text)."""
+  path = Path(path)
+  try:
+    return json.loads(path.read_text())
+  except (ValueError, UnicodeDecodeError) as e:  # (JSONDecodeError is a ValueError)
+    raise errors.DamagedFile(
+      f"{path} is damaged ({type(e).__name__}: {str(e).splitlines()[0][:80]}): not the JSON "
+      "par wrote; remove it to have it computed again, or restore it"
+    ) from None
+
+
+def read_json_cache(path, what):
+  """A JSON file kept to save work (a cache): its value, or None when it is absent or damaged
+  (then with a warning: `what` is computed again)."""
+  path = Path(path)
+  if not path.is_file():
+    return None
+  try:
+    value = read_json(path)
+  except errors.DamagedFile as e:
+    logging.warning("%s; computing %s again", e, what)
+    return None
+  return value if isinstance(value, dict) else None
 
 
 def read_results(model_dir):
-  """results.json of a run, or None if it has none yet."""
-  path = Path(model_dir) / RESULTS_FILE
-  return read_json(path) if path.is_file() else None
+  """results.json of a run, or None if it has none yet, or it is damaged (with a warning: the
+  run's end, its evaluation, runs again from its last checkpoint)."""
+  return read_json_cache(Path(model_dir) / RESULTS_FILE, "the run's results")
 
 
 def is_finished(model_dir):

@@ -331,6 +331,11 @@ def test_sub_supernets_start_from_the_one_shot_weights_and_rank_together(tmp_pat
     assert len(own) == 9 and own[pattern] == score
   assert record["shared_best"] == record["order"][0] and record["perturbation"] is None
   assert fewshot.saved_group_ranking(group, tokens=64) == record
+  # A damaged ranking.json is a cache: ranked again, not a traceback.
+  (group / fewshot.RANKING_FILE).write_text("{")
+  assert fewshot.saved_group_ranking(group, tokens=64) is None
+  (group / "s" / rank.RANKING_FILE).write_bytes(b"\xff")
+  assert fewshot.rank_group(group, tokens=64)["scores"] == record["scores"]
   with pytest.raises(ParError, match="not a one-shot SuperNet"):
     fewshot.sub_configs(group / "s", steps=4)
   with pytest.raises(ParError, match="another shape"):

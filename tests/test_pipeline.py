@@ -294,6 +294,18 @@ def test_without_a_test_split_nothing_is_labelled_the_baseline_but_the_baseline(
   assert split == "valid" and sorted(points) == [("fff", 1, 9.0), ("sfs", 1, 9.0), ("ssf", 1, 9.0)]
 
 
+def test_a_damaged_json_par_wrote_is_one_line_naming_it(tmp_path):
+  from par import runs
+  from par.errors import DamagedFile
+
+  for content in (b'{"probabilities": [[0.3', b"\xff\xfe", b""):
+    (tmp_path / "architecture.json").write_bytes(content)
+    with pytest.raises(DamagedFile, match=r"architecture.json is damaged \(") as raised:
+      runs.read_json(tmp_path / "architecture.json")
+    assert "\n" not in str(raised.value) and "remove it" in str(raised.value)
+  assert runs.read_results(tmp_path) is None  # absent: no results yet
+
+
 def test_study_cells_print_counts_whole_and_shared_times_without_a_spread():
   from par.study import seeds as seeds_lib
 
@@ -396,6 +408,12 @@ def test_times_are_each_models_fastest_over_interleaved_rounds(monkeypatch, tmp_
     del calls[:]
     timing.measure_all(dirs, rounds=rounds, cache=cache)  # now kept
     assert calls == [], change
+  # A damaged cache is measured again (with a warning), not a traceback.
+  measured = iter([(2, 2)] * 8)
+  monkeypatch.setattr(timing, "measure_times", lambda d: calls.append(d) or next(measured))
+  cache.write_text('{"machine": "else')
+  assert timing.measure_all(["a", "b"], rounds=1, cache=cache) == {"a": (2, 2), "b": (2, 2)}
+  assert calls == ["a", "b"]
   assert "--timing_rounds must be at least 1, got 0" in error_line(
     run_script("scripts/pipeline.py", "--work_dir=x", "--timing_rounds=0")
   )

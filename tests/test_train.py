@@ -235,6 +235,15 @@ def test_resuming_with_other_settings_is_refused(tmp_path, data_dir):
     tiny(data_dir, train_steps=4, log_every=1, plot_every=0, plots=False), tmp_path
   )
   assert results["steps"] == 4
+  # A damaged results.json is computed again from the last checkpoint (its evaluation runs
+  # again), never a traceback; the numbers are the ones it held.
+  text = (tmp_path / "results.json").read_text()
+  (tmp_path / "results.json").write_text(text[: len(text) // 2])
+  again = trainer.train_and_evaluate(
+    tiny(data_dir, train_steps=4, log_every=1, plot_every=0, plots=False), tmp_path
+  )
+  assert again["valid"] == pytest.approx(results["valid"]) and again["steps"] == 4
+  assert json.loads((tmp_path / "results.json").read_text())["steps"] == 4
 
 
 def test_a_run_is_tied_to_every_split_of_its_dataset(tmp_path, data_dir):

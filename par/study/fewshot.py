@@ -108,12 +108,13 @@ def saved_group_ranking(group, tokens=rank.DEFAULT_TOKENS, extra=(), seed=0):
   """The group's ranking.json when every sub-SuperNet's ranking can be reused, else None."""
   group = Path(group)
   path = group / RANKING_FILE
-  if not path.is_file():
+  saved = runs.read_json_cache(path, "the group's ranking")
+  if saved is None:
     return None
   for letter in BLOCK_KINDS:
     if rank.saved_ranking(group / letter, tokens, extra, seed=seed) is None:
       return None
-  return runs.read_json(path)
+  return saved
 
 
 def held_by(pattern, block=SPLIT_BLOCK):

@@ -33,7 +33,6 @@ too, but it depends on whatever else the machine was doing then.
 """
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import NamedTuple
 
@@ -337,7 +336,7 @@ def _search(seeded, arch_splits, strategy, jobs):
   results = _trainings([(config, plan.dir / name) for plan, name, config in todo], strategy, jobs)
   searches = {plan.dir: {} for plan in seeded}
   for (plan, name, config), result in zip(todo, results):
-    record = json.loads((plan.dir / name / runs.ARCHITECTURE_FILE).read_text())
+    record = runs.read_json(plan.dir / name / runs.ARCHITECTURE_FILE)
     searches[plan.dir][name] = (config, result, record)
   return searches
 

@@ -80,7 +80,7 @@ def _saved(model_dir, kinds, tokens, extra, per_stratum, seed):
   wanted = ranking.candidate_patterns(len(kinds), per_stratum, seed) + list(extra)
   wanted = [p for p in dict.fromkeys(wanted) if ranking.matches(p, kinds)]  # what it holds
   path = Path(model_dir) / RANKING_FILE
-  saved = runs.read_json(path) if path.is_file() else {}
+  saved = runs.read_json_cache(path, "the ranking") or {}
   newest = runs.checkpoints(Path(model_dir) / runs.CHECKPOINT_DIR)[:1]
   if saved.get("requested_tokens") != tokens or [saved.get("model")] != newest:
     saved = {}

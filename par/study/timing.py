@@ -63,8 +63,8 @@ def measure_all(model_dirs, rounds=3, cache=None):
       run is measured again, so that all times come from the same rounds.
   """
   machine = _machine()
-  if cache is not None and Path(cache).is_file():
-    kept = runs.read_json(cache)
+  kept = runs.read_json_cache(cache, "every time") if cache is not None else None
+  if kept is not None:
     times = kept.get("times", {})
     if (
       kept.get("machine") == machine

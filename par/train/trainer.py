@@ -119,7 +119,7 @@ def train_and_evaluate(
       previous = runs.read_results(model_dir)
       step = int(state.step.numpy())
       early = (previous or {}).get("stopped_early")
-      if runs.is_finished(model_dir) and step in (plan.total_steps, early):
+      if previous and runs.is_finished(model_dir) and step in (plan.total_steps, early):
         logging.info(
           "%s finished at step %d already: its results stand (par-evaluate evaluates it again)",
           model_dir,
