@@ -106,7 +106,7 @@ def printed_config(stdout):
   from par.config import TrainConfig
 
   value = json.loads(stdout)
-  for key in ("parameters", "flops_per_token", "counted_at"):
+  for key in ("parameters", "flops_per_token", "counted_at", "memory_mib_per_replica"):
     value.pop(key, None)
   return TrainConfig.from_dict(value)
 

@@ -474,6 +474,21 @@ def print_config(*flags):
   return printed_config(result.stdout)
 
 
+def test_print_config_with_a_dataset_reads_back_whatever_the_checkout_holds(data_dir):
+  # With a dataset at --data_dir (as once the README's data step has run, for the flagfiles'
+  # own data/ paths), --print_config adds the step's memory: the tests read it back alike.
+  result = run_script(
+    "scripts/train.py",
+    "--flagfile=configs/tiny.flags",
+    f"--data_dir={data_dir}",
+    "--cutoffs=none",
+    "--print_config",
+  )
+  assert result.returncode == 0, result.stderr
+  assert "memory_mib_per_replica" in json.loads(result.stdout)
+  assert printed_config(result.stdout).data_dir == str(data_dir)
+
+
 def test_base_model_flags_are_the_reference_readmes_configuration():
   config = print_config("--flagfile=configs/base_model.flags")
   m = config.model
