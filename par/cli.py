@@ -4,6 +4,8 @@ Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it give
 - a `ParError` becomes one line, `error: <message>`, on stderr and exit status 1, and so does
   a failure to write (a read-only place, a full disk: `errors.explain_write_error`);
 - output into a closed pipe (`| head`) ends quietly with status 141, as shells report it;
+  a closed stderr never ends anything (`_LogStream`, `signals.write_stderr`: a run stopped by the
+  Ctrl-C that also stopped its `| tee` still saves);
 - SIGTERM unwinds like Ctrl-C (as `par.errors.Interrupted`), so `finally` blocks remove
   temporary files, and the exit status is 128 + the signal number (130 for Ctrl-C, 143 for
   SIGTERM), as shells report it. Code that must finish something first (training saves a
@@ -31,6 +33,40 @@ def _raise_interrupted(signum, frame):
   raise Interrupted(signum)
 
 
+class _LogStream:
+  """sys.stderr, made to survive its reader: once a write finds the pipe closed (`2>&1 | tee
+  log` and Ctrl-C, which stops tee too), the descriptor is pointed at /dev/null and the
+  program goes on, so a training stopping on that Ctrl-C still saves its checkpoint and
+  exits 130 (it died of SIGPIPE or worse on the next log line). The log file in the run
+  directory still gets every line. stdout keeps its `| head` behaviour: output nobody reads
+  ends the program."""
+
+  def __init__(self, stream):
+    self._stream = stream
+
+  def write(self, text):
+    try:
+      return self._stream.write(text)
+    except (BrokenPipeError, ValueError):  # (ValueError: the stream was closed)
+      silence(self._stream)
+      return len(text)
+
+  def flush(self):
+    try:
+      self._stream.flush()
+    except (BrokenPipeError, ValueError):
+      silence(self._stream)
+
+  def __getattr__(self, name):
+    return getattr(self._stream, name)
+
+
+def silence(stream):
+  """Points a stream's descriptor at /dev/null (its reader has gone)."""
+  with contextlib.suppress(OSError, ValueError):
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 def run(main, command=None, define_flags=None):
   """Runs an absl `main(argv)` with the exits described in the module docstring.
 
@@ -55,6 +91,7 @@ def run(main, command=None, define_flags=None):
   def guarded_main(argv):
     signal.signal(signal.SIGTERM, _raise_interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    _guard_stderr()
     try:
       return main(argv)
     except ParError as e:
@@ -79,6 +116,17 @@ def run(main, command=None, define_flags=None):
   except ParError as e:
     sys.exit(f"error: {e}")
   app.run(guarded_main, argv=argv)
+
+
+def _guard_stderr():
+  """sys.stderr and absl's log handler write through `_LogStream`."""
+  if not isinstance(sys.stderr, _LogStream):
+    sys.stderr = _LogStream(sys.stderr)
+  from absl import logging
+
+  handler = logging.get_absl_handler().python_handler
+  if not isinstance(handler.stream, _LogStream):
+    handler.stream = _LogStream(handler.stream)
 
 
 CONFIGS = Path(__file__).resolve().parent / "configs"  # the packaged flagfiles

@@ -47,10 +47,10 @@ class StopSignals:
     # The loop logs when it sees `received`; the user gets an unbuffered line now.
     del frame
     if self.received is not None:
-      os.write(2, f"signal {signum} again: stopping now\n".encode())
+      write_stderr(f"signal {signum} again: stopping now\n")
       os._exit(128 + signum)
     self.received = signum
-    os.write(2, f"signal {signum}: {self.announce} (again to stop now)\n".encode())
+    write_stderr(f"signal {signum}: {self.announce} (again to stop now)\n")
     for callback in self.on_stop:
       threading.Thread(target=callback, daemon=True).start()
 
@@ -63,6 +63,17 @@ class StopSignals:
   def __exit__(self, *exc):
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
+
+
+def write_stderr(line):
+  """Writes `line` to descriptor 2 unbuffered (safe in a signal handler). A closed stderr
+  (`2>&1 | tee log`, and the Ctrl-C that stopped us stopped tee too) is pointed at /dev/null
+  rather than ending the program before it saves."""
+  try:
+    os.write(2, line.encode())
+  except OSError:  # BrokenPipeError, or a closed descriptor
+    with contextlib.suppress(OSError):
+      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging as std_logging
 import math
+import os
 import re
 import signal
 import subprocess
@@ -437,6 +438,41 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, data_dir,
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"resumed from {tmp_path / 'checkpoints' / f'ckpt-{saved}'}" in result.stderr
   _assert_same_run(tmp_path, uninterrupted)
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_a_tee_that_dies_with_it_still_saves(tmp_path, data_dir):
+  # `par-train … 2>&1 | tee log` and Ctrl-C: tee dies of the same SIGINT, so every write to
+  # the terminal's pipe fails from then on. The run must still save where it stopped and exit
+  # 130 (it died of SIGPIPE, 141, or SIGSEGV, 139, before saving).
+  read, write = os.pipe()
+  process = subprocess.Popen(
+    [sys.executable, "scripts/train.py", f"--data_dir={data_dir}", f"--model_dir={tmp_path}"]
+    + RESUME_FLAGS,
+    cwd=ROOT,
+    stdout=write,
+    stderr=write,
+  )
+  os.close(write)
+  try:
+    _wait_for_checkpoint(process, tmp_path)
+    before = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    os.close(read)  # tee is gone
+    read = None
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 128 + signal.SIGINT
+  finally:
+    if read is not None:
+      os.close(read)
+    if process.poll() is None:
+      process.kill()
+  after = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  assert int(after.rsplit("-", 1)[1]) > int(before.rsplit("-", 1)[1])
+  # The log file saw it all: the stop, then the checkpoint saved where it stopped.
+  log = (tmp_path / "training.log").read_text()
+  step = int(after.rsplit("-", 1)[1])
+  assert log.rstrip().endswith(f"stopped at step {step} on signal 2"), log[-1500:]
+  assert f"saved {after}" in log
 
 
 def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():

@@ -6,7 +6,6 @@ keeps the terminal's `StatusLine`.
 """
 
 import logging as std_logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from absl import logging
 
 import par
+from par import signals
 
 # The project: par/ and scripts/. Only their INFO lines go to the log.
 PACKAGE_ROOT = Path(par.__file__).resolve().parents[1]
@@ -45,8 +45,8 @@ class _FileHandler(std_logging.FileHandler):
     del record
     if not self.failed:
       self.failed = True
-      os.write(
-        2, f"warning: cannot write {self.baseFilename}; the log goes on on stderr only\n".encode()
+      signals.write_stderr(
+        f"warning: cannot write {self.baseFilename}; the log goes on on stderr only\n"
       )
 
 
