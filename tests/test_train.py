@@ -475,6 +475,26 @@ def test_ctrl_c_under_a_tee_that_dies_with_it_still_saves(tmp_path, data_dir):
   assert f"saved {after}" in log
 
 
+def test_a_signal_during_the_export_stops_after_the_run_is_complete(
+  tmp_path, data_dir, monkeypatch
+):
+  # Ctrl-C while the finished run evaluates or exports was acknowledged and then ignored (a
+  # pipeline went on to train the next model): the run completes, then stops.
+  from par import errors
+  from par import runs
+
+  export = runs.export
+
+  def interrupted_export(model, model_dir):
+    signal.raise_signal(signal.SIGINT)  # the stop's handler runs here
+    export(model, model_dir)
+
+  monkeypatch.setattr(runs, "export", interrupted_export)
+  with pytest.raises(errors.Interrupted):
+    trainer.train_and_evaluate(tiny(data_dir, train_steps=2, plot_every=0, plots=False), tmp_path)
+  assert runs.is_finished(tmp_path) and runs.read_results(tmp_path)["steps"] == 2
+
+
 def test_a_signal_inside_a_log_write_does_not_log_from_the_handler():
   # A signal often lands while the log file is being flushed; a handler that logs then
   # re-enters that stream ("RuntimeError: reentrant call"). Deliver it from inside emit.

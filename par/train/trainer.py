@@ -293,6 +293,9 @@ def finish(
     runs.write_json(model_dir / runs.RESULTS_FILE, results)
     runs.export(model, model_dir)
     reporter.finish(results)
+  if stop.received is not None:  # it came during the final evaluation, checkpoint or export
+    logging.warning("finished at step %d; stopping on signal %d as asked", end, stop.received)
+    stop.check()
   return results
 
 
