@@ -170,6 +170,10 @@ def expand_flagfiles(argv, _seen=()):
       lines = path.read_text().splitlines()
     except OSError as e:
       raise ParError(f"cannot read flagfile {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+      raise ParError(
+        f"flagfile {path} is not UTF-8 text (byte {e.start}): save it as UTF-8"
+      ) from None
     inner = [
       line.strip() for line in lines if line.strip() and not line.strip().startswith(("#", "//"))
     ]

@@ -65,7 +65,14 @@ def _acquire(lock_file, place, what):
   while True:
     with errors.writing(place):
       lock_file.parent.mkdir(parents=True, exist_ok=True)
-      descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+      if lock_file.is_symlink() or (lock_file.exists() and not lock_file.is_file()):
+        raise ParError(
+          f"{lock_file} is not a lock file par made (a "
+          f"{'symbolic link' if lock_file.is_symlink() else 'directory or special file'}): "
+          "remove it if no par process is running there"
+        )
+      # O_NOFOLLOW: a link put there in between is refused, its target never truncated.
+      descriptor = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
       fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -815,6 +815,21 @@ def test_a_second_process_on_a_run_dataset_or_pipeline_is_refused(pristine, tmp_
   assert sorted(p.name for p in output.parent.iterdir()) == ["ds"]
 
 
+def test_a_lock_that_is_a_directory_or_a_link_is_refused_and_its_target_kept(tmp_path):
+  from par import locks
+
+  (tmp_path / "d" / ".lock").mkdir(parents=True)
+  with pytest.raises(ParError, match=r"\.lock is not a lock file par made \(a directory"):
+    locks.hold(tmp_path / "d" / ".lock", tmp_path / "d", "x").__enter__()
+  precious = tmp_path / "precious.txt"
+  precious.write_text("a user's file\n")
+  (tmp_path / "e").mkdir()
+  (tmp_path / "e" / ".lock").symlink_to(precious)
+  with pytest.raises(ParError, match=r"not a lock file par made \(a symbolic link\)"):
+    locks.hold(tmp_path / "e" / ".lock", tmp_path / "e", "x").__enter__()
+  assert precious.read_text() == "a user's file\n"  # never truncated
+
+
 def test_a_lock_is_held_by_one_holder_at_a_time(tmp_path):
   # Holders come and go (each removes the file as it lets go) while others try: never two
   # inside at once, even when one opened the file its holder was removing.

@@ -96,6 +96,9 @@ def test_flagfiles_are_spliced_in_from_a_path_or_the_packaged_configs(tmp_path):
     cli.expand_flagfiles([f"--flagfile={outer}"])
   with pytest.raises(cli.ParError, match=r"flagfile nowhere\.flags does not exist, nor .*tiny"):
     cli.expand_flagfiles(["--flagfile=nowhere.flags"])
+  outer.write_bytes(b"--d_model=64\n--name=caf\xe9\n")  # Latin-1, not UTF-8
+  with pytest.raises(cli.ParError, match=r"outer\.flags is not UTF-8 text \(byte 23\)"):
+    cli.expand_flagfiles([f"--flagfile={outer}"])
   result = run_script("scripts/train.py", "--flagfile=nowhere.flags", "--print_config")
   assert "does not exist, nor is it a packaged config" in error_line(result)
 

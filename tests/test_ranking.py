@@ -132,7 +132,7 @@ def test_sandwich_and_random_orderings_by_hand():
   assert len(patterns.random_orderings(4, 50)) == math.comb(4, 2) - 1  # all there are
   parsed = patterns.parse_derivations(["argmax", "sandwich=2", "random=3", "shared_best"], 6)
   assert parsed == [("argmax", None), ("sandwich", 2), ("random", 3), ("shared_best", None)]
-  for bad in ("sandwich=4", "random=x", "median", "argmax=2"):
+  for bad in ("sandwich=4", "random=x", "median", "argmax=2", "random=²", "sandwich=¹"):
     with pytest.raises(ParError, match="--derive"):
       patterns.parse_derivations([bad], 6)
   derived = patterns.derivations(
@@ -366,3 +366,14 @@ def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
   assert answer["best"] == order[0] and answer["runner_up"] == order[1]
   assert answer["seed_sd_of_loss"] == pytest.approx(np.std([0.001, -0.001], ddof=1))
   assert f"`{order[0]}`" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_search_benchmark_refuses_bad_seeds(tmp_path):
+  for seeds, message in (
+    ("²", "--seeds takes whole numbers, got ²"),
+    ("1,1", "--seeds lists a seed twice: 1,1"),
+    ("", "--seeds takes whole numbers, got none"),
+  ):
+    result = run_script("scripts/search_benchmark.py", f"--work_dir={tmp_path}", f"--seeds={seeds}")
+    assert result.returncode == 1 and error_line(result) == f"error: {message}", seeds
+  assert not any(tmp_path.iterdir())

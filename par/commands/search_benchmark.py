@@ -45,9 +45,11 @@ def main(argv):
   modes = [m for m in FLAGS.modes if m not in known_answers.MODES]
   if modes:
     raise cli.ParError(f"--modes takes {', '.join(known_answers.MODES)}; got {', '.join(modes)}")
-  if not all(s.isdigit() for s in FLAGS.seeds):
-    raise cli.ParError(f"--seeds takes whole numbers, got {','.join(FLAGS.seeds)}")
+  if not FLAGS.seeds or not all(s.isascii() and s.isdigit() for s in FLAGS.seeds):
+    raise cli.ParError(f"--seeds takes whole numbers, got {','.join(FLAGS.seeds) or 'none'}")
   seeds = tuple(int(s) for s in FLAGS.seeds)
+  if len(set(seeds)) != len(seeds):
+    raise cli.ParError(f"--seeds lists a seed twice: {','.join(FLAGS.seeds)}")
   unknown = [s for s in FLAGS.settings if s not in known_answers.SETTINGS]
   if unknown:
     raise cli.ParError(

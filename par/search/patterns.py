@@ -121,7 +121,7 @@ def parse_derivations(values, n_blocks):
   for value in values:
     kind, _, number = value.partition("=")
     if kind in ("sandwich", "random"):
-      if not number.isdigit():
+      if not (number.isascii() and number.isdigit()):
         raise ParError(f"--derive={kind}=N takes a whole number, got {value!r}")
       number = int(number)
       if kind == "sandwich" and number > n_blocks // 2:
