@@ -632,6 +632,15 @@ def test_thread_pools_auto_and_explicit():
     assert affinity is None or cores == 1
 
 
+def test_the_status_line_fits_the_terminal_it_is_drawn_on():
+  from par.train import host
+
+  line = "[######..................] 600/2400 | loss 4.123 | 1,234 tok/s | ETA 0:12:34"
+  assert host.fit(line, 120) == line
+  assert host.fit(line, 60) == "600/2400 | loss 4.123 | 1,234 tok/s | ETA 0:12:34"  # no bar
+  assert host.fit(line, 30) == "600/2400 | loss 4.123 | 1,234"[:29] and len(host.fit(line, 2)) == 1
+
+
 @pytest.mark.slow
 def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data_dir):
   # Under a pseudo-terminal, as a user sees it: the status line is redrawn after every loop
@@ -656,10 +665,16 @@ def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data
     "--plot_every=0",
     "--noplots",
   ]
+  import fcntl
+  import struct
+  import termios
+
   pid, fd = pty.fork()
   if pid == 0:  # the child: the command, its stdout and stderr the terminal
     os.chdir(ROOT)
     os.execv(sys.executable, command)
+  # A terminal 60 columns wide: the status line (about 75 characters with its bar) fits.
+  fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 60, 0, 0))
   output = b""
   while True:
     try:
@@ -673,10 +688,12 @@ def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data
   text = output.decode(errors="replace")
   assert os.waitstatus_to_exitcode(status) == 0, text[-3000:]
   erase = "\r\x1b[K"
-  draws = [part for part in text.split(erase) if part.startswith("[")]
+  # (At 60 columns the bar gives way: a draw is the step, loss, throughput and ETA.)
+  draws = [part for part in text.split(erase) if re.match(r"\d+/60 \| loss", part)]
   logged = re.findall(r"step (\d+)/60 epoch", text)
   assert logged == ["30", "60"]
   assert len(draws) >= 5 and "ETA" in draws[-1]  # drawn after each call: 6 calls
+  assert all(len(draw.split("\r")[0].split("\n")[0]) <= 59 for draw in draws), draws
   for record in re.finditer(r"[IWE]\d{4} \d\d:\d\d:\d\d", text):
     before = text[: record.start()]
     assert before == "" or before.endswith(("\n", erase)), text[record.start() - 80 : record.end()]

@@ -6,6 +6,7 @@ keeps the terminal's `StatusLine`.
 """
 
 import logging as std_logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -145,9 +146,29 @@ class StatusLine:
 
   def draw(self):
     if self.text:
-      self.stream.write(self.text)
+      self.stream.write(fit(self.text, _columns(self.stream)))
       self.stream.flush()
       self.shown = True
+
+
+def _columns(stream):
+  """The width of the terminal `stream` writes to (80 if it cannot say)."""
+  try:
+    return os.get_terminal_size(stream.fileno()).columns or 80
+  except (OSError, ValueError, AttributeError):
+    return 80
+
+
+def fit(text, columns):
+  """The status line within `columns - 1` characters, so that it never wraps (a wrapped line
+  is not erased by the next redraw, and floods a narrow terminal): without its bar first,
+  then cut."""
+  limit = max(columns - 1, 1)
+  if len(text) <= limit:
+    return text
+  if text.startswith("[") and "] " in text:
+    text = text[text.index("] ") + 2 :]
+  return text[:limit]
 
 
 class _AroundStatus:
