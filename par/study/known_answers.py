@@ -104,7 +104,9 @@ def retrain_all(task, work_dir, seeds):
   """{pattern: [valid loss per seed]} of every 4-block pattern trained from scratch."""
   data_dir = prepare(task, work_dir)
   losses = {}
-  for pattern in ranking.all_patterns(MODEL.n_blocks):
+  patterns = ranking.all_patterns(MODEL.n_blocks)
+  for k, pattern in enumerate(patterns):
+    logging.info("%s: retraining pattern %d of %d, %s", task.name, k + 1, len(patterns), pattern)
     losses[pattern] = []
     for seed in seeds:
       # No figures: nothing reads them, and a second or two of each is minutes over a task.
@@ -166,13 +168,18 @@ def benchmark(
   for name in names:
     task = tasks_lib.TASKS[name]
     retrain_all(task, work_dir, seeds)
-    for mode in modes:
-      for family in settings_for(task, settings, mode):
-        for seed in seeds:
-          if mode == FEW_SHOT:
-            few_shot(task, work_dir, seed)
-          else:
-            search(task, work_dir, mode, family, seed)
+    todo = [
+      (mode, family, seed)
+      for mode in modes
+      for family in settings_for(task, settings, mode)
+      for seed in seeds
+    ]
+    for k, (mode, family, seed) in enumerate(todo):
+      logging.info("%s: search %d of %d, %s %s seed %d", name, k + 1, len(todo), mode, family, seed)
+      if mode == FEW_SHOT:
+        few_shot(task, work_dir, seed)
+      else:
+        search(task, work_dir, mode, family, seed)
   return report(work_dir, seeds, modes)
 
 

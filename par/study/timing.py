@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from absl import logging
+
 from par import runs
 from par.data import records
 from par.search import costs
@@ -77,8 +79,27 @@ def measure_all(model_dirs, rounds=3, cache=None):
   for d, key in keys.items():
     first.setdefault(key, d)
   best = {d: (float("inf"), float("inf")) for d in first.values()}
-  for _ in range(rounds):
-    for d in best:
+  logging.info(
+    "timing %d models (%d settings), %d round%s: forward and backward passes, then valid",
+    len(model_dirs),
+    len(best),
+    rounds,
+    "s" * (rounds > 1),
+  )
+  start = time.perf_counter()
+  for r in range(rounds):
+    for k, d in enumerate(best):
+      done = r * len(best) + k
+      left = (time.perf_counter() - start) / done * (rounds * len(best) - done) if done else None
+      logging.info(
+        "timing %d of %d (round %d of %d): %s%s",
+        k + 1,
+        len(best),
+        r + 1,
+        rounds,
+        d,
+        "" if left is None else f", about {left / 60:.0f} min left",
+      )
       train, evaluation = measure_times(d)
       best[d] = (min(best[d][0], train), min(best[d][1], evaluation))
   times = {d: best[first[keys[d]]] for d in model_dirs}
