@@ -395,7 +395,7 @@ class TrainConfig(_Settings):
   # A frozen (immutable) instance: safe as a shared default.
   model: ModelConfig = setting(ModelConfig(), "The model (its own fields).")  # noqa: RUF009
   data_dir: str = setting(
-    "data/wikitext2_bsz32_seqlen32", "A dataset directory built by scripts/build_data.py."
+    "data/wikitext2_bsz32_seqlen32", "A dataset directory built by par-build-data."
   )
   epochs: int = setting(20, "Epochs over the train split (unless --train_steps).")
   train_steps: int = setting(0, "Total steps; overrides --epochs when above 0.")

@@ -264,7 +264,7 @@ def read_run(model_dir):
   path = model_dir / CONFIG_FILE
   if not path.is_file():
     raise ParError(
-      f"{model_dir} is not a run directory (no {CONFIG_FILE}); train one with scripts/train.py"
+      f"{model_dir} is not a run directory (no {CONFIG_FILE}); train one with par-train"
     )
   try:
     saved = json.loads(path.read_text())

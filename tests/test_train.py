@@ -698,3 +698,18 @@ def test_a_terminal_shows_a_status_line_that_no_log_record_shares(tmp_path, data
     before = text[: record.start()]
     assert before == "" or before.endswith(("\n", erase)), text[record.start() - 80 : record.end()]
   assert re.search(r"step 60/60 .*\| ETA 0:00:00", text)
+
+
+def test_the_log_keeps_our_info_lines_and_only_warnings_of_libraries(tmp_path):
+  # Ours: par's modules (and a checkout's scripts/); a library beside par in the same
+  # directory (site-packages, in an installed par) is not ours.
+  from par.train import host
+
+  def record(path, level=std_logging.INFO):
+    return std_logging.LogRecord("absl", level, str(path), 1, "a line", None, None)
+
+  assert host.only_our_info(record(host.PACKAGE_DIR / "train" / "trainer.py"))
+  assert host.only_our_info(record(ROOT / "scripts" / "train.py"))
+  neighbour = host.PACKAGE_DIR.parent / "tensorflow" / "python" / "checkpoint.py"
+  assert not host.only_our_info(record(neighbour))
+  assert host.only_our_info(record(neighbour, std_logging.WARNING))

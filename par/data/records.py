@@ -273,8 +273,9 @@ def load_meta(data_dir):
   path = Path(data_dir) / META_FILE
   if not path.is_file():
     raise ParError(
-      f"{data_dir} is not a built dataset (no {META_FILE}); build one with "
-      "scripts/build_data.py or create_tfrecords.sh"
+      f"{data_dir} is not a built dataset (no {META_FILE}); build one with par-build-data "
+      "(par-fetch-data first for WikiText, enwik8 or text8), or ./create_tfrecords.sh in a "
+      "checkout"
     )
   try:
     value = json.loads(path.read_text())

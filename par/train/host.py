@@ -16,8 +16,11 @@ from absl import logging
 import par
 from par import signals
 
-# The project: par/ and scripts/. Only their INFO lines go to the log.
-PACKAGE_ROOT = Path(par.__file__).resolve().parents[1]
+# Ours: the par package, and in a checkout its scripts/ beside it (an installed par has none:
+# there its parent is site-packages, every library's, whose INFO lines must stay out).
+PACKAGE_DIR = Path(par.__file__).resolve().parent
+_SCRIPTS = PACKAGE_DIR.parent / "scripts"
+OURS = (PACKAGE_DIR,) + ((_SCRIPTS,) if (_SCRIPTS / "train.py").is_file() else ())
 
 
 def only_our_info(record):
@@ -28,8 +31,8 @@ def only_our_info(record):
   """
   if record.levelno >= std_logging.WARNING:
     return True
-  path = Path(record.pathname).resolve()
-  return PACKAGE_ROOT in path.parents
+  parents = Path(record.pathname).resolve().parents
+  return any(ours in parents for ours in OURS)
 
 
 class _FileHandler(std_logging.FileHandler):
