@@ -23,6 +23,7 @@ from par.errors import ParError
 from par.search import intervals
 from par.search import patterns
 from par.search import ranking
+from par.study import fewshot
 from par.study import pipeline
 from par.study import timing
 from par.train import summaries
@@ -245,7 +246,7 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
     tmp_path,
     ratios=[0],
     rounds=1,
-    derive=["argmax", "rule", "shared_best", "perturbation"],
+    derive=["argmax", "shared_best", "perturbation"],
     ranking_tokens=64,
     few_shot_steps=2,
   )
@@ -259,6 +260,17 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
     assert saved["model"]["architecture"] == f"{letter}??" and saved["train_steps"] == 2
     assert saved["warm_start"] == str((tmp_path / "search").resolve())
   record = json.loads((group / "ranking.json").read_text())
+  # Every pattern scored by the sub-SuperNet that holds its block 0, as that one scored it.
+  assert len(record["scores"]) == 27 and record["split_block"] == 0
+  for pattern, score in record["scores"].items():
+    own = json.loads((group / fewshot.held_by(pattern) / "ranking.json").read_text())["scores"]
+    assert len(own) == 9 and own[pattern] == score
+  assert fewshot.saved_group_ranking(group, tokens=64) == record
+  # A damaged ranking.json is a cache: ranked again (the same), not a traceback.
+  (group / "ranking.json").write_text("{")
+  assert fewshot.saved_group_ranking(group, tokens=64) is None
+  (group / "s" / "ranking.json").write_bytes(b"\xff")
+  assert fewshot.rank_group(group, tokens=64)["scores"] == record["scores"]
   derived = summary["patterns"]
   assert derived["shared_best of search-few-shot"] == record["shared_best"] == record["order"][0]
   assert "perturbation of search-few-shot" not in derived and "perturbation of search" in derived
