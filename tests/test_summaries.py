@@ -156,3 +156,17 @@ def test_a_fixed_architectures_layout_has_no_search_charts():
   assert [c.title for c in layout.category] == ["loss and perplexity", "training"]
   regexes = [r for c in layout.category for chart in c.chart for r in chart.multiline.tag]
   assert not [r for r in regexes if "search/" in r] and "^perplexity/bpc$" not in regexes
+
+
+def test_a_supernets_hparams_have_no_count_of_attention_blocks():
+  import dataclasses
+
+  from par.config import ModelConfig
+  from par.config import TrainConfig
+
+  search = summaries.hparams(TrainConfig(model=ModelConfig(n_blocks=4)))
+  assert search["pattern"] == "SuperNet" and "attention_blocks" not in search  # (was -1)
+  fixed = summaries.hparams(TrainConfig(model=ModelConfig(n_blocks=4, architecture="sfsf")))
+  assert fixed["attention_blocks"] == 2 and set(fixed) == set(summaries.HPARAM_NAMES)
+  sub = dataclasses.replace(ModelConfig(n_blocks=4), architecture="s???")
+  assert "attention_blocks" not in summaries.hparams(TrainConfig(model=sub))

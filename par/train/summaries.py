@@ -167,12 +167,13 @@ HPARAM_NAMES = (
 
 def hparams(config):
   """The settings a run is compared by in the HParams dashboard (a search's pattern is
-  "SuperNet", its attention blocks -1)."""
+  "SuperNet"; it has no count of attention blocks, so the dashboard shows none rather than a
+  -1 that sorts and plots as a count)."""
   c, m = config, config.model
-  return {
+  value = {
     "pattern": m.architecture if not m.is_supernet else (m.architecture or "SuperNet"),
     "search": m.is_supernet,
-    "attention_blocks": -1 if m.is_supernet else m.architecture.count("s"),
+    "attention_blocks": None if m.is_supernet else m.architecture.count("s"),
     "arch_split": c.arch_split,
     "seed": c.seed,
     "max_lr": c.max_lr,
@@ -181,6 +182,7 @@ def hparams(config):
     "mem_len": m.mem_len,
     "resource_weight": c.resource_weight,
   }
+  return {name: v for name, v in value.items() if v is not None}
 
 
 def write_hparams(model_dir, config):
