@@ -140,14 +140,16 @@ def test_a_search_writes_each_summary_once_under_tags_and_a_layout_that_lead_wit
     for chart in category.chart:
       for regex in chart.multiline.tag:
         assert any(re.fullmatch(regex, tag) for tag in written), (chart.title, regex)
-  # Block k's chart: its three kinds together, its entropy beside it.
+  # Block k's charts: one a kind (a chart of three tags drew them in one colour, with no
+  # legend), its entropy after them.
   charts = layout.category[1].chart
   for k in range(3):
-    together = [t for t in written if any(re.fullmatch(r, t) for r in charts[2 * k].multiline.tag)]
-    assert sorted(together) == sorted(
-      summaries.block_tag(k, n) for n in ("attention", "feed_forward", "identity")
-    )
-    assert list(charts[2 * k + 1].multiline.tag) == [f"^search/block{k}/entropy$"]
+    for j, name in enumerate(("attention", "feed_forward", "identity")):
+      chart = charts[4 * k + j]
+      drawn = [t for t in written if any(re.fullmatch(r, t) for r in chart.multiline.tag)]
+      assert drawn == [summaries.block_tag(k, name)], chart.title
+      assert chart.title == f"block {k}: probability of {name.replace('_', '-')}"
+    assert list(charts[4 * k + 3].multiline.tag) == [f"^search/block{k}/entropy$"]
   assert "resource term" in charts[-1].title
 
 

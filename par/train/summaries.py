@@ -107,12 +107,11 @@ def layout(search, searched, characters, resource=False, decoupled=False):
   if search:
     charts = []
     for k in searched:
-      charts.append(
-        _chart(
-          f"block {k}: probability of attention, feed-forward, identity",
-          *(block_tag(k, name) for name in KIND_NAMES.values()),
-        )
-      )
+      # One chart a branch: a chart of three tags draws them in one colour, with no legend.
+      charts += [
+        _chart(f"block {k}: probability of {name.replace('_', '-')}", block_tag(k, name))
+        for name in KIND_NAMES.values()
+      ]
       charts.append(
         _chart(f"block {k}: entropy (nats; ln 3 = 1.099 is uniform)", block_tag(k, "entropy"))
       )
@@ -126,10 +125,10 @@ def layout(search, searched, characters, resource=False, decoupled=False):
   if decoupled:
     charts = [
       _chart(
-        f"block {k}: share of paths that ran attention, feed-forward, identity",
-        *(block_tag(k, f"ran_{name}") for name in KIND_NAMES.values()),
+        f"block {k}: share of paths that ran {name.replace('_', '-')}", block_tag(k, f"ran_{name}")
       )
       for k in searched
+      for name in KIND_NAMES.values()
     ]
     categories.append(layout_pb2.Category(title="paths", chart=charts))
   schedule = [
