@@ -32,8 +32,8 @@ def test_notebook_runs_headless(wt2_small, readme_sample, tiny_sample_run):
   parameters.source += f"""
 # Overrides of tests/test_notebook.py
 CONFIG, TRAIN_STEPS, MODEL_DIR = "tiny", 0, {str(run_dir)!r}
-DATA_DIR, DATA_SOURCE, VOCAB_SIZE = {str(data_dir)!r}, {str(wt2_small)!r}, {readme_sample[0]}
-EVAL_SPLIT, PROMPT, MAX_TOKENS = "valid", "The game", 20
+DATA_DIR, DATA_SOURCE = {str(data_dir)!r}, {str(wt2_small)!r}
+PROMPT, MAX_TOKENS = "The game", 20
 INSTALL, COLAB_CELLS = False, False
 """
   NotebookClient(
@@ -45,8 +45,14 @@ INSTALL, COLAB_CELLS = False, False
   cells = {c.source.splitlines()[0]: c for c in notebook.cells if c.cell_type == "code"}
   # The device, first: this machine has no GPU, and the notebook says so plainly.
   device = notebook.cells[2]
-  assert device.source.startswith("DEVICE_CHECK") and "TensorFlow 2." in _text(device)
+  assert device.source.startswith("import os\n\nDEVICE_CHECK") and "TensorFlow 2." in _text(device)
   assert "WARNING: no GPU. TensorFlow sees only the CPU" in _text(device)
+  assert "oneDNN" not in _text(device) and "cuda" not in _text(device).lower()  # C++ noise
+  # The defaults on the README's offline route: the sample's vocabulary (the README's), and
+  # valid, since the sample has no test split.
+  assert readme_sample[0] == 7000
+  data = next(c for first, c in cells.items() if first.startswith("source = "))
+  assert "evaluating on valid" in _text(data)
   # Learning curves and the architecture's figures, inline although this is not Colab.
   shown = {
     c.source.splitlines()[-1]: [kind for o in c.outputs for kind in o.get("data", {})]
