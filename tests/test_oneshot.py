@@ -212,21 +212,28 @@ def test_a_decoupled_supernets_evaluation_follows_one_sampled_path_per_record(da
   assert forced(records.load_dataset(data_dir, "valid"), 4).nll != pytest.approx(nll, rel=1e-5)
 
 
-@pytest.mark.parametrize("sampling", ["uniform", "fair"])
-def test_a_decoupled_run_trains_its_paths_and_records_what_ran(tmp_path, data_dir, sampling):
-  config = TrainConfig(
-    model=dataclasses.replace(MODEL, sampling=sampling),
-    data_dir=str(data_dir),
+def _decoupled(data_dir, sampling, **changes):
+  """An 8-step run of a decoupled SuperNet of MODEL's shape, seed 1, no figures."""
+  settings = dict(
     train_steps=8,
     max_lr=3e-3,
     warmup_steps=2,
     steps_per_loop=4,
-    log_every=4,
     checkpoint_every=8,
-    plot_every=4,
+    plot_every=0,
     plots=False,
     seed=1,
   )
+  return TrainConfig(
+    model=dataclasses.replace(MODEL, sampling=sampling),
+    data_dir=str(data_dir),
+    **dict(settings, **changes),
+  )
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "fair"])
+def test_a_decoupled_run_trains_its_paths_and_records_what_ran(tmp_path, data_dir, sampling):
+  config = _decoupled(data_dir, sampling, log_every=4, plot_every=4)
   results = trainer.train_and_evaluate(config, tmp_path)
   assert results["pattern"] == "" and math.isfinite(results["valid"]["loss"])
   record = json.loads((tmp_path / "architecture.json").read_text())
@@ -279,19 +286,7 @@ def test_a_sub_supernets_score_is_a_fixed_model_with_its_weights(data_dir):
 
 
 def _one_shot(tmp_path, data_dir, sampling="uniform"):
-  config = TrainConfig(
-    model=dataclasses.replace(MODEL, sampling=sampling),
-    data_dir=str(data_dir),
-    train_steps=8,
-    max_lr=3e-3,
-    warmup_steps=2,
-    steps_per_loop=4,
-    checkpoint_every=8,
-    plot_every=0,
-    plots=False,
-    seed=1,
-  )
-  trainer.train_and_evaluate(config, tmp_path / "one-shot")
+  trainer.train_and_evaluate(_decoupled(data_dir, sampling), tmp_path / "one-shot")
   return tmp_path / "one-shot"
 
 
