@@ -23,6 +23,7 @@ from pathlib import Path
 from absl import app
 from absl import flags
 
+from par import signals
 from par.errors import Interrupted
 from par.errors import ParError  # Re-exported for scripts.
 from par.errors import explain_write_error
@@ -63,8 +64,8 @@ class _LogStream:
 
 def silence(stream):
   """Points a stream's descriptor at /dev/null (its reader has gone)."""
-  with contextlib.suppress(OSError, ValueError):
-    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+  with contextlib.suppress(ValueError):  # (a closed stream has no descriptor)
+    signals.to_devnull(stream.fileno())
 
 
 def run(main, command=None, define_flags=None):
@@ -97,7 +98,7 @@ def run(main, command=None, define_flags=None):
     except ParError as e:
       sys.exit(f"error: {e}")
     except BrokenPipeError:  # `script | head`: the reader has gone; so do we, quietly.
-      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+      signals.to_devnull(sys.stdout.fileno())
       sys.exit(128 + signal.SIGPIPE)
     except KeyboardInterrupt:
       print("interrupted", file=sys.stderr)

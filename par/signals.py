@@ -72,8 +72,13 @@ def write_stderr(line):
   try:
     os.write(2, line.encode())
   except OSError:  # BrokenPipeError, or a closed descriptor
-    with contextlib.suppress(OSError):
-      os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    to_devnull(2)
+
+
+def to_devnull(descriptor):
+  """Points a descriptor whose reader has gone at /dev/null: later writes succeed, unread."""
+  with contextlib.suppress(OSError):
+    os.dup2(os.open(os.devnull, os.O_WRONLY), descriptor)
 
 
 @contextlib.contextmanager

@@ -49,3 +49,17 @@ def training_paths(sampling, seed, n_blocks):
   if sampling == "fair":
     return fair_paths(seed, n_blocks)
   raise ValueError(f"{sampling!r} is not a decoupled sampling mode")
+
+
+def run_paths(model, inputs, targets, memory, step_paths):
+  """A decoupled SuperNet's forward pass over one step's paths, on the same batch: (NLL summed
+  over the paths, targets counted over them, the first path's next memory, which goes on).
+  Under a tape its gradient is the paths' gradients summed (FairNAS's one update)."""
+  nll = count = tf.constant(0.0)
+  carried = None
+  for j in range(step_paths.shape[0]):  # 1 or 3, static
+    hidden, after = model(inputs, memory=memory, training=True, path=step_paths[j])
+    path_nll, path_count = model.nll(hidden, targets)
+    nll, count = nll + path_nll, count + path_count
+    carried = after if carried is None else carried
+  return nll, count, carried

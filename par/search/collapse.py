@@ -8,6 +8,9 @@ least half of the network.
 
 import numpy as np
 
+from par.config import BLOCK_KINDS
+from par.config import argmax_pattern
+
 DOMINANT = 0.5
 
 
@@ -67,8 +70,8 @@ def margin_report(probabilities, history=()):
   """
   p = np.asarray(probabilities, np.float64)
   lead = margins(p)
-  kinds = "sfi"
-  pattern = "".join(kinds[k] for k in p.argmax(axis=1))
+  kinds = BLOCK_KINDS
+  pattern = argmax_pattern(p)
   cells = []
   for b, row in enumerate(p):
     first, second = np.argsort(row)[::-1][:2]

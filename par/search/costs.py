@@ -247,16 +247,9 @@ def measure_train_time(model, batch_size, seq_len, repeats=5, steps=4, seed=0):
   @tf.function
   def step(memory, call):
     with tf.GradientTape() as tape:
-      if model.is_decoupled:
+      if model.is_decoupled:  # the training step's own paths and pass
         drawn = paths.training_paths(model.config.sampling, tf.stack([noise[0], call]), searched)
-        nll = count = 0.0
-        carried = []
-        for j in range(drawn.shape[0]):  # as the training step: the first path's memory goes on
-          hidden, after = model(inputs, memory=memory, training=True, path=drawn[j])
-          path_nll, path_count = model.nll(hidden, targets)
-          nll, count = nll + path_nll, count + path_count
-          carried.append(after)
-        memory = carried[0]
+        nll, count, memory = paths.run_paths(model, inputs, targets, memory, drawn)
       else:
         hidden, memory = model(inputs, memory=memory, tau=0.5, seed=noise, training=True)
         nll, count = model.nll(hidden, targets)

@@ -156,10 +156,8 @@ def _average_random(randoms, average, baselines, seeds):
   per_seed = {
     name: [mean([get(r) for r in randoms[s]]) for s in seeds] for name, get in METRICS.items()
   }
-  where = [intervals.positions(r["pattern"]) for s in seeds for r in randoms[s]]
-  depths = [
-    float(np.mean([intervals.positions(r["pattern"]).depth for r in randoms[s]])) for s in seeds
-  ]
+  where = {s: [intervals.positions(r["pattern"]) for r in randoms[s]] for s in seeds}
+  depths = [float(np.mean([w.depth for w in where[s]])) for s in seeds]
   count = len(randoms[seeds[0]])
   row = {
     "model": "random orderings (average)",
@@ -172,7 +170,7 @@ def _average_random(randoms, average, baselines, seeds):
     "attention_blocks": _over_seeds(
       [float(np.mean([r["pattern"].count("s") for r in randoms[s]])) for s in seeds]
     ),
-    "thirds": np.mean([w.thirds for w in where], axis=0).tolist(),
+    "thirds": np.mean([w.thirds for s in seeds for w in where[s]], axis=0).tolist(),
     "depth": _over_seeds([d for d in depths if not np.isnan(d)]),
     "vs_baseline": compare.over_seeds(
       [average[s] for s in seeds], [compare.test_nll(baselines[s]["run"]) for s in seeds]

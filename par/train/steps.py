@@ -246,18 +246,12 @@ class StepLoop:
     """`gradients` of a decoupled SuperNet: each path's mean NLL over the same batch, summed
     in one tape (so the gradient is the paths' summed); the NLL and count reported are over
     all paths (their mean per token); the first path's memory goes on."""
-    nll = count = tf.constant(0.0)
-    carried = []
     with tf.GradientTape() as tape:
-      for j in range(step_paths.shape[0]):  # 1 or 3, static
-        hidden, after = self.model(inputs, memory=memory, training=True, path=step_paths[j])
-        path_nll, path_count = self.model.nll(hidden, targets)
-        nll, count = nll + path_nll, count + path_count
-        carried.append(after)
+      nll, count, carried = paths.run_paths(self.model, inputs, targets, memory, step_paths)
       loss = nll / tf.maximum(global_counts[0], 1.0) * scale
     grads = tape.gradient(loss, self.weight_variables)
     grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.weight_variables)]
-    return grads, (nll, count), (nll, count), tf.constant(0.0), carried[0]
+    return grads, (nll, count), (nll, count), tf.constant(0.0), carried
 
   def _apply(self, weight_grads, arch_grads):
     self.weights_optimizer.apply(weight_grads, self.weight_variables)
