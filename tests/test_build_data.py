@@ -354,7 +354,8 @@ def test_dropped_tails_leave_out_their_words_and_characters(
 ):
   # Word perplexity and bpc divide the NLL of the scored tokens: under "drop" by the words
   # and characters of the text before the dropped tail (a word counts when its first token is
-  # kept), not by the whole split's.
+  # kept), not by the whole split's; and never the first token's text, which nothing predicts
+  # (a word counts when its first token is predicted).
   body = "\n".join(DROP_LINES) + ("\n" if final_newline else "")
   corpus = tmp_path / "text"
   corpus.mkdir()
@@ -372,20 +373,28 @@ def test_dropped_tails_leave_out_their_words_and_characters(
   cut = split.tokens - split.dropped_tokens
   words, characters = split.scored
   if kind == "word":
-    assert words == cut  # every token is a word, every end of line one more
+    assert words == cut - 1 == split.targets  # every token a word, every end of line one more
   if kind == "char":
-    assert characters == cut  # every token is a byte, every end of line one more
+    assert characters == cut - 1 == split.targets  # every token a byte, every end of line too
   data = body.encode("utf-8") if kind == "char" else body
   line_starts = None
   if kind == "sentencepiece":
     line_starts = tokenizer.Tokenizer((tmp_path / "ds" / "spm.model").read_bytes()).starts
     line_starts = (lambda starts: lambda line: starts([line])[0])(line_starts)
-  kept = _naive_kept_text(data, kind, line_starts, cut)
   newline = b"\n" if kind == "char" else "\n"
-  assert words == len(kept.split()) + kept.count(newline)
-  assert characters == len(kept)
+
+  def counts(cut):  # of the text before token `cut`
+    kept = _naive_kept_text(data, kind, line_starts, cut)
+    return len(kept.split()) + kept.count(newline), len(kept)
+
+  # The first token's text, its word even when the token is SentencePiece's bare "▁".
+  head = (1, counts(1)[1])
+  assert head == (split.head_words, split.head_characters)
+  assert 0 <= head[1] <= len(DROP_LINES[0]) + 1  # SentencePiece's "▁" has none
+  assert (words, characters) == (counts(cut)[0] - head[0], counts(cut)[1] - head[1])
   assert (words, characters) < (split.words, split.characters)
   padded = build_dataset(corpus, tmp_path / "padded", dataclasses.replace(config, remainder="pad"))[
     0
   ].splits["valid"]
-  assert padded.scored == (padded.words, padded.characters) == (split.words, split.characters)
+  assert padded.scored == (split.words - head[0], split.characters - head[1])
+  assert (padded.words, padded.characters) == (split.words, split.characters)

@@ -347,8 +347,13 @@ def test_word_perplexity_and_bpc_divide_by_the_text_scored(data, tmp_path, remai
   if remainder == "drop":  # Fewer words and characters than the split's: the tail's are out.
     assert result.words < info.words and result.characters < info.characters
   assert result.word_perplexity == pytest.approx(np.exp(result.nll / info.scored[0]))
-  # A "drop" build from before the scored counts were kept: no word perplexity, no bpc.
-  old = dataclasses.replace(info, scored_words=None, scored_characters=None)
+  # The first token's text is in no denominator (nothing predicts it).
+  if remainder == "pad":
+    assert info.scored == (info.words - info.head_words, info.characters - info.head_characters)
+  assert info.head_words == 1 and info.head_characters > 0
+  # A "drop" build from before the scored counts were kept: no word perplexity, no bpc; one
+  # from before the first token's text was counted keeps it in (and says so).
+  old = dataclasses.replace(info, scored_words=None, scored_characters=None, head_words=None)
   words, characters = evaluate.denominators(old)
   assert (words, characters) == ((0, 0) if remainder == "drop" else (info.words, info.characters))
   unknown = evaluate.Result(result.nll, result.tokens, words, characters)
@@ -365,11 +370,8 @@ def test_a_text_file_scores_as_its_split_does_in_one_lane(data, run_dir, tmp_pat
   text_file = data / "text" / "valid.txt"
   got, mem_len = evaluate.evaluate_text(model, codec, text_file, 10**6, 8)
   expected, meta, _ = evaluate.evaluate_split(model, data / "ds", "valid", 10**6, 8, lanes=1)
-  assert (got.tokens, got.words, got.characters) == (
-    expected.tokens,
-    meta.splits["valid"].words,
-    meta.splits["valid"].characters,
-  )
+  assert (got.tokens, got.words, got.characters) == (expected.tokens, *meta.splits["valid"].scored)
+  assert meta.splits["valid"].head_words == 1
   assert got.nll == pytest.approx(expected.nll, rel=1e-6)
   assert mem_len == -(-(got.tokens) // 8) * 8  # cut to the one lane's length
   for content, message in ((b"", "is empty"), (b"a\x00b\n", "holds NUL bytes"), (b"\xff", "UTF-8")):
@@ -377,6 +379,32 @@ def test_a_text_file_scores_as_its_split_does_in_one_lane(data, run_dir, tmp_pat
     bad.write_bytes(content)
     with pytest.raises(evaluate.ParError, match=message):
       evaluate.evaluate_text(model, codec, bad, 8, 8)
+
+
+@pytest.mark.parametrize("first", ["", "  "])
+def test_a_one_line_text_counts_the_words_it_predicts(run_dir, tmp_path, first):
+  # One line of k words makes k + 1 tokens for a word model (k for this SentencePiece one
+  # when each word is one piece): the first is never predicted, so word perplexity divides by
+  # the k - 1 words after it and the end of the line, k in all (it divided by k + 1, so a
+  # one-line file printed 2696 where 8305 was right); bpc by the characters after the first
+  # token's: " w2 ... wk" and the end of line. An empty first line: its end is the first token.
+  run = runs.read_run(run_dir)
+  model, _ = runs.load_model(run, "checkpoint", eval_mode="expected")
+  codec = runs.load_tokenizer(run)
+  line = "the of and to in"
+  path = tmp_path / "one.txt"
+  path.write_text(f"{first}\n{line}\n" if first else f"{line}\n", encoding="utf-8")
+  got, _ = evaluate.evaluate_text(model, codec, path, 8, 8)
+  ids = codec.tokenize([first, line] if first else [line])
+  assert got.tokens == len(ids) - 1
+  if first:  # "  \n" is one token, the end of line: every word of the next line is scored
+    assert (got.words, got.characters) == (6, len(line) + 1 + 2 + 1 - 3)
+  else:
+    first_piece = codec.decode(ids[:1])
+    assert line.startswith(first_piece)
+    assert got.words == 5  # the four words after the first, the end of line
+    assert got.characters == len(line) + 1 - len(first_piece)
+  assert got.word_perplexity == pytest.approx(np.exp(got.nll / got.words))
 
 
 @pytest.mark.slow

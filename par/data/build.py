@@ -20,7 +20,6 @@ import collections
 import contextlib
 import dataclasses
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -155,24 +154,8 @@ class _Tokenizer:
   line_starts: typing.Callable | None = None  # SentencePiece: line -> where its tokens start
 
   def starts(self, piece):
-    """Where each token `encode(piece)` gives starts in the piece (an end of line's at its
-    "\n"), in the piece's units (characters, or bytes for char)."""
-    if self.kind == "char":
-      return list(range(len(piece)))
-    lines = piece.split("\n")  # The last is what follows the last end of line.
-    if self.kind == "word":
-      within = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
-    else:  # SentencePiece pieces are whole lines, the last of a file maybe without its end.
-      within = self.line_starts(lines if lines[-1] else lines[:-1]) + [[]]
-    found, offset = [], 0
-    for k, (line, starts) in enumerate(zip(lines, within)):
-      if k:
-        found.append(offset - 1)  # the end of the line before
-      found += [offset + at for at in starts]
-      offset += len(line) + 1
-    if self.kind == "sentencepiece" and lines[-1]:
-      found.append(len(piece))  # SentencePiece ends an unterminated last line too
-    return found
+    """Where each token `encode(piece)` gives starts in the piece (`tokenizer.piece_starts`)."""
+    return tokenizer.piece_starts(self.kind, piece, self.line_starts)
 
 
 def _make_tokenizer(config, train_path, train_stats, counter, model):
@@ -308,9 +291,11 @@ def _write_split(stream_path, built, split, stats, config, made):
     stats.path, made.kind == "char", whole_lines=made.kind == "sentencepiece"
   )
   tokens = unknown = 0
+  head = None
   tail = _Tail(config.batch_size * config.seq_len)
   with open(stream_path, "wb") as f:
     for piece in reader:
+      head = head or text_lib.head_counts(piece, made.starts(piece))
       ids, missing = made.encode(piece)
       ids.astype(np.int32, copy=False).tofile(f)
       tail.add(piece, tokens, tokens + len(ids), reader.before)
@@ -343,6 +328,8 @@ def _write_split(stream_path, built, split, stats, config, made):
     unknown=unknown,
     scored_words=scored[0],
     scored_characters=scored[1],
+    head_words=head[0],
+    head_characters=head[1],
   )
 
 

@@ -81,17 +81,26 @@ class SplitMeta:
   # when its first token is kept). None in builds from before they were counted.
   scored_words: int | None = None
   scored_characters: int | None = None
+  # The words and characters of the first token's text, which no model predicts
+  # (`text.head_counts`). None in builds from before they were counted.
+  head_words: int | None = None
+  head_characters: int | None = None
 
   @property
   def scored(self):
     """(words, characters) of the text the records score, the denominators of word-level
-    perplexity and bits per character: the split's own, or without the dropped tail; (0, 0)
-    when unknown (a "drop" build from before they were counted: rebuild it)."""
-    if not self.dropped_tokens:
-      return self.words, self.characters
-    if self.scored_words is None:
-      return 0, 0
-    return self.scored_words, self.scored_characters
+    perplexity and bits per character: the split's own, without the first token's text
+    (never predicted) and without a dropped tail; (0, 0) when unknown (a "drop" build from
+    before they were counted: rebuild it). A build from before the first token's text was
+    counted keeps it in (one word in the split's; `evaluate.denominators` says so)."""
+    words, characters = self.words, self.characters
+    if self.dropped_tokens:
+      if self.scored_words is None:
+        return 0, 0
+      words, characters = self.scored_words, self.scored_characters
+    if self.head_words is not None:
+      words, characters = words - self.head_words, characters - self.head_characters
+    return words, characters
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,17 @@ def word_count(piece, continues=False):
   return count - 1 if continues and piece[:1] and not piece[:1].isspace() else count
 
 
+def head_counts(piece, starts):
+  """(words, characters) of a text's first token, which no model predicts (nothing comes
+  before it): the text before its second token (`piece` its start, `starts` where the piece's
+  tokens start). The first word is the first token's, as a word counts for a dropped tail
+  when its first token is kept; what word perplexity and bits per character leave out of
+  their denominators."""
+  end = starts[1] if len(starts) > 1 else len(piece)
+  # A first token of no characters (SentencePiece's "▁" of the first word) still begins it.
+  return word_count(piece[: max(end, 1)]), end
+
+
 class SplitReader:
   """One pass over a split file: iterate for its text in pieces, then read `stats`.
 

@@ -235,6 +235,28 @@ class Tokenizer:
     return np.concatenate(chunks) if chunks else np.zeros([0], np.int32)
 
 
+def piece_starts(kind, piece, line_starts=None):
+  """Where each token of a piece of text starts in it (an end of line's at its "\n"), in the
+  piece's units (characters, or bytes for char): `kind`'s tokens, SentencePiece's found by
+  `line_starts` (lines -> where each line's tokens start, `Tokenizer.starts`)."""
+  if kind == "char":
+    return list(range(len(piece)))
+  lines = piece.split("\n")  # The last is what follows the last end of line.
+  if kind == "word":
+    within = [[m.start() for m in re.finditer(r"\S+", line)] for line in lines]
+  else:  # SentencePiece pieces are whole lines, the last of a file maybe without its end.
+    within = line_starts(lines if lines[-1] else lines[:-1]) + [[]]
+  found, offset = [], 0
+  for k, (line, starts) in enumerate(zip(lines, within)):
+    if k:
+      found.append(offset - 1)  # the end of the line before
+    found += [offset + at for at in starts]
+    offset += len(line) + 1
+  if kind == "sentencepiece" and lines[-1]:
+    found.append(len(piece))  # SentencePiece ends an unterminated last line too
+  return found
+
+
 class Codec:
   """One line of text to ids and back, whatever the tokenizer (for generation and the tools).
 
@@ -272,6 +294,14 @@ class Codec:
       return ids, unknown
     ids, unknown = self._vocabulary.encode_line(line)
     return ids.tolist(), unknown
+
+  def starts(self, piece):
+    """Where each token of a piece of whole lines starts in it (`piece_starts`)."""
+    if self._processor is not None:
+      if self._encoder is None:
+        self._encoder = Tokenizer(self._model_proto)
+      return piece_starts(self.kind, piece, self._encoder.starts)
+    return piece_starts(self.kind, piece)
 
   def tokenize(self, lines):
     """The token stream of `lines` (str; bytes for char), each line's ids then the end-of-line

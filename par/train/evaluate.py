@@ -8,9 +8,11 @@ where words are the whitespace words plus one per line of the text scored, the d
 of word-level results on WikiText, and characters its characters plus one per line (bytes
 for a char dataset, whose tokens they are: bpc is then the loss in bits, as Transformer-XL
 reports enwik8 and text8). The text scored is the split's, or under `--remainder=drop` the
-part before the dropped tail (`records.SplitMeta.scored`). Every token of it after the first
-is scored once (padding is masked), with the memory carried across segments as in training,
-and the SuperNet's deterministic architecture (eval_mode).
+part before the dropped tail (`records.SplitMeta.scored`), without its first token's text:
+nothing predicts the first token, so its word and characters are in no denominator
+(`text.head_counts`; Transformer-XL divides by the tokens predicted too). Every token after
+the first is scored once (padding is masked), with the memory carried across segments as in
+training, and the SuperNet's deterministic architecture (eval_mode).
 
 The layout (`Layout`): the dataset's records as they are, or the split's continuous text cut
 into another number of lanes (`--eval_batch_size`; Transformer-XL evaluates 10) or segment
@@ -84,6 +86,14 @@ def denominators(info):
       "%s: a --remainder=drop build from before its scored words were counted; word "
       "perplexity and bpc are left out (rebuild the dataset to get them)",
       info.source,
+    )
+  elif info.head_words is None:
+    logging.warning(
+      "%s: a build from before its first token's text was counted: word perplexity and bpc "
+      "count the first word, which is never predicted, too (1 of %d words; rebuild the "
+      "dataset for the exact denominators)",
+      info.source,
+      words,
     )
   return words, characters
 
@@ -408,4 +418,7 @@ def evaluate_text(model, codec, path, mem_len, seq_len, clamp_len=None, same_len
   mem_len = memory_for(mem_len, [Layout(1, seq_len, len(inputs), True)])
   evaluator = Evaluator(model, mem_len, clamp_len=clamp_len, same_length=same_length)
   dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
-  return evaluator(dataset, 1, lines.words, characters=lines.characters), mem_len
+  first = lines.lines[0] + (b"\n" if codec.kind == "char" else "\n")
+  head_words, head_characters = text_lib.head_counts(first, codec.starts(first))
+  words, characters = lines.words - head_words, lines.characters - head_characters
+  return evaluator(dataset, 1, words, characters=characters), mem_len
