@@ -318,6 +318,9 @@ def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
   from par import runs
   from par.study import known_answers
 
+  from par.data import tasks
+
+  known_answers.prepare(tasks.TASKS["pair"], tmp_path)  # its dataset: the lanes of the bound
   rng = np.random.default_rng(0)
   all_patterns = ranking.all_patterns(4)
   true = {p: 1.0 + 0.01 * k for k, p in enumerate(sorted(all_patterns, key=lambda p: p[::-1]))}
@@ -365,6 +368,10 @@ def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
   answer = saved["answers"]["pair"]
   assert answer["best"] == order[0] and answer["runner_up"] == order[1]
   assert answer["seed_sd_of_loss"] == pytest.approx(np.std([0.001, -0.001], ddof=1))
+  # The bound its 16 evaluation lanes of 752 tokens can reach, and the one-lane bound.
+  pair = tasks.TASKS["pair"]
+  assert answer["bound_ppl"] == pytest.approx(math.exp(pair.process_nll("valid", 752)))
+  assert answer["bound_ppl_one_lane"] == pytest.approx(math.exp(pair.process_nll("valid")))
   assert f"`{order[0]}`" in (tmp_path / "benchmark.md").read_text()
 
 

@@ -70,10 +70,12 @@ class Task:
       (directory / f"{split}.txt").write_text("".join(line + "\n" for line in self.lines(split)))
     return directory
 
-  def process_nll(self, split):
+  def process_nll(self, split, lane=None):
     """The generating process's own NLL on the split's text, nats per target token: the bound
-    on that very text (its expectation over texts is `entropy_bound`)."""
-    return process_nll(self, [w for line in self.lines(split) for w in line.split()])
+    on that very text (its expectation over texts is `entropy_bound`). With `lane`, the
+    tokens of each evaluation lane (`records.lane_length`), the bound an evaluation in lanes
+    can reach: a lane's targets see only the lane's tokens before them (`process_nll`)."""
+    return process_nll(self, [w for line in self.lines(split) for w in line.split()], lane)
 
   def entropy_bound(self, split):
     """The split's exact entropy bound, nats per target token (see the module docstring)."""
@@ -96,21 +98,53 @@ class Task:
     return (total - first) / (tokens - 1)
 
 
-def process_nll(task, words):
+def process_nll(task, words, lane=None):
   """The NLL per target of the one-line text `words` (then its end of line) under `task`'s
   generating process: every word but the first is a target, and the end of line, which comes
-  at a length fixed in advance, costs nothing."""
+  at a length fixed in advance, costs nothing.
+
+  With `lane`, the text is evaluated in lanes of that many targets, as `records.relane` and a
+  dataset's records lay it out: target t sees only the tokens from its lane's first, s =
+  ⌊(t − 1) / lane⌋ · lane, on. A copy whose source lies before s is then a guess; the pair
+  task's first target of a lane after the text's first sees one symbol, and is predicted
+  from it as well as it can be (`pair_given_one`)."""
   ids = np.array([int(w[1:]) for w in words])
   m = task.symbols
+  t = np.arange(1, len(ids))  # the targets
+  start = (t - 1) // lane * lane if lane else np.zeros_like(t)
   if task.name == "pair":
     table = pair_table(m, task.seed)
     hit = ids[2:] == table[ids[:-2], ids[1:-1]]
-    nll = math.log(m) + float(-np.log(np.where(hit, 1 - task.noise, 0) + task.noise / m).sum())
+    given_two = -np.log(np.where(hit, 1 - task.noise, 0) + task.noise / m)
+    nll = np.concatenate([[math.log(m)], given_two])
+    alone = (t - start == 1) & (t > 1)  # a lane's first target, but the text's
+    if alone.any():
+      given_one = pair_given_one(m, task.noise, task.seed)
+      nll[alone] = -np.log(given_one[ids[t[alone] - 1], ids[t[alone]]])
+    nll = float(nll.sum())
   elif task.name == "copy":
-    nll = math.log(m) * sum(1 for t in range(1, len(ids)) if t % 2 == 0 or t < task.lag)
+    free = (t % 2 == 0) | (t - task.lag < start)
+    nll = math.log(m) * int(free.sum())
   else:
     nll = float(-np.log(zipf_probabilities(m, task.zipf)[ids[1:]]).sum())
   return nll / len(words)
+
+
+def pair_given_one(symbols, noise, seed=0, tolerance=1e-13):
+  """P(next | the one symbol before) of the pair task's chain once it runs in its stationary
+  state, [m, m]: the best prediction from one symbol of context. The stationary law of the
+  chain of pairs (a, b) -> (b, c), found by iterating it (the noise mixes it fast)."""
+  table = pair_table(symbols, seed)
+  pi = np.full([symbols, symbols], 1.0 / symbols**2)
+  for _ in range(100_000):
+    following = np.zeros([symbols, symbols])  # (b, c): the next pair's law
+    np.add.at(following, (np.broadcast_to(np.arange(symbols), table.shape), table), pi)
+    following = (1 - noise) * following + noise / symbols * pi.sum(axis=0)[:, None]
+    done = np.abs(following - pi).max() < tolerance
+    pi = following
+    if done:
+      break
+  return pi / pi.sum(axis=1, keepdims=True)
 
 
 def pair_table(symbols, seed=0):
