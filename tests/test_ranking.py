@@ -316,9 +316,8 @@ def test_the_known_answer_report_ranks_what_each_search_derives(tmp_path):
   # A work directory as the benchmark leaves it, without training: every pattern's retrained
   # results and one search's ranking; the report finds the answer, ranks and ratios.
   from par import runs
-  from par.study import known_answers
-
   from par.data import tasks
+  from par.study import known_answers
 
   known_answers.prepare(tasks.TASKS["pair"], tmp_path)  # its dataset: the lanes of the bound
   rng = np.random.default_rng(0)
