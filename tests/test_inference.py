@@ -3,7 +3,14 @@ incremental generation, and the scripts that do both."""
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,6 +388,48 @@ def test_a_text_file_scores_as_its_split_does_in_one_lane(data, run_dir, tmp_pat
       evaluate.evaluate_text(model, codec, bad, 8, 8)
 
 
+def test_a_text_is_read_once_in_pieces_and_scored_in_calls_that_can_stop(
+  data, run_dir, tmp_path, monkeypatch
+):
+  # The same result whole or in calls of one segment, read in pieces of 64 bytes (a call
+  # returns to Python, where a signal stops it and progress is logged), and from a fifo,
+  # which can be read once only (it hung; `--text=<(zcat f.gz)` was "empty": the file was
+  # read twice).
+  from par.data import text as text_lib
+
+  run = runs.read_run(run_dir)
+  model, _ = runs.load_model(run, "checkpoint", eval_mode="expected")
+  codec = runs.load_tokenizer(run)
+  source = data / "text" / "valid.txt"
+  whole, _ = evaluate.evaluate_text(model, codec, source, 16, 8, chunk_tokens=10**9)
+  calls = []
+  score = evaluate.Evaluator.score_segments
+  monkeypatch.setattr(
+    evaluate.Evaluator, "score_segments", lambda self, *a: calls.append(1) or score(self, *a)
+  )
+  monkeypatch.setattr(text_lib, "PIECE_BYTES", 64)
+  monkeypatch.setattr(evaluate, "_PROGRESS_SECONDS", 0.0)
+  logged = []
+  monkeypatch.setattr(evaluate.logging, "info", lambda *a: logged.append(a[0] % a[1:]))
+  pieces, _ = evaluate.evaluate_text(model, codec, source, 16, 8, chunk_tokens=8)
+  assert len(calls) == -(-whole.tokens // 8) > 10
+  assert (pieces.tokens, pieces.words, pieces.characters) == (
+    whole.tokens,
+    whole.words,
+    whole.characters,
+  )
+  assert pieces.nll == pytest.approx(whole.nll, rel=1e-6)
+  assert any("MiB read (" in line and "s left" in line for line in logged), logged
+  fifo = tmp_path / "fifo"
+  os.mkfifo(fifo)
+  writer = threading.Thread(target=lambda: fifo.write_bytes(source.read_bytes()))
+  writer.start()
+  piped, _ = evaluate.evaluate_text(model, codec, fifo, 16, 8)
+  writer.join()
+  assert (piped.tokens, piped.words) == (whole.tokens, whole.words)
+  assert piped.nll == pytest.approx(whole.nll, rel=1e-6)
+
+
 @pytest.mark.parametrize("first", ["", "  "])
 def test_a_one_line_text_counts_the_words_it_predicts(run_dir, tmp_path, first):
   # One line of k words makes k + 1 tokens for a word model (k for this SentencePiece one
@@ -425,6 +474,37 @@ def test_evaluate_script_scores_a_text_file(run_dir, data, tmp_path):
     "scripts/evaluate.py", f"--model_dir={run_dir}", "--text=x.txt", "--split=test"
   )
   assert "--text scores a file as one lane" in error_line(result)
+  # A pipe is read once: `--text=<(cat f)` scores as the file does (it said "is empty").
+  script = Path(__file__).parents[1] / "scripts" / "evaluate.py"
+  piped = subprocess.run(
+    [
+      "bash",
+      "-c",
+      f"{sys.executable} {script} --model_dir={run_dir} "
+      f"--text=<(cat {data / 'text' / 'valid.txt'})",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert piped.returncode == 0, piped.stderr[-2000:]
+  assert json.loads(piped.stdout)["nll"] == pytest.approx(printed["nll"], rel=1e-6)
+  # Ctrl-C while a long text is scored stops it at once (it was ignored for half an hour).
+  big = tmp_path / "big.txt"
+  big.write_text((data / "text" / "valid.txt").read_text() * 4000)
+  process = subprocess.Popen(
+    [sys.executable, str(script), f"--model_dir={run_dir}", f"--text={big}"],
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  for line in process.stderr:
+    if "Ctrl-C stops it" in line:
+      break
+  started = time.monotonic()
+  process.send_signal(signal.SIGINT)
+  assert process.wait(timeout=60) == 130
+  assert time.monotonic() - started < 20
+  assert process.stderr.read().strip().splitlines()[-1] == "interrupted"
 
 
 def test_token_nlls_are_each_tokens_nll_in_text_order(data):

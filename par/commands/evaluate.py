@@ -34,7 +34,8 @@ def define_flags():
     None,
     "Score this UTF-8 text file instead of a split (bytes for a char run): tokenized with the "
     "run's tokenizer, the whole file as one lane in segments of --seq_len (default: the run's "
-    "dataset's), the memory carried. Needs no dataset.",
+    "dataset's), the memory carried. Read once as it is scored, so a pipe works "
+    "(--text=<(zcat f.gz)); progress every 30 s, Ctrl-C stops it. Needs no dataset.",
   )
   flags.DEFINE_string(
     "data_dir", None, "Dataset directory (default: the run's); must use the run's tokenizer."
@@ -86,7 +87,7 @@ def main(argv):
     if FLAGS["split"].present or FLAGS.data_dir or FLAGS.eval_batch_size:
       raise cli.ParError("--text scores a file as one lane: no --split, --data_dir or lanes")
     codec = runs.load_tokenizer(run)  # Before TF's import: a missing tokenizer is one line.
-    text.read_scorable_text(FLAGS.text, codec.kind == "char")  # So is a file it cannot score.
+    text.check_readable(FLAGS.text)  # So is a file it cannot open (it is read once, later).
   else:
     # Every record's CRCs too, before TensorFlow's start-up: a damaged split is one line at
     # once (the evaluation checks them again as it reads).

@@ -219,6 +219,17 @@ def read_scorable_text(path, binary=False):
   return text
 
 
+def check_readable(path):
+  """ParError unless `path` is a file, a pipe or a fifo that can be opened for reading: what
+  can be checked of a text to score without reading it (a pipe is read once)."""
+  path = Path(path)
+  if path.is_dir():
+    raise ParError(f"{path} is a directory, not a text file")
+  if not os.access(path, os.R_OK):
+    reason = "no such file" if not os.path.lexists(path) else "permission denied"
+    raise ParError(f"cannot read {path}: {reason}")
+
+
 def find_split_files(path):
   """Maps split name to file: a directory of split files, or one file used as train."""
   path = Path(path)

@@ -29,6 +29,7 @@ import re
 import numpy as np
 import sentencepiece as spm
 
+from par.data import text as text_lib
 from par.data import vocab as vocab_lib
 from par.errors import ParError
 
@@ -302,6 +303,14 @@ class Codec:
         self._encoder = Tokenizer(self._model_proto)
       return piece_starts(self.kind, piece, self._encoder.starts)
     return piece_starts(self.kind, piece)
+
+  def encode_piece(self, piece):
+    """The ids of a piece of text as `text.SplitReader` yields it (whole lines for
+    SentencePiece), the end-of-line id for each end of line: as a dataset's build tokenizes
+    it (SentencePiece ends an unterminated last line too)."""
+    if self._processor is not None:
+      return self.tokenize(text_lib.lines_of(piece))
+    return self._vocabulary.encode_piece(piece)[0]
 
   def tokenize(self, lines):
     """The token stream of `lines` (str; bytes for char), each line's ids then the end-of-line

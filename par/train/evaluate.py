@@ -22,6 +22,9 @@ longer than the longest lane gives the same result as one of its length, and is 
 
 import dataclasses
 import math
+import os
+import stat
+import time
 
 import keras
 import numpy as np
@@ -191,6 +194,7 @@ class Evaluator:
     self.stop = stop
     self.sampled_paths = model.is_decoupled if sampled_paths is None else sampled_paths
     self._run = tf.function(self._loop)
+    self._segments = None
 
   def _loop(self, iterator, batch_size, records):
     strategy, model = self.strategy, self.model
@@ -232,6 +236,35 @@ class Evaluator:
       inputs, targets = next(iterator)
       total, count, memory, record = add(total, count, inputs, targets, memory, record)
     return total, count
+
+  def score_segments(self, inputs, targets, memory, record):
+    """(summed NLL, tokens scored, the memory after) of consecutive segments [S, B, T] from
+    `memory`, record `record` first: one call of a loop that a caller repeats over a stream,
+    the memory carried (`evaluate_text`). Default strategy only."""
+    if self._segments is None:
+      self._segments = tf.function(self._segments_loop, reduce_retracing=True)
+    nll, count, memory = self._segments(
+      tf.constant(inputs), tf.constant(targets), memory, tf.constant(record, tf.int64)
+    )
+    return float(nll), int(count), memory
+
+  def _segments_loop(self, inputs, targets, memory, record):
+    total = tf.constant(0.0, tf.float64)
+    count = tf.constant(0.0, tf.float64)
+    for s in tf.range(tf.shape(inputs, out_type=tf.int64)[0]):
+      seed = tf.stack([tf.constant(PATHS_SEED, tf.int64), record + s])
+      hidden, memory = self.model(
+        inputs[s],
+        memory=memory,
+        training=False,
+        clamp_len=self.clamp_len,
+        same_length=self.same_length,
+        seed=seed if self.sampled_paths else None,
+      )
+      nll, tokens = self.model.nll(hidden, targets[s])
+      total += tf.cast(nll, tf.float64)
+      count += tf.cast(tokens, tf.float64)
+    return total, count, memory
 
   def __call__(
     self,
@@ -401,24 +434,163 @@ def split_token_nlls(model, run, split="test"):
   return token_nlls(model, dataset, split_layout.lanes, mem_len, clamp_len, same_length)
 
 
-def evaluate_text(model, codec, path, mem_len, seq_len, clamp_len=None, same_length=None):
+# Tokens a `evaluate_text` call scores between two returns to Python, where a signal stops it
+# and progress is logged: a few seconds of a base model on a CPU.
+TEXT_CHUNK_TOKENS = 1 << 14
+_PROGRESS_SECONDS = 30.0
+
+
+def evaluate_text(
+  model,
+  codec,
+  path,
+  mem_len,
+  seq_len,
+  clamp_len=None,
+  same_length=None,
+  chunk_tokens=TEXT_CHUNK_TOKENS,
+):
   """Evaluates `model` on a text file tokenized with its run's tokenizer (`codec`): the whole
   file as one continuous lane, in segments of `seq_len`, the memory carried from one to the
-  next (cut to the file's length). Returns (`Result`, the memory length used).
+  next (cut to the file's length when the file is shorter). Returns (`Result`, the memory
+  length used).
+
+  The file is read once, a piece at a time (`text.SplitReader`), as it is scored: a pipe or
+  a fifo (`--text=<(zcat f.gz)`) works, memory does not grow with the file, and every
+  `chunk_tokens` tokens the loop returns to Python, where Ctrl-C or SIGTERM stops it and
+  progress is logged. The tokens are the ones a dataset built from the file holds.
 
   Raises:
     ParError: the file cannot be read, is empty, not UTF-8 (for a word or SentencePiece
       tokenizer), binary (NUL bytes), or too short for one target.
   """
-  lines = text_lib.read_scorable_text(path, codec.kind == "char")
-  stream = codec.tokenize(lines.lines)
-  if len(stream) < 2:
-    raise ParError(f"{path} has {len(stream)} token: nothing to predict")
-  inputs, targets = records.relane(stream, 1, seq_len)
-  mem_len = memory_for(mem_len, [Layout(1, seq_len, len(inputs), True)])
+  tokens = _TextTokens(path, codec)
+  segments = _Segments(tokens, seq_len)
+  # A memory longer than the text attends to nothing more: read as far as the memory
+  # reaches, and cut it if the text ends first.
+  ahead = segments.read_ahead(mem_len + seq_len + 1)
+  if segments.ended:
+    if ahead < 2:
+      raise ParError(f"{path} has {ahead} token: nothing to predict")
+    mem_len = memory_for(mem_len, [Layout(1, seq_len, -(-(ahead - 1) // seq_len), True)])
   evaluator = Evaluator(model, mem_len, clamp_len=clamp_len, same_length=same_length)
-  dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
-  first = lines.lines[0] + (b"\n" if codec.kind == "char" else "\n")
-  head_words, head_characters = text_lib.head_counts(first, codec.starts(first))
-  words, characters = lines.words - head_words, lines.characters - head_characters
-  return evaluator(dataset, 1, words, characters=characters), mem_len
+  memory = model.initial_memory(1, mem_len)
+  total, count, record = 0.0, 0, 0
+  per_call = max(chunk_tokens // seq_len, 1)
+  started = logged = time.monotonic()
+  for inputs, targets in segments.chunks(per_call):
+    nll, scored, memory = evaluator.score_segments(inputs, targets, memory, record)
+    total, count, record = total + float(nll), count + int(scored), record + len(inputs)
+    if record == len(inputs):
+      logging.info("scoring %s: Ctrl-C stops it; progress every %.0f s", path, _PROGRESS_SECONDS)
+    elif time.monotonic() - logged > _PROGRESS_SECONDS:
+      logged = time.monotonic()
+      logging.info(
+        "%s: %s, %d tokens scored, loss so far %.4f",
+        path,
+        tokens.progress(logged - started),
+        count,
+        total / max(count, 1),
+      )
+  words, characters = tokens.denominators()
+  return Result(total, count, words, characters), mem_len
+
+
+class _TextTokens:
+  """A text file's tokens, a piece at a time, as a dataset built from it holds them: each
+  piece's tokens (`Codec.encode_piece`), the end of an unterminated last line added; the
+  words and characters counted as they pass (`denominators`)."""
+
+  def __init__(self, path, codec):
+    self.path, self.codec = path, codec
+    binary = codec.kind == "char"
+    self._reader = text_lib.SplitReader(path, binary, whole_lines=codec.kind == "sentencepiece")
+    self._nul = b"\0" if binary else "\0"
+    self._size = _file_size(path)
+    self._head = None
+    self._bytes = 0
+
+  def progress(self, elapsed):
+    """How much of the file has been read and, when its size is known, what is left."""
+    done = self._bytes / 2**20
+    if not self._size:  # a pipe
+      return f"{done:.1f} MiB read"
+    share = self._bytes / self._size
+    left = elapsed * (1 - share) / share if share else float("inf")
+    return f"{done:.1f} of {self._size / 2**20:.1f} MiB read ({100 * share:.0f}%), about " + (
+      f"{left / 60:.0f} min left" if left >= 60 else f"{left:.0f} s left"
+    )
+
+  def __iter__(self):
+    for piece in self._reader:
+      if self._nul in piece:
+        raise ParError(f"{self.path} holds NUL bytes: it is binary, not text; nothing was scored")
+      if self._head is None:
+        self._head = text_lib.head_counts(piece, self.codec.starts(piece))
+      self._bytes += len(piece if isinstance(piece, bytes) else piece.encode("utf-8"))
+      yield self.codec.encode_piece(piece)
+    if self.codec.kind != "sentencepiece" and not self._reader.stats.ends_with_newline:
+      yield np.array([self.codec.eos_id], np.int32)  # The last line's end.
+
+  def denominators(self):
+    """(words, characters) of the text scored: the file's, without its first token's."""
+    stats = self._reader.stats
+    return stats.words - self._head[0], stats.characters - self._head[1]
+
+
+def _file_size(path):
+  try:
+    info = os.stat(path)
+  except OSError:
+    return 0  # SplitReader names the problem when it opens the file.
+  return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+
+class _Segments:
+  """One lane's (inputs, targets) [S, 1, seq_len] from a stream of token pieces, as
+  `records.relane(stream, 1, seq_len)` lays the whole stream out, read as they are needed."""
+
+  def __init__(self, pieces, seq_len):
+    self._pieces = iter(pieces)
+    self._seq_len = seq_len
+    self._pending = [np.zeros([0], np.int32)]
+    self._held = 0
+    self.ended = False
+
+  def read_ahead(self, tokens):
+    """Reads until `tokens` are held or the stream ends; the number held."""
+    while self._held < tokens and not self.ended:
+      piece = next(self._pieces, None)
+      if piece is None:
+        self.ended = True
+      else:
+        self._pending.append(np.asarray(piece, np.int32))
+        self._held += len(piece)
+    return self._held
+
+  def chunks(self, segments):
+    """(inputs, targets) of up to `segments` segments at a time, the last padded."""
+    t = self._seq_len
+    while True:
+      self.read_ahead(segments * t + 1)
+      held = np.concatenate(self._pending)
+      full = min((len(held) - 1) // t, segments) if len(held) > 1 else 0
+      if not self.ended or full == segments:
+        if full == 0:
+          return
+        used = held[: full * t + 1]
+        self._pending, self._held = [held[full * t :]], len(held) - full * t
+        yield _cut(used, full, t)
+        continue
+      if len(held) < 2:
+        return
+      count = -(-(len(held) - 1) // t)
+      padded = np.concatenate([held, np.full([count * t + 1 - len(held)], records.PAD_ID)])
+      self._pending, self._held = [np.zeros([0], np.int32)], 0
+      yield _cut(padded.astype(np.int32), count, t)
+      return
+
+
+def _cut(stream, count, t):
+  windows = np.stack([stream[k * t : (k + 1) * t + 1] for k in range(count)])[:, None, :]
+  return np.maximum(windows[:, :, :-1], 0), np.ascontiguousarray(windows[:, :, 1:])
