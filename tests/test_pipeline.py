@@ -500,7 +500,38 @@ def test_tradeoff_script_refuses_a_directory_without_results(tmp_path):
     run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")
   )
   assert line.startswith(f"error: {tmp_path}/results.json is not a pipeline's results")
-  assert not list(tmp_path.glob("f.*"))
+  # A row without a key it draws; no row with a valid perplexity (it drew empty figures and
+  # exited 0); --output a directory or with a suffix (it wrote dir.png beside it, f.png.png).
+  row = {
+    "model": "m",
+    "pattern": "sf",
+    "attention_blocks": 1,
+    "train_seconds_per_token": 1e-6,
+    "eval_seconds_per_token": 1e-6,
+  }
+  for rows, message in (
+    ([dict(row, valid={"token_perplexity": 9.0}), {"model": "x"}], "row 2 has no pattern, "),
+    ([], "has no model with a valid perplexity: nothing to draw"),
+    ([row], "has no model with a valid perplexity: nothing to draw"),
+  ):
+    (tmp_path / "results.json").write_text(json.dumps({"seed": 1, "rows": rows}))
+    line = error_line(
+      run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={tmp_path}/f")
+    )
+    assert line.startswith(f"error: {tmp_path}/results.json") and message in line, line
+  (tmp_path / "results.json").write_text(
+    json.dumps({"seed": 1, "rows": [dict(row, valid={"token_perplexity": 9.0})]})
+  )
+  for output, message in (
+    (f"{tmp_path}/", "not a directory"),
+    (str(tmp_path), "not a directory"),
+    (f"{tmp_path}/f.png", "without a suffix"),
+  ):
+    line = error_line(
+      run_script("scripts/tradeoff.py", f"--work_dirs={tmp_path}", f"--output={output}")
+    )
+    assert line.startswith("error: --output") and message in line, line
+  assert not list(tmp_path.parent.glob(f"{tmp_path.name}.*")) and not list(tmp_path.glob("f.*"))
 
 
 def test_pipeline_refuses_repeated_searches(tmp_path):
@@ -705,3 +736,20 @@ def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
     )
     assert result.returncode != 0 and message in error_line(result), flags
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_work_directory_keeps_one_layout(tmp_path):
+  # One seed's pipeline keeps its runs and figures at the top; one over seeds in seed-<s>/
+  # with the study's results.json and depth figure at the top. Written over each other, the
+  # other layout's figures stayed beside the new results.json (a stale depth.png): refused.
+  from par.config import TrainConfig
+  from par.study import pipeline
+
+  config = TrainConfig()
+  (tmp_path / "one" / "models").mkdir(parents=True)
+  (tmp_path / "study" / "seed-1").mkdir(parents=True)
+  with pytest.raises(pipeline.ParError, match="holds a one-seed pipeline \\(models\\)"):
+    pipeline.run_pipeline(config, tmp_path / "one", seeds=(1, 2))
+  with pytest.raises(pipeline.ParError, match="holds a pipeline over seeds \\(seed-1\\)"):
+    pipeline.run_pipeline(config, tmp_path / "study")
+  assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "one", "seed-1", "study"]

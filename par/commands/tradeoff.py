@@ -27,6 +27,17 @@ def define_flags():
   flags.DEFINE_string("title", "", "The figure's title (default: a generic one).")
 
 
+# What each row needs to be drawn, by layout: one seed's rows, a study's rows over seeds.
+_ONE_SEED_KEYS = (
+  "model",
+  "pattern",
+  "attention_blocks",
+  "train_seconds_per_token",
+  "eval_seconds_per_token",
+)
+_STUDY_KEYS = ("model", "fixed", "train_us", "eval_us")
+
+
 def _summary(work_dir):
   path = Path(work_dir) / "results.json"
   if not path.is_file():
@@ -37,9 +48,19 @@ def _summary(work_dir):
       summary["label"] = f"seed {summary['seed']}"
     if not isinstance(summary["rows"], list):
       raise TypeError("its rows are not a list")
-    return summary
   except (ValueError, KeyError, TypeError) as e:
     raise cli.ParError(f"{path} is not a pipeline's results ({e})") from None
+  study = "seeds" in summary
+  needed = _STUDY_KEYS if study else _ONE_SEED_KEYS
+  drawn = 0
+  for k, row in enumerate(summary["rows"]):
+    missing = [key for key in needed if not isinstance(row, dict) or key not in row]
+    if missing:
+      raise cli.ParError(f"{path}: row {k + 1} has no {', '.join(missing)}: not a pipeline's row")
+    drawn += bool(row.get("valid_ppl") if study else "valid" in row)
+  if not drawn:
+    raise cli.ParError(f"{path} has no model with a valid perplexity: nothing to draw")
+  return summary
 
 
 def main(argv):
@@ -55,6 +76,15 @@ def main(argv):
   from par.search import plots
 
   output = Path(FLAGS.output)
+  if FLAGS.output.endswith("/") or output.is_dir():
+    raise cli.ParError(
+      f"--output is the figure's path without a suffix, not a directory: got {FLAGS.output} "
+      f"(e.g. {output / 'tradeoff'})"
+    )
+  if output.suffix in (".png", ".pdf"):
+    raise cli.ParError(
+      f"--output takes the path without a suffix (.png and .pdf are added): got {FLAGS.output}"
+    )
   if not output.parent.is_dir():
     raise cli.ParError(f"{output.parent} is not a directory")
   if studies:

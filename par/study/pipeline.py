@@ -304,6 +304,7 @@ def run_pipeline(
       f"{work_dir} is a training run's directory (it holds {runs.CONFIG_FILE}): a pipeline "
       "writes its own results.json there; give it a directory of its own"
     )
+  _check_layout(work_dir, bool(seeds))
   seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
     searches = _search(seeded, arch_splits, strategy, jobs)
@@ -323,6 +324,23 @@ def run_pipeline(
       return summaries[config.seed]["rows"]
     return seeds_lib.write(
       work_dir, summaries, meta_line(records.load_meta(config.data_dir), config)
+    )
+
+
+def _check_layout(work_dir, over_seeds):
+  """ParError when work_dir holds the other layout: a one-seed pipeline keeps its runs and
+  figures at the top, one over seeds in seed-<s>/ beside the study's own results.json and
+  depth figure, and one written over the other left the other's figures stale beside it."""
+  one_seed = [p.name for p in work_dir.glob("search*") if p.is_dir()] + [
+    p.name for p in [work_dir / workdir.MODELS] if p.is_dir()
+  ]
+  study = [p.name for p in work_dir.glob("seed-*") if p.is_dir()]
+  found, want = (one_seed, "over seeds") if over_seeds else (study, "of one seed")
+  if found:
+    kind = "a one-seed pipeline" if over_seeds else "a pipeline over seeds"
+    raise ParError(
+      f"{work_dir} holds {kind} ({', '.join(sorted(found)[:3])}): a pipeline {want} "
+      "would mix its results and figures with those; give it a --work_dir of its own"
     )
 
 
