@@ -15,6 +15,7 @@ Scripts call `run(main)` instead of `absl.app.run(main)`. On top of absl it give
 """
 
 import contextlib
+import logging as std_logging
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from par import signals
 from par.errors import Interrupted
@@ -218,7 +220,32 @@ def import_tensorflow():
     import tensorflow as tf
 
     tf.config.list_physical_devices()
+  std_logging.getLogger("tensorflow").addFilter(one_trace_per_model)
   return tf
+
+
+_OUR_TRACED = ("of <par.", "initial_memory.<locals>")  # how TF names our traced functions
+_said_traces = []
+
+
+def one_trace_per_model(record):
+  """Hides TensorFlow's "triggered tf.function retracing" warnings about par's own functions,
+  saying once why: each model a process trains or evaluates (a pipeline trains many) gets its
+  own training loop and evaluation loop, each traced once, and TensorFlow counts the traces
+  of one function's code across those objects. tests/test_pipeline.py checks that no object
+  is traced more often than its inputs' shapes ask. Any other function's warning stays."""
+  message = record.getMessage()
+  if "triggered tf.function retracing" not in message or not any(
+    ours in message for ours in _OUR_TRACED
+  ):
+    return True
+  if not _said_traces:
+    _said_traces.append(True)
+    logging.info(
+      "TensorFlow's retracing warnings are hidden: each model trained or evaluated in this "
+      "process has its own loops, traced once each, which TensorFlow counts as retracing"
+    )
+  return False
 
 
 def usable_cores():

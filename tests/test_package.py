@@ -130,3 +130,27 @@ def test_the_wheel_holds_the_commands_and_the_configs(tmp_path):
   assert configs == {p.name for p in (ROOT / "par" / "configs").glob("*.flags")}
   assert "par-train = par.commands.train:run" in entry_points
   assert "par/commands/train.py" in names
+
+
+def test_tensorflows_retracing_warnings_about_our_loops_are_hidden_once_said(monkeypatch):
+  # Only TensorFlow's retracing warnings that name par's own loops are hidden (each model
+  # has its own, traced once: tests/test_pipeline.py counts the traces), with one line.
+  import logging as std_logging
+
+  from par import cli
+
+  said = []
+  monkeypatch.setattr(cli, "_said_traces", [])
+  monkeypatch.setattr(cli.logging, "info", lambda *a: said.append(a[0]))
+
+  def record(name):
+    message = f"5 out of the last 5 calls to {name} triggered tf.function retracing. Tracing"
+    return std_logging.LogRecord("tensorflow", std_logging.WARNING, "x.py", 1, message, (), None)
+
+  ours = "<bound method StepLoop._run of <par.train.steps.StepLoop object at 0x7f>>"
+  assert not cli.one_trace_per_model(record(ours))
+  assert not cli.one_trace_per_model(record("<function initial_memory.<locals>.f at 0x7f>"))
+  assert cli.one_trace_per_model(record("<function user_code at 0x7f>"))
+  other = std_logging.LogRecord("tensorflow", 30, "x.py", 1, "something else", (), None)
+  assert cli.one_trace_per_model(other)
+  assert len(said) == 1 and "retracing warnings are hidden" in said[0]

@@ -103,12 +103,41 @@ def run_study(config, work_dir, seeds=STUDY_SEEDS):
   )
 
 
+LOOPS = []  # every training and evaluation loop the study made, to count their traces
+
+
 @pytest.fixture(scope="session")
 def study(tmp_path_factory, data_dir):
   """(work directory, the searches' config, the rows over seeds) of the pipeline above."""
+  from par.train import evaluate
+  from par.train import steps
+
   work = tmp_path_factory.mktemp("study")
   config = study_config(data_dir)
-  return work, config, run_study(config, work)
+  with pytest.MonkeyPatch.context() as patch:
+    for kind in (steps.StepLoop, evaluate.Evaluator):
+      made = kind.__init__
+      patch.setattr(
+        kind,
+        "__init__",
+        lambda self, *a, _made=made, **k: (LOOPS.append(self), _made(self, *a, **k))[1],
+      )
+    return work, config, run_study(config, work)
+
+
+@pytest.mark.slow
+def test_every_loop_is_traced_once_for_each_shape_it_runs(study):
+  # TensorFlow warns of retracing when a pipeline trains many models in one process: each
+  # model's loops are traced once, and it counts those traces together. Hidden, with a line
+  # saying so (`cli.one_trace_per_model`): true only while no loop object is traced more
+  # than once for each shape of data it runs (training: one; evaluation: one per layout).
+  from par.train import evaluate
+
+  assert len(LOOPS) > 20
+  for loop in LOOPS:
+    function = loop._run if isinstance(loop, evaluate.Evaluator) else loop.run
+    limit = 2 if isinstance(loop, evaluate.Evaluator) else 1  # the valid and test layouts
+    assert function.experimental_get_tracing_count() <= limit, loop
 
 
 def nll(run):

@@ -121,8 +121,11 @@ def test_a_search_writes_each_summary_once_under_tags_and_a_layout_that_lead_wit
   # Each block's probabilities and entropy, every 4 steps from 0, once each.
   for k in range(3):
     kinds = [summaries.block_tag(k, name) for name in ("attention", "feed_forward", "identity")]
-    for tag in [*kinds, summaries.block_tag(k, "entropy")]:
+    for tag in [*kinds, summaries.block_tag(k, "entropy"), summaries.block_tag(k, "below_uniform")]:
       assert steps(tag) == [0, 4, 8, 12]
+    gaps = [v for _, v in points[summaries.block_tag(k, "below_uniform")]]
+    entropies = [v for _, v in points[summaries.block_tag(k, "entropy")]]
+    np.testing.assert_allclose(np.add(gaps, entropies), np.log(3), rtol=1e-6)
     totals = np.sum([[v for _, v in points[tag]] for tag in kinds], axis=0)
     np.testing.assert_allclose(totals, 1.0, rtol=1e-5)
   assert steps(summaries.HEATMAP) == [0, 4, 8, 12]
@@ -141,7 +144,7 @@ def test_a_search_writes_each_summary_once_under_tags_and_a_layout_that_lead_wit
       for regex in chart.multiline.tag:
         assert any(re.fullmatch(regex, tag) for tag in written), (chart.title, regex)
   # Block k's charts: one a kind (a chart of three tags drew them in one colour, with no
-  # legend), its entropy after them.
+  # legend), its entropy's gap to uniform after them.
   charts = layout.category[1].chart
   for k in range(3):
     for j, name in enumerate(("attention", "feed_forward", "identity")):
@@ -149,7 +152,9 @@ def test_a_search_writes_each_summary_once_under_tags_and_a_layout_that_lead_wit
       drawn = [t for t in written if any(re.fullmatch(r, t) for r in chart.multiline.tag)]
       assert drawn == [summaries.block_tag(k, name)], chart.title
       assert chart.title == f"block {k}: probability of {name.replace('_', '-')}"
-    assert list(charts[4 * k + 3].multiline.tag) == [f"^search/block{k}/entropy$"]
+    # How far the entropy is below uniform (the entropy itself, near ln 3, drew an axis
+    # whose every tick read "1.1").
+    assert list(charts[4 * k + 3].multiline.tag) == [f"^search/block{k}/below_uniform$"]
   assert "resource term" in charts[-1].title
 
 

@@ -120,12 +120,16 @@ def lanes(strategy, make_dataset, batch_size):
 def initial_memory(strategy, model, batch_size, mem_len=None):
   """Per replica: an empty memory for its lanes.
 
-  Each call traces a new tf.function: call it once per run and reuse the result.
+  Under a strategy each call traces a new tf.function: call it once per run and reuse the
+  result.
   """
   width = batch_size // strategy.num_replicas_in_sync
 
   def empty():
     return model.initial_memory(width, mem_len)
+
+  if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+    return empty()  # the default strategy: nothing to distribute, nothing to trace
 
   @tf.function
   def on_every_replica():  # (a compiled strategy.run: eager MirroredStrategy is slow)
