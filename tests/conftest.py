@@ -2,6 +2,7 @@
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -9,6 +10,7 @@ from helpers import ROOT
 from helpers import SHARED_DATA
 from helpers import counting_lines
 from helpers import run_script
+from helpers import with_tests
 from helpers import write_corpus
 from par import cli
 
@@ -135,3 +137,44 @@ def counting_corpus(tmp_path):
       "test": counting_lines(300, start=200_000),
     },
   )
+
+
+def _ray(*args, env=None):
+  return subprocess.run(
+    ["ray", *args], capture_output=True, text=True, timeout=180, env=env, check=False
+  )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+  """A Ray cluster of a head and a second node on 127.0.0.1, one CPU each; its address.
+  Stopped at the end."""
+  port = 6390 + os.getpid() % 200
+  # Ray 2.59 and later start a head with token authentication (its token in
+  # ~/.ray/auth_token): every node and every driver must then say so.
+  env = dict(with_tests(os.environ), RAY_AUTH_MODE="token")
+  head = _ray(
+    "start",
+    "--head",
+    "--node-ip-address=127.0.0.1",
+    f"--port={port}",
+    "--num-cpus=1",
+    "--include-dashboard=false",
+    env=env,
+  )
+  assert head.returncode == 0, head.stderr[-2000:]
+  try:
+    node = _ray(
+      "start",
+      f"--address=127.0.0.1:{port}",
+      "--node-ip-address=127.0.0.1",
+      "--num-cpus=1",
+      env=env,
+    )
+    assert node.returncode == 0, node.stderr[-2000:]
+    yield f"127.0.0.1:{port}"
+  finally:
+    import ray
+
+    ray.shutdown()
+    _ray("stop", "--force", env=env)

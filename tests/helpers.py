@@ -187,3 +187,63 @@ def log_twice(tag):
   logging.info("info from %s", tag)
   logging.warning("warning from %s", tag)
   return tag, os.getpid()
+
+
+def where_am_i(tag):
+  """(tag, the Ray node and pid a `par.study.jobs` call ran on)."""
+  import os
+
+  import ray
+
+  return tag, ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+def die_once(path):
+  """A call whose worker the test kills: its first run writes its pid to `path` and waits
+  to be killed; a run after that finds the file and says it resumed (as a training resumes
+  from its checkpoint)."""
+  import os
+  import time
+  from pathlib import Path
+
+  path = Path(path)
+  if path.exists():
+    return "resumed", int(path.read_text())
+  path.write_text(str(os.getpid()))
+  time.sleep(120)
+  return "never killed", os.getpid()
+
+
+def wait_for_stop(path, seconds=120):
+  """A call that stops as a training does: it notes the first SIGINT or SIGTERM
+  (`par.signals.StopSignals`), "checkpoints" (appends the signals it got to `path`), and
+  raises Interrupted; with no signal within `seconds`, it ends. It writes "started" first;
+  run again after its checkpoint, it says it resumed."""
+  import time
+  from pathlib import Path
+
+  from par import signals
+
+  path = Path(path)
+  if path.exists() and "checkpoint" in path.read_text():
+    return "resumed"
+  path.write_text("started\n")
+  with signals.StopSignals("saving a checkpoint, then stopping") as stop:
+    deadline = time.monotonic() + seconds
+    while stop.received is None and time.monotonic() < deadline:
+      time.sleep(0.1)
+    if stop.received is None:
+      return "never stopped"
+    time.sleep(1.0)  # the checkpoint; a second stop in this time would end it at once
+    with path.open("a") as f:
+      f.write(f"checkpoint after signal {stop.received}\n")
+    stop.check()
+  return "never stopped"
+
+
+def with_tests(env):
+  """`env` with the tests' directory on PYTHONPATH: Ray's workers import their helpers."""
+  return dict(
+    env,
+    PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")])),
+  )

@@ -6,6 +6,7 @@ comparison over seeds; a rerun that trains nothing)."""
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from helpers import error_line
 from helpers import read_events
 from helpers import run_script
 from helpers import training_flags
+from helpers import with_tests
 from par.config import ModelConfig
 from par.config import TrainConfig
 from par.errors import ParError
@@ -782,3 +784,37 @@ def test_a_work_directory_keeps_one_layout(tmp_path):
   with pytest.raises(pipeline.ParError, match="holds a pipeline over seeds \\(seed-1\\)"):
     pipeline.run_pipeline(config, tmp_path / "study")
   assert sorted(p.name for p in tmp_path.rglob("*")) == ["models", "one", "seed-1", "study"]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_study_on_a_ray_cluster_equals_the_one_in_this_process(
+  ray_cluster, data_dir, tmp_path, monkeypatch
+):
+  # Two seeds' searches, rankings and retrainings as tasks of a cluster of two nodes: every
+  # run's numbers are those of the study run here, one process, one after another; a rerun
+  # trains nothing.
+  from par.study import jobs
+
+  config = tiny_search(
+    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=0
+  )
+  plan = dict(ratios=[2], rounds=1, derive=["argmax"], ranking_tokens=64, seeds=(3, 4))
+  pipeline.run_pipeline(config, tmp_path / "here", **plan)
+  monkeypatch.setenv("RAY_AUTH_MODE", "token")
+  monkeypatch.setenv("PYTHONPATH", with_tests(os.environ)["PYTHONPATH"])
+  engine = jobs.Engine(address=ray_cluster)
+  pipeline.run_pipeline(config, tmp_path / "there", jobs=engine, **plan)
+  for seed in (3, 4):
+    here, there = (
+      json.loads((tmp_path / where / f"seed-{seed}" / "results.json").read_text())["rows"]
+      for where in ("here", "there")
+    )
+    assert [r["model"] for r in here] == [r["model"] for r in there]
+    for a, b in zip(here, there):
+      for split in ("valid", "test"):
+        assert b[split]["loss"] == pytest.approx(a[split]["loss"], rel=1e-5), (seed, a["model"])
+  started = []
+  monkeypatch.setattr(jobs, "run_all", lambda calls, *a, **k: started.extend(calls) or [])
+  pipeline.run_pipeline(config, tmp_path / "there", jobs=engine, **plan)
+  assert not started

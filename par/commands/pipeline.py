@@ -19,7 +19,8 @@ the seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_d
 (par/study/seeds.py). --sampling=uniform or fair searches with a decoupled one-shot SuperNet
 (no argmax: derive from the shared weights); --few_shot_steps=N splits each search into
 few-shot sub-SuperNets ranked as one more search. --jobs=2 runs two trainings at a time, one
-core each. Running it again resumes where it stopped.
+core each, on Ray; --ray_address=auto runs them on a Ray cluster (par/study/jobs.py). Running
+it again resumes where it stopped.
 """
 
 from pathlib import Path
@@ -91,8 +92,26 @@ def define_flags():
   flags.DEFINE_integer(
     "jobs",
     1,
-    "Trainings and rankings at once, each in its own process on one thread (2 on a 2-core "
-    "machine); 1 runs them one after another in this process with the thread flags.",
+    "Trainings and rankings at once on this machine, each a Ray task in its own process with "
+    "--job_cpus threads (2 on a 2-core machine); 1 runs them one after another in this "
+    "process with the thread flags.",
+  )
+  flags.DEFINE_string(
+    "ray_address",
+    None,
+    "Run the trainings and rankings on a running Ray cluster: 'auto' (this machine's "
+    "cluster, started with `ray start`) or HOST:PORT of its head. The work directory must be "
+    "shared storage every node sees at its path; every node needs par installed.",
+  )
+  flags.DEFINE_integer("job_cpus", 1, "CPUs (TensorFlow threads) of each training on Ray.")
+  flags.DEFINE_float(
+    "job_gpus", 0, "GPUs of each training on Ray (1 on a GPU cluster: one GPU a training)."
+  )
+  flags.DEFINE_integer(
+    "job_retries",
+    2,
+    "Times a training or ranking on Ray runs again when its worker dies (killed, out of "
+    "memory, a lost node), resuming from its checkpoint.",
   )
   config_flags.define_training()
   flags.adopt_module_key_flags(config_flags)  # --help lists them with the script's own
@@ -107,15 +126,20 @@ def main(argv):
     raise cli.ParError(f"--ranking_tokens must be at least 1, got {FLAGS.ranking_tokens}")
   patterns.check_plan(FLAGS.ratio, FLAGS.arch_splits or ())
   seeds = _seeds(FLAGS.seeds)
-  if FLAGS.jobs < 1:
-    raise cli.ParError(f"--jobs must be at least 1, got {FLAGS.jobs}")
+  from par.study import jobs  # Ray is imported only when the calls go to it.
+
+  engine = jobs.Engine(
+    FLAGS.jobs, FLAGS.ray_address, FLAGS.job_cpus, FLAGS.job_gpus, FLAGS.job_retries
+  )
+  if FLAGS.ray_address and FLAGS["jobs"].present:
+    raise cli.ParError("give --jobs or --ray_address: on a cluster, its resources say how many")
   if FLAGS.few_shot_steps < 0:
     raise cli.ParError(f"--few_shot_steps must be 0 or more, got {FLAGS.few_shot_steps}")
   config = config_flags.training_config()
   runtime = config_flags.runtime_config()
-  if FLAGS.jobs > 1 and runtime.strategy != "default":
+  if not engine.here and runtime.strategy != "default":
     raise cli.ParError(
-      f"--jobs={FLAGS.jobs} trains in separate one-core processes, each with the default "
+      f"--jobs and --ray_address train in separate processes, each with the default "
       f"strategy: leave --strategy={runtime.strategy} out, or use --jobs=1"
     )
   if config.model.architecture:
@@ -137,7 +161,7 @@ def main(argv):
     derive=FLAGS.derive,
     ranking_tokens=FLAGS.ranking_tokens,
     seeds=seeds,
-    jobs=FLAGS.jobs,
+    jobs=engine,
     few_shot_steps=FLAGS.few_shot_steps,
   )
   if seeds:

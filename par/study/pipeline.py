@@ -2,9 +2,10 @@
 
 The work directory's layout is par/study/workdir.py's. With seeds (`--seeds=1,2,3`), each
 seed's pipeline runs in work_dir/seed-<s>/ and work_dir holds the comparison over seeds
-(par/study/seeds.py). With `--jobs=N`, the trainings and rankings of every seed run N at a
-time, each in a process of one thread (par/study/jobs.py): all searches first, then all
-rankings, then all retrainings, then the time measurements.
+(par/study/seeds.py). With `--jobs=N` (or `--ray_address`), the trainings and rankings of
+every seed run N at a time as Ray tasks, each in a process of its own (par/study/jobs.py),
+here or on a cluster: all searches first, then all rankings, then all retrainings, then the
+time measurements (here).
 
 Derivations: `argmax` keeps each block's most likely kind (one per search); `rule p=P` is
 PAR's rule (`patterns.derive_ratio`) with one attention block per P blocks, for each P
@@ -271,15 +272,15 @@ def run_pipeline(
     ratios: the rule's blocks per attention block, one retrained model each; 0 takes each
       search's argmax ratio.
     strategy: the tf.distribute strategy of every training run in this process (times are
-      measured on one device); None for the default. Worker processes (jobs > 1) use the
-      default.
+      measured on one device); None for the default. Ray's workers use the default.
     arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
     rounds: rounds of time measurements (`timing.measure_all`).
     derive: the derivations (`patterns.parse_derivations`); the baseline always trains.
     ranking_tokens: valid tokens each pattern of a search's shared-weight ranking is scored on.
     seeds: the whole pipeline once per seed, in work_dir/seed-<s>/, and the comparison over
       seeds in work_dir (`par.study.seeds`); empty: once, with config.seed, in work_dir.
-    jobs: trainings and rankings at once, each in a process of one thread (`par.study.jobs`).
+    jobs: a `par.study.jobs.Engine` (or a number of trainings and rankings at once on this
+      machine): where the trainings and rankings run (1: here, one after another).
     few_shot_steps: steps of each few-shot sub-SuperNet (0: no split).
 
   Returns:
@@ -288,8 +289,7 @@ def run_pipeline(
   """
   if config.model.architecture:
     raise ParError("the pipeline starts with a search: leave --architecture empty")
-  if jobs < 1:
-    raise ParError(f"--jobs must be at least 1, got {jobs}")
+  jobs = jobs_lib.engine_of(jobs)
   if few_shot_steps < 0:
     raise ParError(f"--few_shot_steps must be 0 or more, got {few_shot_steps}")
   ratios = tuple(ratios) or (0.0,)
@@ -380,7 +380,7 @@ def _trainings(todo, strategy, jobs):
   """The results of each (config, model_dir) of `todo`, finished runs reused (their settings
   checked first, so that a clash stops the pipeline before anything trains), the others
   trained `jobs` at a time (worker processes with the default strategy)."""
-  here = strategy if jobs <= 1 else None
+  here = strategy if jobs.here else None
   return jobs_lib.fill(
     [_finished(config, model_dir) for config, model_dir in todo],
     [(trainer.train_and_evaluate, (config, model_dir, here)) for config, model_dir in todo],
