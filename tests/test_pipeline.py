@@ -761,6 +761,10 @@ def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
     (["--few_shot_steps=-1"], "--few_shot_steps must be 0 or more, got -1"),
     (["--jobs=0"], "--jobs must be at least 1, got 0"),
     (["--jobs=2", "--strategy=mirrored"], "leave --strategy=mirrored out, or use --jobs=1"),
+    (["--jobs=2", "--ray_address=auto"], "give --jobs or --ray_address"),
+    (["--jobs=2", "--job_cpus=0"], "--job_cpus must be at least 1"),
+    (["--ray_address=127.0.0.1:1"], "cannot connect to Ray at 127.0.0.1:1: Connection refused"),
+    (["--ray_address=nowhere"], "--ray_address takes auto or HOST:PORT, got nowhere"),
   ):
     result = run_script(
       "scripts/pipeline.py", "--flagfile=configs/tiny.flags", f"--work_dir={tmp_path}", *flags

@@ -133,6 +133,7 @@ def main(argv):
   )
   if FLAGS.ray_address and FLAGS["jobs"].present:
     raise cli.ParError("give --jobs or --ray_address: on a cluster, its resources say how many")
+  jobs.check_address(FLAGS.ray_address)
   if FLAGS.few_shot_steps < 0:
     raise cli.ParError(f"--few_shot_steps must be 0 or more, got {FLAGS.few_shot_steps}")
   config = config_flags.training_config()

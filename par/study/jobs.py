@@ -36,6 +36,7 @@ writes them. docs/GUIDE.md "Scale out" says how to start one.
 """
 
 import dataclasses
+import socket
 import time
 
 from absl import logging
@@ -72,6 +73,23 @@ class Engine:
   def here(self):
     """Whether the calls run in this process, one after another."""
     return self.address is None and self.jobs == 1
+
+
+def check_address(address, seconds=5.0):
+  """ParError unless a Ray head answers at HOST:PORT (`auto` is found by Ray itself): an
+  unreachable address made Ray retry for minutes, printing C++ warnings."""
+  if not address or address == "auto":
+    return
+  host, _, port = address.rpartition(":")
+  if not host or not port.isdigit():
+    raise ParError(f"--ray_address takes auto or HOST:PORT, got {address}")
+  try:
+    socket.create_connection((host, int(port)), timeout=seconds).close()
+  except OSError as e:
+    reason = e.strerror or type(e).__name__
+    raise ParError(
+      f"cannot connect to Ray at {address}: {reason} (is `ray start --head` running there?)"
+    ) from None
 
 
 def engine_of(jobs):
@@ -166,11 +184,14 @@ def _start(engine):
     log_to_driver=False,  # no worker's line on this terminal: each run has its own log
     logging_level="ERROR",
   )
+  check_address(engine.address)
   try:
     if engine.address:
       ray.init(address=engine.address, **settings)
     else:
-      ray.init(num_cpus=wanted[1], num_gpus=int(-(-engine.job_gpus * engine.jobs // 1)), **settings)
+      # "local": a new instance of this command's, even beside a cluster on this machine.
+      gpus = int(-(-engine.job_gpus * engine.jobs // 1))
+      ray.init(address="local", num_cpus=wanted[1], num_gpus=gpus, **settings)
   except Exception as e:  # Ray's errors of connection, authentication, resources
     where = f"connect to Ray at {engine.address}" if engine.address else "start Ray here"
     line = (str(e).strip().splitlines() or [type(e).__name__])[-1]
