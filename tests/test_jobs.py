@@ -73,9 +73,9 @@ def _errors(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-def test_ray_calls_are_fresh_one_thread_processes_and_failures_are_one_line_each(
-  engine, monkeypatch
-):
+def test_ray_calls_are_fresh_one_thread_processes_and_failures_are_one_line_each(monkeypatch):
+  monkeypatch.setenv("PYTHONPATH", with_tests(os.environ)["PYTHONPATH"])
+  engine = jobs.Engine(jobs=2, retries=1)
   said = _errors(monkeypatch)
   calls = [(worker_facts, (tag,)) for tag in "ab"] + [(log_twice, ("x",))]
   results = jobs.run_all(calls, engine)
@@ -88,10 +88,16 @@ def test_ray_calls_are_fresh_one_thread_processes_and_failures_are_one_line_each
   with pytest.raises(ParError, match=r"1 of 2 jobs failed: second \(each said why above"):
     jobs.run_all(calls, engine, names=["first", "second"])
   assert said == ["failed: second: ValueError: the second job failed"]
-  if engine.address:  # both nodes ran calls
-    results = jobs.run_all([(where_am_i, (k,)) for k in range(6)], engine)
-    assert [r[0] for r in results] == list(range(6))
-    assert len({node for _, node, _ in results}) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_cluster_of_two_nodes_runs_calls_on_both(ray_cluster, monkeypatch):
+  monkeypatch.setenv("RAY_AUTH_MODE", "token")
+  results = jobs.run_all([(where_am_i, (k,)) for k in range(4)], jobs.Engine(address=ray_cluster))
+  assert [r[0] for r in results] == list(range(4))
+  assert len({node for _, node, _ in results}) == 2  # both nodes ran calls
+  assert len({pid for _, _, pid in results}) == 4  # each in a fresh process
 
 
 def _kill_when_started(path):

@@ -795,15 +795,21 @@ def test_a_work_directory_keeps_one_layout(tmp_path):
 def test_a_study_on_a_ray_cluster_equals_the_one_in_this_process(
   ray_cluster, data_dir, tmp_path, monkeypatch
 ):
-  # Two seeds' searches, rankings and retrainings as tasks of a cluster of two nodes: every
-  # run's numbers are those of the study run here, one process, one after another; a rerun
-  # trains nothing.
+  # Two seeds' searches, rankings and retrained baselines as tasks of a cluster of two nodes:
+  # every run's numbers are those of the study run here, in one process, one after another;
+  # a rerun trains nothing.
   from par.study import jobs
 
   config = tiny_search(
-    data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=0
+    data_dir,
+    train_steps=4,
+    steps_per_loop=2,
+    log_every=2,
+    checkpoint_every=4,
+    plot_every=0,
+    plots=False,
   )
-  plan = dict(ratios=[2], rounds=1, derive=["argmax"], ranking_tokens=64, seeds=(3, 4))
+  plan = dict(rounds=1, derive=[], ranking_tokens=32, seeds=(3, 4))  # searches, ranks, baselines
   pipeline.run_pipeline(config, tmp_path / "here", **plan)
   monkeypatch.setenv("RAY_AUTH_MODE", "token")
   monkeypatch.setenv("PYTHONPATH", with_tests(os.environ)["PYTHONPATH"])
