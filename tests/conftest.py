@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -149,28 +150,21 @@ def _ray(*args, env=None):
 def ray_cluster():
   """A Ray cluster of a head and a second node on 127.0.0.1, one CPU each; its address.
   Stopped at the end."""
+  running = Path("/tmp/ray/ray_current_cluster")
+  if running.is_file() and _answers(running.read_text().strip()):
+    pytest.skip(f"a Ray cluster runs here ({running.read_text().strip()}): `ray stop` would end it")
   port = 6390 + os.getpid() % 200
   # Ray 2.59 and later start a head with token authentication (its token in
   # ~/.ray/auth_token): every node and every driver must then say so.
   env = dict(with_tests(os.environ), RAY_AUTH_MODE="token")
-  head = _ray(
-    "start",
-    "--head",
-    "--node-ip-address=127.0.0.1",
-    f"--port={port}",
-    "--num-cpus=1",
-    "--include-dashboard=false",
-    env=env,
-  )
+
+  def start(*where):  # a node of one CPU on 127.0.0.1
+    return _ray("start", *where, "--node-ip-address=127.0.0.1", "--num-cpus=1", env=env)
+
+  head = start("--head", f"--port={port}", "--include-dashboard=false")
   assert head.returncode == 0, head.stderr[-2000:]
   try:
-    node = _ray(
-      "start",
-      f"--address=127.0.0.1:{port}",
-      "--node-ip-address=127.0.0.1",
-      "--num-cpus=1",
-      env=env,
-    )
+    node = start(f"--address=127.0.0.1:{port}")
     assert node.returncode == 0, node.stderr[-2000:]
     yield f"127.0.0.1:{port}"
   finally:
@@ -178,3 +172,15 @@ def ray_cluster():
 
     ray.shutdown()
     _ray("stop", "--force", env=env)
+
+
+def _answers(address):
+  """Whether something listens at HOST:PORT."""
+  import socket
+
+  host, _, port = address.rpartition(":")
+  try:
+    socket.create_connection((host, int(port)), timeout=2).close()
+  except (OSError, ValueError):
+    return False
+  return True
