@@ -132,9 +132,27 @@ def test_sandwich_and_random_orderings_by_hand():
   assert len(patterns.random_orderings(4, 50)) == math.comb(4, 2) - 1  # all there are
   parsed = patterns.parse_derivations(["argmax", "sandwich=2", "random=3", "shared_best"], 6)
   assert parsed == [("argmax", None), ("sandwich", 2), ("random", 3), ("shared_best", None)]
-  for bad in ("sandwich=4", "random=x", "median", "argmax=2", "random=²", "sandwich=¹"):
+  for bad in (
+    "sandwich=4",
+    "random=x",
+    "median",
+    "argmax=2",
+    "random=²",
+    "sandwich=¹",
+    "pattern=sfsf",  # 4 blocks of 6
+    "pattern=sfsfsx",
+    "pattern=",
+  ):
     with pytest.raises(ParError, match="--derive"):
       patterns.parse_derivations([bad], 6)
+  # A panel named outright: the pattern itself, labelled by it.
+  panel = patterns.parse_derivations(["pattern=fsffff", "pattern=iiffss"], 6)
+  assert panel == [("pattern", "fsffff"), ("pattern", "iiffss")]
+  assert patterns.derivations({"search": None}, [], 6, panel) == {
+    "pattern fsffff": "fsffff",
+    "pattern iiffss": "iiffss",
+    "baseline": "sfsfsf",
+  }
   derived = patterns.derivations(
     {"search": np.tile([0.1, 0.8, 0.1], (6, 1))},
     [],

@@ -62,7 +62,8 @@ def define_flags():
     "shared_best (the best of the search's shared-weight ranking), sandwich=K (Press et al.: "
     "K attention blocks moved to the bottom, K feed-forward to the top), random=N (N random "
     "orderings of the baseline's blocks, drawn with a fixed seed: the same in every run and "
-    "every seed). The interleaved baseline always trains.",
+    "every seed), pattern=P (the pattern P itself, e.g. pattern=ssffff: a study's panel "
+    "named outright). The interleaved baseline always trains.",
   )
   flags.DEFINE_integer(
     "ranking_tokens",

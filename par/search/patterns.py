@@ -105,7 +105,15 @@ def random_orderings(n_blocks, count, seed=0):
   return found
 
 
-DERIVATIONS = ("argmax", "rule", "perturbation", "shared_best", "sandwich=K", "random=N")
+DERIVATIONS = (
+  "argmax",
+  "rule",
+  "perturbation",
+  "shared_best",
+  "sandwich=K",
+  "random=N",
+  "pattern=P",
+)
 
 
 def parse_derivations(values, n_blocks):
@@ -115,7 +123,8 @@ def parse_derivations(values, n_blocks):
   perturbation (DARTS-PT's selection on each search), shared_best (the best pattern of each
   search's shared-weight ranking), sandwich=K (Press et al.'s, K attention blocks moved to the
   bottom and as many feed-forward to the top), random=N (N seeded random orderings of the
-  baseline's blocks). The baseline is always trained.
+  baseline's blocks), pattern=P (the pattern P itself: a study's panel named outright). The
+  baseline is always trained.
   """
   parsed = []
   for value in values:
@@ -126,6 +135,12 @@ def parse_derivations(values, n_blocks):
       number = int(number)
       if kind == "sandwich" and number > n_blocks // 2:
         raise ParError(f"--derive=sandwich=K takes K up to {n_blocks // 2} for {n_blocks} blocks")
+      parsed.append((kind, number))
+    elif kind == "pattern":
+      if len(number) != n_blocks or set(number) - set(BLOCK_KINDS):
+        raise ParError(
+          f"--derive=pattern=P takes {n_blocks} letters of {''.join(BLOCK_KINDS)}, got {value!r}"
+        )
       parsed.append((kind, number))
     elif kind in DERIVATIONS and not number:
       parsed.append((kind, None))
@@ -178,5 +193,7 @@ def derivations(
     elif kind == "random":
       for k, pattern in enumerate(random_orderings(n_blocks, number, seed), start=1):
         derived[f"random {k}"] = pattern
+    elif kind == "pattern":
+      derived[f"pattern {number}"] = number
   derived["baseline"] = baseline_pattern(n_blocks)
   return derived
