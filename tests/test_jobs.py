@@ -16,6 +16,7 @@ import pytest
 from helpers import die_once
 from helpers import fail_with
 from helpers import log_twice
+from helpers import wait_for_stop
 from helpers import where_am_i
 from helpers import with_tests
 from helpers import worker_facts
@@ -121,6 +122,8 @@ def test_a_killed_worker_runs_again_or_is_reported_never_hangs(
   (result,) = jobs.run_all([(die_once, (str(marker),))], engine, names=["run a"])
   killer.join()
   assert result[0] == "resumed" and time.monotonic() - started < 120
+  if engine.address:  # the rest is the engine's, the same on both backends
+    return
   # With no run left, the death is one line naming the run, and the study ends non-zero.
   marker.unlink()
   killer = threading.Thread(target=_kill_when_started, args=(marker,))
@@ -177,13 +180,7 @@ def test_ctrl_c_stops_every_call_once_after_its_checkpoint_and_the_rerun_resumes
   assert not (tmp_path / "2").exists()  # queued: never started
   err = process.stderr.read()
   assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted", err
-  # The same command resumes the stopped calls from their checkpoints and runs the third.
-  rerun = subprocess.run(
-    [sys.executable, str(script), str(tmp_path), "0", *address],
-    capture_output=True,
-    text=True,
-    env=env,
-    timeout=300,
-  )
-  assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert rerun.stdout.strip() == "['resumed', 'resumed', 'never stopped']", rerun.stdout
+  # Run again, the calls resume from their checkpoints and the third runs (here, on the
+  # Ray instance this process has: the same calls as the command's).
+  calls = [(wait_for_stop, (str(tmp_path / str(k)), 0)) for k in range(3)]
+  assert jobs.run_all(calls, engine) == ["resumed", "resumed", "never stopped"]
