@@ -178,6 +178,9 @@ def fail_with(message):
   raise ValueError(message)
 
 
+fail_with.without_tensorflow = True  # its Ray worker skips TensorFlow's import
+
+
 def log_twice(tag):
   """Logs one INFO and one WARNING line through absl; returns (tag, its pid)."""
   import os
@@ -190,12 +193,17 @@ def log_twice(tag):
 
 
 def where_am_i(tag):
-  """(tag, the Ray node and pid a `par.study.jobs` call ran on)."""
+  """(tag, the Ray node and pid a `par.study.jobs` call ran on, whether its worker imported
+  TensorFlow)."""
   import os
+  import sys
 
   import ray
 
-  return tag, ray.get_runtime_context().get_node_id(), os.getpid()
+  return tag, ray.get_runtime_context().get_node_id(), os.getpid(), "tensorflow" in sys.modules
+
+
+where_am_i.without_tensorflow = True  # its Ray worker skips TensorFlow's import
 
 
 def die_once(path):
@@ -212,6 +220,9 @@ def die_once(path):
   path.write_text(str(os.getpid()))
   time.sleep(120)
   return "never killed", os.getpid()
+
+
+die_once.without_tensorflow = True  # its Ray worker skips TensorFlow's import
 
 
 def wait_for_stop(path, seconds=120):
@@ -239,6 +250,9 @@ def wait_for_stop(path, seconds=120):
       f.write(f"checkpoint after signal {stop.received}\n")
     stop.check()
   return "never stopped"
+
+
+wait_for_stop.without_tensorflow = True  # its Ray worker skips TensorFlow's import
 
 
 def with_tests(env):

@@ -97,8 +97,9 @@ def test_a_cluster_of_two_nodes_runs_calls_on_both(ray_cluster, monkeypatch):
   monkeypatch.setenv("RAY_AUTH_MODE", "token")
   results = jobs.run_all([(where_am_i, (k,)) for k in range(4)], jobs.Engine(address=ray_cluster))
   assert [r[0] for r in results] == list(range(4))
-  assert len({node for _, node, _ in results}) == 2  # both nodes ran calls
-  assert len({pid for _, _, pid in results}) == 4  # each in a fresh process
+  assert len({r[1] for r in results}) == 2  # both nodes ran calls
+  assert len({r[2] for r in results}) == 4  # each in a fresh process
+  assert not any(r[3] for r in results)  # a call without TensorFlow: its worker skips it
 
 
 def _kill_when_started(path):
