@@ -211,14 +211,6 @@ def read_text(path, binary=False):
   return SplitText(s.path, lines, s.sha256, s.words, s.characters)
 
 
-def read_scorable_text(path, binary=False):
-  """`read_text` of a file to score, refusing NUL bytes: such a file is binary, not text."""
-  text = read_text(path, binary)
-  if any((b"\0" if binary else "\0") in line for line in text.lines):
-    raise ParError(f"{path} holds NUL bytes: it is binary, not text; nothing was scored")
-  return text
-
-
 def check_readable(path):
   """ParError unless `path` is a file, a pipe or a fifo that can be opened for reading: what
   can be checked of a text to score without reading it (a pipe is read once)."""

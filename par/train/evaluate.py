@@ -580,17 +580,10 @@ class _Segments:
           return
         used = held[: full * t + 1]
         self._pending, self._held = [held[full * t :]], len(held) - full * t
-        yield _cut(used, full, t)
+        yield records.relane(used, 1, t)
         continue
       if len(held) < 2:
         return
-      count = -(-(len(held) - 1) // t)
-      padded = np.concatenate([held, np.full([count * t + 1 - len(held)], records.PAD_ID)])
       self._pending, self._held = [np.zeros([0], np.int32)], 0
-      yield _cut(padded.astype(np.int32), count, t)
+      yield records.relane(held, 1, t)  # the rest, its last segment padded
       return
-
-
-def _cut(stream, count, t):
-  windows = np.stack([stream[k * t : (k + 1) * t + 1] for k in range(count)])[:, None, :]
-  return np.maximum(windows[:, :, :-1], 0), np.ascontiguousarray(windows[:, :, 1:])
