@@ -262,17 +262,17 @@ def test_each_search_ranks_every_pattern_and_derives_from_its_ranking(study):
 
 
 @pytest.mark.slow
-def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_search(
+def test_soft_and_uniform_searches_and_a_few_shot_split_share_one_retrained_panel(
   tmp_path, data_dir
 ):
-  # SPOS's uniform SuperNet in the pipeline, split into few-shot sub-SuperNets on block 0:
-  # neither has an argmax; the group is one more search with its shared best and report card.
+  # The soft SuperNet and SPOS's uniform one searched side by side with one budget, only the
+  # uniform one split into few-shot sub-SuperNets on block 0: neither decoupled search has
+  # an argmax; the group is one more search with its shared best and report card; every
+  # search is judged against the same retrained panel.
   config = tiny_search(
     data_dir, train_steps=6, steps_per_loop=3, log_every=3, checkpoint_every=6, plot_every=0
   )
-  config = dataclasses.replace(
-    config, plots=False, model=dataclasses.replace(config.model, sampling="uniform")
-  )
+  config = dataclasses.replace(config, plots=False)
   rows = pipeline.run_pipeline(
     config,
     tmp_path,
@@ -281,16 +281,22 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
     derive=["argmax", "shared_best", "perturbation"],
     ranking_tokens=64,
     few_shot_steps=2,
+    samplings=["soft", "uniform"],
+    few_shot_of=["uniform"],
   )
   summary = json.loads((tmp_path / "results.json").read_text())
-  group = tmp_path / "search-few-shot"
-  assert set(summary["searches"]) == {"search", "search-few-shot"}
-  split = summary["searches"]["search-few-shot"]
+  group = tmp_path / "search-uniform-few-shot"
+  assert set(summary["searches"]) == {"search", "search-uniform", "search-uniform-few-shot"}
+  for name, sampling in (("search", "soft"), ("search-uniform", "uniform")):
+    saved = json.loads((tmp_path / name / "config.json").read_text())["config"]
+    assert saved["model"]["sampling"] == sampling and saved["train_steps"] == 6
+  assert not (tmp_path / "search-few-shot").exists()  # few_shot_of: the uniform one only
+  split = summary["searches"]["search-uniform-few-shot"]
   assert (split["argmax"], split["perturbation"], split["run"]) == (None, None, str(group))
   for letter in "sfi":
     saved = json.loads((group / letter / "config.json").read_text())["config"]
     assert saved["model"]["architecture"] == f"{letter}??" and saved["train_steps"] == 2
-    assert saved["warm_start"] == str((tmp_path / "search").resolve())
+    assert saved["warm_start"] == str((tmp_path / "search-uniform").resolve())
   record = json.loads((group / "ranking.json").read_text())
   # Every pattern scored by the sub-SuperNet that holds its block 0, as that one scored it.
   assert len(record["scores"]) == 27 and record["split_block"] == 0
@@ -304,18 +310,27 @@ def test_a_uniform_search_split_into_few_shots_ranks_and_derives_as_one_more_sea
   (group / "s" / "ranking.json").write_bytes(b"\xff")
   assert fewshot.rank_group(group, tokens=64)["scores"] == record["scores"]
   derived = summary["patterns"]
-  assert derived["shared_best of search-few-shot"] == record["shared_best"] == record["order"][0]
-  assert "perturbation of search-few-shot" not in derived and "perturbation of search" in derived
-  assert not [label for label in derived if label.startswith("argmax")]  # decoupled: none
-  # The report card over the retrained patterns, from the group's scores.
+  best = derived["shared_best of search-uniform-few-shot"]
+  assert best == record["shared_best"] == record["order"][0]
+  assert "perturbation of search-uniform-few-shot" not in derived
+  assert "perturbation of search-uniform" in derived and "perturbation of search" in derived
+  # Only the soft search learns logits: one argmax, its own.
+  assert [label for label in derived if label.startswith("argmax")] == ["argmax of search"]
+  assert summary["searches"]["search-uniform"]["argmax"] is None
+  # Each report card over the same retrained patterns, from its own scores.
   retrained = {r["pattern"]: r["valid"]["loss"] for r in rows if r["attention_blocks"] is not None}
-  x = [record["scores"][p] for p in retrained]
-  assert split["ranking_agreement"]["kendall_tau"] == pytest.approx(
-    ranking.kendall_tau(x, list(retrained.values())), nan_ok=True
-  )
-  assert "| search-few-shot |" in (tmp_path / "results.md").read_text()
+  for name, path in (("search-uniform-few-shot", group), ("search", tmp_path / "search")):
+    scores = json.loads((path / "ranking.json").read_text())["scores"]
+    x = [scores[p] for p in retrained]
+    assert summary["searches"][name]["ranking_agreement"]["kendall_tau"] == pytest.approx(
+      ranking.kendall_tau(x, list(retrained.values())), nan_ok=True
+    )
+    assert summary["searches"][name]["ranking_agreement"]["patterns"] == len(retrained)
+  assert "| search-uniform-few-shot |" in (tmp_path / "results.md").read_text()
   with pytest.raises(ParError, match="--few_shot_steps must be 0 or more, got -1"):
     pipeline.run_pipeline(config, tmp_path, few_shot_steps=-1)
+  with pytest.raises(ParError, match="--few_shot_of=fair names a sampling --samplings does not"):
+    pipeline.run_pipeline(config, tmp_path, samplings=["soft"], few_shot_of=["fair"])
 
 
 def test_without_a_test_split_nothing_is_labelled_the_baseline_but_the_baseline(tmp_path):
@@ -765,6 +780,10 @@ def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
     (["--jobs=2", "--job_cpus=0"], "--job_cpus must be at least 1"),
     (["--ray_address=127.0.0.1:1"], "cannot connect to Ray at 127.0.0.1:1: Connection refused"),
     (["--ray_address=nowhere"], "--ray_address takes auto or HOST:PORT, got nowhere"),
+    (["--sampling=fair", "--samplings=soft,uniform"], "give --sampling or --samplings"),
+    (["--samplings=soft,spos"], "--samplings takes soft, hard, single_path, uniform, fair; "),
+    (["--samplings=uniform", "--arch_splits=0.2"], "--arch_splits hold data out for a coupled"),
+    (["--samplings=soft", "--few_shot_of=fair"], "--few_shot_of=fair names a sampling"),
   ):
     result = run_script(
       "scripts/pipeline.py", "--flagfile=configs/tiny.flags", f"--work_dir={tmp_path}", *flags

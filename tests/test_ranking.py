@@ -172,6 +172,60 @@ def test_sandwich_and_random_orderings_by_hand():
   }
 
 
+def test_attention_placements_by_hand():
+  table = {  # (place, k): the pattern of 6 blocks, written out by hand
+    ("low", 1): "sfffff",
+    ("middle", 1): "ffsfff",
+    ("high", 1): "fffffs",
+    ("even", 1): "fffsff",  # five feed-forward blocks cut 3 + 2 (2.5 rounded half up)
+    ("low", 2): "ssffff",
+    ("middle", 2): "ffssff",
+    ("high", 2): "ffffss",
+    ("even", 2): "fsffsf",  # four cut 1 + 2 + 1
+    ("low", 3): "sssfff",
+    ("middle", 3): "fsssff",
+    ("high", 3): "fffsss",
+    ("even", 3): "fsfssf",  # three cut 1 + 1 + 0 + 1
+  }
+  for (place, k), pattern in table.items():
+    assert patterns.placement_pattern(6, place, k) == pattern
+  # Jamba's one attention layer in eight sits in the middle of its block.
+  assert patterns.placement_pattern(8, "even", 1) == "ffffsfff"
+  # Evenly spaced is never first or last, up to most_placed; the next one would be.
+  for n in range(3, 25):
+    top = patterns.most_placed(n)
+    for k in range(1, top + 1):
+      even = patterns.placement_pattern(n, "even", k)
+      assert even.count("s") == k and even[0] == even[-1] == "f", (n, k)
+    beyond = patterns.placement_pattern(n, "even", top + 1)
+    assert "s" in (beyond[0], beyond[-1]), n
+  assert patterns.most_placed(6) == 3
+  derived = patterns.derivations({"search": None}, [], 6, [("placements", 3)])
+  assert {label: derived[label] for label in derived if label != "baseline"} == {
+    f"{place} {k}": pattern for (place, k), pattern in table.items()
+  }
+  assert patterns.parse_derivations(["placements=3"], 6) == [("placements", 3)]
+  for bad in ("placements=4", "placements=0", "placements=x"):
+    with pytest.raises(ParError, match="--derive"):
+      patterns.parse_derivations([bad], 6)
+
+
+def test_search_plans_name_each_sampling_and_split_once():
+  plan = patterns.search_plan(["soft", "uniform", "fair"], [0, 0.2])
+  assert plan == [("soft", 0), ("soft", 0.2), ("uniform", 0.0), ("fair", 0.0)]
+  names = [patterns.search_name(split, sampling) for sampling, split in plan]
+  assert names == ["search", "search-split0.2", "search-uniform", "search-fair"]
+  assert patterns.search_name(0.2, "hard") == "search-hard-split0.2"
+  assert patterns.search_plan(["uniform"], [0]) == [("uniform", 0)]
+  for samplings, splits, message in (
+    (["soft", "soft"], [0], "lists a sampling twice"),
+    (["softer"], [0], "--samplings takes soft, "),
+    (["uniform", "fair"], [0.2], "--arch_splits hold data out for a coupled search"),
+  ):
+    with pytest.raises(ParError, match=message):
+      patterns.search_plan(samplings, splits)
+
+
 # --- shared weights ----------------------------------------------------------------------
 
 MODEL = ModelConfig(

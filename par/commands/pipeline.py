@@ -17,8 +17,10 @@ all of it once per seed in --work_dir/seed-<s>/, and the comparison over seeds (
 the paired bootstrap against the baseline pooled over seeds, the SuperNets' ranking against
 the seed-to-seed noise ceiling, the perplexity-against-depth figure) in --work_dir
 (par/study/seeds.py). --sampling=uniform or fair searches with a decoupled one-shot SuperNet
-(no argmax: derive from the shared weights); --few_shot_steps=N splits each search into
-few-shot sub-SuperNets ranked as one more search. --jobs=2 runs two trainings at a time, one
+(no argmax: derive from the shared weights), and --samplings=soft,uniform,fair searches with
+each of them against one retrained panel (search/, search-uniform/, search-fair/);
+--few_shot_steps=N splits each search (or those of --few_shot_of) into few-shot sub-SuperNets
+ranked as one more search. --jobs=2 runs two trainings at a time, one
 core each, on Ray; --ray_address=auto runs them on a Ray cluster (par/study/jobs.py). Running
 it again resumes where it stopped.
 """
@@ -83,6 +85,20 @@ def define_flags():
     "Run the whole pipeline once per seed (e.g. 1,2,3), each in --work_dir/seed-<s>/, and "
     "compare over seeds in --work_dir; empty: once, with --seed, in --work_dir.",
   )
+  flags.DEFINE_list(
+    "samplings",
+    [],
+    "Search with each of these SuperNets (soft, hard, single_path, uniform, fair), the same "
+    "data, schedule and budget for each, against one retrained panel: a coupled one once per "
+    "--arch_splits value, a decoupled one once (search/, search-split0.2/, search-uniform/, "
+    "search-fair/); empty: the one of --sampling.",
+  )
+  flags.DEFINE_list(
+    "few_shot_of",
+    [],
+    "With --few_shot_steps, split only the searches of these samplings (e.g. uniform); "
+    "empty: every search.",
+  )
   flags.DEFINE_integer(
     "few_shot_steps",
     0,
@@ -137,7 +153,16 @@ def main(argv):
   jobs.check_address(FLAGS.ray_address)
   if FLAGS.few_shot_steps < 0:
     raise cli.ParError(f"--few_shot_steps must be 0 or more, got {FLAGS.few_shot_steps}")
+  if FLAGS.samplings and FLAGS["sampling"].present:
+    raise cli.ParError("give --sampling or --samplings: --samplings lists every search's")
   config = config_flags.training_config()
+  samplings = FLAGS.samplings or [config.model.sampling]
+  patterns.search_plan(samplings, FLAGS.arch_splits or [config.arch_split])
+  if set(FLAGS.few_shot_of) - set(samplings):
+    raise cli.ParError(
+      f"--few_shot_of={','.join(FLAGS.few_shot_of)} names a sampling --samplings does not "
+      f"search ({','.join(samplings)})"
+    )
   runtime = config_flags.runtime_config()
   if not engine.here and runtime.strategy != "default":
     raise cli.ParError(
@@ -165,6 +190,8 @@ def main(argv):
     seeds=seeds,
     jobs=engine,
     few_shot_steps=FLAGS.few_shot_steps,
+    samplings=samplings,
+    few_shot_of=FLAGS.few_shot_of or None,
   )
   if seeds:
     print((Path(FLAGS.work_dir) / workdir.RESULTS_MD).read_text(), end="")

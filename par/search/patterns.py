@@ -12,15 +12,42 @@ import math
 import numpy as np
 
 from par.config import BLOCK_KINDS
+from par.config import COUPLED_SAMPLING
+from par.config import DECOUPLED_SAMPLING
+from par.config import SAMPLING_MODES
 from par.config import argmax_pattern
 from par.errors import ParError
 
-SEARCH = "search"  # The pipeline's search directory, search-split<F>/ for a held-out split.
+SEARCH = "search"  # The pipeline's search directory: search-<sampling>-split<F>/ in general.
+PLACES = ("low", "middle", "high", "even")  # where `placements` puts attention
 
 
-def search_name(arch_split):
-  """The directory of the search with this held-out split: search/, search-split0.2/, …"""
-  return SEARCH if not arch_split else f"{SEARCH}-split{arch_split:g}"
+def search_name(arch_split, sampling="soft"):
+  """The directory of the search with this sampling and held-out split: search/ (soft,
+  single-level), search-split0.2/, search-uniform/, search-hard-split0.2/, …"""
+  name = SEARCH if sampling == "soft" else f"{SEARCH}-{sampling}"
+  return name if not arch_split else f"{name}-split{arch_split:g}"
+
+
+def search_plan(samplings, arch_splits):
+  """[(sampling, arch_split)]: the pipeline's searches, each coupled sampling once per
+  held-out split, each decoupled one once (it learns no architecture: nothing to hold out
+  for). Raises ParError on a sampling it does not know or a plan that names a search twice."""
+  samplings = tuple(samplings)
+  for sampling in samplings:
+    if sampling not in SAMPLING_MODES:
+      raise ParError(f"--samplings takes {', '.join(SAMPLING_MODES)}; got {sampling!r}")
+  if len(set(samplings)) != len(samplings):
+    raise ParError(f"--samplings lists a sampling twice: {','.join(samplings)}")
+  coupled = [s for s in samplings if s in COUPLED_SAMPLING]
+  if not coupled and any(arch_splits):
+    raise ParError(
+      f"--arch_splits hold data out for a coupled search's architecture step; "
+      f"--samplings={','.join(samplings)} learns no architecture logits"
+    )
+  plan = [(s, split) for s in samplings if s in COUPLED_SAMPLING for split in arch_splits]
+  plan += [(s, 0.0) for s in samplings if s in DECOUPLED_SAMPLING]
+  return sorted(plan, key=lambda p: samplings.index(p[0]))
 
 
 def check_plan(ratios, arch_splits):
@@ -87,6 +114,43 @@ def sandwich_pattern(n_blocks, k):
   return "s" * k + baseline_pattern(n_blocks - 2 * k) + "f" * k
 
 
+def placement_pattern(n_blocks, place, k):
+  """k attention blocks placed `place` among n_blocks, every other block feed-forward: low
+  (the first k, where PAR's searches put it), high (the last k), middle (k together, centred,
+  rounded down), even (spread evenly and never first or last: the other blocks cut into k + 1
+  runs as equal as rounding half up allows, one attention block between each two, as
+  Megatron-LM's hybrid allocator spaces its attention layers and Jamba puts one in the middle
+  of each block of eight)."""
+  if place not in PLACES:
+    raise ValueError(f"a placement is one of {', '.join(PLACES)}, got {place!r}")
+  if not 1 <= k <= n_blocks:
+    raise ValueError(f"place 1 to {n_blocks} attention blocks, got {k}")
+  if place == "low":
+    where = range(k)
+  elif place == "high":
+    where = range(n_blocks - k, n_blocks)
+  elif place == "middle":
+    where = range((n_blocks - k) // 2, (n_blocks - k) // 2 + k)
+  else:
+    run = (n_blocks - k) / (k + 1)  # feed-forward blocks before each attention block
+    where = [math.floor(i * run + 0.5) + i - 1 for i in range(1, k + 1)]
+  where = set(where)
+  return "".join("s" if b in where else "f" for b in range(n_blocks))
+
+
+def most_placed(n_blocks):
+  """The most attention blocks `placement_pattern` spreads evenly without putting one first
+  or last (0 when none fits)."""
+  fits = [
+    k
+    for k in range(1, n_blocks + 1)
+    if placement_pattern(n_blocks, "even", k)[0]
+    == placement_pattern(n_blocks, "even", k)[-1]
+    == "f"
+  ]
+  return max(k for k in [0, *fits] if all(j in fits for j in range(1, k + 1)))
+
+
 def random_orderings(n_blocks, count, seed=0):
   """`count` distinct orderings of the baseline's blocks (its attention blocks at random
   places, feed-forward elsewhere), the baseline itself left out, drawn with `seed`: the
@@ -112,6 +176,7 @@ DERIVATIONS = (
   "shared_best",
   "sandwich=K",
   "random=N",
+  "placements=K",
   "pattern=P",
 )
 
@@ -123,18 +188,24 @@ def parse_derivations(values, n_blocks):
   perturbation (DARTS-PT's selection on each search), shared_best (the best pattern of each
   search's shared-weight ranking), sandwich=K (Press et al.'s, K attention blocks moved to the
   bottom and as many feed-forward to the top), random=N (N seeded random orderings of the
-  baseline's blocks), pattern=P (the pattern P itself: a study's panel named outright). The
-  baseline is always trained.
+  baseline's blocks), placements=K (1 to K attention blocks placed low, middle, high and
+  evenly spaced, `placement_pattern`: labelled "low 2", "even 1", …), pattern=P (the pattern
+  P itself: a study's panel named outright). The baseline is always trained.
   """
   parsed = []
   for value in values:
     kind, _, number = value.partition("=")
-    if kind in ("sandwich", "random"):
+    if kind in ("sandwich", "random", "placements"):
       if not (number.isascii() and number.isdigit()):
         raise ParError(f"--derive={kind}=N takes a whole number, got {value!r}")
       number = int(number)
       if kind == "sandwich" and number > n_blocks // 2:
         raise ParError(f"--derive=sandwich=K takes K up to {n_blocks // 2} for {n_blocks} blocks")
+      if kind == "placements" and not 1 <= number <= most_placed(n_blocks):
+        raise ParError(
+          f"--derive=placements=K takes K from 1 to {most_placed(n_blocks)} for {n_blocks} "
+          "blocks (evenly spaced attention is never first or last)"
+        )
       parsed.append((kind, number))
     elif kind == "pattern":
       if len(number) != n_blocks or set(number) - set(BLOCK_KINDS):
@@ -193,6 +264,10 @@ def derivations(
     elif kind == "random":
       for k, pattern in enumerate(random_orderings(n_blocks, number, seed), start=1):
         derived[f"random {k}"] = pattern
+    elif kind == "placements":
+      for k in range(1, number + 1):
+        for place in PLACES:
+          derived[f"{place} {k}"] = placement_pattern(n_blocks, place, k)
     elif kind == "pattern":
       derived[f"pattern {number}"] = number
   derived["baseline"] = baseline_pattern(n_blocks)

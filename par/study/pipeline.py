@@ -22,8 +22,13 @@ a paired block bootstrap (`intervals.paired_bootstrap`: 1,000 resamples of 256-t
 the mean NLL difference, its 95% interval and the perplexity ratio, in results.json
 (`vs_baseline`) and results.md, beside where its attention sits (`positions`).
 
-Few-shot NAS (`few_shot_steps` > 0): each search's SuperNet is split on its first block into
-three sub-SuperNets, each warm-started from it and trained that many steps further
+Several SuperNets (`samplings`, e.g. soft, uniform and fair): each is searched with the same
+data, schedule and budget (a coupled one once per held-out split), ranked and derived from,
+against one retrained panel: search/, search-split0.2/, search-uniform/, search-fair/.
+
+Few-shot NAS (`few_shot_steps` > 0): each search's SuperNet (or those of `few_shot_of`) is
+split on its first block into three sub-SuperNets, each warm-started from it and trained that
+many steps further
 (par/study/fewshot.py), in <search>-few-shot/{s,f,i}/; the group ranks every pattern with the
 sub-SuperNet that holds it and counts as one more search ("<search>-few-shot": its shared
 best, its report card), without an argmax or a perturbation.
@@ -262,6 +267,8 @@ def run_pipeline(
   seeds=(),
   jobs=1,
   few_shot_steps=0,
+  samplings=None,
+  few_shot_of=None,
 ):
   """Searches, ranks, derives, retrains and compares; returns the rows of the comparison.
 
@@ -273,7 +280,8 @@ def run_pipeline(
       search's argmax ratio.
     strategy: the tf.distribute strategy of every training run in this process (times are
       measured on one device); None for the default. Ray's workers use the default.
-    arch_splits: one search per held-out split (0: single-level); None: config.arch_split.
+    arch_splits: one search per held-out split (0: single-level) of each coupled sampling;
+      None: config.arch_split.
     rounds: rounds of time measurements (`timing.measure_all`).
     derive: the derivations (`patterns.parse_derivations`); the baseline always trains.
     ranking_tokens: valid tokens each pattern of a search's shared-weight ranking is scored on.
@@ -282,6 +290,11 @@ def run_pipeline(
     jobs: a `par.study.jobs.Engine` (or a number of trainings and rankings at once on this
       machine): where the trainings and rankings run (1: here, one after another).
     few_shot_steps: steps of each few-shot sub-SuperNet (0: no split).
+    samplings: the SuperNets searched, each with the same data, schedule and budget
+      (`patterns.search_plan`: a coupled one per held-out split, a decoupled one once);
+      None: config's own sampling.
+    few_shot_of: the samplings whose searches are split into few-shot sub-SuperNets (with
+      few_shot_steps); None: every search.
 
   Returns:
     The rows of results.json: one per model of the one seed, or (with seeds) one per
@@ -295,8 +308,16 @@ def run_pipeline(
   ratios = tuple(ratios) or (0.0,)
   arch_splits = tuple(arch_splits) if arch_splits else (config.arch_split,)
   patterns_lib.check_plan(ratios, arch_splits)
-  for split in arch_splits:  # each search's settings, before anything trains
-    dataclasses.replace(config, arch_split=split).validate()
+  samplings = tuple(samplings) if samplings else (config.model.sampling,)
+  plan = patterns_lib.search_plan(samplings, arch_splits)
+  few_shot_of = samplings if few_shot_of is None else tuple(few_shot_of)
+  if set(few_shot_of) - set(samplings):
+    raise ParError(
+      f"--few_shot_of={','.join(few_shot_of)} names a sampling --samplings does not search "
+      f"({','.join(samplings)})"
+    )
+  for sampling, split in plan:  # each search's settings, before anything trains
+    _search_config(config, sampling, split).validate()
   derive = patterns_lib.parse_derivations(derive, config.model.n_blocks)
   work_dir = Path(work_dir)
   if (work_dir / runs.CONFIG_FILE).is_file():
@@ -307,8 +328,11 @@ def run_pipeline(
   _check_layout(work_dir, bool(seeds))
   seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
-    searches = _search(seeded, arch_splits, strategy, jobs)
-    groups = _split(seeded, searches, few_shot_steps, strategy, jobs)
+    searches = _search(seeded, plan, strategy, jobs)
+    split = {
+      n for p in seeded for n, s in searches[p.dir].items() if s[0].model.sampling in few_shot_of
+    }
+    groups = _split(seeded, searches, few_shot_steps, strategy, jobs, split)
     derived = _derive(seeded, searches, groups, ratios, derive, ranking_tokens, jobs)
     trained = _retrain(seeded, derived, strategy, jobs)
     entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
@@ -344,23 +368,30 @@ def _check_layout(work_dir, over_seeds):
     )
 
 
-def _search(seeded, arch_splits, strategy, jobs):
-  """{plan dir: {name: (config, results, architecture record)}} of each seed's searches."""
+def _search_config(config, sampling, arch_split):
+  """The config of the search with this sampling and held-out split."""
+  model = dataclasses.replace(config.model, sampling=sampling)
+  return dataclasses.replace(config, model=model, arch_split=arch_split)
+
+
+def _search(seeded, plan, strategy, jobs):
+  """{plan dir: {name: (config, results, architecture record)}} of each seed's searches, one
+  per (sampling, held-out split) of `plan`."""
   todo = [
-    (plan, patterns_lib.search_name(split), dataclasses.replace(plan.config, arch_split=split))
-    for plan in seeded
-    for split in arch_splits
+    (seed, patterns_lib.search_name(split, sampling), _search_config(seed.config, sampling, split))
+    for seed in seeded
+    for sampling, split in plan
   ]
-  results = _trainings([(config, plan.dir / name) for plan, name, config in todo], strategy, jobs)
-  searches = {plan.dir: {} for plan in seeded}
-  for (plan, name, config), result in zip(todo, results):
-    record = runs.read_json(plan.dir / name / runs.ARCHITECTURE_FILE)
-    searches[plan.dir][name] = (config, result, record)
+  results = _trainings([(config, seed.dir / name) for seed, name, config in todo], strategy, jobs)
+  searches = {seed.dir: {} for seed in seeded}
+  for (seed, name, config), result in zip(todo, results):
+    record = runs.read_json(seed.dir / name / runs.ARCHITECTURE_FILE)
+    searches[seed.dir][name] = (config, result, record)
   return searches
 
 
-def _split(seeded, searches, steps, strategy, jobs):
-  """{plan dir: {group name: group directory}}: each search split into few-shot
+def _split(seeded, searches, steps, strategy, jobs, names):
+  """{plan dir: {group name: group directory}}: each search of `names` split into few-shot
   sub-SuperNets, trained (nothing without steps)."""
   groups = {plan.dir: {} for plan in seeded}
   if not steps:
@@ -368,6 +399,8 @@ def _split(seeded, searches, steps, strategy, jobs):
   todo = []
   for plan in seeded:
     for name in searches[plan.dir]:
+      if name not in names:
+        continue
       group = fewshot.group_dir(plan.dir / name)
       groups[plan.dir][group.name] = group
       subs = fewshot.sub_configs(plan.dir / name, steps)

@@ -4,6 +4,9 @@
     search/              the single-level SuperNet search (a run directory, par/runs.py),
                          with its ranking.json (par/study/rank.py)
     search-split0.2/     a search with a held-out architecture split (--arch_split=0.2)
+    search-uniform/      a search with another SuperNet (--samplings=soft,uniform,fair):
+                         search-<sampling>[-split<F>]/
+    <search>-few-shot/   a search split into few-shot sub-SuperNets (par/study/fewshot.py)
     models/<pattern>/    each derived pattern and the baseline, retrained from scratch;
                          test_nll.npy beside its results: its per-token test NLL
     results.json         the comparison, one row per search and per retrained pattern
