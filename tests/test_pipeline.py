@@ -780,7 +780,7 @@ def test_pipeline_script_refuses_bad_seeds_and_jobs(tmp_path):
     (["--jobs=2", "--job_cpus=0"], "--job_cpus must be at least 1"),
     (["--ray_address=127.0.0.1:1"], "cannot connect to Ray at 127.0.0.1:1: Connection refused"),
     (["--ray_address=nowhere"], "--ray_address takes auto or HOST:PORT, got nowhere"),
-    (["--sampling=fair", "--samplings=soft,uniform"], "give --sampling or --samplings"),
+    (["--sampling=fair", "--samplings=soft,uniform"], "--sampling=fair is not among --sa"),
     (["--samplings=soft,spos"], "--samplings takes soft, hard, single_path, uniform, fair; "),
     (["--samplings=uniform", "--arch_splits=0.2"], "--arch_splits hold data out for a coupled"),
     (["--samplings=soft", "--few_shot_of=fair"], "--few_shot_of=fair names a sampling"),

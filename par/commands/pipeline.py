@@ -153,9 +153,12 @@ def main(argv):
   jobs.check_address(FLAGS.ray_address)
   if FLAGS.few_shot_steps < 0:
     raise cli.ParError(f"--few_shot_steps must be 0 or more, got {FLAGS.few_shot_steps}")
-  if FLAGS.samplings and FLAGS["sampling"].present:
-    raise cli.ParError("give --sampling or --samplings: --samplings lists every search's")
   config = config_flags.training_config()
+  if FLAGS.samplings and FLAGS["sampling"].present and FLAGS.sampling not in FLAGS.samplings:
+    raise cli.ParError(
+      f"--sampling={FLAGS.sampling} is not among --samplings={','.join(FLAGS.samplings)}: "
+      "--samplings lists every search's"
+    )
   samplings = FLAGS.samplings or [config.model.sampling]
   patterns.search_plan(samplings, FLAGS.arch_splits or [config.arch_split])
   if set(FLAGS.few_shot_of) - set(samplings):
