@@ -590,7 +590,7 @@ def test_pipeline_refuses_repeated_searches(tmp_path):
 def test_the_study_over_seeds_compares_every_derivation(study):
   from par.study import seeds
 
-  work, _, rows = study
+  work, config, rows = study
   per_seed = {s: json.loads((work / f"seed-{s}" / "results.json").read_text()) for s in (3, 4)}
   for s, summary in per_seed.items():
     assert summary["seed"] == s
@@ -661,13 +661,27 @@ def test_the_study_over_seeds_compares_every_derivation(study):
     scores = json.loads((work / "seed-4" / name / "ranking.json").read_text())["scores"]
     tau = ranking.kendall_tau([scores[p] for p in panel], [losses[4][p] for p in panel])
     assert agreed["searches"][name]["4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+
+    # Its cost: its training (its steps' tokens at the pace it reported) and its ranking,
+    # over the baseline's training, worked out here from the files.
+    def seconds(run):
+      results = json.loads((run / "results.json").read_text())
+      meta = json.loads((Path(config.data_dir) / "meta.json").read_text())
+      tokens = meta["batch_size"] * meta["seq_len"]
+      return results["steps"] * tokens / results["train_tokens_per_second"]
+
+    ranked = json.loads((work / "seed-4" / name / "ranking.json").read_text())["seconds"]
+    spent = seconds(work / "seed-4" / name) + ranked
+    cost = agreed["searches"][name]["4"]["cost"]
+    assert cost["seconds"] == pytest.approx(spent, rel=1e-9)
+    assert cost["trainings"] == pytest.approx(spent / seconds(work / "seed-4/models/sfs"), rel=1e-9)
   table = (work / "results.md").read_text()
   # The three tables: a header and a line per row; a header and a line per row compared with
   # the random orderings; a header, a line per search and seed, one per pair of seeds.
   against_random = sum("vs_random" in row for row in rows)
   assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 * 2 + 1)
   assert "noise ceiling" in table and "average random ordering" in table
-  for name in ("tradeoff", "depth"):
+  for name in ("tradeoff", "depth", "agreement"):
     assert (work / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (work / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
 

@@ -19,6 +19,7 @@ from PIL import Image
 
 from par.config import BLOCK_KINDS
 from par.search.ranking import attention_depth
+from par.search.ranking import kendall_tau
 
 DPI = 200  # PNG resolution
 _LABELS = {"s": "attention (s)", "f": "feed-forward (f)", "i": "identity (i)"}
@@ -451,6 +452,64 @@ def depth(points, split="test", title=""):
     left_out = len(points) - len(with_attention)
     note = f" ({left_out} without attention left out)" if left_out else ""
     axes.set_title((title or "Where attention sits") + note, fontsize=10)
+    return _files(figure, ("png", "pdf"))
+  finally:
+    plt.close(figure)
+
+
+def scores_against_retrained(panels, title=""):
+  """Each search's shared-weight scores against the retrained losses of the same patterns,
+  one panel per search, a point per pattern and seed (marker by seed: that seed's SuperNet
+  against that seed's retraining), coloured by the pattern's attention blocks; each panel's
+  title gives Kendall's τ of each seed. {"png": bytes, "pdf": bytes}.
+
+  Args:
+    panels: {search name: {seed: [(pattern, shared-weight score, retrained loss)]}}.
+    title: the figure's title.
+  """
+  names = list(panels)
+  seeds = sorted({s for per_seed in panels.values() for s in per_seed})
+  patterns = {p for per_seed in panels.values() for ps in per_seed.values() for p, _, _ in ps}
+  counts = sorted({p.count("s") for p in patterns})
+  colours = {c: plt.get_cmap("viridis")(k / max(len(counts) - 1, 1)) for k, c in enumerate(counts)}
+  markers = dict(zip(seeds, _MARKERS * len(seeds)))
+  columns = min(3, max(1, len(names)))
+  rows = -(-max(1, len(names)) // columns)
+  figure, grid = plt.subplots(
+    rows, columns, figsize=(4.2 * columns, 3.6 * rows), layout="constrained", squeeze=False
+  )
+  try:
+    for axes, name in zip(grid.flat, names):
+      taus = []
+      for seed, points in sorted(panels[name].items()):
+        for pattern, score, loss in points:
+          axes.scatter(
+            score,
+            loss,
+            marker=markers[seed],
+            s=30,
+            color=colours[pattern.count("s")],
+            alpha=0.85,
+            linewidths=0,
+          )
+        taus.append(kendall_tau([x for _, x, _ in points], [y for _, _, y in points]))
+      axes.set_title(f"{name}\nτ by seed: {', '.join(f'{t:.2f}' for t in taus)}", fontsize=9)
+      axes.set_xlabel("shared-weight score (valid NLL, nats)", fontsize=8)
+      axes.set_ylabel("retrained valid loss (nats)", fontsize=8)
+      axes.tick_params(labelsize=7)
+      axes.grid(alpha=0.3)
+    for axes in list(grid.flat)[len(names) :]:
+      axes.axis("off")
+    handles = [
+      plt.Line2D(
+        [], [], ls="", marker="o", color=colours[c], label=f"{c} attention block{'s' * (c != 1)}"
+      )
+      for c in counts
+    ] + [
+      plt.Line2D([], [], ls="", marker=markers[s], color="0.3", label=f"seed {s}") for s in seeds
+    ]
+    figure.legend(handles=handles, fontsize=7, loc="outside right upper")
+    figure.suptitle(title or "Shared-weight scores against retraining", fontsize=10)
     return _files(figure, ("png", "pdf"))
   finally:
     plt.close(figure)

@@ -7,6 +7,8 @@
     tradeoff.png, .pdf   valid perplexity against time per token, means with ± sd bars
     depth.png, .pdf      retrained test perplexity against attention depth, a point per
                          pattern and seed
+    agreement.png, .pdf  each search's shared-weight scores against the retrained valid
+                         losses of the panel, a panel per search, a point per pattern and seed
 
 A row is a derivation (`argmax of search`, `rule p=3`, `random 2`, `baseline`, …) or a
 search's SuperNet, followed over the seeds: the pattern each seed gave it (searched
@@ -26,7 +28,8 @@ How far the SuperNet's ranking can be trusted, over the patterns every seed retr
 panel): for each search and seed, Kendall's τ and Spearman's ρ between the shared-weight
 scores and that seed's retrained valid losses; beside them, the noise ceiling, the same
 statistics between two seeds' retrained losses (every pair). A ranking predicts retraining
-as well as retraining predicts itself when its τ reaches the ceiling.
+as well as retraining predicts itself when its τ reaches the ceiling. Each search's cost is
+counted in trainings of the baseline (`search_cost`).
 """
 
 import itertools
@@ -35,10 +38,13 @@ from pathlib import Path
 import numpy as np
 
 from par import runs
+from par.config import BLOCK_KINDS
+from par.data import records
 from par.search import intervals
 from par.search import plots
 from par.search import ranking
 from par.study import compare
+from par.study import fewshot
 from par.study import rank
 from par.study import workdir
 
@@ -188,6 +194,40 @@ def _against(rows, baselines):
   )
 
 
+def training_seconds(run_dir):
+  """A finished run's training time: its steps at the throughput it reported (evaluations
+  and checkpoints left out; a resumed run's last process's pace), or None without one."""
+  results = runs.read_results(run_dir) or {}
+  speed = results.get("train_tokens_per_second")
+  if not speed or not results.get("steps"):
+    return None
+  run = runs.read_run(run_dir)
+  meta = records.load_meta(run.config.data_dir)
+  return results["steps"] * meta.batch_size * meta.seq_len / speed
+
+
+def search_cost(summary, name):
+  """What one seed's search `name` cost, in trainings of its baseline: its SuperNet's
+  training (a few-shot group's: the SuperNet it splits and its sub-SuperNets') and its
+  shared-weight ranking, over the baseline's training time in the same study (each timed as
+  it ran, beside whatever else ran then). {"seconds", "trainings"}, or None when a time is
+  missing."""
+  search = summary["searches"][name]
+  run = Path(search["run"])
+  parts = []
+  if run.name.endswith(fewshot.GROUP_SUFFIX):
+    parent = summary["searches"][name.removesuffix(fewshot.GROUP_SUFFIX)]["run"]
+    parts += [training_seconds(parent)] + [training_seconds(run / k) for k in BLOCK_KINDS]
+  else:
+    parts.append(training_seconds(run))
+  parts.append(runs.read_json(run / rank.RANKING_FILE)["seconds"])
+  baseline = next((r for r in summary["rows"] if r.get("is_baseline")), None)
+  unit = baseline and training_seconds(baseline["run"])
+  if None in parts or not unit:
+    return None
+  return {"seconds": float(sum(parts)), "trainings": float(sum(parts) / unit)}
+
+
 def agreement(summaries):
   """The SuperNets' rankings against retraining over the panel, and the noise ceiling."""
   seeds = sorted(summaries)
@@ -209,7 +249,9 @@ def agreement(summaries):
   for s in seeds:
     for name, search in summaries[s]["searches"].items():  # few-shot groups among them
       scores = runs.read_json(Path(search["run"]) / rank.RANKING_FILE)["scores"]
-      searches.setdefault(name, {})[s] = ranking.report_card(scores, on_panel[s], on_panel)
+      card = ranking.report_card(scores, on_panel[s], on_panel)
+      card["cost"] = search_cost(summaries[s], name)
+      searches.setdefault(name, {})[s] = card
   pairs = {
     f"{a}-{b}": statistics([retrained[a][p] for p in panel], [retrained[b][p] for p in panel])
     for a, b in itertools.combinations(seeds, 2)
@@ -299,19 +341,25 @@ def markdown(rows, agreed, seeds):
     "patterns every seed retrained (valid loss), beside the noise ceiling (one seed's "
     "retraining against another's); τ ± its jackknife standard error, τ in the best 30% of "
     "the panel, and the regret of the pattern the shared weights score best (its retrained "
-    "loss minus the panel's best, nats, and in seed standard deviations):",
+    "loss minus the panel's best, nats, and in seed standard deviations); the search's cost "
+    "is its SuperNet's training (with a split's sub-SuperNets) and its ranking, in trainings "
+    "of the baseline, each timed as it ran in the study:",
     "",
-    "| ranking | against | Kendall τ | Spearman ρ | τ in the best 30% | pick, regret |",
-    "|---|---|---|---|---|---|",
+    "| ranking | against | Kendall τ | Spearman ρ | τ in the best 30% | pick, regret | cost |",
+    "|---|---|---|---|---|---|---|",
   ]
   for name, per_seed in agreed["searches"].items():
     for s, card in per_seed.items():
-      lines.append(f"| {name} of seed {s} | seed {s}'s retraining | {rank.card_cells(card)} |")
+      cost = card.get("cost")
+      cost = "–" if cost is None else f"{cost['trainings']:.1f} trainings"
+      lines.append(
+        f"| {name} of seed {s} | seed {s}'s retraining | {rank.card_cells(card)} | {cost} |"
+      )
   for pair, stats in agreed["seed_to_seed"].items():
     a, b = pair.split("-")
     lines.append(
       f"| seed {a}'s retraining (noise ceiling) | seed {b}'s retraining | "
-      f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} | – | – |"
+      f"{stats['kendall_tau']:.2f} | {stats['spearman_rho']:.2f} | – | – | – |"
     )
   summary = _agreement_summary(agreed)
   if summary:
@@ -324,11 +372,29 @@ def _agreement_summary(agreed):
   parts = []
   for name, per_seed in agreed["searches"].items():
     taus = [v["kendall_tau"] for v in per_seed.values()]
-    parts.append(f"{name} τ {_cell(_over_seeds(taus))}")
+    costs = [v["cost"]["trainings"] for v in per_seed.values() if v.get("cost")]
+    cost = f" ({_cell(_over_seeds(costs), 1)} trainings)" if costs else ""
+    parts.append(f"{name} τ {_cell(_over_seeds(taus))}{cost}")
   ceiling = [v["kendall_tau"] for v in agreed["seed_to_seed"].values()]
   if not parts or not ceiling:
     return ""
   return f"Mean over seeds: {'; '.join(parts)}; noise ceiling τ {_cell(_over_seeds(ceiling))}."
+
+
+def score_panels(summaries, panel):
+  """{search name: {seed: [(pattern, shared-weight score, retrained valid loss)]}} over the
+  panel: what `plots.scores_against_retrained` draws."""
+  panels = {}
+  for s, summary in sorted(summaries.items()):
+    retrained = {
+      r["pattern"]: r["valid"]["loss"]
+      for r in summary["rows"]
+      if r["attention_blocks"] is not None and "valid" in r
+    }
+    for name, search in summary["searches"].items():
+      scores = runs.read_json(Path(search["run"]) / rank.RANKING_FILE)["scores"]
+      panels.setdefault(name, {})[s] = [(p, scores[p], retrained[p]) for p in panel if p in scores]
+  return panels
 
 
 def depth_points(summaries):
@@ -368,6 +434,10 @@ def write(work_dir, summaries, setting):
     workdir.TRADEOFF_FIGURE: plots.tradeoff_over_seeds(rows, title),
     workdir.DEPTH_FIGURE: plots.depth(*depth_points(summaries), title=title),
   }
+  if agreed["searches"] and agreed["panel"]:
+    figures[workdir.AGREEMENT_FIGURE] = plots.scores_against_retrained(
+      score_panels(summaries, agreed["panel"]), title
+    )
   for name, files in figures.items():
     for kind, data in files.items():
       runs.write_bytes(work_dir / f"{name}.{kind}", data)

@@ -20,7 +20,8 @@
 With seeds (`--seeds=1,2,3`), each seed's pipeline has this layout in work_dir/seed-<s>/,
 and work_dir holds the comparison over seeds (par/study/seeds.py): results.json and
 results.md with one row per derivation over the seeds, tradeoff.png/.pdf with ± sd bars,
-depth.png/.pdf, and times.json for every seed's runs.
+depth.png/.pdf, agreement.png/.pdf (each search's shared-weight scores against the retrained
+losses, a panel per search), and times.json for every seed's runs.
 """
 
 from pathlib import Path
@@ -32,6 +33,7 @@ TIMES_FILE = "times.json"  # the measured times per token, reused by a call that
 TEST_NLL = "test_nll.npy"  # beside each retrained model's results: its per-token test NLL
 TRADEOFF_FIGURE = "tradeoff"  # .png and .pdf
 DEPTH_FIGURE = "depth"  # .png and .pdf, over seeds only
+AGREEMENT_FIGURE = "agreement"  # .png and .pdf, over seeds only: scores against retraining
 
 
 def seed_dir(work_dir, seed):
