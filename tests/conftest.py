@@ -150,9 +150,11 @@ def _ray(*args, env=None):
 def ray_cluster():
   """A Ray cluster of a head and a second node on 127.0.0.1, one CPU each; its address.
   Stopped at the end."""
-  running = Path("/tmp/ray/ray_current_cluster")
-  if running.is_file() and _answers(running.read_text().strip()):
-    pytest.skip(f"a Ray cluster runs here ({running.read_text().strip()}): `ray stop` would end it")
+  running = _raylets()
+  if running:
+    # A cluster (`ray start`) or an instance a program started (a study's `--jobs=2`):
+    # `ray stop` ends every Ray process of the user, theirs too.
+    pytest.skip(f"Ray runs here (raylet pid {running[0]}): `ray stop` would end it")
   port = 6390 + os.getpid() % 200
   # Ray 2.59 and later start a head with token authentication (its token in
   # ~/.ray/auth_token): every node and every driver must then say so.
@@ -174,13 +176,13 @@ def ray_cluster():
     _ray("stop", "--force", env=env)
 
 
-def _answers(address):
-  """Whether something listens at HOST:PORT."""
-  import socket
-
-  host, _, port = address.rpartition(":")
-  try:
-    socket.create_connection((host, int(port)), timeout=2).close()
-  except (OSError, ValueError):
-    return False
-  return True
+def _raylets():
+  """The pids of this user's running raylets (one per Ray node), from /proc (Linux)."""
+  found = []
+  for entry in Path("/proc").glob("[0-9]*"):
+    try:
+      if (entry / "comm").read_text().strip() == "raylet" and entry.stat().st_uid == os.getuid():
+        found.append(int(entry.name))
+    except OSError:  # ended meanwhile
+      continue
+  return found
