@@ -71,6 +71,92 @@ def test_tied_weights_are_one_variable_with_gradients_from_both_uses():
   assert (np.abs(output).sum(axis=1) > 0).all()  # the softmax scores every row: all learn
 
 
+def _tied_pair(vocab, width, cutoffs):
+  from par.model.adaptive_softmax import TransformerXLSoftmax
+
+  embedding = AdaptiveEmbedding(vocab, width, cutoffs)
+  embedding.build()
+  softmax = TransformerXLSoftmax(vocab, width, cutoffs, tie_weight=True)
+  softmax.build()
+  return embedding, softmax
+
+
+def test_the_tied_tables_gradient_is_the_full_softmaxs_written_out():
+  # The table's gradient through the embedding and the tied softmax, against numpy's: the
+  # full log-softmax of every word written out (head of the shortlist and one entry per tail,
+  # each tail's words scored against their cluster), differentiated by hand.
+  embedding, softmax = _tied_pair(60, 8, (10, 30))
+  rng = np.random.default_rng(3)
+  for variable in (embedding.table, softmax.cluster_weight):
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+  for variable in softmax.biases + [softmax.cluster_bias]:
+    variable.assign(rng.normal(size=variable.shape).astype(np.float32) * 0.1)
+  tokens, targets = np.array([1, 12, 40, 59, 12]), np.array([12, 59, 3, 30, 9])
+  with tf.GradientTape() as tape:
+    nll, _ = softmax.nll(embedding(tokens[None]), targets[None], embedding)
+  got = tf.convert_to_tensor(tape.gradient(nll, embedding.table)).numpy()
+
+  table = embedding.table.numpy().astype(np.float64)
+  cluster_w = softmax.cluster_weight.numpy().astype(np.float64)
+  biases = [b.numpy().astype(np.float64) for b in softmax.biases]
+  cluster_b = softmax.cluster_bias.numpy().astype(np.float64)
+  bounds = (0, 10, 30, 60)
+  expected = np.zeros_like(table)
+  total = 0.0
+  for token, target in zip(tokens, targets):
+    h = table[token]
+    head_w = np.concatenate([table[:10], cluster_w])
+    head_logits = head_w @ h + np.concatenate([biases[0], cluster_b])
+    head_p = np.exp(head_logits - np.logaddexp.reduce(head_logits))
+    k = int(target >= 10) + int(target >= 30)
+    entry = target if k == 0 else 10 + k - 1
+    # d(-log p_head[entry]) / d(logits) = p - onehot; then into the rows and into h.
+    d_head = head_p.copy()
+    d_head[entry] -= 1
+    total -= np.log(head_p[entry])
+    expected[:10] += np.outer(d_head[:10], h)
+    d_h = head_w.T @ d_head
+    if k:
+      low, high = bounds[k], bounds[k + 1]
+      logits = table[low:high] @ h + biases[k]
+      p = np.exp(logits - np.logaddexp.reduce(logits))
+      total -= np.log(p[target - low])
+      d_tail = p.copy()
+      d_tail[target - low] -= 1
+      expected[low:high] += np.outer(d_tail, h)
+      d_h += table[low:high].T @ d_tail
+    expected[token] += d_h  # through the embedding's row
+  assert float(nll) == pytest.approx(total, rel=1e-5)
+  np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-6)
+
+
+def test_the_tied_tables_gradient_holds_few_copies_of_the_table():
+  # Each cluster's rows were a slice of the table, whose gradient is a zero-padded copy of the
+  # whole table: four clusters made four, and their sum (6.7 tables at the peak). Split once,
+  # the rows' gradients are one concatenation (3.6 with the embedding's and their sum).
+  try:
+    tf.config.experimental.get_memory_info("CPU:0")
+  except ValueError:
+    pytest.skip("this TensorFlow keeps no allocator statistics for the CPU (oneDNN off)")
+  vocab, width = 60_000, 64
+  embedding, softmax = _tied_pair(vocab, width, (2_000, 10_000, 40_000))
+  tokens = tf.random.stateless_uniform([64], [1, 2], 0, vocab, tf.int32)
+  targets = tf.random.stateless_uniform([64], [3, 4], 0, vocab, tf.int32)
+
+  @tf.function
+  def gradient():
+    with tf.GradientTape() as tape:
+      nll, _ = softmax.nll(embedding(tokens), targets, embedding)
+    return tf.reduce_sum(tape.gradient(nll, embedding.table))
+
+  float(gradient())  # traced
+  tf.config.experimental.reset_memory_stats("CPU:0")
+  before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+  float(gradient())
+  peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+  assert (peak - before) / (vocab * width * 4) < 4.5
+
+
 def test_tied_projections_are_shared_but_the_heads_is_its_own():
   model = make(div_val=2, tie_weight=True, tie_projs=True)
   names = sorted(v.path.split("/", 1)[1] for v in model.weights if "projection" in v.path)

@@ -18,6 +18,8 @@ FLOPs and memory: each token pays for every tail, as `log_probs` does (at WikiTe
 267,735 words, about 1 GB of float32 logits per 1,000 tokens of a replica's batch).
 """
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
@@ -96,11 +98,16 @@ class AdaptiveSoftmax(keras.layers.Layer):
     logits = self.tails[i](self.projections[i](hidden))
     return tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
 
+  def _prepare(self, tied):
+    """What one call's clusters score with, read once for all of them (`tied` here: none)."""
+    return tied
+
   def log_probs(self, hidden, tied=None):
     """Exact log-probabilities over the vocabulary: float32 [..., V].
 
     `tied`: the `AdaptiveEmbedding` whose weights a tied softmax scores with.
     """
+    tied = self._prepare(tied)
     head = self._head_log_probs(hidden, tied)
     shortlist = head[..., : self.bounds[1]]
     parts = [shortlist]
@@ -132,6 +139,7 @@ class AdaptiveSoftmax(keras.layers.Layer):
 
     Each tail runs only on the tokens that fall in it (under XLA, on every token, masked).
     """
+    tied = self._prepare(tied)
     hidden = tf.reshape(hidden, [-1, self.d_model])
     targets = tf.reshape(tf.cast(targets, tf.int32), [-1])
     valid = targets >= 0
@@ -169,6 +177,22 @@ class AdaptiveSoftmax(keras.layers.Layer):
       proj_dims=list(self.proj_dims),
       init=self.init,
     )
+
+
+def split_rows(table, bounds):
+  """A [V, w] table's row blocks [bounds[k], bounds[k+1]) as one split: its gradient is one
+  [V, w] concatenation of the blocks' gradients. (A slice per block made each block's
+  gradient a zero-padded [V, w] of its own: at WikiText-103's vocabulary, four of 419 MiB
+  and their sum, in every step.)"""
+  return tf.split(table, [b - a for a, b in zip(bounds, bounds[1:])], axis=0)
+
+
+class ClusterWeights(NamedTuple):
+  """What a Transformer-XL softmax's clusters score with in one call: each cluster's weights
+  and the tied input projections (empty when not tied)."""
+
+  weights: list
+  projections: list
 
 
 def _matrix(layer, name, shape, initializer=None):
@@ -215,9 +239,10 @@ class AdaptiveEmbedding(keras.layers.Layer):
     self.built = True
 
   def tables(self):
-    """Each cluster's table [size_i, w_i] (slices of the one table when div_val is 1)."""
+    """Each cluster's table [size_i, w_i] (row blocks of the one table when div_val is 1,
+    `split_rows`)."""
     if self.div_val == 1:
-      return [self.table[a:b] for a, b in zip(self.bounds, self.bounds[1:])]
+      return split_rows(self.table, self.bounds)
     return list(self.cluster_tables)
 
   def call(self, tokens):
@@ -320,18 +345,21 @@ class TransformerXLSoftmax(AdaptiveSoftmax):
       )
     self.built = True
 
-  def _cluster_weights(self, i, tied):
+  def _prepare(self, tied):
+    """Each cluster's weights and the tied projections, read once for one call."""
     if self.tie_weight:
-      return tied.tables()[i]
-    if self.div_val == 1:
-      return self.weight[self.bounds[i] : self.bounds[i + 1]]
-    return self.own_weights[i]
+      weights = tied.tables()
+    elif self.div_val == 1:
+      weights = split_rows(self.weight, self.bounds)
+    else:
+      weights = list(self.own_weights)
+    return ClusterWeights(weights, tied.projections if tied is not None else [])
 
-  def _logits(self, i, hidden, tied, head=False):
+  def _logits(self, i, hidden, prepared, head=False):
     projection = self.own_projections[i]
     if projection is None and self.div_val > 1:  # tie_projs: the input's projection
-      projection = tied.projections[i]
-    weights, bias = self._cluster_weights(i, tied), self.biases[i]
+      projection = prepared.projections[i]
+    weights, bias = prepared.weights[i], self.biases[i]
     if head and self.num_tails:  # one more entry per tail
       weights = tf.concat([weights, self.cluster_weight], 0)
       bias = tf.concat([bias, self.cluster_bias], 0)
