@@ -231,6 +231,11 @@ class Evaluator:
     # A count of records: a tf.range loop, which can stop early (`for x in` a distributed
     # iterator cannot break).
     for _ in tf.range(records):
+      # One segment at a time: a while loop runs up to ten iterations at once where their
+      # dependencies allow (the next segments' embeddings and first projections, without
+      # the memory), and their tensors stayed held: at WikiText-103's base shape, 10 lanes,
+      # the allocator's peak grew by 1.9 GB a call of 12 segments.
+      tf.autograph.experimental.set_loop_options(parallel_iterations=1)
       if self.stop is not None and self.stop:
         break
       inputs, targets = next(iterator)
@@ -252,6 +257,7 @@ class Evaluator:
     total = tf.constant(0.0, tf.float64)
     count = tf.constant(0.0, tf.float64)
     for s in tf.range(tf.shape(inputs, out_type=tf.int64)[0]):
+      tf.autograph.experimental.set_loop_options(parallel_iterations=1)  # (as in `_loop`)
       seed = tf.stack([tf.constant(PATHS_SEED, tf.int64), record + s])
       hidden, memory = self.model(
         inputs[s],
