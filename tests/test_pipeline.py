@@ -681,6 +681,15 @@ def test_the_study_over_seeds_compares_every_derivation(study):
   against_random = sum("vs_random" in row for row in rows)
   assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 * 2 + 1)
   assert "noise ceiling" in table and "average random ordering" in table
+  # The goal's verdict for each search, from its cards: mean τ ≥ 0.5 and every seed's pick
+  # within one seed sd of the panel's best.
+  for name in SEARCHES:
+    cards = agreed["searches"][name].values()
+    mean = np.mean([c["kendall_tau"] for c in cards])
+    within = sum(c["regret_sd"] <= 1 for c in cards if np.isfinite(c["regret_sd"]))
+    verdict = "meets the goal" if mean >= 0.5 and within == 2 else "does not meet the goal"
+    line = f"- {name}: mean τ {mean:.2f} (goal ≥ 0.5); its pick within 1 seed sd of the "
+    assert f"{line}panel's best in {within} of 2 seeds: {verdict}" in table
   for name in ("tradeoff", "depth", "agreement"):
     assert (work / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (work / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"

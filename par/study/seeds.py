@@ -364,7 +364,38 @@ def markdown(rows, agreed, seeds):
   summary = _agreement_summary(agreed)
   if summary:
     lines += ["", summary]
+  goal = goal_lines(agreed)
+  if goal:
+    lines += ["", *goal]
   return "\n".join(lines) + "\n"
+
+
+GOAL_TAU = 0.5  # a ranking good enough to select with (the [5/5] study's goal)
+GOAL_REGRET_SD = 1.0  # its pick within one seed sd of the panel's best
+
+
+def goal_lines(agreed):
+  """For each search, whether it meets the study's goal, as list items: its mean τ over seeds
+  against GOAL_TAU, and in how many seeds its pick's regret is within GOAL_REGRET_SD seed
+  standard deviations of the panel's best (none without a seed sd: one seed)."""
+  lines = []
+  for name, per_seed in agreed["searches"].items():
+    taus = [card["kendall_tau"] for card in per_seed.values()]
+    mean = float(np.mean(taus))
+    close = [card.get("regret_sd") for card in per_seed.values()]
+    known = [r for r in close if r is not None and np.isfinite(r)]
+    within = sum(r <= GOAL_REGRET_SD for r in known)
+    met = mean >= GOAL_TAU and known and within == len(per_seed)
+    lines.append(
+      f"- {name}: mean τ {mean:.2f} (goal ≥ {GOAL_TAU}); its pick within "
+      f"{GOAL_REGRET_SD:g} seed sd of the panel's best in {within} of {len(per_seed)} seeds: "
+      f"{'meets the goal' if met else 'does not meet the goal'}"
+    )
+  if lines:
+    lines.insert(
+      0, "The goal: a ranking with τ ≥ 0.5 whose pick is within one seed sd of the best:"
+    )
+  return lines
 
 
 def _agreement_summary(agreed):
