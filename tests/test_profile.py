@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import ROOT
+from helpers import counting_dataset
 from helpers import error_line
 from helpers import run_script
 from par.bench import profile as bench
@@ -105,3 +106,29 @@ def test_every_suite_benchmarks_md_runs_is_one_the_command_has():
   for name, run in suites.SUITES.items():  # each suite's module says what it measures
     module = __import__(run.__module__, fromlist=["run"])
     assert module.__doc__.startswith(f"Suite `{name}`"), name
+
+
+def test_the_step_memory_probe_counts_what_the_model_holds(tmp_path):
+  # `python -m par.bench.step_memory`: after building, the allocator holds at least the
+  # feed-forward block's two [128, 2048] matrices three times (themselves and Adam's two
+  # slots: the allocator counts large buffers, 1 MiB each here, not the small ones); its peak
+  # over the steps is above that; one JSON line.
+  import subprocess
+  import sys
+
+  data = counting_dataset(tmp_path)
+  flags = ["--d_model=128", "--n_heads=2", "--d_ffn=2048", "--n_blocks=2", "--architecture=sf"]
+  flags += ["--cutoffs=20"]
+  done = subprocess.run(
+    [sys.executable, "-m", "par.bench.step_memory", f"--data_dir={data}", "--steps=2", *flags],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+  )
+  assert done.returncode == 0, done.stderr[-2000:]
+  probe = json.loads(done.stdout.strip().splitlines()[-1])
+  assert probe["peak_rss"] > 100
+  if probe["allocator_peak"] is None:
+    pytest.skip("this TensorFlow keeps no allocator statistics for the CPU")
+  assert probe["allocator_after_build"] * 2**20 >= 3 * 4 * (2 * 128 * 2048)
+  assert probe["allocator_peak"] > probe["allocator_after_build"]

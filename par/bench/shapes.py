@@ -32,11 +32,10 @@ _SHAPES = (  # name, flagfile, build_data.py flags
 )
 
 
-def run(work, options):
-  from par import runs as run_files
-  from par.data import records
-
-  corpus = Path(options.corpus)
+def short_evaluations(corpus, work):
+  """work/corpus: `corpus`'s train split (linked) with its first 400 valid lines as valid and
+  test, so that a run's final evaluations stay short."""
+  corpus = Path(corpus)
   if not corpus.is_dir():
     raise ParError(f"--corpus {corpus} does not exist: make it with par-make-corpus")
   small = work / "corpus"
@@ -45,6 +44,14 @@ def run(work, options):
   head = "".join((corpus / "valid.txt").read_text(encoding="utf-8").splitlines(True)[:400])
   for split in ("valid", "test"):
     (small / f"{split}.txt").write_text(head, encoding="utf-8")
+  return small
+
+
+def run(work, options):
+  from par import runs as run_files
+  from par.data import records
+
+  small = short_evaluations(options.corpus, work)
   rows = []
   for name, flagfile, build_flags in _SHAPES:
     data = work / "data"

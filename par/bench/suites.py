@@ -11,6 +11,7 @@ from par.bench import data
 from par.bench import jobs
 from par.bench import memory
 from par.bench import oneshot
+from par.bench import paper_memory
 from par.bench import profile
 from par.bench import scale
 from par.bench import shapes
@@ -27,10 +28,16 @@ SUITES = {  # name: run(work, options) -> [(measure, value)]
   "shapes": shapes.run,
   "blocks": blocks.run,
   "memory": memory.run,
+  "paper_memory": paper_memory.run,
   "profile": profile.run,
   "oneshot": oneshot.run,
 }
-WITHOUT_TENSORFLOW = ("cuts", "scale", "shapes")  # suites that need no TensorFlow here
+WITHOUT_TENSORFLOW = (
+  "cuts",
+  "scale",
+  "shapes",
+  "paper_memory",
+)  # suites that need no TensorFlow here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +48,9 @@ class Options:
   vocab_size: int = 7000  # SentencePiece pieces of the datasets built from text_dir
   repeats: int = 5  # repetitions of each timing: data, cuts
   train_steps: int = 150  # steps per training case: train, speed, jobs, oneshot
-  corpus: str = "data/zipf-wt103"  # split files at WikiText-103's size: scale, shapes
+  corpus: str = "data/zipf-wt103"  # split files at WikiText-103's size: scale, shapes, paper_memory
   input_sentence_size: int = 100_000  # lines SentencePiece trains on: scale
-  shape_steps: int = 3  # training steps per model: shapes
+  shape_steps: int = 3  # training steps per model: shapes, paper_memory
   profile_steps: int = 10  # steps traced: profile
   profile_dir: str = "profile"  # where the trace goes: profile
   data_dir: str | None = None  # a built dataset instead of one from text_dir: profile

@@ -7,6 +7,7 @@ per suite, each saying what it measures).
   par-benchmark --suite=blocks
   par-benchmark --suite=scale --corpus=data/zipf-wt103
   par-benchmark --suite=shapes --corpus=data/zipf-wt103
+  par-benchmark --suite=paper_memory --corpus=data/zipf-wt103
   par-benchmark --suite=memory
   par-benchmark --suite=speed
   par-benchmark --suite=jobs        # two one-thread trainings against one
@@ -49,10 +50,12 @@ def define_flags():
     "Steps per training case (train, speed, jobs); the first 50 (one loop call) are not timed.",
   )
   flags.DEFINE_string(
-    "corpus", "data/zipf-wt103", "scale, shapes: split files; scale makes them if missing."
+    "corpus",
+    "data/zipf-wt103",
+    "scale, shapes, paper_memory: split files; scale makes them if missing.",
   )
   flags.DEFINE_integer("input_sentence_size", 100_000, "scale: lines SentencePiece trains on.")
-  flags.DEFINE_integer("shape_steps", 3, "shapes: training steps per model.")
+  flags.DEFINE_integer("shape_steps", 3, "shapes, paper_memory: training steps per model.")
   flags.DEFINE_integer("profile_steps", 10, "profile: training steps traced.")
   flags.DEFINE_string(
     "profile_dir",
