@@ -15,25 +15,12 @@ import sys
 from par.bench import measure
 from par.bench import shapes
 
-_MODELS = (  # name, flagfile, build_data.py flags
-  (
-    "Transformer-XL base, WikiText-103 shape, batch 4 x 150, memory 150",
-    "configs/txl_wt103_base.flags",
-    ["--tokenizer=word", "--batch_size=4", "--seq_len=150"],
-  ),
-  (
-    "Transformer-XL enwik8, batch 22 x 512, memory 512",
-    "configs/txl_enwik8_base.flags",
-    ["--tokenizer=char", "--batch_size=22", "--seq_len=512"],
-  ),
-)
-
 
 def run(work, options):
   small = shapes.short_evaluations(options.corpus, work)
   steps = options.shape_steps
   rows = []
-  for name, flagfile, build_flags in _MODELS:
+  for name, flagfile, build_flags in shapes.paper_models(wt103_batch=4):
     data = work / "data"
     measure.run_measured(
       measure.command("build_data", f"--input={small}", f"--output_dir={data}") + build_flags
@@ -50,19 +37,7 @@ def run(work, options):
       ]
     )
     run_dir = work / "run"
-    _, rss = measure.run_case(
-      measure.command(
-        "train",
-        f"--flagfile={flagfile}",
-        f"--data_dir={data}",
-        f"--model_dir={run_dir}",
-        f"--train_steps={steps}",
-        "--steps_per_loop=1",
-        f"--checkpoint_every={steps}",
-        "--eval_every=0",
-        "--plot_every=0",
-      )
-    )
+    _, rss = measure.run_case(shapes.train_command(flagfile, data, run_dir, steps))
     rows.append((name, f"estimate {estimate['total']:,.0f} MiB per replica"))
     if probe["allocator_peak"] is None:
       allocator = "no allocator statistics (oneDNN off)"

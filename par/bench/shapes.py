@@ -18,18 +18,38 @@ from pathlib import Path
 from par.bench import measure
 from par.errors import ParError
 
-_SHAPES = (  # name, flagfile, build_data.py flags
-  (
-    "Transformer-XL base, WikiText-103 shape (batch 60 x 150, memory 150)",
-    "configs/txl_wt103_base.flags",
-    ["--tokenizer=word", "--batch_size=60", "--seq_len=150"],
-  ),
-  (
-    "Transformer-XL enwik8 (batch 22 x 512, memory 512)",
-    "configs/txl_enwik8_base.flags",
-    ["--tokenizer=char", "--batch_size=22", "--seq_len=512"],
-  ),
-)
+
+def paper_models(wt103_batch=60):
+  """(name, flagfile, build_data.py flags) of the paper's two models at their shapes, the
+  WikiText-103 one at `wt103_batch` lanes (Transformer-XL's 60 by default)."""
+  return (
+    (
+      f"Transformer-XL base, WikiText-103 shape (batch {wt103_batch} x 150, memory 150)",
+      "configs/txl_wt103_base.flags",
+      ["--tokenizer=word", f"--batch_size={wt103_batch}", "--seq_len=150"],
+    ),
+    (
+      "Transformer-XL enwik8 (batch 22 x 512, memory 512)",
+      "configs/txl_enwik8_base.flags",
+      ["--tokenizer=char", "--batch_size=22", "--seq_len=512"],
+    ),
+  )
+
+
+def train_command(flagfile, data, run_dir, steps):
+  """par-train of a paper model for `steps` steps, one call each, evaluated only at the end."""
+  return measure.command(
+    "train",
+    f"--flagfile={flagfile}",
+    f"--data_dir={data}",
+    f"--model_dir={run_dir}",
+    f"--train_steps={steps}",
+    "--steps_per_loop=1",
+    "--log_every=1",
+    f"--checkpoint_every={steps}",
+    "--eval_every=0",
+    "--plot_every=0",
+  )
 
 
 def short_evaluations(corpus, work):
@@ -53,7 +73,7 @@ def run(work, options):
 
   small = short_evaluations(options.corpus, work)
   rows = []
-  for name, flagfile, build_flags in _SHAPES:
+  for name, flagfile, build_flags in paper_models():
     data = work / "data"
     build_wall, build_rss = measure.run_measured(
       measure.command("build_data", f"--input={small}", f"--output_dir={data}") + build_flags
@@ -63,20 +83,7 @@ def run(work, options):
     steps = options.shape_steps
     run_dir = work / "run"
     start = time.perf_counter()
-    _, rss = measure.run_case(
-      measure.command(
-        "train",
-        f"--flagfile={flagfile}",
-        f"--data_dir={data}",
-        f"--model_dir={run_dir}",
-        f"--train_steps={steps}",
-        "--steps_per_loop=1",
-        "--log_every=1",
-        f"--checkpoint_every={steps}",
-        "--eval_every=0",
-        "--plot_every=0",
-      )
-    )
+    _, rss = measure.run_case(train_command(flagfile, data, run_dir, steps))
     wall = time.perf_counter() - start
     results = json.loads((run_dir / run_files.RESULTS_FILE).read_text())
     speed = results["train_tokens_per_second"]
