@@ -642,6 +642,21 @@ def test_the_study_over_seeds_compares_every_derivation(study):
     assert c["low"] <= c["difference"] <= c["high"]
     assert c["by_seed"] == pytest.approx([float(d.mean()) for d in differences], rel=1e-6)
     assert c["seed_sd"] == pytest.approx(float(np.std(c["by_seed"], ddof=1)), rel=1e-9)
+  # Against the strongest fixed references: the best random ordering and the best rule (here
+  # one of each), pooled over seeds on test, the difference written out from the NLLs.
+  for key, label in (("vs_best_random", "random 1"), ("vs_best_rule", "rule p=2")):
+    reference = by_model[label]
+    for model, row in by_model.items():
+      skipped = model == label or model.startswith(label.split()[0])
+      if not row["fixed"] or skipped or model == "random orderings (average)":
+        assert key not in row
+        continue
+      if row["patterns"] == reference["patterns"]:
+        continue  # (the same pattern: a difference of 0 either way)
+      differences = [nll(r) - nll(q) for r, q in zip(row["runs"], reference["runs"])]
+      c = row[key]
+      assert c["against"] == label and c["seeds"] == 2
+      assert c["difference"] == pytest.approx(float(np.concatenate(differences).mean()), rel=1e-6)
   # The noise ceiling: τ between the two seeds' retrained valid losses over the shared panel;
   # each SuperNet's τ over the same panel against its own seed's retraining.
   agreed = summary["agreement"]
@@ -679,7 +694,10 @@ def test_the_study_over_seeds_compares_every_derivation(study):
   # The three tables: a header and a line per row; a header and a line per row compared with
   # the random orderings; a header, a line per search and seed, one per pair of seeds.
   against_random = sum("vs_random" in row for row in rows)
-  assert table.count("\n| ") == (1 + len(rows)) + (1 + against_random) + (1 + 2 * 2 + 1)
+  against_best = sum(key in row for row in rows for key in ("vs_best_random", "vs_best_rule"))
+  assert table.count("\n| ") == (
+    (1 + len(rows)) + (1 + against_random) + (2 + against_best) + (1 + 2 * 2 + 1)
+  )
   assert "noise ceiling" in table and "average random ordering" in table
   # The goal's verdict for each search, from its cards: mean τ ≥ 0.5 and every seed's pick
   # within one seed sd of the panel's best.

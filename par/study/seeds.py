@@ -22,7 +22,10 @@ bootstrap's interval holds the trained models fixed and resamples test tokens, s
 seeds' spread shows the training noise (a difference counts when it stands out of both).
 With random orderings (`random=N`), a row pools them all, and every other retrained row is
 also compared with the average random ordering (`vs_random`: against the token-by-token mean
-NLL of its seed's random orderings), the comparison Yu et al. (2020) ask of a search.
+NLL of its seed's random orderings), the comparison Yu et al. (2020) ask of a search; and
+with the best random ordering and the best of PAR's rule (each chosen by mean valid
+perplexity, so that the choice does not read the test tokens), every other fixed row against
+them (`vs_best_random`, `vs_best_rule`), the bars a derived pattern has to clear.
 
 How far the SuperNet's ranking can be trusted, over the patterns every seed retrained (the
 panel): for each search and seed, Kendall's τ and Spearman's ρ between the shared-weight
@@ -98,7 +101,42 @@ def aggregate(summaries):
       _row(label, [labelled[s][label] for s in present], present, [baselines[s] for s in present])
     )
   _against_random(rows, labelled, seeds)
+  for prefix, key in BEST_OF:
+    _against_best(rows, seeds, prefix, key)
   return rows
+
+
+# The strongest fixed references, each the best of its family by mean valid perplexity over
+# seeds (valid: the choice must not read the test tokens it is compared on): every other
+# fixed row against it, on test (`vs_best_random`, `vs_best_rule`).
+BEST_OF = (("random ", "vs_best_random"), ("rule ", "vs_best_rule"))
+
+
+def _against_best(rows, seeds, prefix, key):
+  """Each fixed row's `key`: its per-token test NLL against the best row whose label starts
+  with `prefix` (by mean valid perplexity over seeds), by the paired block bootstrap pooled
+  over seeds, with that row's label (`against`). Nothing when no such row has every seed."""
+  whole = [r for r in rows if r["fixed"] and r["seeds"] == list(seeds) and "runs" in r]
+  family = [  # one pattern in every seed: not a row that pools several (the average)
+    r
+    for r in whole
+    if r["model"].startswith(prefix) and len(set(r["patterns"])) == 1 and r.get("valid_ppl")
+  ]
+  tested = all(compare_ready(run) for r in whole for run in r["runs"])
+  if not family or not tested:
+    return
+  best = min(family, key=lambda r: (r["valid_ppl"]["mean"], r["model"]))
+  theirs = [compare.test_nll(run) for run in best["runs"]]
+  for row in whole:
+    if row is best or row["model"].startswith(prefix) or row["model"] == AVERAGE_RANDOM:
+      continue
+    comparison = compare.over_seeds([compare.test_nll(run) for run in row["runs"]], theirs)
+    row[key] = dict(comparison, against=best["model"], pattern=best["pattern_label"])
+
+
+def compare_ready(run):
+  """Whether a run was scored on a test split (its per-token test NLL can be had)."""
+  return "test" in (runs.read_results(run) or {})
 
 
 def _row(model, seed_rows, seeds, baselines):
@@ -129,6 +167,7 @@ def _row(model, seed_rows, seeds, baselines):
 
 
 RANDOM = "random "  # the labels of the random orderings: "random 1", "random 2", …
+AVERAGE_RANDOM = "random orderings (average)"  # the row that follows their average
 
 
 def _against_random(rows, labelled, seeds):
@@ -166,7 +205,7 @@ def _average_random(randoms, average, baselines, seeds):
   depths = [float(np.mean([w.depth for w in where[s]])) for s in seeds]
   count = len(randoms[seeds[0]])
   row = {
-    "model": "random orderings (average)",
+    "model": AVERAGE_RANDOM,
     "fixed": True,
     "seeds": list(seeds),
     "patterns": [r["pattern"] for s in seeds for r in randoms[s]],
@@ -331,6 +370,27 @@ def markdown(rows, agreed, seeds):
     ]
     for row in against_random:
       c = row["vs_random"]
+      lines.append(
+        f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
+        f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
+      )
+  for _, key in BEST_OF:
+    against = [row for row in rows if row.get(key)]
+    if not against:
+      continue
+    reference = against[0][key]
+    lines += [
+      "",
+      f"Against the best {reference['against'].split()[0]} ({reference['against']}, "
+      f"`{reference['pattern']}`, the best of its kind by mean valid perplexity; test NLL, "
+      "Δ ± the sd of the seeds' own differences, paired block bootstrap pooled over seeds, "
+      "95% interval; negative is better):",
+      "",
+      "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
+      "|---|---|---|---|---|",
+    ]
+    for row in against:
+      c = row[key]
       lines.append(
         f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
         f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
