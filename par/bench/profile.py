@@ -21,8 +21,6 @@ def run(work, options):
   first), and the step's split and top ops read back from it."""
   from par.config import TrainConfig
   from par.data import records
-  from par.train import plan as plan_lib
-  from par.train import steps as steps_lib
   from par.train import trainer
 
   tf = cli.import_tensorflow()
@@ -36,13 +34,8 @@ def run(work, options):
   settings = measure.printed_config(data, "--flagfile=configs/base_model.flags")
   known = {field.name for field in dataclasses.fields(TrainConfig)}
   config = TrainConfig.from_dict({k: v for k, v in settings.items() if k in known})
-  config, meta = trainer.checked_data(config)
-  plan = plan_lib.make_plan(config, meta, 1)
-  strategy = tf.distribute.get_strategy()
-  model, optimizers, state, loss_scale = trainer._build(config, meta, plan, strategy)
-  loop = steps_lib.StepLoop(
-    model, optimizers, state, config, plan.total_steps, strategy, loss_scale
-  )
+  loop, meta = trainer.bench_loop(config)
+  model = loop.model
   batches = iter(records.load_dataset(str(data), "train").repeat().prefetch(2))
   memory = model.initial_memory(meta.batch_size)
   count = options.profile_steps

@@ -34,21 +34,14 @@ def main(argv):
   del argv
   tf = cli.import_tensorflow()
   from par.data import records
-  from par.train import plan as plan_lib
-  from par.train import steps as steps_lib
   from par.train import trainer
 
   runtime = config_flags.runtime_config()
   config_flags.configure_threads(runtime)
   meta = records.load_meta(FLAGS.data_dir)
-  config, meta = trainer.checked_data(config_flags.training_config(meta.vocab_size))
-  plan = plan_lib.make_plan(config, meta, 1)
-  strategy = tf.distribute.get_strategy()
-  model, optimizers, state, loss_scale = trainer._build(config, meta, plan, strategy)
+  loop, meta = trainer.bench_loop(config_flags.training_config(meta.vocab_size))
   built = _allocator(tf)
-  loop = steps_lib.StepLoop(
-    model, optimizers, state, config, plan.total_steps, strategy, loss_scale
-  )
+  model, config = loop.model, loop.config
   batches = iter(records.load_dataset(config.data_dir, "train").repeat())
   memory = model.initial_memory(meta.batch_size)
   for _ in range(FLAGS.steps):

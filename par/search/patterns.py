@@ -13,7 +13,6 @@ import numpy as np
 
 from par.config import BLOCK_KINDS
 from par.config import COUPLED_SAMPLING
-from par.config import DECOUPLED_SAMPLING
 from par.config import SAMPLING_MODES
 from par.config import argmax_pattern
 from par.errors import ParError
@@ -45,9 +44,7 @@ def search_plan(samplings, arch_splits):
       f"--arch_splits hold data out for a coupled search's architecture step; "
       f"--samplings={','.join(samplings)} learns no architecture logits"
     )
-  plan = [(s, split) for s in samplings if s in COUPLED_SAMPLING for split in arch_splits]
-  plan += [(s, 0.0) for s in samplings if s in DECOUPLED_SAMPLING]
-  return sorted(plan, key=lambda p: samplings.index(p[0]))
+  return [(s, split) for s in samplings for split in (arch_splits if s in coupled else (0.0,))]
 
 
 def check_plan(ratios, arch_splits):
@@ -141,14 +138,13 @@ def placement_pattern(n_blocks, place, k):
 def most_placed(n_blocks):
   """The most attention blocks `placement_pattern` spreads evenly without putting one first
   or last (0 when none fits)."""
-  fits = [
-    k
-    for k in range(1, n_blocks + 1)
-    if placement_pattern(n_blocks, "even", k)[0]
-    == placement_pattern(n_blocks, "even", k)[-1]
-    == "f"
-  ]
-  return max(k for k in [0, *fits] if all(j in fits for j in range(1, k + 1)))
+  k = 0
+  while k < n_blocks:
+    even = placement_pattern(n_blocks, "even", k + 1)
+    if even[0] + even[-1] != "ff":
+      break
+    k += 1
+  return k
 
 
 def random_orderings(n_blocks, count, seed=0):

@@ -329,10 +329,7 @@ def run_pipeline(
   seeded = plans(config, work_dir, seeds)
   with locks.hold(work_dir / runs.LOCK_FILE, work_dir, f"the pipeline's work directory {work_dir}"):
     searches = _search(seeded, plan, strategy, jobs)
-    split = {
-      n for p in seeded for n, s in searches[p.dir].items() if s[0].model.sampling in few_shot_of
-    }
-    groups = _split(seeded, searches, few_shot_steps, strategy, jobs, split)
+    groups = _split(seeded, searches, few_shot_steps, strategy, jobs, few_shot_of)
     derived = _derive(seeded, searches, groups, ratios, derive, ranking_tokens, jobs)
     trained = _retrain(seeded, derived, strategy, jobs)
     entries = {plan.dir: _entries(plan, searches[plan.dir], trained[plan.dir]) for plan in seeded}
@@ -390,16 +387,16 @@ def _search(seeded, plan, strategy, jobs):
   return searches
 
 
-def _split(seeded, searches, steps, strategy, jobs, names):
-  """{plan dir: {group name: group directory}}: each search of `names` split into few-shot
+def _split(seeded, searches, steps, strategy, jobs, samplings):
+  """{plan dir: {group name: group directory}}: each search of `samplings` split into few-shot
   sub-SuperNets, trained (nothing without steps)."""
   groups = {plan.dir: {} for plan in seeded}
   if not steps:
     return groups
   todo = []
   for plan in seeded:
-    for name in searches[plan.dir]:
-      if name not in names:
+    for name, (search, _, _) in searches[plan.dir].items():
+      if search.model.sampling not in samplings:
         continue
       group = fewshot.group_dir(plan.dir / name)
       groups[plan.dir][group.name] = group

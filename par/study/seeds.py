@@ -116,27 +116,22 @@ def _against_best(rows, seeds, prefix, key):
   """Each fixed row's `key`: its per-token test NLL against the best row whose label starts
   with `prefix` (by mean valid perplexity over seeds), by the paired block bootstrap pooled
   over seeds, with that row's label (`against`). Nothing when no such row has every seed."""
-  whole = [r for r in rows if r["fixed"] and r["seeds"] == list(seeds) and "runs" in r]
-  family = [  # one pattern in every seed: not a row that pools several (the average)
-    r
-    for r in whole
-    if r["model"].startswith(prefix) and len(set(r["patterns"])) == 1 and r.get("valid_ppl")
+  whole = [  # every seed, one model each (not the average random ordering's pool)
+    r for r in rows if r["fixed"] and r["seeds"] == list(seeds) and r["model"] != AVERAGE_RANDOM
   ]
-  tested = all(compare_ready(run) for r in whole for run in r["runs"])
+  family = [  # one pattern in every seed
+    r for r in whole if r["model"].startswith(prefix) and len(set(r["patterns"])) == 1
+  ]
+  tested = all(r["test_ppl"] and r["test_ppl"]["n"] == len(seeds) for r in whole)
   if not family or not tested:
     return
   best = min(family, key=lambda r: (r["valid_ppl"]["mean"], r["model"]))
   theirs = [compare.test_nll(run) for run in best["runs"]]
   for row in whole:
-    if row is best or row["model"].startswith(prefix) or row["model"] == AVERAGE_RANDOM:
+    if row is best or row["model"].startswith(prefix):
       continue
     comparison = compare.over_seeds([compare.test_nll(run) for run in row["runs"]], theirs)
     row[key] = dict(comparison, against=best["model"], pattern=best["pattern_label"])
-
-
-def compare_ready(run):
-  """Whether a run was scored on a test split (its per-token test NLL can be had)."""
-  return "test" in (runs.read_results(run) or {})
 
 
 def _row(model, seed_rows, seeds, baselines):
@@ -357,43 +352,23 @@ def markdown(rows, agreed, seeds):
       f"{_cell(row['valid_ppl'])} | {_cell(row['test_ppl'])} | {versus} | "
       f"{_time(row['train_us'])} | {_time(row['eval_us'])} |"
     )
-  against_random = [row for row in rows if row.get("vs_random")]
-  if against_random:
-    lines += [
-      "",
-      "Against the average random ordering (each seed's random orderings' per-token test NLL "
-      "averaged token by token; Δ ± the sd of the seeds' own differences; paired block "
-      "bootstrap pooled over seeds, 95% interval; negative is better):",
-      "",
-      "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
-      "|---|---|---|---|---|",
-    ]
-    for row in against_random:
-      c = row["vs_random"]
-      lines.append(
-        f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
-        f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
-      )
+  lines += _versus_table(
+    rows,
+    "vs_random",
+    "Against the average random ordering (each seed's random orderings' per-token test NLL "
+    "averaged token by token; Δ ± the sd of the seeds' own differences; paired block "
+    "bootstrap pooled over seeds, 95% interval; negative is better):",
+  )
   for _, key in BEST_OF:
-    against = [row for row in rows if row.get(key)]
-    if not against:
-      continue
-    reference = against[0][key]
-    lines += [
-      "",
-      f"Against the best {reference['against'].split()[0]} ({reference['against']}, "
-      f"`{reference['pattern']}`, the best of its kind by mean valid perplexity; test NLL, "
-      "Δ ± the sd of the seeds' own differences, paired block bootstrap pooled over seeds, "
-      "95% interval; negative is better):",
-      "",
-      "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
-      "|---|---|---|---|---|",
-    ]
-    for row in against:
-      c = row[key]
-      lines.append(
-        f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
-        f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
+    reference = next((row[key] for row in rows if row.get(key)), None)
+    if reference is not None:
+      lines += _versus_table(
+        rows,
+        key,
+        f"Against the best {reference['against'].split()[0]} ({reference['against']}, "
+        f"`{reference['pattern']}`, the best of its kind by mean valid perplexity; test NLL, "
+        "Δ ± the sd of the seeds' own differences, paired block bootstrap pooled over seeds, "
+        "95% interval; negative is better):",
       )
   lines += [
     "",
@@ -454,6 +429,27 @@ def goal_lines(agreed):
   if lines:
     lines.insert(
       0, "The goal: a ranking with τ ≥ 0.5 whose pick is within one seed sd of the best:"
+    )
+  return lines
+
+
+def _versus_table(rows, key, heading):
+  """The markdown lines of every row's comparison `key` (none without one)."""
+  compared = [row for row in rows if row.get(key)]
+  if not compared:
+    return []
+  lines = [
+    "",
+    heading,
+    "",
+    "| model | pattern | Δ NLL | 95% interval | ppl ratio |",
+    "|---|---|---|---|---|",
+  ]
+  for row in compared:
+    c = row[key]
+    lines.append(
+      f"| {row['model']} | `{row['pattern_label']}` | {_difference(c)} | "
+      f"[{c['low']:+.4f}, {c['high']:+.4f}] | {c['ratio']:.4f} |"
     )
   return lines
 

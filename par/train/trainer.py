@@ -244,6 +244,18 @@ def _evaluations(model, config, meta, strategy, stop):
   )
 
 
+def bench_loop(config):
+  """(a `steps.StepLoop` of `config` on one device, its dataset's meta): the model, optimizers
+  and state built as a run builds them, without a run directory or a resource term; what the
+  benchmarks time and measure."""
+  config, meta = checked_data(config)
+  plan = plan_lib.make_plan(config, meta, 1)
+  strategy = tf.distribute.get_strategy()
+  model, optimizers, state, loss_scale = _build(config, meta, plan, strategy)
+  loop = steps.StepLoop(model, optimizers, state, config, plan.total_steps, strategy, loss_scale)
+  return loop, meta
+
+
 def _build(config, meta, plan, strategy):
   """(model, optimizers, state, loss scale or None), made and built in the strategy's scope
   from the run's seed."""
