@@ -53,7 +53,7 @@ print(json.dumps({"names": names, "defined": defined, "own": own}))
   result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-2000:]
   report = json.loads(result.stdout)
-  assert len(report["names"]) == 13 and report["defined"] == []
+  assert len(report["names"]) == 14 and report["defined"] == []
   assert {"split", "model_dir"} <= set(report["own"]["evaluate"])
   assert {"split", "data_dir", "verify"} == set(report["own"]["check_data"])
   assert {"work_dir", "jobs", "seeds", "d_model", "architecture"} <= set(report["own"]["pipeline"])

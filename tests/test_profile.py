@@ -109,7 +109,7 @@ def test_every_suite_benchmarks_md_runs_is_one_the_command_has():
 
 
 def test_the_step_memory_probe_counts_what_the_model_holds(tmp_path):
-  # `python -m par.bench.step_memory`: after building, the allocator holds at least the
+  # `par-step-memory`: after building, the allocator holds at least the
   # feed-forward block's two [128, 2048] matrices three times (themselves and Adam's two
   # slots: the allocator counts large buffers, 1 MiB each here, not the small ones); its peak
   # over the steps is above that; one JSON line.
@@ -120,7 +120,7 @@ def test_the_step_memory_probe_counts_what_the_model_holds(tmp_path):
   flags = ["--d_model=128", "--n_heads=2", "--d_ffn=2048", "--n_blocks=2", "--architecture=sf"]
   flags += ["--cutoffs=20"]
   done = subprocess.run(
-    [sys.executable, "-m", "par.bench.step_memory", f"--data_dir={data}", "--steps=2", *flags],
+    [sys.executable, "-m", "par", "step_memory", f"--data_dir={data}", "--steps=2", *flags],
     capture_output=True,
     text=True,
     cwd=ROOT,

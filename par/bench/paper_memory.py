@@ -4,13 +4,12 @@
 For Transformer-XL base at WikiText-103's shape (batch 4, issue [6/6]'s) and the enwik8 model
 at its published per-run batch (22 × 512), on datasets built from `corpus` as the shapes suite
 builds them: `par-train --print_config`'s estimate; TensorFlow's allocator in a process that
-only trains steps (`python -m par.bench.step_memory`: in use after building, its peak over the
+only trains steps (`par-step-memory`: in use after building, its peak over the
 steps); and the peak RSS of a whole `par-train` run of the same steps, with its final
 evaluations, checkpoint and export.
 """
 
 import shutil
-import sys
 
 from par.bench import measure
 from par.bench import shapes
@@ -27,14 +26,9 @@ def run(work, options):
     )
     estimate = measure.printed_config(data, f"--flagfile={flagfile}")["memory_mib_per_replica"]
     probe, _ = measure.run_case(
-      [
-        sys.executable,
-        "-m",
-        "par.bench.step_memory",
-        f"--flagfile={flagfile}",
-        f"--data_dir={data}",
-        f"--steps={steps}",
-      ]
+      measure.command(
+        "step_memory", f"--flagfile={flagfile}", f"--data_dir={data}", f"--steps={steps}"
+      )
     )
     run_dir = work / "run"
     _, rss = measure.run_case(shapes.train_command(flagfile, data, run_dir, steps))

@@ -1,6 +1,6 @@
 """The memory of training steps in one process, as TensorFlow's allocator counts it.
 
-  python -m par.bench.step_memory --flagfile=configs/txl_wt103_base.flags \
+  par-step-memory --flagfile=configs/txl_wt103_base.flags \
       --data_dir=data/zipf-wt103_word_bsz4 --steps=3
 
 Builds the model, its optimizers and its step loop as par-train does, runs `--steps` steps
@@ -67,5 +67,6 @@ def define_flags():
   config_flags.define_training()
 
 
-if __name__ == "__main__":
-  cli.run(main, None, define_flags)
+def run():
+  """The command's entry point: `par-step-memory`, `python -m par step_memory`."""
+  cli.run(main, __name__, define_flags)
