@@ -4,10 +4,11 @@
       --data_dir=data/zipf-wt103_word_bsz4 --steps=3
 
 Builds the model, its optimizers and its step loop as par-train does, runs `--steps` steps
-of the train split one call each, and prints one JSON line: the allocator's bytes in use
-after building (parameters, optimizer slots), its peak over the steps and in use after them,
-and the process's peak RSS, in MiB. The allocator's counts exist where TensorFlow keeps them
-for the CPU (oneDNN on, its default on x86); elsewhere they are null.
+of the train split one call each, and prints one JSON line, in MiB: the allocator's bytes in
+use after building (parameters, optimizer slots), its peak over the steps (and apart over the
+first, which traces, and the later ones) and in use after them; the process's resident memory
+after building, after the steps and at its peak. The allocator's counts exist where
+TensorFlow keeps them for the CPU (oneDNN on, its default on x86); elsewhere they are null.
 """
 
 import json
@@ -20,6 +21,15 @@ from par import config_flags
 
 FLAGS = flags.FLAGS
 _MIB = 1 << 20
+
+
+def _rss():
+  """The process's resident memory now, in MiB (Linux; None elsewhere)."""
+  try:
+    with open("/proc/self/statm") as statm:
+      return int(statm.read().split()[1]) * resource.getpagesize() / _MIB
+  except OSError:
+    return None
 
 
 def _allocator(tf):
@@ -40,21 +50,29 @@ def main(argv):
   config_flags.configure_threads(runtime)
   meta = records.load_meta(FLAGS.data_dir)
   loop, meta = trainer.bench_loop(config_flags.training_config(meta.vocab_size))
-  built = _allocator(tf)
+  built, rss_built = _allocator(tf), _rss()
   model, config = loop.model, loop.config
   batches = iter(records.load_dataset(config.data_dir, "train").repeat())
   memory = model.initial_memory(meta.batch_size)
-  for _ in range(FLAGS.steps):
+  first = None
+  for step in range(FLAGS.steps):
     result = loop.run(batches, memory, tf.constant(1))
     float(result.nll)
     memory = result.memory
+    if step == 0 and FLAGS.steps > 1 and built:  # the first call traces: its own peak
+      first = _allocator(tf)["peak"]
+      tf.config.experimental.reset_memory_stats("CPU:0")
   after = _allocator(tf)
   print(
     json.dumps(
       {
         "allocator_after_build": built and built["current"],
-        "allocator_peak": after and after["peak"],
+        "allocator_peak": after and max(after["peak"], first or 0),
+        "allocator_peak_first_step": first,
+        "allocator_peak_later_steps": first and after["peak"],
         "allocator_after_steps": after and after["current"],
+        "rss_after_build": rss_built,
+        "rss_after_steps": _rss(),
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       }
     )
