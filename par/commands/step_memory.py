@@ -7,12 +7,14 @@ Builds the model, its optimizers and its step loop as par-train does, runs `--st
 of the train split one call each, and prints one JSON line, in MiB: the allocator's bytes in
 use after building (parameters, optimizer slots), its peak over the steps (and apart over the
 first, which traces, and the later ones) and in use after them; the process's resident memory
-after building, after the steps and at its peak. The allocator's counts exist where
-TensorFlow keeps them for the CPU (oneDNN on, its default on x86); elsewhere they are null.
+after building, after the steps and at its peak; and the wall time of a step after the first
+(seconds). The allocator's counts exist where TensorFlow keeps them for the CPU (oneDNN on,
+its default on x86); elsewhere they are null.
 """
 
 import json
 import resource
+import time
 
 from absl import flags
 
@@ -56,12 +58,15 @@ def main(argv):
   memory = model.initial_memory(meta.batch_size)
   first = None
   for step in range(FLAGS.steps):
+    if step == 1:
+      start = time.perf_counter()
     result = loop.run(batches, memory, tf.constant(1))
     float(result.nll)
     memory = result.memory
     if step == 0 and FLAGS.steps > 1 and built:  # the first call traces: its own peak
       first = _allocator(tf)["peak"]
       tf.config.experimental.reset_memory_stats("CPU:0")
+  later = (time.perf_counter() - start) / (FLAGS.steps - 1) if FLAGS.steps > 1 else None
   after = _allocator(tf)
   print(
     json.dumps(
@@ -73,6 +78,7 @@ def main(argv):
         "allocator_after_steps": after and after["current"],
         "rss_after_build": rss_built,
         "rss_after_steps": _rss(),
+        "seconds_per_later_step": later,
         "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
       }
     )
