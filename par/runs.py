@@ -262,9 +262,10 @@ def export(model, model_dir):
     with errors.writing(path):
       shutil.rmtree(files, ignore_errors=True)
       model.save(files, zipped=False)
-      written = sorted(f for f in files.rglob("*") if f.is_file())
-      first = {"metadata.json": 0, "config.json": 1}  # Keras's order
-      written.sort(key=lambda f: first.get(f.name, 2))
+      first = {"metadata.json": 0, "config.json": 1}  # Keras's order, then the rest
+      written = sorted(
+        (f for f in files.rglob("*") if f.is_file()), key=lambda f: (first.get(f.name, 2), f)
+      )
       with zipfile.ZipFile(partial, "w") as archive:
         for f in written:
           archive.write(f, f.relative_to(files).as_posix())
