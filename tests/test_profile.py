@@ -3,7 +3,9 @@ names; the matmul bound's subprocess; the suites' table; BENCHMARKS.md's command
 
 import json
 import re
+import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -136,3 +138,31 @@ def test_the_step_memory_probe_counts_what_the_model_holds(tmp_path):
   first, later = probe["allocator_peak_first_step"], probe["allocator_peak_later_steps"]
   assert first > probe["allocator_after_build"] and later > probe["allocator_after_build"]
   assert probe["allocator_peak"] == max(first, later)
+
+
+_HOLDS = """
+import sys, numpy as np
+held = np.ones(int(sys.argv[1]) * 2**20 // 8)  # touched: resident
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")))
+sys.stderr.write("x" * 200_000)  # more than a pipe holds: read while the command runs
+sys.exit(int(sys.argv[2]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_commands_peak_is_its_own_not_its_parents():
+  # This process holds 600 MiB more than any command it measures; a command's peak must be
+  # its own (Linux carries a parent's high-water mark into a child's ru_maxrss).
+  from par.bench import measure
+  from par.errors import ParError
+
+  ballast = np.ones(600 * 2**20 // 8)
+  for mib in (50, 200):
+    own, rss = measure.run_case([sys.executable, "-c", _HOLDS, str(mib), "0"])
+    assert own / 1024 == pytest.approx(rss, abs=2)  # VmHWM as the command saw it
+    assert mib < rss < mib + 100
+  wall, rss = measure.run_measured([sys.executable, "-c", _HOLDS, "50", "0"])
+  assert 50 < rss < 150 and 0 < wall < 60
+  with pytest.raises(ParError, match="failed: x+$"):
+    measure.run_case([sys.executable, "-c", _HOLDS, "10", "3"])
+  assert ballast.sum() == ballast.size

@@ -17,34 +17,64 @@ def command(name, *flags):
   return [sys.executable, "-m", "par", name, *map(str, flags)]
 
 
+# Runs the command line after its first argument and writes the command's peak resident
+# memory (ru_maxrss as wait4 reports it) and wall seconds to the file descriptor that argument
+# names.
+_PEAK = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+os.write(int(sys.argv[1]), f"{usage.ru_maxrss} {wall!r}".encode())
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
+def _run(line, stdout):
+  """Runs a command line; returns (its stdout or None, its peak RSS in MiB, its wall seconds).
+
+  A child's ru_maxrss starts at least at its parent's peak (Linux keeps a process's high-water
+  mark over fork and exec): started from a process that imported TensorFlow, every child
+  would measure at least that process's 600 MiB or more. Each command is therefore started by
+  a small interpreter of its own (`_PEAK`), whose peak of about 10 MiB is the floor; its pipes
+  are read while it runs, so a command's long log cannot fill them and stall it."""
+  read, write = os.pipe()
+  try:
+    process = subprocess.Popen(
+      [sys.executable, "-c", _PEAK, str(write), *map(str, line)],
+      stdout=stdout,
+      stderr=subprocess.PIPE,
+      pass_fds=(write,),
+    )
+  finally:
+    os.close(write)
+  with os.fdopen(read, "rb") as peak:
+    out, err = process.communicate()
+    measured = peak.read().decode().split()
+  if process.returncode != 0 or not measured:
+    raise ParError(f"{' '.join(map(str, line))} failed: {_last_line(err.decode(errors='replace'))}")
+  maxrss, wall = int(measured[0]), float(measured[1])
+  # ru_maxrss is in KiB on Linux and in bytes on macOS.
+  return out, maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024), wall
+
+
 def run_measured(line):
   """Runs a command line; returns (wall seconds, peak RSS in MiB) of that process alone."""
-  start = time.perf_counter()
-  process = subprocess.Popen(line, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  _, status, usage = os.wait4(process.pid, 0)
-  wall = time.perf_counter() - start
-  stderr = process.stderr.read().decode()
-  process.stderr.close()
-  if os.waitstatus_to_exitcode(status) != 0:
-    raise ParError(f"{' '.join(map(str, line))} failed: {_last_line(stderr)}")
-  return wall, usage.ru_maxrss / 1024
+  _, rss, wall = _run(line, subprocess.DEVNULL)
+  return wall, rss
 
 
 def run_case(line):
   """Runs a command line; returns (its last stdout line as JSON or None, peak RSS MiB)."""
-  process = subprocess.Popen(line, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-  _, status, usage = os.wait4(process.pid, 0)
-  stdout, stderr = process.stdout.read().decode(), process.stderr.read().decode()
-  process.stdout.close()
-  process.stderr.close()
-  if os.waitstatus_to_exitcode(status) != 0:
-    raise ParError(f"{' '.join(map(str, line))} failed: {_last_line(stderr)}")
-  lines = stdout.strip().splitlines()
+  stdout, rss, _ = _run(line, subprocess.PIPE)
+  lines = stdout.decode().strip().splitlines()
   try:
     value = json.loads(lines[-1]) if lines else None
   except ValueError:
     value = None
-  return value, usage.ru_maxrss / 1024
+  return value, rss
 
 
 def _last_line(stderr):
