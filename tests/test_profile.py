@@ -163,6 +163,6 @@ def test_a_commands_peak_is_its_own_not_its_parents():
     assert mib < rss < mib + 100
   wall, rss = measure.run_measured([sys.executable, "-c", _HOLDS, "50", "0"])
   assert 50 < rss < 150 and 0 < wall < 60
-  with pytest.raises(ParError, match="failed: x+$"):
+  with pytest.raises(ParError, match=r"failed: x+$"):
     measure.run_case([sys.executable, "-c", _HOLDS, "10", "3"])
   assert ballast.sum() == ballast.size
