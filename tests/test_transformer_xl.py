@@ -3,6 +3,8 @@ a naive mask, and the published parameter counts of its WikiText-103 and enwik8 
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -414,9 +416,6 @@ def test_an_export_copies_no_table():
   # memory: two tables at the export's peak (840 MiB at WikiText-103's vocabulary). Read once,
   # handed to Keras as its own copy and written to disk before zipping (runs.export), none;
   # the archive loads back to the same table.
-  import subprocess
-  import sys
-
   def tables_grown(mode):
     done = subprocess.run(
       [sys.executable, "-c", _EXPORT_PEAK, mode], capture_output=True, text=True, cwd=ROOT

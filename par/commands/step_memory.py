@@ -14,6 +14,7 @@ its default on x86); elsewhere they are null.
 
 import json
 import resource
+import sys
 import time
 
 from absl import flags
@@ -44,7 +45,8 @@ def _peak_rss():
           return int(line.split()[1]) / 1024
   except OSError:
     pass
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, bytes on macOS
+  return maxrss / (_MIB if sys.platform == "darwin" else 1024)
 
 
 def _allocator(tf):
