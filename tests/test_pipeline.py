@@ -676,6 +676,11 @@ def test_the_study_over_seeds_compares_every_derivation(study):
     scores = json.loads((work / "seed-4" / name / "ranking.json").read_text())["scores"]
     tau = ranking.kendall_tau([scores[p] for p in panel], [losses[4][p] for p in panel])
     assert agreed["searches"][name]["4"]["kendall_tau"] == pytest.approx(tau, nan_ok=True)
+    skips = agreed["skips"]["searches"][name]["4"]
+    free = [p for p in panel if "i" not in p]
+    assert skips["skipping"] + skips["skip_free"] == len(panel) and skips["skip_free"] == len(free)
+    tau = ranking.kendall_tau([scores[p] for p in free], [losses[4][p] for p in free])
+    assert skips["skip_free_tau"] == pytest.approx(tau, nan_ok=True)
 
     # Its cost: its training (its steps' tokens at the pace it reported) and its ranking,
     # over the baseline's training, worked out here from the files.
@@ -711,6 +716,30 @@ def test_the_study_over_seeds_compares_every_derivation(study):
   for name in ("tradeoff", "depth", "agreement"):
     assert (work / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (work / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_the_skip_paragraph_gives_each_searchs_shift_and_tau_over_seeds():
+  from par.study import seeds
+
+  def bias(shift, tau):
+    return {"skipping": 2, "rank_shift": shift, "skip_free": 4, "skip_free_tau": tau}
+
+  agreed = {
+    "skips": {
+      "searches": {"search": {1: bias(3.0, 0.2), 2: bias(1.0, 0.4)}, "fair": {1: bias(-1, 0)}},
+      "seed_to_seed": {"1-2": bias(-0.5, 0.6)},
+    }
+  }
+  line = seeds.skip_lines(agreed)
+  # Mean ± sd (ddof 1) over seeds: shifts 3 and 1 → 2.0 ± 1.4; τ 0.2 and 0.4 → 0.30 ± 0.14.
+  assert line.startswith("The 2 patterns of the panel that skip a block") and "of 6 each" in line
+  assert "search 2.0 ± 1.4 places, τ 0.30 ± 0.14; fair -1.0 places, τ 0.00;" in line
+  assert line.endswith("another's: 0.5 places (absolute), τ 0.60.")
+  for searches in (
+    {"search": {1: dict(bias(1, 0), skipping=0)}},
+    {"s": {1: bias(1, 0) | {"skip_free": 2}}},
+  ):
+    assert seeds.skip_lines({"skips": {"searches": searches, "seed_to_seed": {}}}) == ""
 
 
 @pytest.mark.slow

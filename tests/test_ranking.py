@@ -93,6 +93,26 @@ def test_the_report_card_against_hand_computations_with_ties():
   assert math.isnan(ranking.report_card({"a": 1, "b": 2}, {"a": 1, "b": 2})["tau_se"])
 
 
+def test_the_skip_bias_by_hand():
+  from scipy import stats
+
+  # Retraining orders sf < fs < si < ii < ff (places 1 to 5; xx and extra are on one side
+  # only); the scores order ii < si = fs < sf < ff: ii at place 1, si and fs tied at 2.5.
+  retrained = {"sf": 1.0, "fs": 2.0, "si": 3.0, "ii": 4.0, "ff": 5.0, "xx": 0.0}
+  scores = {"ii": 1.0, "si": 2.0, "fs": 2.0, "sf": 3.0, "ff": 4.0, "extra": 0.0}
+  bias = ranking.skip_bias(scores, retrained)
+  # Places of si: retraining 3, scores 2.5; of ii: 4 and 1: a mean shift of (0.5 + 3) / 2.
+  assert bias["skipping"] == 2 and bias["rank_shift"] == pytest.approx(1.75)
+  # Without them: sf, fs, ff retrain 1, 2, 5 and score 3, 2, 4: two pairs of three concordant.
+  free = ["sf", "fs", "ff"]
+  tau = stats.kendalltau([scores[p] for p in free], [retrained[p] for p in free]).statistic
+  assert bias["skip_free"] == 3 and bias["skip_free_tau"] == pytest.approx(tau) == 1 / 3
+  # A ranking that agrees with retraining shifts nothing; a panel without skips has no shift.
+  assert ranking.skip_bias(retrained, retrained)["rank_shift"] == 0.0
+  none = ranking.skip_bias({"sf": 1, "fs": 2}, {"sf": 2, "fs": 1})
+  assert none["skipping"] == 0 and math.isnan(none["rank_shift"]) and none["skip_free_tau"] == -1
+
+
 # --- which patterns ----------------------------------------------------------------------
 
 

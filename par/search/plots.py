@@ -460,7 +460,8 @@ def depth(points, split="test", title=""):
 def scores_against_retrained(panels, title=""):
   """Each search's shared-weight scores against the retrained losses of the same patterns,
   one panel per search, a point per pattern and seed (marker by seed: that seed's SuperNet
-  against that seed's retraining), coloured by the pattern's attention blocks; each panel's
+  against that seed's retraining), coloured by the pattern's attention blocks, hollow when it
+  skips a block; each panel's
   title gives Kendall's τ of each seed. {"png": bytes, "pdf": bytes}.
 
   Args:
@@ -483,14 +484,17 @@ def scores_against_retrained(panels, title=""):
       taus = []
       for seed, points in sorted(panels[name].items()):
         for pattern, score, loss in points:
+          colour = colours[pattern.count("s")]
+          skips = "i" in pattern  # hollow: weight sharing is known to favour skipping
           axes.scatter(
             score,
             loss,
             marker=markers[seed],
             s=30,
-            color=colours[pattern.count("s")],
+            facecolors="none" if skips else colour,
+            edgecolors=colour,
             alpha=0.85,
-            linewidths=0,
+            linewidths=1.0 if skips else 0,
           )
         taus.append(kendall_tau([x for _, x, _ in points], [y for _, _, y in points]))
       axes.set_title(f"{name}\nτ by seed: {', '.join(f'{t:.2f}' for t in taus)}", fontsize=9)
@@ -508,6 +512,10 @@ def scores_against_retrained(panels, title=""):
     ] + [
       plt.Line2D([], [], ls="", marker=markers[s], color="0.3", label=f"seed {s}") for s in seeds
     ]
+    if any("i" in p for p in patterns):
+      handles.append(
+        plt.Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", label="skips a block")
+      )
     figure.legend(handles=handles, fontsize=7, loc="outside right upper")
     figure.suptitle(title or "Shared-weight scores against retraining", fontsize=10)
     return _files(figure, ("png", "pdf"))

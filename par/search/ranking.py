@@ -155,6 +155,34 @@ def report_card(scores, retrained, by_seed=None, top=TOP_SHARE):
   return card
 
 
+def skip_bias(scores, retrained):
+  """How a ranking treats the patterns that skip a block (hold an identity), over the
+  patterns both sides have: weight-sharing searches are known to favour parameter-free
+  operations (DARTS' collapse onto skip connections), which retraining need not.
+
+  Returns:
+    {"skipping": how many patterns skip a block; "rank_shift": the mean over them of their
+    place in `retrained`'s order minus their place in `scores`' (1-based ranks over the whole
+    panel, ties averaged; positive: `scores` puts them ahead of where `retrained` does; NaN
+    without any); "skip_free": how many do not; "skip_free_tau": Kendall's τ-b over those
+    alone (NaN below two)}.
+  """
+  panel = [p for p in retrained if p in scores]
+  skipping = [k for k, p in enumerate(panel) if "i" in p]
+  free = [p for p in panel if "i" not in p]
+  shift = float("nan")
+  if skipping:
+    by_scores = ranks([scores[p] for p in panel])
+    by_retraining = ranks([retrained[p] for p in panel])
+    shift = float(np.mean(by_retraining[skipping] - by_scores[skipping]))
+  return {
+    "skipping": len(skipping),
+    "rank_shift": shift,
+    "skip_free": len(free),
+    "skip_free_tau": kendall_tau([scores[p] for p in free], [retrained[p] for p in free]),
+  }
+
+
 # --- which patterns ----------------------------------------------------------------------
 
 

@@ -279,18 +279,28 @@ def agreement(summaries):
     return {"kendall_tau": ranking.kendall_tau(x, y), "spearman_rho": ranking.spearman_rho(x, y)}
 
   on_panel = {s: {p: retrained[s][p] for p in panel} for s in seeds}
-  searches = {}
+  searches, skips = {}, {}
   for s in seeds:
     for name, search in summaries[s]["searches"].items():  # few-shot groups among them
       scores = runs.read_json(Path(search["run"]) / rank.RANKING_FILE)["scores"]
       card = ranking.report_card(scores, on_panel[s], on_panel)
       card["cost"] = search_cost(summaries[s], name)
       searches.setdefault(name, {})[s] = card
+      skips.setdefault(name, {})[s] = ranking.skip_bias(scores, on_panel[s])
   pairs = {
     f"{a}-{b}": statistics([retrained[a][p] for p in panel], [retrained[b][p] for p in panel])
     for a, b in itertools.combinations(seeds, 2)
   }
-  return {"panel": panel, "searches": searches, "seed_to_seed": pairs}
+  seed_skips = {
+    f"{a}-{b}": ranking.skip_bias(on_panel[a], on_panel[b])
+    for a, b in itertools.combinations(seeds, 2)
+  }
+  return {
+    "panel": panel,
+    "searches": searches,
+    "seed_to_seed": pairs,
+    "skips": {"searches": skips, "seed_to_seed": seed_skips},
+  }
 
 
 def _difference(comparison):
@@ -402,6 +412,9 @@ def markdown(rows, agreed, seeds):
   goal = goal_lines(agreed)
   if goal:
     lines += ["", *goal]
+  skips = skip_lines(agreed)
+  if skips:
+    lines += ["", skips]
   return "\n".join(lines) + "\n"
 
 
@@ -431,6 +444,39 @@ def goal_lines(agreed):
       0, "The goal: a ranking with τ ≥ 0.5 whose pick is within one seed sd of the best:"
     )
   return lines
+
+
+def skip_lines(agreed):
+  """One paragraph: where the rankings put the patterns that skip a block, and their τ
+  without them (`ranking.skip_bias`), beside the same between seeds; "" when the panel has no
+  such pattern, or fewer than three others."""
+  skips = agreed.get("skips")
+  if not skips or not skips["searches"]:
+    return ""
+  first = next(iter(next(iter(skips["searches"].values())).values()))
+  if not first["skipping"] or first["skip_free"] < 3:
+    return ""
+  parts = []
+  for name, per_seed in skips["searches"].items():
+    shifts = [b["rank_shift"] for b in per_seed.values()]
+    taus = [b["skip_free_tau"] for b in per_seed.values()]
+    parts.append(f"{name} {_cell(_over_seeds(shifts), 1)} places, τ {_cell(_over_seeds(taus))}")
+  pairs = skips["seed_to_seed"].values()
+  shifts = [abs(b["rank_shift"]) for b in pairs]
+  taus = [b["skip_free_tau"] for b in pairs]
+  between = (
+    f"; one seed's retraining against another's: {_cell(_over_seeds(shifts), 1)} places "
+    f"(absolute), τ {_cell(_over_seeds(taus))}"
+    if pairs
+    else ""
+  )
+  return (
+    f"The {first['skipping']} patterns of the panel that skip a block (an identity): how many "
+    f"places of {first['skipping'] + first['skip_free']} each ranking puts them ahead of its "
+    "seed's retraining (their mean over them, then mean ± sd over seeds; weight sharing is "
+    "known to favour parameter-free operations), and its τ over the other "
+    f"{first['skip_free']} patterns alone: {'; '.join(parts)}{between}."
+  )
 
 
 def _versus_table(rows, key, heading):
