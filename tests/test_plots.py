@@ -44,3 +44,24 @@ def test_gif_has_one_frame_of_one_size_per_entry():
     gif.seek(frame)
     sizes.add(gif.size)
   assert gif.n_frames == 3 and len(sizes) == 1
+
+
+def test_the_agreement_figure_draws_skipping_patterns_hollow(monkeypatch):
+  # A point per pattern and seed, filled in its attention count's colour, or hollow (no fill,
+  # the colour on its edge) when it skips a block; the legend says so.
+  closed = []
+  monkeypatch.setattr(plots.plt, "close", closed.append)
+  panels = {"fair": {1: [("sfs", 4.0, 4.1), ("sfi", 3.9, 4.3)], 2: [("sfs", 4.1, 4.2)]}}
+  files = plots.scores_against_retrained(panels, "t")
+  assert files["png"][:8] == b"\x89PNG\r\n\x1a\n"
+  (figure,) = closed
+  points = figure.axes[0].collections
+  assert [tuple(c.get_offsets()[0]) for c in points] == [(4.0, 4.1), (3.9, 4.3), (4.1, 4.2)]
+  faces = [c.get_facecolors() for c in points]
+  hollow = len(faces[1]) == 0 or faces[1][0][3] == 0
+  assert faces[0][0][3] > 0 and faces[2][0][3] > 0 and hollow
+  assert points[1].get_edgecolors()[0][3] > 0 and points[1].get_linewidths()[0] > 0
+  labels = [t.get_text() for t in figure.legends[0].get_texts()]
+  assert labels[-1] == "skips a block" and "seed 2" in labels
+  files = plots.scores_against_retrained({"fair": {1: [("sfs", 4.0, 4.1), ("ssf", 3.9, 4.3)]}})
+  assert "skips a block" not in [t.get_text() for t in closed[-1].legends[0].get_texts()]
