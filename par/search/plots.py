@@ -461,8 +461,8 @@ def scores_against_retrained(panels, title=""):
   """Each search's shared-weight scores against the retrained losses of the same patterns,
   one panel per search, a point per pattern and seed (marker by seed: that seed's SuperNet
   against that seed's retraining), coloured by the pattern's attention blocks, hollow when it
-  skips a block; each panel's
-  title gives Kendall's τ of each seed. {"png": bytes, "pdf": bytes}.
+  skips a block; each panel's title gives Kendall's τ of each seed. {"png": bytes, "pdf":
+  bytes}.
 
   Args:
     panels: {search name: {seed: [(pattern, shared-weight score, retrained loss)]}}.
